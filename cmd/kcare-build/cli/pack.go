@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/kernel"
+	"github.com/kcare/kcare/internal/kimage"
+	"github.com/kcare/kcare/internal/kmod"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pack", flag.ContinueOnError)
+	module := fs.String("module", "", "the livepatch module `FILE`.ko")
+	kimg := fs.String("kernel", "", "the target kernel image `FILE` (vmlinuz bzImage or vmlinux)")
+	level := fs.Int("level", 0, "cumulative patch `LEVEL` (1, 2, ...)")
+	var cves listFlag
+	fs.Var(&cves, "cve", "a fixed vulnerability `ID:TEXT` (repeatable)")
+	effective := fs.String("effective-release", "", "the kernel `RELEASE` carrying the same fixes (default: the kernel's)")
+	name := fs.String("name", "", "patch `NAME` (default: RELEASE-LEVEL)")
+	desc := fs.String("description", "", "a one-line `TEXT` about the level")
+	released := fs.String("released", "", "release `TIME`, RFC 3339 (default: now)")
+	key := fs.String("sign-key", "", "the publisher's private key `FILE`")
+	out := fs.String("out", "", "write the bundle to `FILE`.kcp and its signature to FILE.kcp.sig")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := required("module", *module, "kernel", *kimg, "sign-key", *key, "out", *out); err != nil {
+		return err
+	}
+	if *level < 1 {
+		return fmt.Errorf("%w: --level must be 1 or more", errUsage)
+	}
+	when := time.Now().UTC().Truncate(time.Second)
+	if *released != "" {
+		t, err := time.Parse(time.RFC3339, *released)
+		if err != nil {
+			return fmt.Errorf("%w: --released: %v", errUsage, err)
+		}
+		when = t.UTC()
+	}
+	keyData, err := os.ReadFile(*key)
+	if err != nil {
+		return err
+	}
+	signer, err := trust.ReadSigner(keyData)
+	if err != nil {
+		return fmt.Errorf("read signing key: %w", err)
+	}
+	ko, err := os.ReadFile(*module)
+	if err != nil {
+		return err
+	}
+	if len(ko) > bundle.MaxModuleSize {
+		return fmt.Errorf("module %s: %w (%d bytes)", *module, bundle.ErrTooLarge, len(ko))
+	}
+	info, err := kmod.ReadInfo(ko)
+	if err != nil {
+		return fmt.Errorf("module %s: %w", *module, err)
+	}
+	if !info.Livepatch {
+		return fmt.Errorf("module %s is not a livepatch (no livepatch=Y tag)", *module)
+	}
+	id, err := kimage.IdentifyFile(*kimg)
+	if err != nil {
+		return fmt.Errorf("kernel %s: %w", *kimg, err)
+	}
+	if info.Release() != id.Release {
+		return fmt.Errorf("module %s was built for %s (vermagic %q), kernel %s is %s", *module, info.Release(), info.Vermagic, *kimg, id.Release)
+	}
+	m := bundle.Manifest{
+		Name:  *name,
+		Level: *level,
+		Kernel: bundle.Kernel{
+			BuildID:  id.BuildID,
+			Release:  id.Release,
+			Version:  id.Banner,
+			KernelID: kernel.KernelID(id.Banner),
+		},
+		Module:           bundle.Module{File: info.Name + ".ko", Name: info.Name, Vermagic: info.Vermagic},
+		EffectiveRelease: *effective,
+		Released:         when,
+		Description:      *desc,
+		CVEs:             []bundle.CVE{},
+	}
+	if m.Name == "" {
+		m.Name = id.Release + "-" + strconv.Itoa(*level)
+	}
+	for _, c := range cves {
+		cid, text, _ := strings.Cut(c, ":")
+		cid = strings.TrimSpace(cid)
+		m.CVEs = append(m.CVEs, bundle.CVE{ID: cid, Description: strings.TrimSpace(text), URL: "https://www.cve.org/CVERecord?id=" + cid})
+	}
+	var buf bytes.Buffer
+	if err := bundle.Write(&buf, m, ko); err != nil {
+		return err
+	}
+	sig, err := signer.Sign(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out+".sig", sig, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s level %d for %s (build-id %s), sha256 %s\n", *out, m.Level, id.Release, id.BuildID, bundle.Digest(buf.Bytes()))
+	return nil
+}

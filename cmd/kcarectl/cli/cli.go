@@ -1,0 +1,183 @@
+// Package cli is kcarectl's command line: options as KernelCare users
+// know them, one action per run, exit codes from docs/cli.md.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/kmod"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+// Exit codes, documented in docs/cli.md.
+const (
+	ExitOK          = 0
+	ExitError       = 1
+	ExitUsage       = 2
+	ExitRefused     = 3 // verification failed: signature, digest, size, target kernel, vermagic
+	ExitUnsupported = 4 // the kernel has no livepatch support or refused the module
+	ExitStalled     = 5 // the transition did not finish and was reversed
+	ExitLocked      = 6 // another kcarectl holds the lock
+)
+
+// Version is kcarectl's version, set at link time.
+var Version = "0.1.0"
+
+type options struct {
+	apply     string
+	sig       string
+	unload    bool
+	info      bool
+	json      bool
+	uname     bool
+	patchInfo bool
+	update    bool
+	conf      string
+	root      string
+	timeout   string
+	version   bool
+}
+
+func (o *options) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.apply, "apply", "", "verify and apply the patch bundle `FILE` (FILE.sig beside it)")
+	fs.StringVar(&o.sig, "sig", "", "detached signature `FILE` for --apply (default: the bundle path + .sig)")
+	fs.BoolVar(&o.unload, "unload", false, "disable and remove every kcare patch")
+	fs.BoolVar(&o.info, "info", false, "show the applied patch level")
+	fs.BoolVar(&o.json, "json", false, "with --info: print JSON (stable fields)")
+	fs.BoolVar(&o.uname, "uname", false, "print the effective kernel release")
+	fs.BoolVar(&o.patchInfo, "patch-info", false, "list the applied patches (kpatch-* lines)")
+	fs.BoolVar(&o.update, "update", false, "apply the newest level (UPDATE_POLICY=LOCAL: the cached level, no network)")
+	fs.StringVar(&o.conf, "config", config.DefaultPath, "configuration `FILE`")
+	fs.StringVar(&o.root, "root", "/", "treat `DIR` as the root of /sys, /proc, /etc and /var (for tests and images)")
+	fs.StringVar(&o.timeout, "transition-timeout", "", "bound on the livepatch transition, e.g. 60s (default TRANSITION_TIMEOUT)")
+	fs.BoolVar(&o.version, "version", false, "print kcarectl's version")
+}
+
+// Run runs kcarectl with args and returns its exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("kcarectl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	o.flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: kcarectl [--apply FILE | --unload | --update | --info [--json] | --uname | --patch-info]\n\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nexit codes: 0 ok, 1 error, 2 usage, 3 verification refused, 4 kernel unsupported, 5 transition reversed, 6 locked\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kcarectl: unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage
+	}
+	actions := 0
+	for _, on := range []bool{o.apply != "", o.unload, o.info, o.uname, o.patchInfo, o.update, o.version} {
+		if on {
+			actions++
+		}
+	}
+	if actions != 1 {
+		fmt.Fprintf(stderr, "kcarectl: give exactly one of --apply, --unload, --update, --info, --uname, --patch-info, --version\n")
+		return ExitUsage
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "kcarectl %s\n", Version)
+		return ExitOK
+	}
+	a, err := newAgent(&o, stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	switch {
+	case o.apply != "":
+		err = runApply(ctx, a, &o, stdout)
+	case o.unload:
+		err = runUnload(ctx, a, stdout)
+	case o.update:
+		err = runUpdate(ctx, a, stdout)
+	case o.info:
+		err = runInfo(a, o.json, stdout)
+	case o.uname:
+		err = runUname(a, stdout)
+	case o.patchInfo:
+		err = runPatchInfo(a, stdout)
+	}
+	if errors.Is(err, agent.ErrNothingToDo) {
+		fmt.Fprintf(stderr, "kcarectl: %v\n", err)
+		return ExitOK
+	}
+	return fail(stderr, err)
+}
+
+func newAgent(o *options, stderr io.Writer) (*agent.Agent, error) {
+	f, err := config.Load(filepath.Join(o.root, o.conf))
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := f.Config()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.conf, err)
+	}
+	if o.timeout != "" {
+		f := config.File{}
+		f.Set("TRANSITION_TIMEOUT", o.timeout)
+		c, err := f.Config()
+		if err != nil {
+			return nil, fmt.Errorf("--transition-timeout: %w", err)
+		}
+		cfg.TransitionTimeout = c.TransitionTimeout
+	}
+	return &agent.Agent{Root: o.root, Config: cfg, Loader: kmod.Kernel{}, Log: prefixWriter{stderr}}, nil
+}
+
+// prefixWriter marks progress lines as kcarectl's.
+type prefixWriter struct{ w io.Writer }
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := fmt.Fprintf(p.w, "kcarectl: %s", b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// fail prints err once and maps it to an exit code.
+func fail(stderr io.Writer, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "kcarectl: %v\n", err)
+	return ExitCode(err)
+}
+
+// ExitCode maps an error to kcarectl's exit code.
+func ExitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, agent.ErrNothingToDo):
+		return ExitOK
+	case errors.Is(err, agent.ErrLocked):
+		return ExitLocked
+	case errors.Is(err, agent.ErrStalled):
+		return ExitStalled
+	case errors.Is(err, agent.ErrNoLivepatch), errors.Is(err, agent.ErrLoad):
+		return ExitUnsupported
+	case errors.Is(err, trust.ErrUnsigned), errors.Is(err, trust.ErrUnknownKey),
+		errors.Is(err, trust.ErrBadSignature), errors.Is(err, trust.ErrMalformedSignature),
+		errors.Is(err, bundle.ErrMalformed), errors.Is(err, bundle.ErrDigestMismatch),
+		errors.Is(err, bundle.ErrTooLarge), errors.Is(err, agent.ErrWrongKernel),
+		errors.Is(err, agent.ErrVermagic), errors.Is(err, agent.ErrNotPatch):
+		return ExitRefused
+	}
+	return ExitError
+}

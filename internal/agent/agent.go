@@ -1,0 +1,493 @@
+// Package agent is kcarectl's workflow: verify a signed patch bundle,
+// load it into the running kernel through the livepatch subsystem, wait for
+// the transition, remove the level it replaced, record the state, and
+// reverse cleanly when anything fails.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/kernel"
+	"github.com/kcare/kcare/internal/kmod"
+	"github.com/kcare/kcare/internal/livepatch"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+// Bounds on waits, named so every message can say them.
+const (
+	// ReverseBound bounds the wait for a reversed or disabled patch to go.
+	ReverseBound = 60 * time.Second
+	// ReplacedBound bounds the wait for a replaced patch to be freed.
+	ReplacedBound = 30 * time.Second
+	// LockBound bounds the wait for another kcarectl to finish.
+	LockBound = 30 * time.Second
+)
+
+// ModulePrefix starts the name of every kcare livepatch module.
+const ModulePrefix = "kcare_"
+
+// Errors for callers to tell apart. Each maps to an exit code of kcarectl.
+var (
+	// ErrNothingToDo is not a failure: the level is already in effect, or
+	// there is nothing for this kernel.
+	ErrNothingToDo = errors.New("nothing to do")
+	ErrWrongKernel = errors.New("bundle is for another kernel")
+	ErrVermagic    = errors.New("module vermagic does not match the running kernel")
+	ErrNotPatch    = errors.New("module is not a kcare livepatch")
+	ErrNoLivepatch = errors.New("kernel has no livepatch support")
+	ErrStalled     = errors.New("transition stalled and was reversed")
+	ErrLocked      = errors.New("another kcarectl is changing the kernel")
+	ErrLoad        = errors.New("kernel refused the module")
+)
+
+// Agent applies and removes patch levels on one kernel.
+type Agent struct {
+	// Root holds the /sys, /proc, /var trees; "" means "/".
+	Root   string
+	Config config.Config
+	// Keys verifies bundles; nil loads Config.KeyringDir under Root.
+	Keys   *trust.Keyring
+	Loader kmod.Loader
+	// Log gets progress and warnings (stderr in kcarectl); nil discards.
+	Log io.Writer
+	Now func() time.Time
+	// LockWait bounds the wait for the kcarectl lock; zero means LockBound.
+	LockWait time.Duration
+}
+
+func (a *Agent) root() string {
+	if a.Root == "" {
+		return "/"
+	}
+	return a.Root
+}
+
+func (a *Agent) sysfs() livepatch.Sysfs { return livepatch.Sysfs{Root: a.root()} }
+
+func (a *Agent) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Agent) logf(format string, args ...any) {
+	if a.Log != nil {
+		fmt.Fprintf(a.Log, format+"\n", args...)
+	}
+}
+
+func (a *Agent) keyring() (*trust.Keyring, error) {
+	if a.Keys != nil {
+		return a.Keys, nil
+	}
+	dir := a.Config.KeyringDir
+	if dir == "" {
+		dir = config.DefaultKeyringDir
+	}
+	k, err := trust.LoadKeyring(filepath.Join(a.root(), dir))
+	if err != nil {
+		return nil, fmt.Errorf("load keyring: %w", err)
+	}
+	a.Keys = k
+	return k, nil
+}
+
+// lock takes the kcarectl lock, waiting up to LockBound.
+func (a *Agent) lock(ctx context.Context) (unlock func(), err error) {
+	if err := os.MkdirAll(a.stateDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	path := filepath.Join(a.stateDir(), "kcarectl.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	wait := a.LockWait
+	if wait <= 0 {
+		wait = LockBound
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("waited %s for %s: %w", wait, path, ErrLocked)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Result says what Apply did.
+type Result struct {
+	Manifest bundle.Manifest
+	Replaced []string // modules removed after the transition
+	Elapsed  time.Duration
+}
+
+// Apply verifies the bundle data with its detached signature sig and
+// applies it. Nothing touches the kernel until every check has passed. If
+// the transition does not finish within Config.TransitionTimeout, it is
+// reversed, the module removed, and the previous level stays in effect
+// and recorded; the error then wraps ErrStalled.
+func (a *Agent) Apply(ctx context.Context, data, sig []byte) (*Result, error) {
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return a.apply(ctx, data, sig)
+}
+
+func (a *Agent) apply(ctx context.Context, data, sig []byte) (*Result, error) {
+	start := time.Now()
+	b, id, err := a.check(data, sig)
+	if err != nil {
+		return nil, err
+	}
+	m := &b.Manifest
+	sys := a.sysfs()
+	if p, err := sys.Patch(m.Module.Name); err == nil && p.Enabled && !p.Transition {
+		// Already in effect: make sure the record says so too.
+		if err := a.record(b, data, sig); err != nil {
+			return nil, err
+		}
+		return &Result{Manifest: *m}, fmt.Errorf("level %d (%s) is already applied: %w", m.Level, m.Module.Name, ErrNothingToDo)
+	}
+	// A kcare module of this name loaded but not an enabled patch is a
+	// leftover (a disabled patch never removed): take it out first.
+	if a.moduleLoaded(m.Module.Name) && !sys.Exists(m.Module.Name) {
+		if err := a.Loader.Unload(ctx, m.Module.Name); err != nil {
+			return nil, fmt.Errorf("remove leftover module %s: %w", m.Module.Name, err)
+		}
+	}
+
+	a.logf("applying level %d (%s) to %s", m.Level, m.Module.Name, id.Release)
+	if err := a.Loader.Load(ctx, b.Module); err != nil {
+		return nil, fmt.Errorf("load %s: %w: %w", m.Module.Name, ErrLoad, err)
+	}
+	bound := a.Config.TransitionTimeout
+	if bound <= 0 {
+		bound = config.DefaultTransitionTimeout
+	}
+	a.logf("waiting up to %s for transition of %s to finish", bound, m.Module.Name)
+	if err := sys.WaitTransition(ctx, m.Module.Name, bound); err != nil {
+		return nil, a.reverse(ctx, m.Module.Name, err)
+	}
+	p, err := sys.Patch(m.Module.Name)
+	if err != nil || !p.Enabled {
+		// The kernel took the module but the patch is not in effect.
+		rerr := a.removePatch(ctx, m.Module.Name)
+		return nil, errors.Join(fmt.Errorf("patch %s not enabled after load: %w", m.Module.Name, ErrLoad), err, rerr)
+	}
+
+	// The new level is in effect. Record it before cleaning up, so that a
+	// crash from here on leaves a record that agrees with the kernel.
+	if err := a.record(b, data, sig); err != nil {
+		return nil, err
+	}
+	replaced, err := a.removeReplaced(ctx, m.Module.Name)
+	res := &Result{Manifest: *m, Replaced: replaced, Elapsed: time.Since(start)}
+	if err != nil {
+		return res, fmt.Errorf("level %d applied, but removing the replaced modules failed: %w", m.Level, err)
+	}
+	return res, nil
+}
+
+// check verifies a bundle for the running kernel, in a fixed order:
+// signature, archive and digest, target build-id, module tags, kernel
+// support.
+func (a *Agent) check(data, sig []byte) (*bundle.Bundle, kernel.Identity, error) {
+	keys, err := a.keyring()
+	if err != nil {
+		return nil, kernel.Identity{}, err
+	}
+	b, err := bundle.Open(data, sig, keys)
+	if err != nil {
+		return nil, kernel.Identity{}, err
+	}
+	id, err := kernel.Read(a.root())
+	if err != nil {
+		return nil, id, err
+	}
+	m := &b.Manifest
+	if m.Kernel.BuildID != id.BuildID {
+		return nil, id, fmt.Errorf("%w: bundle %s is for build-id %s (%s), running kernel is %s (%s)",
+			ErrWrongKernel, m.Name, m.Kernel.BuildID, m.Kernel.Release, id.BuildID, id.Release)
+	}
+	if m.Kernel.Release != id.Release {
+		return nil, id, fmt.Errorf("%w: bundle %s is for release %s, running kernel is %s", ErrWrongKernel, m.Name, m.Kernel.Release, id.Release)
+	}
+	info, err := kmod.ReadInfo(b.Module)
+	if err != nil {
+		return nil, id, fmt.Errorf("%w: %v", bundle.ErrMalformed, err)
+	}
+	if info.Vermagic != m.Module.Vermagic || info.Release() != id.Release {
+		return nil, id, fmt.Errorf("%w: module says %q, running kernel is %s", ErrVermagic, info.Vermagic, id.Release)
+	}
+	if !info.Livepatch || info.Name != m.Module.Name || !strings.HasPrefix(info.Name, ModulePrefix) {
+		return nil, id, fmt.Errorf("%w: module %s (livepatch tag %v, manifest says %s)", ErrNotPatch, info.Name, info.Livepatch, m.Module.Name)
+	}
+	if !a.sysfs().Supported() {
+		return nil, id, ErrNoLivepatch
+	}
+	return b, id, nil
+}
+
+// reverse handles a transition that did not finish: write 0 to enabled,
+// wait for the reversal and the directory to go, remove the module.
+func (a *Agent) reverse(ctx context.Context, name string, cause error) error {
+	a.logf("%v; reversing", cause)
+	rerr := a.removePatch(ctx, name)
+	var stall *livepatch.StallError
+	if errors.As(cause, &stall) {
+		if rerr != nil {
+			return fmt.Errorf("%w: %v; and the reversal failed: %v", ErrStalled, cause, rerr)
+		}
+		return fmt.Errorf("%w: %v", ErrStalled, cause)
+	}
+	return errors.Join(cause, rerr)
+}
+
+// removePatch disables the patch name, waits for its directory to vanish,
+// and removes its module.
+func (a *Agent) removePatch(ctx context.Context, name string) error {
+	sys := a.sysfs()
+	if sys.Exists(name) {
+		if err := sys.Disable(name); err != nil && !errors.Is(err, livepatch.ErrNoPatch) {
+			return err
+		}
+		if err := sys.WaitGone(ctx, name, ReverseBound); err != nil {
+			return err
+		}
+	}
+	if !a.moduleLoaded(name) {
+		return nil
+	}
+	if err := a.Loader.Unload(ctx, name); err != nil && !errors.Is(err, kmod.ErrAbsent) {
+		return fmt.Errorf("remove module %s: %w", name, err)
+	}
+	return nil
+}
+
+// removeReplaced removes every kcare module except keep, once the kernel
+// has freed the patch it replaced.
+func (a *Agent) removeReplaced(ctx context.Context, keep string) ([]string, error) {
+	var removed []string
+	var errs []error
+	for _, name := range a.kcareModules() {
+		if name == keep {
+			continue
+		}
+		if err := a.sysfs().WaitGone(ctx, name, ReplacedBound); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := a.Loader.Unload(ctx, name); err != nil && !errors.Is(err, kmod.ErrAbsent) {
+			errs = append(errs, fmt.Errorf("remove replaced module %s: %w", name, err))
+			continue
+		}
+		removed = append(removed, name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// kcareModules lists the loaded modules whose name starts with kcare_.
+func (a *Agent) kcareModules() []string {
+	ents, _ := os.ReadDir(filepath.Join(a.root(), "sys/module"))
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ModulePrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (a *Agent) moduleLoaded(name string) bool {
+	_, err := os.Stat(filepath.Join(a.root(), "sys/module", name))
+	return err == nil
+}
+
+// record caches the bundle and writes the state for an applied level.
+func (a *Agent) record(b *bundle.Bundle, data, sig []byte) error {
+	rel, err := a.cacheBundle(&b.Manifest, data, sig)
+	if err != nil {
+		return err
+	}
+	st := &State{
+		Manifest: b.Manifest,
+		Applied:  a.now().UTC().Truncate(time.Second),
+		Digest:   bundle.Digest(data),
+		Bundle:   rel,
+		Signer:   b.Signer.Fingerprint,
+	}
+	if old, _ := a.readState(); old != nil && old.Digest == st.Digest && a.sysfs().Exists(old.Manifest.Module.Name) {
+		st.Applied = old.Applied
+	}
+	if err := a.writeState(st); err != nil {
+		return fmt.Errorf("record state: %w", err)
+	}
+	return nil
+}
+
+// Unload disables and removes every kcare patch, waiting as the kernel
+// selftests do, and records that nothing is applied.
+func (a *Agent) Unload(ctx context.Context) ([]string, error) {
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	sys := a.sysfs()
+	if !sys.Supported() {
+		return nil, ErrNoLivepatch
+	}
+	patches, err := sys.Patches()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	// The newest patch is on top of the kernel's stack; disabling goes from the top.
+	for i := len(patches) - 1; i >= 0; i-- {
+		p := patches[i]
+		if !strings.HasPrefix(p.Name, ModulePrefix) {
+			continue
+		}
+		a.logf("disabling %s, waiting up to %s for it to go", p.Name, ReverseBound)
+		if err := a.removePatch(ctx, p.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, p.Name)
+	}
+	for _, name := range a.kcareModules() {
+		if sys.Exists(name) {
+			continue
+		}
+		if err := a.Loader.Unload(ctx, name); err != nil && !errors.Is(err, kmod.ErrAbsent) {
+			errs = append(errs, fmt.Errorf("remove module %s: %w", name, err))
+			continue
+		}
+		if !contains(removed, name) {
+			removed = append(removed, name)
+		}
+	}
+	if len(errs) > 0 {
+		return removed, errors.Join(errs...)
+	}
+	if err := a.writeState(nil); err != nil {
+		return removed, err
+	}
+	if len(removed) == 0 {
+		return nil, fmt.Errorf("no kcare patches loaded: %w", ErrNothingToDo)
+	}
+	return removed, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// UpdateLocal re-applies the cached level for the running kernel with no
+// network, as UPDATE_POLICY=LOCAL asks (at boot).
+func (a *Agent) UpdateLocal(ctx context.Context) (*Result, error) {
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	id, err := kernel.Read(a.root())
+	if err != nil {
+		return nil, err
+	}
+	path, err := a.cachedBundle(id)
+	if err != nil {
+		return nil, err
+	}
+	data, err := readLimited(path, bundle.MaxBundleSize)
+	if err != nil {
+		return nil, fmt.Errorf("read cached bundle: %w", err)
+	}
+	sig, err := readLimited(path+".sig", bundle.MaxSignatureSize)
+	if err != nil {
+		return nil, fmt.Errorf("read cached bundle signature: %w", err)
+	}
+	a.logf("re-applying cached %s", path)
+	return a.apply(ctx, data, sig)
+}
+
+// cachedBundle finds the bundle to re-apply: the recorded one if it is for
+// this kernel, else the highest cached level for this build-id.
+func (a *Agent) cachedBundle(id kernel.Identity) (string, error) {
+	st, err := a.readState()
+	if err != nil {
+		return "", err
+	}
+	if st != nil && st.Manifest.Kernel.BuildID == id.BuildID && st.Bundle != "" {
+		return filepath.Join(a.cacheDir(), st.Bundle), nil
+	}
+	dir := filepath.Join(a.cacheDir(), id.BuildID)
+	ents, _ := os.ReadDir(dir)
+	best, bestLevel := "", 0
+	for _, e := range ents {
+		var n int
+		if _, err := fmt.Sscanf(e.Name(), "level-%d.kcp", &n); err == nil && e.Name() == fmt.Sprintf("level-%d.kcp", n) && n > bestLevel {
+			best, bestLevel = filepath.Join(dir, e.Name()), n
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no cached patches for kernel %s (%s): %w", id.Release, id.BuildID, ErrNothingToDo)
+	}
+	return best, nil
+}
+
+func readLimited(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: %w (limit %d bytes)", path, bundle.ErrTooLarge, max)
+	}
+	return b, nil
+}
+
+// ReadFile reads a bundle or signature file with the bundle size limits.
+func ReadFile(path string, max int64) ([]byte, error) { return readLimited(path, max) }

@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/kernel"
+)
+
+// Info is the patch state of the running kernel: what the kernel has,
+// joined with what was recorded. Its JSON fields are stable; fields are
+// only added.
+type Info struct {
+	Kernel           KernelInfo   `json:"kernel"`
+	State            string       `json:"state"` // "applied", "none" or "unsupported"
+	Level            int          `json:"level"`
+	Patch            string       `json:"patch,omitempty"`
+	Module           string       `json:"module,omitempty"`
+	EffectiveRelease string       `json:"effective_release"`
+	CVEs             []bundle.CVE `json:"cves"`
+	Applied          *time.Time   `json:"applied,omitempty"`
+	Released         *time.Time   `json:"released,omitempty"`
+	Description      string       `json:"description,omitempty"`
+	CachedLevel      int          `json:"cached_level,omitempty"`
+	Livepatches      []string     `json:"livepatches"`
+}
+
+// KernelInfo names the running kernel.
+type KernelInfo struct {
+	Release  string `json:"release"`
+	BuildID  string `json:"build_id"`
+	KernelID string `json:"kernel_id"`
+}
+
+// Info reads the running kernel's patch state. A recorded level counts as
+// applied only when the kernel has its patch enabled.
+func (a *Agent) Info() (*Info, error) {
+	id, err := kernel.Read(a.root())
+	if err != nil {
+		return nil, err
+	}
+	info := &Info{
+		Kernel:           KernelInfo{Release: id.Release, BuildID: id.BuildID, KernelID: id.KernelID()},
+		State:            "none",
+		EffectiveRelease: id.Release,
+		CVEs:             []bundle.CVE{},
+		Livepatches:      []string{},
+	}
+	sys := a.sysfs()
+	if !sys.Supported() {
+		info.State = "unsupported"
+		return info, nil
+	}
+	patches, err := sys.Patches()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range patches {
+		info.Livepatches = append(info.Livepatches, p.Name)
+	}
+	st, err := a.readState()
+	if err != nil {
+		return nil, err
+	}
+	if st == nil || st.Manifest.Kernel.BuildID != id.BuildID {
+		return info, nil
+	}
+	m := st.Manifest
+	p, err := sys.Patch(m.Module.Name)
+	if err != nil || !p.Enabled {
+		info.CachedLevel = m.Level
+		return info, nil
+	}
+	info.State = "applied"
+	info.Level = m.Level
+	info.Patch = m.Name
+	info.Module = m.Module.Name
+	info.EffectiveRelease = m.EffectiveReleaseOr()
+	if m.CVEs != nil {
+		info.CVEs = m.CVEs
+	}
+	applied, released := st.Applied, m.Released
+	info.Applied, info.Released = &applied, &released
+	info.Description = m.Description
+	return info, nil
+}

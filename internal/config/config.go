@@ -1,0 +1,254 @@
+// Package config reads and writes kcare.conf, keeping the user's comments and order.
+//
+// The file layer, File, is lossless: it keeps every line as written and
+// changes only the assignments that Set and Unset edit. The typed layer,
+// Config, reads the keys kcarectl knows, fills in their defaults and checks
+// their values. Other keys are kept in the file and ignored.
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultPath is where kcarectl reads its configuration.
+const DefaultPath = "/etc/sysconfig/kcare/kcare.conf"
+
+// Defaults of the keys that have one.
+const (
+	DefaultKeyringDir        = "/etc/sysconfig/kcare/keys"
+	DefaultTransitionTimeout = 60 * time.Second
+)
+
+// Update policies, the values of UPDATE_POLICY.
+const (
+	UpdatePolicyRemote     = "REMOTE"
+	UpdatePolicyLocal      = "LOCAL"
+	UpdatePolicyLocalFirst = "LOCAL_FIRST"
+)
+
+// Config is the agent's configuration, read from a File.
+type Config struct {
+	PatchServer         string        // PATCH_SERVER: an http or https URL, or "" for the built-in one
+	RegistrationURL     string        // REGISTRATION_URL: an http or https URL, or "" for the built-in one
+	AutoUpdate          bool          // AUTO_UPDATE, default true
+	Prefix              string        // PREFIX: "", "test", "12h", "24h" or "48h"
+	StickyPatch         string        // STICKY_PATCH: "", "KEY" or a date for ParseStickyDate, as written
+	UpdatePolicy        string        // UPDATE_POLICY: one of the UpdatePolicy constants, default REMOTE
+	UpdateDelay         string        // UPDATE_DELAY, as written
+	TransitionTimeout   time.Duration // TRANSITION_TIMEOUT, default 60s
+	KeyringDir          string        // KEYRING_DIR, an absolute path, default DefaultKeyringDir
+	HTTPProxy           string        // HTTP_PROXY, as written
+	HTTPSProxy          string        // HTTPS_PROXY, as written
+	IgnoreUnknownKernel bool          // IGNORE_UNKNOWN_KERNEL, default false
+}
+
+// Default returns the configuration of an empty file.
+func Default() Config {
+	return Config{
+		AutoUpdate:        true,
+		UpdatePolicy:      UpdatePolicyRemote,
+		TransitionTimeout: DefaultTransitionTimeout,
+		KeyringDir:        DefaultKeyringDir,
+	}
+}
+
+// A ValueError reports a known key whose value is not valid.
+type ValueError struct {
+	Key   string
+	Line  int // 1-based line of the assignment that counts, the last one
+	Value string
+	Err   error
+}
+
+func (e *ValueError) Error() string {
+	return fmt.Sprintf("line %d: %s=%q: %v", e.Line, e.Key, e.Value, e.Err)
+}
+
+func (e *ValueError) Unwrap() error { return e.Err }
+
+// fields are the keys Config reads. Each set checks a value and stores it.
+// For a key with a default, an empty value keeps the default.
+var fields = []struct {
+	key string
+	set func(c *Config, v string) error
+}{
+	{"PATCH_SERVER", func(c *Config, v string) error { return setURL(&c.PatchServer, v) }},
+	{"REGISTRATION_URL", func(c *Config, v string) error { return setURL(&c.RegistrationURL, v) }},
+	{"AUTO_UPDATE", func(c *Config, v string) error { return setBool(&c.AutoUpdate, v) }},
+	{"PREFIX", func(c *Config, v string) error {
+		switch v {
+		case "", "test", "12h", "24h", "48h":
+			c.Prefix = v
+			return nil
+		}
+		return errors.New(`want "", test, 12h, 24h or 48h`)
+	}},
+	{"STICKY_PATCH", func(c *Config, v string) error {
+		if v != "" && v != "KEY" {
+			if _, err := parseStickyDate(v); err != nil {
+				return fmt.Errorf(`want "", KEY, DDMMYY, DDMMYYYY or YYYY-MM-DD: %v`, err)
+			}
+		}
+		c.StickyPatch = v
+		return nil
+	}},
+	{"UPDATE_POLICY", func(c *Config, v string) error {
+		switch p := strings.ToUpper(v); p {
+		case "":
+		case UpdatePolicyRemote, UpdatePolicyLocal, UpdatePolicyLocalFirst:
+			c.UpdatePolicy = p
+		default:
+			return errors.New("want REMOTE, LOCAL or LOCAL_FIRST")
+		}
+		return nil
+	}},
+	{"UPDATE_DELAY", func(c *Config, v string) error { c.UpdateDelay = v; return nil }},
+	{"TRANSITION_TIMEOUT", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		d, err := parseTimeout(v)
+		if err != nil {
+			return err
+		}
+		c.TransitionTimeout = d
+		return nil
+	}},
+	{"KEYRING_DIR", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if !filepath.IsAbs(v) {
+			return errors.New("want an absolute path")
+		}
+		c.KeyringDir = v
+		return nil
+	}},
+	{"HTTP_PROXY", func(c *Config, v string) error { c.HTTPProxy = v; return nil }},
+	{"HTTPS_PROXY", func(c *Config, v string) error { c.HTTPSProxy = v; return nil }},
+	{"IGNORE_UNKNOWN_KERNEL", func(c *Config, v string) error { return setBool(&c.IgnoreUnknownKernel, v) }},
+}
+
+// Config returns the configuration the file describes: Default, overridden
+// by the last assignment of each known key. It reports every invalid value,
+// in line order, each as a *ValueError.
+func (f *File) Config() (Config, error) {
+	c := Default()
+	var errs []*ValueError
+	for _, field := range fields {
+		i := f.last(field.key)
+		if i < 0 {
+			continue
+		}
+		v := f.lines[i].value
+		if err := field.set(&c, v); err != nil {
+			errs = append(errs, &ValueError{Key: field.key, Line: i + 1, Value: v, Err: err})
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b *ValueError) int { return cmp.Compare(a.Line, b.Line) })
+		joined := make([]error, len(errs))
+		for i, err := range errs {
+			joined[i] = err
+		}
+		return Config{}, errors.Join(joined...)
+	}
+	return c, nil
+}
+
+// setBool parses a boolean as kcarectl always has: true, yes, on or 1, and
+// false, no, off or 0, in any case. An empty value keeps the default.
+func setBool(b *bool, v string) error {
+	switch strings.ToLower(v) {
+	case "":
+	case "true", "yes", "on", "1":
+		*b = true
+	case "false", "no", "off", "0":
+		*b = false
+	default:
+		return errors.New("want true/false, yes/no, on/off or 1/0")
+	}
+	return nil
+}
+
+// setURL checks that v is empty or an absolute http or https URL.
+func setURL(s *string, v string) error {
+	if v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errors.New("want an http or https URL")
+		}
+	}
+	*s = v
+	return nil
+}
+
+// parseTimeout parses a positive timeout in seconds ("60") or as a Go
+// duration ("90s").
+func parseTimeout(v string) (time.Duration, error) {
+	const want = `want seconds ("60") or a duration ("90s") greater than zero`
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 || n > math.MaxInt64/int64(time.Second) {
+			return 0, errors.New(want)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, errors.New(want)
+	}
+	return d, nil
+}
+
+// ParseStickyDate parses a STICKY_PATCH date, DDMMYY, DDMMYYYY or
+// YYYY-MM-DD, as that day at 00:00 UTC. A two-digit year YY is 19YY from 69
+// on and 20YY before.
+func ParseStickyDate(v string) (time.Time, error) {
+	t, err := parseStickyDate(v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse sticky patch date %q: %w", v, err)
+	}
+	return t, nil
+}
+
+// parseStickyDate is ParseStickyDate with an error that does not repeat v.
+func parseStickyDate(v string) (time.Time, error) {
+	var layout string
+	switch {
+	case len(v) == 6 && allDigits(v):
+		layout = "020106"
+	case len(v) == 8 && allDigits(v):
+		layout = "02012006"
+	case len(v) == 10 && allDigits(v[0:4]) && v[4] == '-' && allDigits(v[5:7]) && v[7] == '-' && allDigits(v[8:10]):
+		layout = "2006-01-02"
+	default:
+		return time.Time{}, errors.New("not DDMMYY, DDMMYYYY or YYYY-MM-DD")
+	}
+	t, err := time.Parse(layout, v)
+	if err != nil {
+		var pe *time.ParseError
+		if errors.As(err, &pe) && pe.Message != "" {
+			return time.Time{}, errors.New(strings.TrimPrefix(pe.Message, ": "))
+		}
+		return time.Time{}, errors.New("not a valid date")
+	}
+	return t, nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,181 @@
+// Package kbuild builds an out-of-tree livepatch module with kbuild against
+// a distribution kernel's extracted headers, as Debian ships them: an arch
+// headers directory whose Makefile includes a common one by absolute path.
+package kbuild
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Headers locates the two halves of a kernel's headers.
+type Headers struct {
+	Dir    string // arch headers, e.g. .../linux-headers-6.1.0-56-amd64
+	Common string // the directory its Makefile includes, e.g. .../linux-headers-6.1.0-56-common
+}
+
+var includeLine = regexp.MustCompile(`(?m)^include\s+(\S+)/Makefile\s*$`)
+
+// FindHeaders resolves dir: an arch headers directory, or a tree (an
+// extracted package root) holding exactly one under usr/src.
+func FindHeaders(dir string) (Headers, error) {
+	if _, err := os.Stat(filepath.Join(dir, "Makefile")); err != nil {
+		cands, _ := filepath.Glob(filepath.Join(dir, "usr/src/linux-headers-*"))
+		var arch []string
+		for _, c := range cands {
+			if !strings.HasSuffix(c, "-common") {
+				arch = append(arch, c)
+			}
+		}
+		if len(arch) != 1 {
+			return Headers{}, fmt.Errorf("headers: %s has no Makefile and %d header trees under usr/src", dir, len(arch))
+		}
+		dir = arch[0]
+	}
+	mk, err := os.ReadFile(filepath.Join(dir, "Makefile"))
+	if err != nil {
+		return Headers{}, fmt.Errorf("headers: %w", err)
+	}
+	h := Headers{Dir: dir}
+	if m := includeLine.FindSubmatch(mk); m != nil {
+		// The include names an absolute path where the package installs;
+		// here it is extracted beside dir.
+		common := filepath.Join(filepath.Dir(dir), filepath.Base(string(m[1])))
+		if _, err := os.Stat(filepath.Join(common, "Makefile")); err != nil {
+			if _, err2 := os.Stat(filepath.Join(string(m[1]), "Makefile")); err2 != nil {
+				return Headers{}, fmt.Errorf("headers: %s includes %s, found neither it nor %s", dir, m[1], common)
+			}
+			common = string(m[1])
+		}
+		h.Common = common
+	}
+	return h, nil
+}
+
+// Options of one build.
+type Options struct {
+	Headers Headers
+	Src     string   // directory of .c and .h files
+	Name    string   // module name, e.g. kcare_l2
+	Defines []string // NAME or NAME=VALUE, passed as -D
+	Out     string   // where to write NAME.ko
+	Log     io.Writer
+}
+
+var validName = regexp.MustCompile(`^[a-z0-9_]{1,55}$`)
+var validDefine = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_.+-]*)?$`)
+
+// Build copies the sources into a temporary directory, writes a Kbuild
+// file naming the module, runs make there and copies the .ko to Out.
+func Build(ctx context.Context, o Options) error {
+	if !validName.MatchString(o.Name) {
+		return fmt.Errorf("build: bad module name %q (lower-case letters, digits, _)", o.Name)
+	}
+	for _, d := range o.Defines {
+		if !validDefine.MatchString(d) {
+			return fmt.Errorf("build: bad define %q", d)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "kcare-build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	objs, err := copySources(o.Src, tmp)
+	if err != nil {
+		return err
+	}
+	if len(objs) == 0 {
+		return fmt.Errorf("build: no .c files in %s", o.Src)
+	}
+	for _, obj := range objs {
+		if obj == o.Name+".o" && len(objs) > 1 {
+			return fmt.Errorf("build: source %s.c has the module's name; rename it", o.Name)
+		}
+	}
+	var kb bytes.Buffer
+	fmt.Fprintf(&kb, "obj-m := %s.o\n", o.Name)
+	if !(len(objs) == 1 && objs[0] == o.Name+".o") {
+		fmt.Fprintf(&kb, "%s-y := %s\n", o.Name, strings.Join(objs, " "))
+	}
+	for _, d := range o.Defines {
+		fmt.Fprintf(&kb, "ccflags-y += -D%s\n", d)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "Kbuild"), kb.Bytes(), 0o644); err != nil {
+		return err
+	}
+	args := []string{"-C", o.Headers.Dir}
+	if o.Headers.Common != "" {
+		args = append(args, "-f", filepath.Join(o.Headers.Common, "Makefile"))
+	}
+	args = append(args, "M="+tmp, "modules")
+	cmd := exec.CommandContext(ctx, "make", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if o.Log != nil {
+		cmd.Stdout = io.MultiWriter(&out, o.Log)
+		cmd.Stderr = cmd.Stdout
+	}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build %s: make: %w\n%s", o.Name, err, tail(out.String(), 30))
+	}
+	ko, err := os.ReadFile(filepath.Join(tmp, o.Name+".ko"))
+	if err != nil {
+		return fmt.Errorf("build %s: no module produced: %w", o.Name, err)
+	}
+	if err := os.WriteFile(o.Out, ko, 0o644); err != nil {
+		return fmt.Errorf("build %s: %w", o.Name, err)
+	}
+	return nil
+}
+
+func copySources(src, dst string) ([]string, error) {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return nil, fmt.Errorf("build: read sources: %w", err)
+	}
+	var objs []string
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(n, ".c") || strings.HasSuffix(n, ".h")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, n))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dst, n), b, 0o644); err != nil {
+			return nil, err
+		}
+		if strings.HasSuffix(n, ".c") {
+			objs = append(objs, strings.TrimSuffix(n, ".c")+".o")
+		}
+	}
+	sort.Strings(objs)
+	return objs, nil
+}
+
+func tail(s string, n int) string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ErrNoHeaders is returned when no headers directory was given.
+var ErrNoHeaders = errors.New("no kernel headers given")
