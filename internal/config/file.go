@@ -20,15 +20,15 @@ var ErrTooLarge = errors.New("larger than 1 MiB")
 // Bytes returns the input unchanged until Set or Unset edits it, and then
 // changes only the lines they touch.
 //
-// A File is not safe for concurrent use.
+// The zero File is an empty file. A File is not safe for concurrent use.
 type File struct {
 	lines []line
 }
 
 // line is one line of a File.
 type line struct {
-	text string // as written, without its terminator
-	eol  string // "\n", "\r\n", or "" for a last line that has none
+	text string // as written, without its ending
+	eol  string // "\n" or "\r\n", or for the last line also "\r" or ""
 
 	// For an assignment, key is its name, value its value with the quotes
 	// removed, and text[start:end] the value as written.
@@ -58,7 +58,8 @@ func (e *SyntaxError) Error() string {
 // Parse expands nothing: '$' and '`' are taken literally. Values cannot span
 // lines.
 //
-// A "\r\n" line ending is accepted and kept.
+// A "\r\n" line ending, or a "\r" ending the last line, is accepted and
+// kept; the "\r" is not part of the line.
 func Parse(data []byte) (*File, error) {
 	f := &File{}
 	s := string(data)
@@ -66,11 +67,11 @@ func Parse(data []byte) (*File, error) {
 		var l line
 		if i := strings.IndexByte(s, '\n'); i >= 0 {
 			l.text, l.eol, s = s[:i], "\n", s[i+1:]
-			if strings.HasSuffix(l.text, "\r") {
-				l.text, l.eol = l.text[:len(l.text)-1], "\r\n"
-			}
 		} else {
 			l.text, s = s, ""
+		}
+		if strings.HasSuffix(l.text, "\r") {
+			l.text, l.eol = l.text[:len(l.text)-1], "\r"+l.eol
 		}
 		if err := parseLine(&l); err != nil {
 			return nil, &SyntaxError{Line: n, Msg: err.Error()}
@@ -226,17 +227,23 @@ func (f *File) Set(key, value string) {
 		l.value, l.end = value, l.start+len(word)
 		return
 	}
-	// End the new line, and a last line that has no ending, the way the
-	// file's last ended line is ended.
+	// End the new line, and a last line that has no newline, the way the
+	// file's last line with a newline is ended.
 	eol := "\n"
 	for i := len(f.lines) - 1; i >= 0; i-- {
-		if f.lines[i].eol != "" {
+		if strings.HasSuffix(f.lines[i].eol, "\n") {
 			eol = f.lines[i].eol
 			break
 		}
 	}
-	if n := len(f.lines); n > 0 && f.lines[n-1].eol == "" {
-		f.lines[n-1].eol = eol
+	if n := len(f.lines); n > 0 {
+		switch last := &f.lines[n-1]; last.eol {
+		case "":
+			last.eol = eol
+		case "\r":
+			last.eol = "\r\n"
+		}
+		eol = f.lines[n-1].eol
 	}
 	f.lines = append(f.lines, line{
 		text:  key + "=" + word,

@@ -54,6 +54,8 @@ func TestParseGet(t *testing.T) {
 		{"last-wins", "PREFIX=12h\nAUTO_UPDATE=no\nPREFIX=24h\n", []kv{{"PREFIX", "24h"}, {"AUTO_UPDATE", "no"}}},
 		{"no-final-newline", "AUTO_UPDATE=on", []kv{{"AUTO_UPDATE", "on"}}},
 		{"crlf", "AUTO_UPDATE=1\r\nPREFIX=48h\r\n", []kv{{"AUTO_UPDATE", "1"}, {"PREFIX", "48h"}}},
+		{"cr-at-end", "AUTO_UPDATE=1\r\nPREFIX=48h\r", []kv{{"AUTO_UPDATE", "1"}, {"PREFIX", "48h"}}},
+		{"cr-in-value", "NOTE=a\rb\n", []kv{{"NOTE", "a\rb"}}},
 		{"empty-value", "STICKY_PATCH=\n", []kv{{"STICKY_PATCH", ""}}},
 		{"empty-value-comment", "STICKY_PATCH= # none\n", []kv{{"STICKY_PATCH", ""}}},
 		{"indented", "  export\tPREFIX=test\n", []kv{{"PREFIX", "test"}}},
@@ -213,6 +215,8 @@ func TestSetAppends(t *testing.T) {
 		{"no-final-newline", "A=1", "A=1\nKEYRING_DIR=/etc/kcare/keys\n"},
 		{"crlf", "A=1\r\n", "A=1\r\nKEYRING_DIR=/etc/kcare/keys\r\n"},
 		{"crlf-no-final-newline", "A=1\r\nB=2", "A=1\r\nB=2\r\nKEYRING_DIR=/etc/kcare/keys\r\n"},
+		{"cr-at-end", "A=1\r", "A=1\r\nKEYRING_DIR=/etc/kcare/keys\r\n"},
+		{"cr-after-newlines", "A=1\nB=\r", "A=1\nB=\r\nKEYRING_DIR=/etc/kcare/keys\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

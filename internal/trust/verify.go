@@ -15,8 +15,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
-// acceptedHashes are the digests Verify accepts. SHA-1 and shorter digests
-// are refused even where OpenPGP still allows them.
+// acceptedHashes are the digests Verify accepts. Anything else, SHA-1 and
+// SHA-224 among them, is refused even where OpenPGP still allows it.
 var acceptedHashes = map[crypto.Hash]bool{
 	crypto.SHA256:   true,
 	crypto.SHA384:   true,

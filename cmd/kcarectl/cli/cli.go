@@ -131,6 +131,9 @@ func newAgent(o *options, stderr io.Writer) (*agent.Agent, error) {
 		return nil, fmt.Errorf("%s: %w", o.conf, err)
 	}
 	if o.timeout != "" {
+		if !config.ValidValue(o.timeout) {
+			return nil, fmt.Errorf("--transition-timeout: bad value %q", o.timeout)
+		}
 		f := config.File{}
 		f.Set("TRANSITION_TIMEOUT", o.timeout)
 		c, err := f.Config()

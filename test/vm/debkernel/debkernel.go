@@ -101,10 +101,12 @@ func Fetch(ctx context.Context, cacheDir string, logf func(format string, args .
 		return nil, fmt.Errorf("fetch debian kernel: release %q is not an amd64 kernel", release)
 	}
 	imagePkg := "linux-image-" + release + "-unsigned"
-	version, err := candidateVersion(ctx, imagePkg)
+	headersPkg := "linux-headers-" + release
+	pkgs, err := show(ctx, imagePkg, headersPkg)
 	if err != nil {
 		return nil, fmt.Errorf("fetch debian kernel: %w", err)
 	}
+	version := pkgs[imagePkg].Version
 	k := newKernel(filepath.Join(cacheDir, "kernel", release+"_"+version), abi, release, version)
 	if complete(k.Root) {
 		if err := ensureVmlinux(k, logf); err != nil {
@@ -113,15 +115,20 @@ func Fetch(ctx context.Context, cacheDir string, logf func(format string, args .
 		return k, nil
 	}
 
-	headersPkg := "linux-headers-" + release
-	kbuildPkg, err := kbuildPackage(ctx, headersPkg)
+	kbuildPkg := ""
+	for _, d := range pkgs[headersPkg].Depends {
+		if strings.HasPrefix(d, "linux-kbuild-") {
+			kbuildPkg = d
+		}
+	}
+	if kbuildPkg == "" {
+		return nil, fmt.Errorf("fetch debian kernel: %s depends on no linux-kbuild package", headersPkg)
+	}
+	kbuild, err := show(ctx, kbuildPkg)
 	if err != nil {
 		return nil, fmt.Errorf("fetch debian kernel: %w", err)
 	}
-	kbuildVersion, err := candidateVersion(ctx, kbuildPkg)
-	if err != nil {
-		return nil, fmt.Errorf("fetch debian kernel: %w", err)
-	}
+	kbuildVersion := kbuild[kbuildPkg].Version
 	wants := []struct{ pkg, version string }{
 		{imagePkg, version},
 		{headersPkg, version},
@@ -239,45 +246,73 @@ func parseDepends(out []byte) []string {
 	return deps
 }
 
-// kbuildPackage returns the linux-kbuild-<series> package headersPkg depends on.
-func kbuildPackage(ctx context.Context, headersPkg string) (string, error) {
-	out, err := run(ctx, "", "apt-cache", "depends", headersPkg)
+// pkgInfo is what Fetch needs of a package's `apt-cache show` stanza.
+type pkgInfo struct {
+	Version string
+	Depends []string // package names; of alternatives, the first
+}
+
+// show returns the candidate version and dependencies of each package,
+// asking apt-cache once: on a machine without apt's binary cache every
+// call parses all the package lists again.
+func show(ctx context.Context, pkgs ...string) (map[string]pkgInfo, error) {
+	out, err := run(ctx, "", "apt-cache", append([]string{"show", "--no-all-versions"}, pkgs...)...)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	for _, d := range parseDepends(out) {
-		if strings.HasPrefix(d, "linux-kbuild-") {
-			return d, nil
+	infos := parseShow(out)
+	for _, p := range pkgs {
+		if infos[p].Version == "" {
+			return nil, fmt.Errorf("apt-cache show %s: no version", p)
 		}
 	}
-	return "", fmt.Errorf("%s depends on no linux-kbuild package", headersPkg)
+	return infos, nil
 }
 
-// candidateVersion returns the version apt would install of pkg.
-func candidateVersion(ctx context.Context, pkg string) (string, error) {
-	out, err := run(ctx, "", "apt-cache", "show", "--no-all-versions", pkg)
-	if err != nil {
-		return "", err
+// parseShow parses `apt-cache show` output: Package, Version and Depends
+// of each stanza. The first stanza of a package wins.
+func parseShow(out []byte) map[string]pkgInfo {
+	infos := make(map[string]pkgInfo)
+	var pkg string
+	var info pkgInfo
+	flush := func() {
+		if _, dup := infos[pkg]; pkg != "" && !dup {
+			infos[pkg] = info
+		}
+		pkg, info = "", pkgInfo{}
 	}
-	v, ok := parseVersion(out)
-	if !ok {
-		return "", fmt.Errorf("apt-cache show %s: no Version field", pkg)
-	}
-	return v, nil
-}
-
-// parseVersion returns the first Version field of `apt-cache show` output.
-func parseVersion(out []byte) (string, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Version:"); ok {
-			if v = strings.TrimSpace(v); v != "" {
-				return v, true
+		line := sc.Text()
+		if strings.TrimSpace(line) == "" {
+			flush()
+			continue
+		}
+		key, value, ok := strings.Cut(line, ":")
+		if !ok || strings.HasPrefix(line, " ") {
+			continue // a continuation line
+		}
+		value = strings.TrimSpace(value)
+		switch key {
+		case "Package":
+			if pkg != "" {
+				flush()
+			}
+			pkg = value
+		case "Version":
+			info.Version = value
+		case "Depends":
+			for _, d := range strings.Split(value, ",") {
+				alt, _, _ := strings.Cut(d, "|")
+				if name := strings.Fields(alt); len(name) > 0 {
+					info.Depends = append(info.Depends, name[0])
+				}
 			}
 		}
 	}
-	return "", false
+	flush()
+	return infos
 }
 
 // debFileName is the name apt-get download gives a package's file: the

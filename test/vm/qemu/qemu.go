@@ -56,6 +56,10 @@ type Config struct {
 	Shares      []Share
 	ConsoleLog  string        // host file for the serial console; a temporary one when empty
 	BootTimeout time.Duration // DefaultBootTimeout when zero
+	// Isolated cuts the guest off from the host and beyond (QEMU's
+	// restrict=on): 10.0.2.2 answers nothing, while guestd's forwarded
+	// port still works.
+	Isolated bool
 }
 
 // VM is a running QEMU guest.
@@ -74,7 +78,8 @@ type VM struct {
 
 	stopOnce sync.Once
 	stopErr  error
-	console  string // the console as Stop left it, once the work dir is gone
+	stopDone chan struct{} // closed when Stop has finished
+	console  string        // the console as Stop left it, once the work dir is gone
 }
 
 // Result is what a command run in the guest did.
@@ -162,12 +167,13 @@ func start(ctx context.Context, cfg Config) (*VM, error) {
 	}
 
 	vm := &VM{
-		cfg:     cfg,
-		base:    "http://127.0.0.1:" + strconv.Itoa(port),
-		client:  &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
-		workDir: workDir,
-		qemuOut: &limitedBuffer{max: 64 << 10},
-		exited:  make(chan struct{}),
+		cfg:      cfg,
+		base:     "http://127.0.0.1:" + strconv.Itoa(port),
+		client:   &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		workDir:  workDir,
+		qemuOut:  &limitedBuffer{max: 64 << 10},
+		exited:   make(chan struct{}),
+		stopDone: make(chan struct{}),
 	}
 	vm.cmd = exec.Command(qemu, qemuArgs(cfg, port)...)
 	vm.cmd.Stdout = vm.qemuOut
@@ -206,6 +212,10 @@ func qemuArgs(cfg Config, port int) []string {
 	if cfg.Append != "" {
 		cmdline = append(cmdline, cfg.Append)
 	}
+	netdev := fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", port, GuestdPort)
+	if cfg.Isolated {
+		netdev += ",restrict=on"
+	}
 	args := []string{
 		"-accel", "tcg",
 		"-smp", "1",
@@ -216,7 +226,7 @@ func qemuArgs(cfg Config, port int) []string {
 		"-kernel", cfg.Kernel,
 		"-append", strings.Join(cmdline, " "),
 		"-serial", "file:" + cfg.ConsoleLog,
-		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", port, GuestdPort),
+		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=net0",
 	}
 	if cfg.Initrd != "" {
@@ -305,23 +315,16 @@ func (vm *VM) BootTime() time.Duration { return vm.bootTime }
 // Console returns what the serial console has printed so far.
 func (vm *VM) Console() string {
 	select {
-	case <-vm.stopped():
+	case <-vm.stopDone:
 		return vm.console
 	default:
+		return vm.readConsole()
 	}
-	data, _ := os.ReadFile(vm.cfg.ConsoleLog)
-	return string(data)
 }
 
-// stopped returns a channel that is closed once Stop has finished.
-func (vm *VM) stopped() <-chan struct{} {
-	done := make(chan struct{})
-	ok := true
-	vm.stopOnce.Do(func() { ok = false })
-	// The Do above ran the empty function only if Stop never ran; undo
-	// that by treating it as not stopped. See Stop.
-	_ = ok
-	return done
+func (vm *VM) readConsole() string {
+	data, _ := os.ReadFile(vm.cfg.ConsoleLog)
+	return string(data)
 }
 
 // consoleTail returns the console's last lines, introduced for an error.
@@ -437,7 +440,6 @@ func (vm *VM) Stop() error {
 }
 
 func (vm *VM) stop() error {
-	defer os.RemoveAll(vm.workDir)
 	var err error
 	select {
 	case <-vm.exited:
@@ -453,6 +455,8 @@ func (vm *VM) stop() error {
 		}
 	}
 	vm.console = vm.readConsole()
+	close(vm.stopDone)
+	os.RemoveAll(vm.workDir)
 	if err == nil && strings.Contains(vm.console, "Kernel panic") {
 		err = errors.New("stop qemu: the guest kernel panicked")
 	}

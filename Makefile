@@ -1,0 +1,44 @@
+# kcare — see README.md.
+GO      ?= go
+BIN     := bin
+FUZZTIME ?= 10s
+
+.PHONY: all build test unit fuzz vmtest demo vet clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# Unit tests: everything but the QEMU suite.
+unit:
+	$(GO) test -count=1 -short ./...
+
+# Each fuzz target, briefly.
+fuzz:
+	@set -e; for t in \
+		./internal/bundle:FuzzParse \
+		./internal/bundle:FuzzParseManifest \
+		./internal/config:FuzzParse \
+		./internal/trust:FuzzVerify \
+		./internal/kimage:FuzzVmlinux; do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+# The end-to-end suite on a real Debian kernel in QEMU.
+vmtest:
+	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
+
+test: vet unit fuzz vmtest
+
+demo:
+	$(GO) run ./test/vm/demo
+
+clean:
+	rm -rf $(BIN)

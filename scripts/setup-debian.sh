@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs what kcare's build, demo and tests need on a Debian 12 machine.
+# Go (1.26 or newer) must already be on PATH.
+set -eu
+
+need_root() {
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "setup-debian.sh: run as root (sudo $0)" >&2
+		exit 1
+	fi
+}
+need_root
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "setup-debian.sh: Go is not on PATH; install Go 1.26 or newer first" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+	make gcc libc6-dev build-essential libelf-dev bc flex bison \
+	qemu-system-x86 busybox-static kmod cpio xz-utils zstd \
+	gnupg ca-certificates
+
+mkdir -p /var/cache/kcare-test
