@@ -35,7 +35,12 @@ fuzz:
 vmtest:
 	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
 
-test: vet unit fuzz vmtest
+# Everything CI runs. The kernel is fetched first so that the unit tests
+# that read a real Debian kernel image and headers find them.
+test: vet
+	@set -e; eval "$$($(GO) run ./test/vm/fetchkernel)"; \
+	export KCARE_TEST_VMLINUZ KCARE_TEST_HEADERS KCARE_TEST_RELEASE; \
+	$(MAKE) --no-print-directory unit fuzz vmtest
 
 demo:
 	$(GO) run ./test/vm/demo

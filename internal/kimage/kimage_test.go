@@ -657,8 +657,11 @@ func FuzzVmlinux(f *testing.F) {
 	f.Add(fakeBzImage(withSize(zstded(f, v), len(v))))
 	f.Add(fakeBzImage([]byte("\x02\x21\x4c\x18rest")))
 	f.Add([]byte("not a kernel"))
+	// A few KiB of zstd can expand to hundreds of MiB, which is valid but
+	// makes a slow fuzz loop; bound the output lower than Vmlinux does.
+	lim := limits{image: MaxImageSize, vmlinux: 4 << 20}
 	f.Fuzz(func(t *testing.T, image []byte) {
-		got, err := Vmlinux(image)
+		got, err := vmlinux(image, lim)
 		if err != nil {
 			return
 		}

@@ -142,8 +142,12 @@ func newAgent(o *options, stderr io.Writer) (*agent.Agent, error) {
 		}
 		cfg.TransitionTimeout = c.TransitionTimeout
 	}
-	return &agent.Agent{Root: o.root, Config: cfg, Loader: kmod.Kernel{}, Log: prefixWriter{stderr}}, nil
+	return &agent.Agent{Root: o.root, Config: cfg, Loader: newLoader(), Log: prefixWriter{stderr}}, nil
 }
+
+// newLoader returns the kernel's module loader; tests replace it with a
+// fake kernel so they never touch the machine's own.
+var newLoader = func() kmod.Loader { return kmod.Kernel{} }
 
 // prefixWriter marks progress lines as kcarectl's.
 type prefixWriter struct{ w io.Writer }

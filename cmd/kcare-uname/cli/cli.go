@@ -1,0 +1,123 @@
+// Package cli is kcare-uname's command line: uname's options, with -r and
+// -a reporting the effective release.
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kcare/kcare/internal/agent"
+)
+
+// Uname is what uname(2) returns, as strings.
+type Uname struct {
+	Sysname, Nodename, Release, Version, Machine string
+}
+
+// fields in uname's output order, with their short and long options.
+var fields = []struct {
+	short byte
+	long  string
+	get   func(u Uname) string
+}{
+	{'s', "kernel-name", func(u Uname) string { return u.Sysname }},
+	{'n', "nodename", func(u Uname) string { return u.Nodename }},
+	{'r', "kernel-release", func(u Uname) string { return u.Release }},
+	{'v', "kernel-version", func(u Uname) string { return u.Version }},
+	{'m', "machine", func(u Uname) string { return u.Machine }},
+	{'p', "processor", func(u Uname) string { return u.Machine }},
+	{'i', "hardware-platform", func(u Uname) string { return u.Machine }},
+	{'o', "operating-system", func(u Uname) string { return "GNU/Linux" }},
+}
+
+// readUname and root are replaced in tests.
+var (
+	readUname = func() (Uname, error) {
+		var u unix.Utsname
+		if err := unix.Uname(&u); err != nil {
+			return Uname{}, err
+		}
+		return Uname{
+			Sysname:  unix.ByteSliceToString(u.Sysname[:]),
+			Nodename: unix.ByteSliceToString(u.Nodename[:]),
+			Release:  unix.ByteSliceToString(u.Release[:]),
+			Version:  unix.ByteSliceToString(u.Version[:]),
+			Machine:  unix.ByteSliceToString(u.Machine[:]),
+		}, nil
+	}
+	root = "/"
+)
+
+// Run runs kcare-uname and returns its exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	want := map[byte]bool{}
+	all := false
+	for _, a := range args {
+		switch {
+		case a == "-a" || a == "--all":
+			all = true
+		case a == "--help":
+			fmt.Fprintln(stdout, "usage: kcare-uname [-asnrvmpio]  (as uname; -r shows the effective patched release)")
+			return 0
+		case strings.HasPrefix(a, "--"):
+			ok := false
+			for _, f := range fields {
+				if a[2:] == f.long {
+					want[f.short], ok = true, true
+				}
+			}
+			if !ok {
+				fmt.Fprintf(stderr, "kcare-uname: unknown option %s\n", a)
+				return 2
+			}
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			for i := 1; i < len(a); i++ {
+				c := a[i]
+				if c == 'a' {
+					all = true
+					continue
+				}
+				known := false
+				for _, f := range fields {
+					known = known || f.short == c
+				}
+				if !known {
+					fmt.Fprintf(stderr, "kcare-uname: invalid option -- '%c'\n", c)
+					return 2
+				}
+				want[c] = true
+			}
+		default:
+			fmt.Fprintf(stderr, "kcare-uname: extra operand %q\n", a)
+			return 2
+		}
+	}
+	if len(want) == 0 && !all {
+		want['s'] = true
+	}
+	u, err := readUname()
+	if err != nil {
+		fmt.Fprintf(stderr, "kcare-uname: %v\n", err)
+		return 1
+	}
+	info, err := (&agent.Agent{Root: root}).Info()
+	if err != nil {
+		fmt.Fprintf(stderr, "kcare-uname: %v\n", err)
+		return 1
+	}
+	u.Release = info.EffectiveRelease
+	var out []string
+	for _, f := range fields {
+		if all && (f.short == 'p' || f.short == 'i') {
+			continue // unknown values uname -a leaves out on Linux
+		}
+		if all || want[f.short] {
+			out = append(out, f.get(u))
+		}
+	}
+	fmt.Fprintln(stdout, strings.Join(out, " "))
+	return 0
+}

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kcare/kcare/internal/fakekernel"
+)
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	k, err := fakekernel.New(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	oldRoot, oldUname := root, readUname
+	defer func() { root, readUname = oldRoot, oldUname }()
+	root = dir
+	readUname = func() (Uname, error) {
+		return Uname{"Linux", "web1", fakekernel.Release, "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)", "x86_64"}, nil
+	}
+	tests := []struct {
+		args []string
+		want string
+		code int
+	}{
+		{nil, "Linux\n", 0},
+		{[]string{"-r"}, "6.1.0-56-amd64\n", 0},
+		{[]string{"-sr"}, "Linux 6.1.0-56-amd64\n", 0},
+		{[]string{"--kernel-release", "-m"}, "6.1.0-56-amd64 x86_64\n", 0},
+		{[]string{"-a"}, "Linux web1 6.1.0-56-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16) x86_64 GNU/Linux\n", 0},
+		{[]string{"-x"}, "", 2},
+		{[]string{"extra"}, "", 2},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		code := Run(tt.args, &out, &errb)
+		if code != tt.code || out.String() != tt.want {
+			t.Errorf("kcare-uname %v = %q exit %d, want %q exit %d (stderr %q)", tt.args, out.String(), code, tt.want, tt.code, errb.String())
+		}
+	}
+
+	// With a level applied (recorded and enabled in the kernel), -r shows
+	// the effective release.
+	state := `{"manifest":{"format":1,"name":"x","level":2,"kernel":{"build_id":"` + fakekernel.BuildID + `","release":"` + fakekernel.Release + `"},"module":{"name":"kcare_test_l2"},"effective_release":"6.1.0-56.kcare2-amd64"}}`
+	os.MkdirAll(filepath.Join(dir, "var/lib/kcare"), 0o755)
+	os.WriteFile(filepath.Join(dir, "var/lib/kcare/state.json"), []byte(state), 0o644)
+	var out bytes.Buffer
+	Run([]string{"-r"}, &out, &out)
+	if out.String() != "6.1.0-56-amd64\n" {
+		t.Errorf("recorded but not in the kernel: -r = %q, want the kernel's release", out.String())
+	}
+	lp := filepath.Join(dir, "sys/kernel/livepatch/kcare_test_l2")
+	os.MkdirAll(lp, 0o755)
+	os.WriteFile(filepath.Join(lp, "enabled"), []byte("1\n"), 0o644)
+	os.WriteFile(filepath.Join(lp, "transition"), []byte("0\n"), 0o644)
+	out.Reset()
+	Run([]string{"-r"}, &out, &out)
+	if out.String() != "6.1.0-56.kcare2-amd64\n" {
+		t.Errorf("applied: -r = %q, want the effective release", out.String())
+	}
+}

@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/fakekernel"
+	"github.com/kcare/kcare/internal/kernel"
+	"github.com/kcare/kcare/internal/kmod"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// env is a fake root with a fake kernel, a trusted publisher key in the
+// default keyring directory, and signed bundles of levels 1 and 2.
+type env struct {
+	root string
+	k    *fakekernel.Kernel
+	dir  string // bundles
+}
+
+var publisher = func() *trust.Signer {
+	priv, _, err := trust.GenerateKey("kcare cli test", "")
+	if err != nil {
+		panic(err)
+	}
+	s, err := trust.ReadSigner(priv)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	root := t.TempDir()
+	k, err := fakekernel.New(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	old := newLoader
+	newLoader = func() kmod.Loader { return k }
+	t.Cleanup(func() { newLoader = old })
+	pub, _ := publisher.PublicKey()
+	keys := filepath.Join(root, "etc/sysconfig/kcare/keys")
+	os.MkdirAll(keys, 0o755)
+	os.WriteFile(filepath.Join(keys, "publisher.pub"), pub, 0o644)
+	e := &env{root: root, k: k, dir: t.TempDir()}
+	for level := 1; level <= 2; level++ {
+		e.pack(t, level)
+	}
+	return e
+}
+
+func (e *env) pack(t *testing.T, level int) {
+	name := []string{"", "kcare_test_l1", "kcare_test_l2"}[level]
+	m := bundle.Manifest{
+		Name:  fakekernel.Release + "-" + string(rune('0'+level)),
+		Level: level,
+		Kernel: bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release,
+			Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
+		Module:           bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
+		CVEs:             []bundle.CVE{{ID: "CVE-2026-100" + string(rune('0'+level)), Description: "fixture fix", URL: "https://www.cve.org/CVERecord?id=CVE-2026-100" + string(rune('0'+level))}},
+		EffectiveRelease: "6.1.0-56.kcare" + string(rune('0'+level)) + "-amd64",
+		Released:         time.Date(2026, 11, 10+level, 9, 0, 0, 0, time.UTC),
+	}
+	var buf bytes.Buffer
+	if err := bundle.Write(&buf, m, fakekernel.Module(name, m.Module.Vermagic, true)); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := publisher.Sign(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(e.dir, "l"+string(rune('0'+level))+".kcp")
+	os.WriteFile(p, buf.Bytes(), 0o644)
+	os.WriteFile(p+".sig", sig, 0o644)
+}
+
+func (e *env) run(args ...string) (stdout, stderr string, code int) {
+	var o, x bytes.Buffer
+	code = Run(context.Background(), append([]string{"--root", e.root}, args...), &o, &x)
+	return o.String(), x.String(), code
+}
+
+// stable replaces what changes from run to run in an output.
+var unstable = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|"applied": "[^"]*"|/tmp/[^ "\n]*`)
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	got = unstable.ReplaceAllStringFunc(got, func(s string) string {
+		switch {
+		case strings.HasPrefix(s, `"applied"`):
+			return `"applied": "TIME"`
+		case strings.HasPrefix(s, "/tmp/"):
+			return "PATH"
+		}
+		if strings.HasPrefix(s, "2026-11-1") {
+			return s // release times are fixed
+		}
+		return "TIME"
+	})
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden (run with -update to create): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from %s:\n--- got ---\n%s--- want ---\n%s", name, path, got, want)
+	}
+}
+
+func TestWorkflowGolden(t *testing.T) {
+	e := newEnv(t)
+	steps := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"info_none", []string{"--info"}, ExitOK},
+		{"uname_none", []string{"--uname"}, ExitOK},
+		{"apply_l1", []string{"--apply", filepath.Join(e.dir, "l1.kcp")}, ExitOK},
+		{"apply_l2", []string{"--apply", filepath.Join(e.dir, "l2.kcp")}, ExitOK},
+		{"apply_l2_again", []string{"--apply", filepath.Join(e.dir, "l2.kcp")}, ExitOK},
+		{"info_l2", []string{"--info"}, ExitOK},
+		{"info_l2_json", []string{"--info", "--json"}, ExitOK},
+		{"uname_l2", []string{"--uname"}, ExitOK},
+		{"patch_info_l2", []string{"--patch-info"}, ExitOK},
+		{"unload", []string{"--unload"}, ExitOK},
+		{"unload_again", []string{"--unload"}, ExitOK},
+		{"info_after_unload", []string{"--info"}, ExitOK},
+	}
+	for _, s := range steps {
+		stdout, stderr, code := e.run(s.args...)
+		if code != s.code {
+			t.Fatalf("%s: exit %d, want %d\nstderr: %s", s.name, code, s.code, stderr)
+		}
+		golden(t, s.name, "stdout:\n"+stdout+"stderr:\n"+stderr)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	e := newEnv(t)
+	l1 := filepath.Join(e.dir, "l1.kcp")
+	data, _ := os.ReadFile(l1)
+	data[len(data)/2] ^= 1
+	bad := filepath.Join(e.dir, "bad.kcp")
+	os.WriteFile(bad, data, 0o644)
+	sig, _ := os.ReadFile(l1 + ".sig")
+	os.WriteFile(bad+".sig", sig, 0o644)
+	unsigned := filepath.Join(e.dir, "unsigned.kcp")
+	os.WriteFile(unsigned, data, 0o644)
+
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"no_action", nil, ExitUsage, "give exactly one of"},
+		{"two_actions", []string{"--info", "--unload"}, ExitUsage, "give exactly one of"},
+		{"unknown_flag", []string{"--frobnicate"}, ExitUsage, "flag provided but not defined"},
+		{"stray_arg", []string{"--info", "extra"}, ExitUsage, "unexpected argument"},
+		{"bad_signature", []string{"--apply", bad}, ExitRefused, "bad signature"},
+		{"unsigned", []string{"--apply", unsigned}, ExitRefused, "unsigned"},
+		{"missing_file", []string{"--apply", filepath.Join(e.dir, "nope.kcp")}, ExitError, "no such file"},
+		{"bad_timeout", []string{"--apply", l1, "--transition-timeout", "soon"}, ExitError, "TRANSITION_TIMEOUT"},
+		{"update_no_portal", []string{"--update"}, ExitError, "no patch server"},
+		{"update_local_empty", []string{"--update", "--config", "/etc/local.conf"}, ExitOK, "no cached patches"},
+	}
+	os.WriteFile(filepath.Join(e.root, "etc/local.conf"), []byte("UPDATE_POLICY=LOCAL\n"), 0o644)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := e.run(tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d containing %q", code, stderr, tt.code, tt.stderr)
+			}
+		})
+	}
+	if n := e.k.Loads(); n != 0 {
+		t.Errorf("%d modules loaded by refused commands, want none", n)
+	}
+}
