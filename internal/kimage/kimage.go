@@ -79,19 +79,19 @@ func readImage(path string, lim limits) ([]byte, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read kernel image %s: %w", path, err)
 	}
-	max := lim.image
+	limit := lim.image
 	if isELF(magic[:n]) {
-		max = lim.vmlinux
+		limit = lim.vmlinux
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("read kernel image %s: %w", path, err)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read kernel image %s: %w", path, err)
 	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("read kernel image %s: larger than %d MiB: %w", path, max>>20, ErrTooLarge)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("read kernel image %s: larger than %s: %w", path, sizeString(limit), ErrTooLarge)
 	}
 	return b, nil
 }
@@ -101,7 +101,7 @@ func vmlinux(image []byte, lim limits) ([]byte, error) {
 		return image, nil
 	}
 	if int64(len(image)) > lim.image {
-		return nil, fmt.Errorf("kernel image of %d bytes is larger than %d MiB: %w", len(image), lim.image>>20, ErrTooLarge)
+		return nil, fmt.Errorf("kernel image of %d bytes is larger than %s: %w", len(image), sizeString(lim.image), ErrTooLarge)
 	}
 	payload, err := bzImagePayload(image)
 	if err != nil {
@@ -197,15 +197,15 @@ func detectCompression(payload []byte) compression {
 	return compUnknown
 }
 
-// decompress returns the decompressed payload, at most max bytes.
-func decompress(c compression, payload []byte, max int64) ([]byte, error) {
+// decompress returns the decompressed payload, at most limit bytes.
+func decompress(c compression, payload []byte, limit int64) ([]byte, error) {
 	switch c {
 	case compGzip:
-		return gunzip(payload, max)
+		return gunzip(payload, limit)
 	case compXZ:
-		return unxz(payload, max)
+		return unxz(payload, limit)
 	case compZstd:
-		return unzstd(payload, max)
+		return unzstd(payload, limit)
 	case compUnknown:
 		n := min(len(payload), 8)
 		return nil, fmt.Errorf("%w (payload magic % x)", ErrUnsupportedCompression, payload[:n])
@@ -214,47 +214,59 @@ func decompress(c compression, payload []byte, max int64) ([]byte, error) {
 	}
 }
 
+func errOutputTooLarge(limit int64) error {
+	return fmt.Errorf("decompressed kernel is larger than %s: %w", sizeString(limit), ErrTooLarge)
+}
+
+// sizeString formats a size limit for an error message.
+func sizeString(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
 // sizeHint returns a capacity for the output buffer. The kernel's build
 // appends the decompressed size as a little-endian u32 to every payload (gzip
 // carries it as ISIZE); a hint that does not fit the payload is ignored.
-func sizeHint(payload []byte, max int64) int {
+func sizeHint(payload []byte, limit int64) int {
 	if len(payload) < 4 {
 		return 0
 	}
 	n := int64(binary.LittleEndian.Uint32(payload[len(payload)-4:]))
-	if n > max || n > 64*int64(len(payload)) {
+	if n > limit || n > 64*int64(len(payload)) {
 		return 0
 	}
 	return int(n)
 }
 
-// readAllMax reads r to the end into a buffer of capacity hint, failing with
-// ErrTooLarge if r yields more than max bytes.
-func readAllMax(r io.Reader, hint int, max int64) ([]byte, error) {
+// readAllLimit reads r to the end into a buffer of capacity hint, failing
+// with ErrTooLarge if r yields more than limit bytes.
+func readAllLimit(r io.Reader, hint int, limit int64) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, hint))
-	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if n > max {
-		return nil, fmt.Errorf("decompressed kernel is larger than %d MiB: %w", max>>20, ErrTooLarge)
+	if n > limit {
+		return nil, errOutputTooLarge(limit)
 	}
 	return buf.Bytes(), nil
 }
 
-func gunzip(payload []byte, max int64) ([]byte, error) {
+func gunzip(payload []byte, limit int64) ([]byte, error) {
 	z, err := gzip.NewReader(bytes.NewReader(payload))
 	if err != nil {
 		return nil, err
 	}
 	z.Multistream(false)
-	return readAllMax(z, sizeHint(payload, max), max)
+	return readAllLimit(z, sizeHint(payload, limit), limit)
 }
 
-func unzstd(payload []byte, max int64) ([]byte, error) {
+func unzstd(payload []byte, limit int64) ([]byte, error) {
 	d, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(uint64(max)))
+		zstd.WithDecoderMaxMemory(uint64(limit)))
 	if err != nil {
 		return nil, err
 	}
@@ -263,18 +275,18 @@ func unzstd(payload []byte, max int64) ([]byte, error) {
 	// The size the kernel's build appends after the frame would be read as
 	// the start of a second frame, so first decode without it.
 	if len(payload) > 4 {
-		hint := sizeHint(payload, max)
+		hint := sizeHint(payload, limit)
 		out, err := d.DecodeAll(payload[:len(payload)-4], make([]byte, 0, hint))
 		if err == nil {
 			return out, nil
 		}
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-			return nil, fmt.Errorf("decompressed kernel is larger than %d MiB: %w", max>>20, ErrTooLarge)
+			return nil, errOutputTooLarge(limit)
 		}
 	}
 	out, err := d.DecodeAll(payload, nil)
 	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-		return nil, fmt.Errorf("decompressed kernel is larger than %d MiB: %w", max>>20, ErrTooLarge)
+		return nil, errOutputTooLarge(limit)
 	}
 	return out, err
 }

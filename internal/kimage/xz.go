@@ -17,7 +17,7 @@ const xzCommand = "xz"
 const xzExitWarning = 2
 
 // unxz decompresses the first xz stream of payload with the xz command,
-// reading at most max bytes of its output.
+// reading at most limit bytes of its output.
 //
 // The kernel's build appends the decompressed size after the stream. xz
 // would report those 4 bytes as trailing garbage and exit 1; --single-stream
@@ -25,7 +25,7 @@ const xzExitWarning = 2
 // exit status 1 is a real failure (corrupt or truncated stream) even if
 // the partial output starts like an ELF. Status 2 is a warning only; the
 // output is then complete and is accepted if it is an ELF.
-func unxz(payload []byte, max int64) ([]byte, error) {
+func unxz(payload []byte, limit int64) ([]byte, error) {
 	cmd := exec.Command(xzCommand, "--decompress", "--stdout", "--single-stream")
 	if cmd.Err != nil {
 		return nil, fmt.Errorf("xz command not found (install xz-utils): %w", cmd.Err)
@@ -40,7 +40,7 @@ func unxz(payload []byte, max int64) ([]byte, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("run xz: %w", err)
 	}
-	out, readErr := readAllMax(stdout, sizeHint(payload, max), max)
+	out, readErr := readAllLimit(stdout, sizeHint(payload, limit), limit)
 	if readErr != nil {
 		// Stop xz rather than wait for it to write the rest.
 		_ = cmd.Process.Kill()

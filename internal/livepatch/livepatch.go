@@ -19,7 +19,7 @@ import (
 // under Root ("/" for the running kernel, a fake tree in tests).
 type Sysfs struct {
 	Root string
-	// Poll is how often waits look at the kernel; zero means 100ms.
+	// Poll is how often waits look at the kernel; zero means 20ms.
 	Poll time.Duration
 }
 
@@ -73,7 +73,7 @@ func (s Sysfs) poll() time.Duration {
 	if s.Poll > 0 {
 		return s.Poll
 	}
-	return 100 * time.Millisecond
+	return 20 * time.Millisecond
 }
 
 // Supported reports whether the kernel has livepatch support.
