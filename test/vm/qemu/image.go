@@ -26,8 +26,8 @@ const guestdPackage = "github.com/kcare/kcare/test/vm/guestd"
 type Image struct {
 	Kernel *debkernel.Kernel
 	// Files maps a guest path to a host file copied there, keeping the
-	// host file's mode. Files under /tmp, /run and /var are hidden by the
-	// tmpfs mounted there at boot.
+	// host file's mode. Files under /tmp, /run and /var are copied into
+	// the tmpfs mounted there at boot.
 	Files map[string]string
 	// Modules names modules to insmod at boot after BaseModules; their
 	// dependencies are resolved from modules.dep and loaded first.
@@ -60,7 +60,7 @@ func buildInitramfs(ctx context.Context, img Image, out string) error {
 	defer os.RemoveAll(work)
 
 	var a initramfs.Archive
-	for _, d := range []string{"/dev", "/proc", "/sys", "/tmp", "/run", "/var", "/root", "/mnt", "/etc/init.d"} {
+	for _, d := range []string{"/dev", "/proc", "/sys", "/run", "/var", "/mnt", "/etc/init.d"} {
 		a.AddDir(d, 0o755)
 	}
 	a.AddDir("/tmp", 0o1777)
@@ -150,9 +150,15 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=755 tmpfs /run
-mount -t tmpfs -o mode=755 tmpfs /var
+# tmpfs on /tmp, /run and /var, keeping what the image put there.
+mkdir -p /.stage
+for spec in /tmp:1777 /run:755 /var:755; do
+	dir=${spec%:*}
+	mount -t tmpfs -o mode=${spec#*:} tmpfs /.stage
+	cp -a "$dir"/. /.stage/
+	mount -o move /.stage "$dir"
+done
+rmdir /.stage
 mkdir -p /var/lib /var/cache /var/log /var/tmp /var/run
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
@@ -262,7 +268,7 @@ func busyboxApplets(ctx context.Context, busybox string) ([]string, error) {
 
 // buildGuestd builds the static guestd binary to out.
 func buildGuestd(ctx context.Context, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, guestdPackage)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, guestdPackage)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

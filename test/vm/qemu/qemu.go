@@ -160,7 +160,7 @@ func start(ctx context.Context, cfg Config) (*VM, error) {
 	if cfg.ConsoleLog == "" {
 		cfg.ConsoleLog = filepath.Join(workDir, "console.log")
 	}
-	// QEMU appends to nothing: start every boot with an empty console.
+	// The console exists, empty, before QEMU opens it.
 	if err := os.WriteFile(cfg.ConsoleLog, nil, 0o644); err != nil {
 		os.RemoveAll(workDir)
 		return nil, err
@@ -225,7 +225,8 @@ func qemuArgs(cfg Config, port int) []string {
 		"-no-reboot",
 		"-kernel", cfg.Kernel,
 		"-append", strings.Join(cmdline, " "),
-		"-serial", "file:" + cfg.ConsoleLog,
+		"-chardev", "file,id=console,path=" + optionValue(cfg.ConsoleLog),
+		"-serial", "chardev:console",
 		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=net0",
 	}
@@ -233,9 +234,14 @@ func qemuArgs(cfg Config, port int) []string {
 		args = append(args, "-initrd", cfg.Initrd)
 	}
 	for i, s := range cfg.Shares {
-		args = append(args, "-virtfs", fmt.Sprintf("local,path=%s,mount_tag=%s,security_model=none,id=fs%d", s.HostDir, s.Tag, i))
+		args = append(args, "-virtfs", fmt.Sprintf("local,path=%s,mount_tag=%s,security_model=none,id=fs%d", optionValue(s.HostDir), s.Tag, i))
 	}
 	return args
+}
+
+// optionValue escapes a value for QEMU's comma-separated options.
+func optionValue(s string) string {
+	return strings.ReplaceAll(s, ",", ",,")
 }
 
 func checkShares(shares []Share) error {
@@ -245,9 +251,6 @@ func checkShares(shares []Share) error {
 		}
 		if !filepath.IsAbs(s.GuestPath) || strings.ContainsAny(s.GuestPath, " \t\n,") {
 			return fmt.Errorf("share %s: guest path %q must be absolute, without spaces or commas", s.Tag, s.GuestPath)
-		}
-		if strings.Contains(s.HostDir, ",") {
-			return fmt.Errorf("share %s: host dir %q has a comma, which QEMU's options cannot carry", s.Tag, s.HostDir)
 		}
 		if fi, err := os.Stat(s.HostDir); err != nil || !fi.IsDir() {
 			return fmt.Errorf("share %s: host dir %q is not a directory", s.Tag, s.HostDir)
