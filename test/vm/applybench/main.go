@@ -49,7 +49,7 @@ func run(bundlePath, modulePath, name, kcarectl string, rounds int) error {
 		}
 		return kmod.Kernel{}.Unload(ctx, name)
 	}
-	var bare, agent []time.Duration
+	var bare, agent, startup []time.Duration
 	for i := 0; i < rounds; i++ {
 		start := time.Now()
 		if err := (kmod.Kernel{}).Load(ctx, image); err != nil {
@@ -72,12 +72,20 @@ func run(bundlePath, modulePath, name, kcarectl string, rounds int) error {
 		if out, err := exec.Command(kcarectl, "--unload").CombinedOutput(); err != nil {
 			return fmt.Errorf("kcarectl --unload: %v\n%s", err, out)
 		}
+
+		// What starting the process alone costs, for reference.
+		start = time.Now()
+		if out, err := exec.Command(kcarectl, "--version").CombinedOutput(); err != nil {
+			return fmt.Errorf("kcarectl --version: %v\n%s", err, out)
+		}
+		startup = append(startup, time.Since(start))
 	}
 	b, a := median(bare), median(agent)
 	fmt.Printf("rounds %d\n", rounds)
 	fmt.Printf("bare_median_ms %.1f\nbare_p90_ms %.1f\n", ms(b), ms(pct(bare, 90)))
 	fmt.Printf("kcarectl_median_ms %.1f\nkcarectl_p90_ms %.1f\n", ms(a), ms(pct(agent, 90)))
 	fmt.Printf("overhead_median_ms %.1f\n", ms(a-b))
+	fmt.Printf("process_start_median_ms %.1f\n", ms(median(startup)))
 	return nil
 }
 

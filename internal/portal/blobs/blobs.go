@@ -1,0 +1,95 @@
+// Package blobs keeps bundles on disk by their sha256, written once and
+// never changed, so any proxy or CDN may cache them forever.
+package blobs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+)
+
+// Store is a directory of blobs: DIR/sha256/ab/abcdef….
+type Store struct{ Dir string }
+
+var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ValidDigest reports whether d is a lower-case sha256 hex digest.
+func ValidDigest(d string) bool { return digestRE.MatchString(d) }
+
+// ErrNotFound is a digest the store does not hold.
+var ErrNotFound = errors.New("blob not found")
+
+// Path returns where the blob with digest d lives.
+func (s Store) Path(d string) string {
+	return filepath.Join(s.Dir, "sha256", d[:2], d)
+}
+
+// Put stores data and returns its digest. Storing the same bytes twice is
+// a no-op.
+func (s Store) Put(data []byte) (string, error) {
+	sum := sha256.Sum256(data)
+	d := hex.EncodeToString(sum[:])
+	p := s.Path(d)
+	if _, err := os.Stat(p); err == nil {
+		return d, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	f.Close()
+	os.Chmod(f.Name(), 0o644)
+	if err := os.Rename(f.Name(), p); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return d, nil
+}
+
+// Open opens the blob with digest d.
+func (s Store) Open(d string) (*os.File, error) {
+	if !ValidDigest(d) {
+		return nil, fmt.Errorf("%w: bad digest", ErrNotFound)
+	}
+	f, err := os.Open(s.Path(d))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	return f, err
+}
+
+// Get reads a whole blob, checking its digest.
+func (s Store) Get(d string) ([]byte, error) {
+	f, err := s.Open(d)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != d {
+		return nil, fmt.Errorf("blob %s is corrupt on disk", d)
+	}
+	return b, nil
+}

@@ -1,0 +1,60 @@
+package resolve
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kcare/kcare/internal/portal/store"
+)
+
+func TestPick(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	levels := []store.Level{
+		{Level: 1, Released: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)},
+		{Level: 2, Released: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)},
+		{Level: 3, Released: now.Add(-time.Hour)},
+	}
+	delayed := &store.Feed{Name: "delayed", DeployAfter: 24 * time.Hour}
+	tests := []struct {
+		name  string
+		feed  *store.Feed
+		req   Request
+		want  int // 0: none
+		errIs error
+	}{
+		{"newest", nil, Request{}, 3, nil},
+		{"prefix_test", nil, Request{Prefix: "test"}, 3, nil},
+		{"prefix_12h", nil, Request{Prefix: "12h"}, 2, nil},
+		{"prefix_48h", nil, Request{Prefix: "48h"}, 2, nil},
+		{"feed_delay", delayed, Request{}, 2, nil},
+		{"sticky_before_l2", nil, Request{Sticky: "191126"}, 1, nil},
+		{"sticky_day_of_l2", nil, Request{Sticky: "20112026"}, 2, nil},
+		{"sticky_iso", nil, Request{Sticky: "2026-11-27"}, 3, nil},
+		{"sticky_before_all", nil, Request{Sticky: "2026-10-01"}, 0, nil},
+		{"bad_prefix", nil, Request{Prefix: "6h"}, 0, ErrBadPrefix},
+		{"bad_sticky", nil, Request{Sticky: "321326"}, 0, ErrBadSticky},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.Now = now
+			got, err := Pick(levels, tt.feed, tt.req)
+			if tt.errIs != nil {
+				if !errors.Is(err, tt.errIs) {
+					t.Fatalf("Pick error = %v, want %v", err, tt.errIs)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Pick: %v", err)
+			}
+			n := 0
+			if got != nil {
+				n = got.Level
+			}
+			if n != tt.want {
+				t.Errorf("Pick = level %d, want %d", n, tt.want)
+			}
+		})
+	}
+}
