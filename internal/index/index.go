@@ -1,0 +1,262 @@
+// Package index is the signed per-server index a portal serves and an agent
+// verifies: which patch level a kernel may have, with its bundle's digest,
+// size and publisher signature.
+//
+// The portal marshals an Index and signs the exact bytes with its online key
+// (Sign). The agent checks those bytes before it parses them, and then
+// checks what they say, in a fixed order that fails closed (Verifier.Verify),
+// after The Update Framework: a stranger's or tampered index, a replayed
+// older one (rollback), a stale one held back (freeze) and one for another
+// kernel (mix-and-match) are each refused with their own error.
+package index
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+// Type is the value of every index's type field.
+const Type = "kcare-index"
+
+// DefaultMaxSize is the largest index body Verify reads when the Verifier
+// sets no MaxSize. An index names one level; a few kilobytes is typical.
+const DefaultMaxSize = 1 << 20
+
+// MaxClockSkew is how far in the future an index's issue time may be, by
+// the agent's clock, before Verify refuses it (ErrFuture).
+const MaxClockSkew = 5 * time.Minute
+
+// Refusals from Verify and LimitedReader, to be told apart with errors.Is.
+// Signature failures are trust's errors (trust.ErrUnsigned,
+// trust.ErrUnknownKey, trust.ErrBadSignature, ...), passed through.
+var (
+	// ErrRollback means the index's version is older than the last one
+	// accepted: a replayed older index.
+	ErrRollback = errors.New("rollback refused")
+	// ErrExpired means the index is past its expiry time: a stale index
+	// held back (freeze), or a portal that stopped re-signing.
+	ErrExpired = errors.New("index expired")
+	// ErrWrongKernel means the index was issued for another kernel build.
+	ErrWrongKernel = errors.New("index is for another kernel")
+	// ErrFuture means the index was issued further in the future than the
+	// clocks may disagree.
+	ErrFuture = errors.New("index issued in the future")
+	// ErrMalformed means the signed body is not a valid index.
+	ErrMalformed = errors.New("malformed index")
+	// ErrTooLarge means an index body, or a download through LimitedReader,
+	// is over its size limit.
+	ErrTooLarge = errors.New("too large")
+)
+
+// Index is what the portal says one server's kernel may apply. Fields are
+// only ever added; Verify ignores fields it does not know.
+type Index struct {
+	Type     string    `json:"type"`    // always Type
+	Version  int64     `json:"version"` // the portal's monotonic data version; agents refuse a lower one (rollback)
+	Issued   time.Time `json:"issued"`
+	Expires  time.Time `json:"expires"` // agents refuse an expired index (freeze)
+	ServerID string    `json:"server_id,omitempty"`
+	BuildID  string    `json:"build_id"` // GNU build-id of the kernel this index is for (mix-and-match)
+	KernelID string    `json:"kernel_id,omitempty"`
+	Feed     string    `json:"feed,omitempty"`
+	Level    *Level    `json:"level"`  // the newest level allowed, nil when there is none
+	Latest   int       `json:"latest"` // the newest level published for this kernel at all, ignoring feed, prefix and sticky date; for --check and --status messages
+}
+
+// Level is one cumulative patch level and where to fetch its bundle.
+type Level struct {
+	Level            int          `json:"level"`
+	Name             string       `json:"name"`
+	Patchset         string       `json:"patchset"`
+	Digest           string       `json:"digest"` // sha256 hex of the .kcp
+	Size             int64        `json:"size"`
+	URL              string       `json:"url"`       // BlobPath(Digest), relative to the portal
+	Signature        string       `json:"signature"` // the publisher's armored detached signature over the .kcp
+	EffectiveRelease string       `json:"effective_release"`
+	CVEs             []bundle.CVE `json:"cves"`
+	Released         time.Time    `json:"released"`
+}
+
+// BlobPath returns the portal path a bundle with the given sha256 hex digest
+// is served at.
+func BlobPath(digest string) string {
+	return "/blobs/sha256/" + digest
+}
+
+// Sign marshals idx and signs the exact bytes with the portal's key. It
+// fills in Type when empty, writes times in UTC and an empty CVE list as
+// [], and refuses an index that Verify would refuse as malformed. idx is
+// not changed.
+func Sign(idx *Index, s *trust.Signer) (body, sig []byte, err error) {
+	if idx == nil {
+		return nil, nil, errors.New("sign index: no index")
+	}
+	if s == nil {
+		return nil, nil, errors.New("sign index: no signing key")
+	}
+	body, err = marshal(idx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign index: %w", err)
+	}
+	sig, err = s.Sign(bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign index: %w", err)
+	}
+	return body, sig, nil
+}
+
+// marshal returns the body Sign signs: idx as indented JSON with a final
+// newline, normalised as Sign describes, after the checks Verify makes of
+// its fields.
+func marshal(idx *Index) ([]byte, error) {
+	c := *idx
+	if c.Type == "" {
+		c.Type = Type
+	}
+	c.Issued = c.Issued.UTC()
+	c.Expires = c.Expires.UTC()
+	if idx.Level != nil {
+		l := *idx.Level
+		l.Released = l.Released.UTC()
+		if l.CVEs == nil {
+			l.CVEs = []bundle.CVE{}
+		}
+		c.Level = &l
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	body, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("marshal index: %w", err)
+	}
+	return append(body, '\n'), nil
+}
+
+// parse parses and validates an index body. It checks neither the
+// signature, nor the kernel, nor the times against a clock; only Verify
+// calls it, after the signature.
+func parse(body []byte) (*Index, error) {
+	var idx Index
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := idx.validate(); err != nil {
+		return nil, err
+	}
+	return &idx, nil
+}
+
+var (
+	buildID   = regexp.MustCompile(`^[0-9a-f]{16,128}$`) // as a bundle's kernel build-id
+	sha1Hex   = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	cveID     = regexp.MustCompile(`^[A-Z][A-Z0-9]*-[0-9]{4}-[0-9]{1,10}$`) // as a bundle's manifest
+)
+
+// maxText bounds the free-text fields an agent prints.
+const maxText = 200
+
+// armoredSignature starts the publisher's signature.
+const armoredSignature = "-----BEGIN PGP SIGNATURE-----"
+
+// validate checks every field of an index, without a clock.
+func (idx *Index) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case idx.Type != Type:
+		return bad("type %q, want %q", idx.Type, Type)
+	case idx.Version < 0:
+		return bad("version %d is negative", idx.Version)
+	case idx.Issued.IsZero():
+		return bad("no issue time")
+	case idx.Expires.IsZero():
+		return bad("no expiry time")
+	case !idx.Expires.After(idx.Issued):
+		return bad("expires at %s, not after it was issued at %s", stamp(idx.Expires), stamp(idx.Issued))
+	case !printable(idx.ServerID):
+		return bad("bad server id %q", idx.ServerID)
+	case !buildID.MatchString(idx.BuildID):
+		return bad("bad build-id %q", idx.BuildID)
+	case idx.KernelID != "" && !sha1Hex.MatchString(idx.KernelID):
+		return bad("bad kernel id %q", idx.KernelID)
+	case !printable(idx.Feed):
+		return bad("bad feed %q", idx.Feed)
+	case idx.Latest < 0:
+		return bad("latest level %d is negative", idx.Latest)
+	}
+	if idx.Level == nil {
+		return nil
+	}
+	l := idx.Level
+	switch {
+	case l.Level < 1:
+		return bad("level %d, want 1 or more", l.Level)
+	case l.Level > idx.Latest:
+		return bad("level %d is newer than the latest published, %d", l.Level, idx.Latest)
+	case l.Name == "" || !printable(l.Name) || strings.Contains(l.Name, "/"):
+		return bad("level %d: bad name %q", l.Level, l.Name)
+	case !printable(l.Patchset):
+		return bad("level %d: bad patchset %q", l.Level, l.Patchset)
+	case !sha256Hex.MatchString(l.Digest):
+		return bad("level %d: digest %q is not 64 lower-case hex digits", l.Level, l.Digest)
+	case l.Size <= 0 || l.Size > bundle.MaxBundleSize:
+		return bad("level %d: size %d is outside 1 to %d bytes", l.Level, l.Size, bundle.MaxBundleSize)
+	case l.URL != BlobPath(l.Digest):
+		return bad("level %d: url %q, want %q", l.Level, l.URL, BlobPath(l.Digest))
+	case !strings.HasPrefix(l.Signature, armoredSignature) || len(l.Signature) > trust.MaxSignatureSize:
+		return bad("level %d: signature is not an armored OpenPGP signature", l.Level)
+	case !printable(l.EffectiveRelease) || strings.ContainsAny(l.EffectiveRelease, " /"):
+		return bad("level %d: bad effective release %q", l.Level, l.EffectiveRelease)
+	case l.Released.IsZero():
+		return bad("level %d: no release time", l.Level)
+	}
+	for _, c := range l.CVEs {
+		switch {
+		case !cveID.MatchString(c.ID):
+			return bad("level %d: bad CVE id %q", l.Level, c.ID)
+		case !noControl(c.Description) || !noControl(c.URL):
+			return bad("level %d: %s: control character in description or url", l.Level, c.ID)
+		}
+	}
+	return nil
+}
+
+// printable reports whether s is short text with no control characters,
+// safe to print on a terminal.
+func printable(s string) bool {
+	if len(s) > maxText {
+		return false
+	}
+	for _, r := range s {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// noControl reports whether s is valid text without control characters.
+func noControl(s string) bool {
+	for _, r := range s {
+		if r == unicode.ReplacementChar || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func stamp(t time.Time) string {
+	return t.UTC().Format(time.RFC3339)
+}

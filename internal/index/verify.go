@@ -1,0 +1,76 @@
+package index
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/kcare/kcare/internal/trust"
+)
+
+// A Verifier checks indexes for one kernel and remembers the last version
+// accepted. It is not safe for concurrent use.
+type Verifier struct {
+	// Keys are the keys an index may be signed with: the portal's, and a
+	// mirror's.
+	Keys *trust.Keyring
+	// BuildID is the running kernel's GNU build-id, hex.
+	BuildID string
+	// LastVersion is the version of the last index accepted, 0 if none.
+	// The agent loads it from its state, and saves it after Verify.
+	LastVersion int64
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// MaxSize is the largest body read; 0 means DefaultMaxSize.
+	MaxSize int64
+}
+
+// Verify checks an index body and its detached signature, and returns the
+// index. The checks run in this fixed order and the first failure is
+// returned; nothing is parsed before the signature has been checked:
+//
+//  1. the body is no larger than MaxSize (ErrTooLarge);
+//  2. sig is a good signature over body by a key in Keys (trust's errors:
+//     trust.ErrUnsigned, trust.ErrUnknownKey, trust.ErrBadSignature, ...);
+//  3. the body is a well-formed index (ErrMalformed);
+//  4. it is for BuildID (ErrWrongKernel);
+//  5. it has not expired (ErrExpired);
+//  6. it was not issued more than MaxClockSkew in the future (ErrFuture);
+//  7. its version is not older than LastVersion (ErrRollback). The same
+//     version is accepted: the same index may be fetched twice.
+//
+// On success LastVersion is set to the index's version.
+func (v *Verifier) Verify(body, sig []byte) (*Index, error) {
+	limit := v.MaxSize
+	if limit <= 0 {
+		limit = DefaultMaxSize
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("index body: %w: %d bytes, limit %d", ErrTooLarge, len(body), limit)
+	}
+	if _, err := v.Keys.Verify(bytes.NewReader(body), sig); err != nil {
+		return nil, fmt.Errorf("index signature: %w", err)
+	}
+	idx, err := parse(body)
+	if err != nil {
+		return nil, err
+	}
+	if idx.BuildID != v.BuildID {
+		return nil, fmt.Errorf("%w: issued for build-id %s, this kernel is %s", ErrWrongKernel, idx.BuildID, v.BuildID)
+	}
+	now := time.Now()
+	if v.Now != nil {
+		now = v.Now()
+	}
+	if !now.Before(idx.Expires) {
+		return nil, fmt.Errorf("%w at %s, %s ago", ErrExpired, stamp(idx.Expires), now.Sub(idx.Expires).Round(time.Second))
+	}
+	if ahead := idx.Issued.Sub(now); ahead > MaxClockSkew {
+		return nil, fmt.Errorf("%w: at %s, %s ahead of this clock, more than the %s allowed; check the clocks", ErrFuture, stamp(idx.Issued), ahead.Round(time.Second), MaxClockSkew)
+	}
+	if idx.Version < v.LastVersion {
+		return nil, fmt.Errorf("index version %d is older than the last accepted %d: %w", idx.Version, v.LastVersion, ErrRollback)
+	}
+	v.LastVersion = idx.Version
+	return idx, nil
+}

@@ -1,0 +1,294 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/index"
+	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/resolve"
+	"github.com/kcare/kcare/internal/portal/store"
+)
+
+var (
+	buildIDRE  = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+)
+
+// register is ePortal's POST /admin/api/register (form key, hostname).
+// The activation key is the credential.
+func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return errorf(http.StatusBadRequest, "bad-request")
+	}
+	key := strings.TrimSpace(r.PostForm.Get("key"))
+	hostname := strings.TrimSpace(r.PostForm.Get("hostname"))
+	if key == "" {
+		return errorf(http.StatusBadRequest, "invalid-key")
+	}
+	if hostname != "" && !hostnameRE.MatchString(hostname) {
+		return errorf(http.StatusBadRequest, "bad-hostname")
+	}
+	secret := auth.NewSecret()
+	srv := &store.Server{
+		ID:         auth.NewSecret()[:24],
+		SecretHash: auth.HashSecret(secret),
+		Hostname:   hostname,
+		IP:         remoteIP(r),
+		Registered: s.now(),
+	}
+	err := s.cfg.Store.Register(r.Context(), key, srv)
+	switch {
+	case errors.Is(err, store.ErrInvalidKey):
+		return &httpError{code: http.StatusBadRequest, msg: "invalid-key", err: err}
+	case errors.Is(err, store.ErrLimitReached):
+		return &httpError{code: http.StatusBadRequest, msg: "key-limit-reached", err: err}
+	case errors.Is(err, store.ErrIPNotAllowed):
+		return &httpError{code: http.StatusBadRequest, msg: "ip-not-allowed", err: err}
+	case err != nil:
+		return err
+	}
+	s.audit(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, key))
+	return writeJSON(w, http.StatusOK, map[string]string{"server_id": srv.ID, "server_secret": secret})
+}
+
+func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.agentAuth(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	if c.key == nil {
+		return errorf(http.StatusBadRequest, "not-registered")
+	}
+	if err := s.cfg.Store.DeleteServer(r.Context(), c.server.ID); err != nil {
+		return err
+	}
+	s.audit(r, "agent:"+c.server.ID, "server.unregister", c.server.ID, "")
+	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+}
+
+// index answers a server with the signed index for its kernel.
+func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	buildID := r.PathValue("build_id")
+	if !buildIDRE.MatchString(buildID) {
+		return errorf(http.StatusBadRequest, "bad-build-id")
+	}
+	c, err := s.agentAuth(ctx, r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	req := resolve.Request{Prefix: q.Get("prefix"), Sticky: q.Get("sticky"), Now: s.now()}
+	if req.Sticky == "KEY" {
+		req.Sticky = ""
+		if c.key != nil {
+			req.Sticky = c.key.Sticky
+		}
+	}
+	_, testPrefix, err := resolve.PrefixDelay(req.Prefix)
+	if err != nil {
+		return &httpError{code: http.StatusBadRequest, msg: err.Error()}
+	}
+	feed, err := s.cfg.Store.Feed(ctx, c.feed)
+	if err != nil {
+		return fmt.Errorf("feed %s: %w", c.feed, err)
+	}
+	levels, err := s.cfg.Store.VisibleLevels(ctx, c.feed, buildID)
+	if err != nil {
+		return err
+	}
+	all, err := s.cfg.Store.Levels(ctx, buildID)
+	if err != nil {
+		return err
+	}
+	if testPrefix {
+		// PREFIX=test admits the test channel's levels too.
+		for _, l := range all {
+			if l.Channel == "test" {
+				levels = append(levels, l)
+			}
+		}
+	}
+	picked, err := resolve.Pick(levels, feed, req)
+	if err != nil {
+		return &httpError{code: http.StatusBadRequest, msg: err.Error()}
+	}
+	version, err := s.cfg.Store.Version(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	idx := &index.Index{
+		Type:     "kcare-index",
+		Version:  version,
+		Issued:   now,
+		Expires:  now.Add(s.cfg.IndexTTL),
+		ServerID: c.server.ID,
+		BuildID:  buildID,
+		Feed:     c.feed,
+	}
+	for _, l := range all {
+		idx.KernelID = l.KernelID
+		if l.Level > idx.Latest {
+			idx.Latest = l.Level
+		}
+	}
+	if picked != nil {
+		idx.Level = &index.Level{
+			Level:            picked.Level,
+			Name:             manifestName(picked),
+			Patchset:         picked.Patchset,
+			Digest:           picked.Digest,
+			Size:             picked.Size,
+			URL:              "/blobs/sha256/" + picked.Digest,
+			Signature:        string(picked.Signature),
+			EffectiveRelease: picked.EffectiveRelease,
+			CVEs:             toBundleCVEs(picked.CVEs),
+			Released:         picked.Released,
+		}
+	}
+	body, sig, err := index.Sign(idx, s.cfg.IndexKey)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set(index.SignatureHeader, index.EncodeSignature(sig))
+	_, err = w.Write(body)
+	return err
+}
+
+func manifestName(l *store.Level) string {
+	var m struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(l.Manifest, &m) == nil && m.Name != "" {
+		return m.Name
+	}
+	return fmt.Sprintf("%s-%d", l.Release, l.Level)
+}
+
+func toBundleCVEs(in []store.CVE) []bundle.CVE {
+	out := make([]bundle.CVE, len(in))
+	for i, c := range in {
+		out[i] = bundle.CVE{ID: c.ID, Description: c.Description, URL: c.URL}
+	}
+	return out
+}
+
+// CheckIn is what an agent sends after every run.
+type CheckIn struct {
+	Hostname         string  `json:"hostname"`
+	Release          string  `json:"release"`
+	BuildID          string  `json:"build_id"`
+	KernelID         string  `json:"kernel_id"`
+	Level            int     `json:"level"`
+	EffectiveRelease string  `json:"effective_release"`
+	Result           string  `json:"result"`
+	AgentVersion     string  `json:"agent_version"`
+	Tags             *string `json:"tags,omitempty"`
+}
+
+func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	c, err := s.agentAuth(ctx, r)
+	if err != nil {
+		return err
+	}
+	var in CheckIn
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	if err := dec.Decode(&in); err != nil {
+		return &httpError{code: http.StatusBadRequest, msg: "bad-request", err: err}
+	}
+	if len(in.Result) > 1000 {
+		in.Result = in.Result[:1000]
+	}
+	ci := store.CheckIn{
+		Hostname: in.Hostname, IP: remoteIP(r), Release: in.Release, BuildID: in.BuildID,
+		KernelID: in.KernelID, Level: in.Level, EffectiveRelease: in.EffectiveRelease,
+		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: s.now(),
+	}
+	if c.key == nil {
+		srv := *c.server
+		srv.Hostname, srv.Release, srv.BuildID, srv.KernelID = in.Hostname, in.Release, in.BuildID, in.KernelID
+		srv.Level, srv.EffectiveRelease, srv.LastResult, srv.AgentVersion = in.Level, in.EffectiveRelease, in.Result, in.AgentVersion
+		srv.Registered, srv.LastCheckin = s.now(), s.now()
+		if in.Tags != nil {
+			srv.Tags = *in.Tags
+		}
+		if err := s.cfg.Store.UpsertIPServer(ctx, &srv); err != nil {
+			return err
+		}
+	} else if err := s.cfg.Store.CheckIn(ctx, c.server.ID, ci); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+}
+
+// license tells a server what it is licensed by.
+func (s *Server) license(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.agentAuth(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"server_id": c.server.ID, "feed": c.feed, "type": "ip"}
+	if c.key != nil {
+		out["type"] = "key"
+		out["key"] = c.key.Key
+		out["limit"] = c.key.Limit
+		out["servers"] = c.key.Servers
+		out["note"] = c.key.Note
+		out["sticky"] = c.key.Sticky
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// blob serves a bundle by digest: immutable, with ETag and Range.
+func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
+	d := r.PathValue("digest")
+	f, err := s.cfg.Blobs.Open(d)
+	if errors.Is(err, blobs.ErrNotFound) {
+		return errorf(http.StatusNotFound, "not-found")
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", `"sha256:`+d+`"`)
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+	return nil
+}
+
+func (s *Server) portalKey(w http.ResponseWriter, r *http.Request) error {
+	pub, err := s.cfg.IndexKey.PublicKey()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/pgp-keys")
+	_, err = w.Write(pub)
+	return err
+}
+
+// audit records an action, logging (not failing) when the log cannot be
+// written.
+func (s *Server) audit(r *http.Request, actor, action, object, detail string) {
+	e := store.AuditEntry{At: s.now(), Actor: actor, Action: action, Object: object, Detail: detail}
+	if err := s.cfg.Store.Audit(r.Context(), e); err != nil {
+		s.cfg.Log.Error("audit", "action", action, "error", err)
+	}
+}

@@ -1,0 +1,88 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/kcare/kcare/internal/portal/resolve"
+	"github.com/kcare/kcare/internal/portal/store"
+)
+
+var kernelIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// kcarePaths serves KernelCare's patch-server paths for existing tools:
+//
+//	GET /[PREFIX/]KERNEL_ID/version             newest level in main (404: none)
+//	GET /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info   that level's kpatch-* lines
+func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	prefix := ""
+	if len(parts) > 0 && !kernelIDRE.MatchString(parts[0]) {
+		prefix, parts = parts[0], parts[1:]
+	}
+	if len(parts) < 2 || !kernelIDRE.MatchString(parts[0]) {
+		return errorf(http.StatusNotFound, "not-found")
+	}
+	if _, _, err := resolve.PrefixDelay(prefix); err != nil {
+		return errorf(http.StatusNotFound, "not-found")
+	}
+	ctx := r.Context()
+	all, err := s.cfg.Store.LevelsByKernelID(ctx, parts[0])
+	if err != nil {
+		return err
+	}
+	if len(all) == 0 {
+		return errorf(http.StatusNotFound, "unknown kernel")
+	}
+	feed, err := s.cfg.Store.Feed(ctx, "main")
+	if err != nil {
+		return err
+	}
+	visible, err := s.cfg.Store.VisibleLevels(ctx, "main", all[0].BuildID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(parts) == 2 && parts[1] == "version":
+		picked, err := resolve.Pick(visible, feed, resolve.Request{Prefix: prefix, Now: s.now()})
+		if err != nil {
+			return err
+		}
+		if picked == nil {
+			return errorf(http.StatusNotFound, "no patches")
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, err = fmt.Fprintf(w, "%d\n", picked.Level)
+		return err
+	case len(parts) == 3 && parts[2] == "kpatch.info":
+		n, err := strconv.Atoi(parts[1])
+		if err != nil {
+			return errorf(http.StatusNotFound, "not-found")
+		}
+		for _, l := range visible {
+			if l.Level == n {
+				w.Header().Set("Content-Type", "text/plain")
+				_, err := w.Write([]byte(KpatchInfo(&l)))
+				return err
+			}
+		}
+		return errorf(http.StatusNotFound, "no such level")
+	}
+	return errorf(http.StatusNotFound, "not-found")
+}
+
+// KpatchInfo renders a level in KernelCare's kpatch.info format: one block
+// of kpatch-* lines per fix.
+func KpatchInfo(l *store.Level) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kpatch-level: %d\nkpatch-kernel: %s\nkpatch-build-time: %s\nkpatch-effective-release: %s\n",
+		l.Level, l.Release, l.Released.UTC().Format("2006-01-02T15:04:05Z"), l.EffectiveRelease)
+	for _, c := range l.CVEs {
+		fmt.Fprintf(&b, "\nkpatch-name: %s/%s\nkpatch-description: %s\nkpatch-kernel: %s\nkpatch-cve: %s\nkpatch-cve-url: %s\n",
+			l.Release, c.ID, c.Description, l.Release, c.ID, c.URL)
+	}
+	return b.String()
+}

@@ -1,0 +1,332 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kcare/kcare/internal/portal/store"
+)
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// ServerJSON is a server in the REST API.
+type ServerJSON struct {
+	ID              string     `json:"server_id"`
+	Hostname        string     `json:"hostname"`
+	IP              string     `json:"ip"`
+	Key             string     `json:"key"`
+	Kernel          string     `json:"kernel"`
+	KernelID        string     `json:"kernel_id"`
+	BuildID         string     `json:"build_id"`
+	PatchLevel      int        `json:"patch_level"`
+	EffectiveKernel string     `json:"effective_kernel"`
+	LastResult      string     `json:"last_result"`
+	AgentVersion    string     `json:"agent_version"`
+	Tags            string     `json:"tags"`
+	Registered      time.Time  `json:"registered"`
+	Checkin         *time.Time `json:"checkin"`
+}
+
+func serverJSON(s store.Server) ServerJSON {
+	out := ServerJSON{
+		ID: s.ID, Hostname: s.Hostname, IP: s.IP, Key: s.Key, Kernel: s.Release, KernelID: s.KernelID,
+		BuildID: s.BuildID, PatchLevel: s.Level, EffectiveKernel: s.EffectiveRelease, LastResult: s.LastResult,
+		AgentVersion: s.AgentVersion, Tags: s.Tags, Registered: s.Registered,
+	}
+	if !s.LastCheckin.IsZero() {
+		t := s.LastCheckin
+		out.Checkin = &t
+	}
+	return out
+}
+
+func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.apiUser(r, false); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	f := store.ServerFilter{Hostname: q.Get("hostname"), IP: q.Get("ip"), Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag")}
+	var err error
+	if v := q.Get("checkin_age"); v != "" {
+		// Hours, as ePortal takes it, or a Go duration.
+		if h, e := strconv.Atoi(v); e == nil {
+			f.CheckinAge = time.Duration(h) * time.Hour
+		} else if f.CheckinAge, err = time.ParseDuration(v); err != nil {
+			return errorf(http.StatusBadRequest, "checkin_age: hours or a duration like 36h")
+		}
+	}
+	if v := q.Get("is_updated"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "is_updated: true or false")
+		}
+		f.IsUpdated = &b
+	}
+	if f.Limit, err = intParam(q.Get("limit"), 0); err != nil {
+		return errorf(http.StatusBadRequest, "limit: %v", err)
+	}
+	if f.Offset, err = intParam(q.Get("offset"), 0); err != nil {
+		return errorf(http.StatusBadRequest, "offset: %v", err)
+	}
+	list, err := s.cfg.Store.Servers(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]ServerJSON, len(list))
+	for i, srv := range list {
+		out[i] = serverJSON(srv)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+func intParam(v string, def int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errors.New("a whole number 0 or more")
+	}
+	return n, nil
+}
+
+// KeyJSON is an activation key in the REST API.
+type KeyJSON struct {
+	Key      string    `json:"key"`
+	Note     string    `json:"note"`
+	Limit    int       `json:"server_limit"`
+	Feed     string    `json:"feed"`
+	Sticky   string    `json:"sticky_patch"`
+	IPRanges []string  `json:"ip_ranges"`
+	Servers  int       `json:"servers"`
+	Created  time.Time `json:"created"`
+}
+
+func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.apiUser(r, false); err != nil {
+		return err
+	}
+	keys, err := s.cfg.Store.Keys(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]KeyJSON, len(keys))
+	for i, k := range keys {
+		out[i] = KeyJSON{Key: k.Key, Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
+		if out[i].IPRanges == nil {
+			out[i].IPRanges = []string{}
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &httpError{code: http.StatusBadRequest, msg: "bad JSON body: " + err.Error()}
+	}
+	return nil
+}
+
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &httpError{code: http.StatusNotFound, msg: err.Error(), err: err}
+	case errors.Is(err, store.ErrExists):
+		return &httpError{code: http.StatusConflict, msg: "already exists", err: err}
+	case errors.Is(err, store.ErrInvalidInput):
+		return &httpError{code: http.StatusBadRequest, msg: err.Error(), err: err}
+	case errors.Is(err, store.ErrInUse):
+		return &httpError{code: http.StatusConflict, msg: err.Error(), err: err}
+	}
+	return err
+}
+
+func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.apiUser(r, true)
+	if err != nil {
+		return err
+	}
+	var in KeyJSON
+	if err := decodeBody(r, &in); err != nil {
+		return err
+	}
+	if in.Key == "" {
+		in.Key = NewKey()
+	}
+	if in.Feed == "" {
+		in.Feed = "main"
+	}
+	k := &store.Key{Key: in.Key, Note: in.Note, Limit: in.Limit, Feed: in.Feed, Sticky: in.Sticky, IPRanges: in.IPRanges, Created: s.now()}
+	if err := s.cfg.Store.AddKey(r.Context(), k); err != nil {
+		return storeError(err)
+	}
+	s.audit(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit))
+	in.Created = k.Created
+	return writeJSON(w, http.StatusCreated, in)
+}
+
+func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.apiUser(r, true)
+	if err != nil {
+		return err
+	}
+	key := r.PathValue("key")
+	if err := s.cfg.Store.DeleteKey(r.Context(), key); err != nil {
+		return storeError(err)
+	}
+	s.audit(r, u.Name, "key.delete", key, "")
+	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+}
+
+// FeedJSON is a feed in the REST API.
+type FeedJSON struct {
+	Name             string `json:"name"`
+	Channel          string `json:"channel"`
+	DeployAfterHours int    `json:"deploy_after"`
+	Auto             bool   `json:"auto"`
+}
+
+func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.apiUser(r, false); err != nil {
+		return err
+	}
+	feeds, err := s.cfg.Store.Feeds(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]FeedJSON, len(feeds))
+	for i, f := range feeds {
+		out[i] = FeedJSON{Name: f.Name, Channel: f.Channel, DeployAfterHours: int(f.DeployAfter / time.Hour), Auto: f.Auto}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+func (s *Server) restAddFeed(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.apiUser(r, true)
+	if err != nil {
+		return err
+	}
+	var in FeedJSON
+	if err := decodeBody(r, &in); err != nil {
+		return err
+	}
+	if in.Channel == "" {
+		in.Channel = "stable"
+	}
+	f := &store.Feed{Name: in.Name, Channel: in.Channel, DeployAfter: time.Duration(in.DeployAfterHours) * time.Hour, Auto: in.Auto, Created: s.now()}
+	if err := s.cfg.Store.AddFeed(r.Context(), f); err != nil {
+		return storeError(err)
+	}
+	s.audit(r, u.Name, "feed.add", f.Name, "channel="+f.Channel)
+	return writeJSON(w, http.StatusCreated, in)
+}
+
+// PatchsetJSON is a patchset's state in a feed.
+type PatchsetJSON struct {
+	Name     string    `json:"patchset"`
+	Feed     string    `json:"feed"`
+	Enabled  bool      `json:"enabled"`
+	Released time.Time `json:"released"`
+}
+
+func (s *Server) restPatchsets(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.apiUser(r, false); err != nil {
+		return err
+	}
+	feed := r.URL.Query().Get("feed")
+	if feed == "" {
+		feed = "main"
+	}
+	list, err := s.cfg.Store.FeedPatchsets(r.Context(), feed)
+	if err != nil {
+		return storeError(err)
+	}
+	out := make([]PatchsetJSON, len(list))
+	for i, p := range list {
+		out[i] = PatchsetJSON{Name: p.Patchset, Feed: p.Feed, Enabled: p.Enabled, Released: p.Released}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+// ManagePatchsets applies an ePortal patchset action in a feed: enable or
+// disable one patchset, enable-upto (it and every older one), or
+// undeploy-downto (disable it and every newer one).
+func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action string) ([]string, error) {
+	list, err := st.FeedPatchsets(ctx, feed)
+	if err != nil {
+		return nil, err
+	}
+	pos := -1
+	for i, p := range list {
+		if p.Patchset == patchset {
+			pos = i
+		}
+	}
+	if pos < 0 {
+		return nil, fmt.Errorf("patchset %s in feed %s: %w", patchset, feed, store.ErrNotFound)
+	}
+	var names []string
+	enable := true
+	switch action {
+	case "enable":
+		names = []string{patchset}
+	case "disable":
+		names, enable = []string{patchset}, false
+	case "enable-upto":
+		for _, p := range list[:pos+1] {
+			names = append(names, p.Patchset)
+		}
+	case "undeploy-downto":
+		for _, p := range list[pos:] {
+			names = append(names, p.Patchset)
+		}
+		enable = false
+	default:
+		return nil, fmt.Errorf("%w: action %q: enable, disable, enable-upto or undeploy-downto", store.ErrInvalidInput, action)
+	}
+	return names, st.SetPatchsets(ctx, feed, names, enable)
+}
+
+func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.apiUser(r, true)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	feed, patchset, action := q.Get("feed"), q.Get("patchset"), q.Get("action")
+	if feed == "" {
+		feed = "main"
+	}
+	names, err := ManagePatchsets(r.Context(), s.cfg.Store, feed, patchset, action)
+	if err != nil {
+		return storeError(err)
+	}
+	s.audit(r, u.Name, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","))
+	return writeJSON(w, http.StatusOK, map[string]any{"result": "ok", "patchsets": names})
+}
+
+// restKeyPatchset is ePortal's /admin/api/kcare/patchset/{key}: for each
+// server of the key, [ip, kernel_id, level].
+func (s *Server) restKeyPatchset(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.apiUser(r, false); err != nil {
+		return err
+	}
+	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: r.PathValue("key")})
+	if err != nil {
+		return err
+	}
+	data := make([][]any, len(list))
+	for i, srv := range list {
+		data[i] = []any{srv.IP, srv.KernelID, srv.Level}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"data": data})
+}

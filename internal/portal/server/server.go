@@ -1,0 +1,212 @@
+// Package server is eportal's HTTP face: the agent API (register, signed
+// index, check-in), content-addressed bundles, KernelCare's patch-server
+// paths, ePortal's REST API, and publishing.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+// DefaultIndexTTL is how long a signed index stays valid.
+const DefaultIndexTTL = 72 * time.Hour
+
+// Config is what a Server needs.
+type Config struct {
+	Store      store.Store
+	Blobs      blobs.Store
+	IndexKey   *trust.Signer  // the portal's online key: signs indexes
+	Publishers *trust.Keyring // publisher keys a bundle must be signed by
+	IndexTTL   time.Duration  // 0: DefaultIndexTTL
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+// Server serves the portal.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.IndexTTL <= 0 {
+		cfg.IndexTTL = DefaultIndexTTL
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// Handler returns the portal's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
+
+func (s *Server) routes() {
+	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
+		s.mux.Handle(pattern, s.wrap(f))
+	}
+	// The agent.
+	h("POST /admin/api/register", s.register)
+	h("POST /api/v1/unregister", s.unregister)
+	h("GET /api/v1/index/{build_id}", s.index)
+	h("POST /api/v1/checkin", s.checkin)
+	h("GET /api/v1/license", s.license)
+	h("GET /blobs/sha256/{digest}", s.blob)
+	h("GET /keys/portal.pub", s.portalKey)
+	h("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
+		_, err := fmt.Fprintln(w, "ok")
+		return err
+	})
+	// Publishing.
+	h("POST /api/v1/publish", s.publish)
+	// ePortal's REST API.
+	h("GET /admin/api/servers", s.restServers)
+	h("GET /admin/api/keys/", s.restKeys)
+	h("POST /admin/api/keys/", s.restAddKey)
+	h("DELETE /admin/api/keys/{key}", s.restDeleteKey)
+	h("GET /admin/api/feeds/", s.restFeeds)
+	h("POST /admin/api/feeds/", s.restAddFeed)
+	h("GET /admin/api/patchsets/", s.restPatchsets)
+	h("POST /admin/api/patchsets/manage", s.restManagePatchsets)
+	h("GET /admin/api/kcare/patchset/{key}", s.restKeyPatchset)
+	// KernelCare's patch-server paths: /[PREFIX/]KERNEL_ID/version and
+	// /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info.
+	h("GET /", s.kcarePaths)
+}
+
+// httpError is an error with a status and a message for the client; the
+// wrapped error, if any, is for the log only.
+type httpError struct {
+	code int
+	msg  string // shown to the client; for the agent API a short code like "invalid-key"
+	err  error
+}
+
+func (e *httpError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("%d %s: %v", e.code, e.msg, e.err)
+	}
+	return fmt.Sprintf("%d %s", e.code, e.msg)
+}
+
+func (e *httpError) Unwrap() error { return e.err }
+
+func errorf(code int, format string, args ...any) error {
+	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// wrap turns a handler's error into a JSON response, keeping the detail
+// for the log.
+func (s *Server) wrap(f func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := f(w, r)
+		if err == nil {
+			return
+		}
+		var he *httpError
+		if !errors.As(err, &he) {
+			he = &httpError{code: http.StatusInternalServerError, msg: "internal error", err: err}
+		}
+		level := slog.LevelInfo
+		if he.code >= 500 {
+			level = slog.LevelError
+		}
+		s.cfg.Log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", he.code, "error", he.Error())
+		writeJSON(w, he.code, map[string]string{"error": he.msg})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	return enc.Encode(v)
+}
+
+// remoteIP is the address the request came from.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// caller is who an agent request is from.
+type caller struct {
+	server *store.Server
+	feed   string
+	key    *store.Key // nil for an IP-licensed server
+}
+
+// agentAuth authenticates a server by its id and secret (HTTP basic), or
+// by an IP license when it sent none.
+func (s *Server) agentAuth(ctx context.Context, r *http.Request) (*caller, error) {
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		return s.ipLicensed(ctx, r)
+	}
+	srv, err := s.cfg.Store.Server(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "unknown-server"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !auth.SecretMatches(srv.SecretHash, secret) {
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "bad-secret"}
+	}
+	c := &caller{server: srv, feed: "main"}
+	if srv.Key != "" {
+		k, err := s.cfg.Store.Key(ctx, srv.Key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &httpError{code: http.StatusUnauthorized, msg: "key-revoked"}
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.key, c.feed = k, k.Feed
+	}
+	return c, nil
+}
+
+func (s *Server) ipLicensed(ctx context.Context, r *http.Request) (*caller, error) {
+	ip, err := netip.ParseAddr(remoteIP(r))
+	if err != nil {
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered"}
+	}
+	lics, err := s.cfg.Store.IPLicenses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lics {
+		p, err := netip.ParsePrefix(l.CIDR)
+		if err != nil || !p.Contains(ip.Unmap()) {
+			continue
+		}
+		srv := &store.Server{ID: "ip-" + strings.NewReplacer(":", "-", ".", "-").Replace(ip.String()), IP: ip.String()}
+		return &caller{server: srv, feed: l.Feed}, nil
+	}
+	return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered"}
+}

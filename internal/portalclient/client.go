@@ -1,0 +1,299 @@
+// Package portalclient is the agent's side of the portal API: register,
+// fetch the signed index, download bundles, check in. It only moves bytes;
+// the agent verifies everything it receives.
+package portalclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kcare/kcare/internal/index"
+)
+
+// Errors the portal answers with, for messages and exit codes.
+var (
+	ErrInvalidKey    = errors.New("invalid activation key")
+	ErrLimitReached  = errors.New("the activation key's server limit is reached")
+	ErrIPNotAllowed  = errors.New("this server's IP address is not allowed for the activation key")
+	ErrUnregistered  = errors.New("server is not registered (kcarectl --register KEY)")
+	ErrUnreachable   = errors.New("patch server unreachable")
+	ErrNoPatchServer = errors.New("no patch server configured (PATCH_SERVER in kcare.conf)")
+)
+
+// retries bounds how often a request is retried on 429 and 5xx answers
+// or a failed connection.
+const retries = 3
+
+// Client talks to one portal.
+type Client struct {
+	PatchServer     string // PATCH_SERVER, e.g. http://eportal.example.com
+	RegistrationURL string // REGISTRATION_URL; default PATCH_SERVER + /admin/api
+	ServerID        string
+	Secret          string
+	HTTP            *http.Client // nil: a client honouring http_proxy/https_proxy
+	UserAgent       string
+	// Backoff is the first pause between retries; zero means one second.
+	Backoff time.Duration
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}
+}
+
+func (c *Client) url(base, path string) (string, error) {
+	if base == "" {
+		return "", ErrNoPatchServer
+	}
+	u, err := url.Parse(strings.TrimRight(base, "/") + path)
+	if err != nil {
+		return "", fmt.Errorf("bad portal URL %q: %w", base, err)
+	}
+	return u.String(), nil
+}
+
+// do sends a request, retrying 429, 5xx and connection errors.
+func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn bool) (*http.Response, error) {
+	backoff := c.Backoff
+	if backoff == 0 {
+		backoff = time.Second
+	}
+	var lastErr error
+	for try := 0; try < retries; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff *= 2
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		if c.UserAgent != "" {
+			req.Header.Set("User-Agent", c.UserAgent)
+		}
+		if authn && c.ServerID != "" {
+			req.SetBasicAuth(c.ServerID, c.Secret)
+		}
+		resp, err := c.http().Do(req)
+		if err != nil {
+			lastErr = fmt.Errorf("%w: %v", ErrUnreachable, err)
+			continue
+		}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			lastErr = fmt.Errorf("%w: %s %s: %s", ErrUnreachable, method, u, resp.Status)
+			resp.Body.Close()
+			continue
+		}
+		return resp, nil
+	}
+	return nil, lastErr
+}
+
+// apiError reads a JSON {"error": "..."} answer.
+func apiError(resp *http.Response) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	json.Unmarshal(b, &e)
+	switch e.Error {
+	case "invalid-key":
+		return ErrInvalidKey
+	case "key-limit-reached":
+		return ErrLimitReached
+	case "ip-not-allowed":
+		return ErrIPNotAllowed
+	case "unregistered", "unknown-server", "bad-secret", "key-revoked":
+		return fmt.Errorf("%w (%s)", ErrUnregistered, e.Error)
+	}
+	if e.Error == "" {
+		e.Error = strings.TrimSpace(string(b))
+	}
+	return fmt.Errorf("portal answered %s: %s", resp.Status, e.Error)
+}
+
+// Register registers this server with an activation key and returns its
+// id and secret.
+func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret string, err error) {
+	base := c.RegistrationURL
+	if base == "" && c.PatchServer != "" {
+		base = strings.TrimRight(c.PatchServer, "/") + "/admin/api"
+	}
+	u, err := c.url(base, "/register")
+	if err != nil {
+		return "", "", err
+	}
+	form := url.Values{"key": {key}, "hostname": {hostname}}
+	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", "", apiError(resp)
+	}
+	var out struct {
+		ServerID string `json:"server_id"`
+		Secret   string `json:"server_secret"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil || out.ServerID == "" {
+		return "", "", fmt.Errorf("register: bad answer from the portal: %v", err)
+	}
+	return out.ServerID, out.Secret, nil
+}
+
+// Unregister removes this server from the portal.
+func (c *Client) Unregister(ctx context.Context) error {
+	_, err := c.postJSON(ctx, "/api/v1/unregister", nil)
+	return err
+}
+
+// Index fetches the signed index for a kernel: the exact body and the
+// signature from its header. It parses nothing.
+func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
+	u, err := c.url(c.PatchServer, "/api/v1/index/"+url.PathEscape(buildID))
+	if err != nil {
+		return nil, nil, err
+	}
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	if sticky != "" {
+		q.Set("sticky", sticky)
+	}
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	resp, err := c.do(ctx, http.MethodGet, u, nil, "", true)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, apiError(resp)
+	}
+	body, err = io.ReadAll(index.LimitedReader(resp.Body, index.DefaultMaxSize))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read index: %w", err)
+	}
+	sig, err = index.DecodeSignature(resp.Header.Get(index.SignatureHeader))
+	if err != nil {
+		// An index without a usable signature header is an unsigned one:
+		// hand the body on with no signature, for the verifier to refuse.
+		return body, nil, nil
+	}
+	return body, sig, nil
+}
+
+// Download fetches a bundle by its path, reading at most size bytes: a
+// longer answer fails with index.ErrTooLarge. progress, if not nil, is
+// called with the bytes read so far.
+func (c *Client) Download(ctx context.Context, path string, size int64, progress func(done, total int64)) ([]byte, error) {
+	u, err := c.url(c.PatchServer, path)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodGet, u, nil, "", true)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, apiError(resp)
+	}
+	r := index.LimitedReader(resp.Body, size)
+	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
+	chunk := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(chunk)
+		buf.Write(chunk[:n])
+		if progress != nil && n > 0 {
+			progress(int64(buf.Len()), size)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("download %s: %w", path, err)
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// CheckIn is what the agent reports after every run.
+type CheckIn struct {
+	Hostname         string  `json:"hostname"`
+	Release          string  `json:"release"`
+	BuildID          string  `json:"build_id"`
+	KernelID         string  `json:"kernel_id"`
+	Level            int     `json:"level"`
+	EffectiveRelease string  `json:"effective_release"`
+	Result           string  `json:"result"`
+	AgentVersion     string  `json:"agent_version"`
+	Tags             *string `json:"tags,omitempty"`
+}
+
+// CheckIn reports this server's state.
+func (c *Client) CheckIn(ctx context.Context, ci CheckIn) error {
+	b, err := json.Marshal(ci)
+	if err != nil {
+		return err
+	}
+	_, err = c.postJSON(ctx, "/api/v1/checkin", b)
+	return err
+}
+
+// License returns what the portal says licenses this server.
+func (c *Client) License(ctx context.Context) (map[string]any, error) {
+	u, err := c.url(c.PatchServer, "/api/v1/license")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodGet, u, nil, "", true)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, apiError(resp)
+	}
+	var out map[string]any
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("license: bad answer: %w", err)
+	}
+	return out, nil
+}
+
+func (c *Client) postJSON(ctx context.Context, path string, body []byte) ([]byte, error) {
+	u, err := c.url(c.PatchServer, path)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, u, body, "application/json", true)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, apiError(resp)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+}
