@@ -25,10 +25,11 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"keygen": {"make a publisher signing key pair", runKeygen},
-	"module": {"build a livepatch module against a kernel's headers", runModule},
-	"pack":   {"pack and sign a module as a patch bundle", runPack},
-	"verify": {"check a bundle's signature and contents", runVerify},
+	"keygen":  {"make a publisher signing key pair", runKeygen},
+	"module":  {"build a livepatch module against a kernel's headers", runModule},
+	"pack":    {"pack and sign a module as a patch bundle", runPack},
+	"verify":  {"check a bundle's signature and contents", runVerify},
+	"publish": {"upload a bundle and its signature to a portal", runPublish},
 }
 
 // errUsage marks an error in the command line.
@@ -87,7 +88,7 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		}
 		return errUsage
 	}
-	if fs.NArg() > 0 && fs.Name() != "verify" {
+	if fs.NArg() > 0 && fs.Name() != "verify" && fs.Name() != "publish" {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil

@@ -44,7 +44,27 @@ type options struct {
 	root      string
 	timeout   string
 	version   bool
+
+	register    string
+	unregister  bool
+	autoUpdate  bool
+	sticky      optString
+	prefix      optString
+	check       bool
+	status      bool
+	licenseInfo bool
+	tag         optString
 }
+
+// optString is a string flag that records whether it was given, so that
+// --set-sticky-patch= (empty) can unstick.
+type optString struct {
+	set bool
+	v   string
+}
+
+func (o *optString) String() string     { return o.v }
+func (o *optString) Set(v string) error { o.set, o.v = true, v; return nil }
 
 func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.apply, "apply", "", "verify and apply the patch bundle `FILE` (FILE.sig beside it)")
@@ -59,6 +79,15 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.root, "root", "/", "treat `DIR` as the root of /sys, /proc, /etc and /var (for tests and images)")
 	fs.StringVar(&o.timeout, "transition-timeout", "", "bound on the livepatch transition, e.g. 60s (default TRANSITION_TIMEOUT)")
 	fs.BoolVar(&o.version, "version", false, "print kcarectl's version")
+	fs.StringVar(&o.register, "register", "", "register this server with the activation `KEY`, then update")
+	fs.BoolVar(&o.unregister, "unregister", false, "unregister this server from the portal")
+	fs.BoolVar(&o.autoUpdate, "auto-update", false, "what the timer runs: update if AUTO_UPDATE allows, after a random delay, quietly")
+	fs.Var(&o.sticky, "set-sticky-patch", "stick to patches released up to `DATE` (DDMMYY, DDMMYYYY, YYYY-MM-DD, or KEY); empty unsticks")
+	fs.Var(&o.prefix, "prefix", "patch source `PREFIX` for this run: test, 12h, 24h or 48h")
+	fs.BoolVar(&o.check, "check", false, "exit 0 if a newer patch level is available, 1 if not")
+	fs.BoolVar(&o.status, "status", false, "exit 0 up to date, 1 no patches applied, 2 newer patches not applied, 3 kernel unsupported")
+	fs.BoolVar(&o.licenseInfo, "license-info", false, "show what licenses this server")
+	fs.Var(&o.tag, "tag", "set this server's tags, \"k:v;k2:v2\", and report them to the portal")
 }
 
 // Run runs kcarectl with args and returns its exit code.
@@ -83,13 +112,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	actions := 0
-	for _, on := range []bool{o.apply != "", o.unload, o.info, o.uname, o.patchInfo, o.update, o.version} {
+	for _, on := range []bool{o.apply != "", o.unload, o.info, o.uname, o.patchInfo, o.update, o.version,
+		o.register != "", o.unregister, o.autoUpdate, o.sticky.set, o.check, o.status, o.licenseInfo, o.tag.set} {
 		if on {
 			actions++
 		}
 	}
 	if actions != 1 {
-		fmt.Fprintf(stderr, "kcarectl: give exactly one of --apply, --unload, --update, --info, --uname, --patch-info, --version\n")
+		fmt.Fprintf(stderr, "kcarectl: give exactly one action (--update, --register KEY, --info, ...; see --help)\n")
 		return ExitUsage
 	}
 	if o.version {
@@ -106,7 +136,23 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case o.unload:
 		err = runUnload(ctx, a, stdout)
 	case o.update:
-		err = runUpdate(ctx, a, stdout)
+		err = runUpdate(ctx, a, &o, stdout, stderr)
+	case o.register != "":
+		err = runRegister(ctx, a, &o, stdout, stderr)
+	case o.unregister:
+		err = runUnregister(ctx, a, &o, stdout)
+	case o.autoUpdate:
+		err = runAutoUpdate(ctx, a, &o, stdout, stderr)
+	case o.sticky.set:
+		err = runSetSticky(&o, stdout)
+	case o.check:
+		return runCheck(ctx, a, &o, stdout, stderr)
+	case o.status:
+		return runStatus(ctx, a, &o, stdout, stderr)
+	case o.licenseInfo:
+		err = runLicenseInfo(ctx, a, &o, stdout)
+	case o.tag.set:
+		err = runTag(ctx, a, &o, stdout)
 	case o.info:
 		err = runInfo(a, o.json, stdout)
 	case o.uname:

@@ -173,8 +173,8 @@ func TestExitCodes(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"no_action", nil, ExitUsage, "give exactly one of"},
-		{"two_actions", []string{"--info", "--unload"}, ExitUsage, "give exactly one of"},
+		{"no_action", nil, ExitUsage, "give exactly one action"},
+		{"two_actions", []string{"--info", "--unload"}, ExitUsage, "give exactly one action"},
 		{"unknown_flag", []string{"--frobnicate"}, ExitUsage, "flag provided but not defined"},
 		{"stray_arg", []string{"--info", "extra"}, ExitUsage, "unexpected argument"},
 		{"bad_signature", []string{"--apply", bad}, ExitRefused, "bad signature"},

@@ -5,24 +5,336 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
 
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/kernel"
+	"github.com/kcare/kcare/internal/portalclient"
 )
 
-// errNoPortal is returned while updates through a patch server are not
-// configured.
-var errNoPortal = errors.New("no patch server is configured (set PATCH_SERVER, or UPDATE_POLICY=LOCAL to re-apply the cached level)")
+// Files kcarectl keeps its registration in, under /etc/sysconfig/kcare.
+const (
+	systemIDFile = "systemid"
+	secretFile   = "server-secret"
+)
 
-func runUpdate(ctx context.Context, a *agent.Agent, stdout io.Writer) error {
+func confDir(o *options) string { return filepath.Join(o.root, filepath.Dir(o.conf)) }
+
+// client returns a portal client for the configuration and registration.
+func client(a *agent.Agent, o *options) *portalclient.Client {
+	c := &portalclient.Client{
+		PatchServer:     a.Config.PatchServer,
+		RegistrationURL: a.Config.RegistrationURL,
+		UserAgent:       "kcarectl/" + Version,
+	}
+	if id, err := os.ReadFile(filepath.Join(confDir(o), systemIDFile)); err == nil {
+		c.ServerID = strings.TrimSpace(string(id))
+	}
+	if s, err := os.ReadFile(filepath.Join(confDir(o), secretFile)); err == nil {
+		c.Secret = strings.TrimSpace(string(s))
+	}
+	return c
+}
+
+func updateOptions(a *agent.Agent, o *options, stderr io.Writer) agent.UpdateOptions {
+	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch}
+	if o.prefix.set {
+		uo.Prefix = o.prefix.v
+	}
+	if isTerminal(stderr) {
+		uo.Progress = progressBar(stderr)
+	}
+	return uo
+}
+
+// runUpdate applies the newest allowed level as UPDATE_POLICY says:
+// REMOTE through the portal, LOCAL the cached level with no network,
+// LOCAL_FIRST the cached level first, then the portal.
+func runUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
 	switch a.Config.UpdatePolicy {
-	case config.UpdatePolicyLocal, config.UpdatePolicyLocalFirst:
+	case config.UpdatePolicyLocal:
 		res, err := a.UpdateLocal(ctx)
 		if err != nil {
 			return err
 		}
 		printApplied(stdout, res)
 		return nil
+	case config.UpdatePolicyLocalFirst:
+		if res, err := a.UpdateLocal(ctx); err == nil {
+			printApplied(stdout, res)
+		} else if !errors.Is(err, agent.ErrNothingToDo) {
+			fmt.Fprintf(stderr, "kcarectl: cached level: %v\n", err)
+		}
 	}
-	return fmt.Errorf("update: %w", errNoPortal)
+	return remoteUpdate(ctx, a, o, stdout, stderr)
+}
+
+func remoteUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
+	c := client(a, o)
+	res, err := a.Update(ctx, c, updateOptions(a, o, stderr))
+	if res != nil && err == nil {
+		printApplied(stdout, res)
+	}
+	if errors.Is(err, agent.ErrNothingToDo) {
+		fmt.Fprintf(stdout, "%s\n", nothingMessage(err))
+	}
+	checkIn(ctx, a, o, c, err, stderr)
+	return err
+}
+
+// nothingMessage is the first part of a nothing-to-do error, for stdout.
+func nothingMessage(err error) string {
+	msg := err.Error()
+	msg = strings.TrimSuffix(msg, ": "+agent.ErrNothingToDo.Error())
+	return strings.ToUpper(msg[:1]) + msg[1:]
+}
+
+// checkIn reports the run to the portal; a failure is a warning.
+func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Client, runErr error, stderr io.Writer) {
+	if c.PatchServer == "" {
+		return
+	}
+	info, err := a.Info()
+	if err != nil {
+		return
+	}
+	id, _ := kernel.Read(o.root)
+	host, _ := os.Hostname()
+	result := "ok"
+	if runErr != nil && !errors.Is(runErr, agent.ErrNothingToDo) {
+		result = runErr.Error()
+	}
+	ci := portalclient.CheckIn{
+		Hostname: validHostname(host), Release: info.Kernel.Release, BuildID: info.Kernel.BuildID, KernelID: id.KernelID(),
+		Level: info.Level, EffectiveRelease: info.EffectiveRelease, Result: result, AgentVersion: Version,
+	}
+	if f, err := config.Load(filepath.Join(o.root, o.conf)); err == nil {
+		if tags, ok := f.Get("TAGS"); ok {
+			ci.Tags = &tags
+		}
+	}
+	if err := c.CheckIn(ctx, ci); err != nil {
+		fmt.Fprintf(stderr, "kcarectl: check-in: %v\n", err)
+	}
+}
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+
+func validHostname(h string) string {
+	if hostnameRE.MatchString(h) {
+		return h
+	}
+	return ""
+}
+
+func runRegister(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
+	c := client(a, o)
+	host, _ := os.Hostname()
+	id, secret, err := c.Register(ctx, o.register, validHostname(host))
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	dir := confDir(o)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, secretFile), secret+"\n", 0o600); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, systemIDFile), id+"\n", 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Server registered (id %s)\n", id)
+	return remoteUpdate(ctx, a, o, stdout, stderr)
+}
+
+func writeFile(path, content string, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), perm); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func runUnregister(ctx context.Context, a *agent.Agent, o *options, stdout io.Writer) error {
+	c := client(a, o)
+	if c.ServerID == "" {
+		return portalclient.ErrUnregistered
+	}
+	if err := c.Unregister(ctx); err != nil {
+		return fmt.Errorf("unregister: %w", err)
+	}
+	os.Remove(filepath.Join(confDir(o), systemIDFile))
+	os.Remove(filepath.Join(confDir(o), secretFile))
+	fmt.Fprintln(stdout, "Server unregistered")
+	return nil
+}
+
+// runAutoUpdate is what the timer runs: nothing when AUTO_UPDATE is off;
+// else a random delay up to AUTO_UPDATE_DELAY (default 300s), then an
+// update that prints only when something changed.
+func runAutoUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
+	if !a.Config.AutoUpdate {
+		return nil
+	}
+	maxDelay := 300 * time.Second
+	if f, err := config.Load(filepath.Join(o.root, o.conf)); err == nil {
+		if v, ok := f.Get("AUTO_UPDATE_DELAY"); ok && v != "" {
+			d, err := parseSeconds(v)
+			if err != nil {
+				return fmt.Errorf("AUTO_UPDATE_DELAY: %w", err)
+			}
+			maxDelay = d
+		}
+	}
+	if maxDelay > 0 {
+		d := time.Duration(rand.Int64N(int64(maxDelay)))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	a.Log = nil // quiet
+	err := runUpdate(ctx, a, o, io.Discard, stderr)
+	if err == nil {
+		info, ierr := a.Info()
+		if ierr == nil {
+			fmt.Fprintf(stdout, "Kernel is patched: level %d, effective release %s\n", info.Level, info.EffectiveRelease)
+		}
+	}
+	return err
+}
+
+func parseSeconds(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return d, nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != v {
+		return 0, fmt.Errorf("%q: seconds or a duration like 5m", v)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// runSetSticky writes STICKY_PATCH to kcare.conf (empty unsticks).
+func runSetSticky(o *options, stdout io.Writer) error {
+	v := o.sticky.v
+	if v != "" && v != "KEY" {
+		if _, err := config.ParseStickyDate(v); err != nil {
+			return fmt.Errorf("--set-sticky-patch: %w", err)
+		}
+	}
+	return editConf(o, func(f *config.File) {
+		if v == "" {
+			f.Unset("STICKY_PATCH")
+			fmt.Fprintln(stdout, "Sticky patch unset")
+			return
+		}
+		f.Set("STICKY_PATCH", v)
+		fmt.Fprintf(stdout, "Sticky patch set to %s\n", v)
+	})
+}
+
+func editConf(o *options, edit func(f *config.File)) error {
+	path := filepath.Join(o.root, o.conf)
+	f, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	edit(f)
+	if _, err := f.Config(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return f.Save(path, 0o644)
+}
+
+// Exit codes of --check and --status.
+const (
+	checkAvailable = 0
+	checkNone      = 1
+
+	statusUpToDate    = 0
+	statusNoPatches   = 1
+	statusUpdates     = 2
+	statusUnsupported = 3
+)
+
+func runCheck(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) int {
+	st, err := a.CheckStatus(ctx, client(a, o), updateOptions(a, o, stderr))
+	if err != nil {
+		fail(stderr, err)
+		return checkNone
+	}
+	if st.Available > st.Applied {
+		fmt.Fprintf(stdout, "New patches available: level %d (applied: %d)\n", st.Available, st.Applied)
+		return checkAvailable
+	}
+	fmt.Fprintln(stdout, "No new patches available")
+	return checkNone
+}
+
+func runStatus(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) int {
+	st, err := a.CheckStatus(ctx, client(a, o), updateOptions(a, o, stderr))
+	switch {
+	case errors.Is(err, agent.ErrNoLivepatch):
+		fmt.Fprintln(stdout, "Kernel is unsupported (no livepatch support)")
+		return statusUnsupported
+	case err != nil:
+		fail(stderr, err)
+		return ExitError
+	case st.Latest == 0 && st.Applied == 0:
+		fmt.Fprintln(stdout, "Kernel is unsupported (no patches for this kernel)")
+		return statusUnsupported
+	case st.Available > st.Applied:
+		fmt.Fprintf(stdout, "Newer patches available: level %d (applied: %d)\n", st.Available, st.Applied)
+		return statusUpdates
+	case st.Applied == 0:
+		fmt.Fprintln(stdout, "No patches applied")
+		return statusNoPatches
+	}
+	fmt.Fprintf(stdout, "Kernel is up to date: level %d\n", st.Applied)
+	return statusUpToDate
+}
+
+func runLicenseInfo(ctx context.Context, a *agent.Agent, o *options, stdout io.Writer) error {
+	lic, err := client(a, o).License(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{"type", "server_id", "key", "feed", "limit", "servers", "sticky", "note"} {
+		if v, ok := lic[k]; ok && v != "" {
+			fmt.Fprintf(stdout, "%s: %v\n", k, v)
+		}
+	}
+	return nil
+}
+
+var tagsRE = regexp.MustCompile(`^[^\n\r\x00"'\\]{0,500}$`)
+
+func runTag(ctx context.Context, a *agent.Agent, o *options, stdout io.Writer) error {
+	if !tagsRE.MatchString(o.tag.v) {
+		return fmt.Errorf("--tag: bad value %q", o.tag.v)
+	}
+	if err := editConf(o, func(f *config.File) { f.Set("TAGS", o.tag.v) }); err != nil {
+		return err
+	}
+	c := client(a, o)
+	if c.PatchServer != "" && c.ServerID != "" {
+		checkIn(ctx, a, o, c, nil, io.Discard)
+	}
+	fmt.Fprintf(stdout, "Tags set: %s\n", o.tag.v)
+	return nil
 }

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+var now = func() time.Time { return time.Now().UTC() }
+
+// shutdownBound bounds the wait for requests in flight at shutdown.
+const shutdownBound = 20 * time.Second
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	listen := fs.String("listen", "127.0.0.1:8080", "listen on `ADDR`")
+	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (file or directory; default DATA/publishers)")
+	ttl := fs.Duration("index-ttl", server.DefaultIndexTTL, "how long a signed index stays valid")
+	jsonLog := fs.Bool("log-json", false, "log JSON lines instead of text")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
+	if *jsonLog {
+		h = slog.NewJSONHandler(e.stderr, nil)
+	}
+	log := slog.New(h)
+
+	if err := os.MkdirAll(db.data, 0o755); err != nil {
+		return err
+	}
+	signer, err := portalKey(db.data)
+	if err != nil {
+		return err
+	}
+	if *pubKeys == "" {
+		*pubKeys = filepath.Join(db.data, "publishers")
+	}
+	publishers, err := trust.LoadKeyring(*pubKeys)
+	if err != nil {
+		return fmt.Errorf("publisher keys: %w (put the publishers' .pub files in %s)", err, *pubKeys)
+	}
+	st, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	srv := server.New(server.Config{
+		Store:      st,
+		Blobs:      blobs.Store{Dir: filepath.Join(db.data, "blobs")},
+		IndexKey:   signer,
+		Publishers: publishers,
+		IndexTTL:   *ttl,
+		Log:        log,
+	})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("eportal serving", "addr", ln.Addr().String(), "store", st.Kind(), "data", db.data,
+		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "bound", shutdownBound.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// portalKey loads the portal's index signing key from DATA/portal.key,
+// making one (and DATA/portal.pub) on first start.
+func portalKey(data string) (*trust.Signer, error) {
+	keyPath := filepath.Join(data, "portal.key")
+	b, err := os.ReadFile(keyPath)
+	if errors.Is(err, os.ErrNotExist) {
+		priv, pub, err := trust.GenerateKey("kcare eportal index key", "")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(data, "portal.pub"), pub, 0o644); err != nil {
+			return nil, err
+		}
+		b = priv
+	} else if err != nil {
+		return nil, err
+	}
+	return trust.ReadSigner(b)
+}

@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/store"
+)
+
+func runUser(ctx context.Context, e *env, args []string) error {
+	cmd, args, err := sub(args, "add", "list", "delete")
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("user "+cmd, flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	role := fs.String("role", "readonly", "`ROLE`: admin or readonly")
+	pos, err := parse(fs, e, args)
+	if err != nil {
+		return err
+	}
+	if *role != "admin" && *role != "readonly" {
+		return usageErr("--role: admin or readonly")
+	}
+	st, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch cmd {
+	case "add":
+		if len(pos) != 1 {
+			return usageErr("give the user name")
+		}
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return errors.New("read the password from standard input: none given")
+		}
+		hash, err := auth.HashPassword(strings.TrimRight(line, "\r\n"))
+		if err != nil {
+			return err
+		}
+		if err := st.AddUser(ctx, &store.User{Name: pos[0], PasswordHash: hash, Role: *role, Created: now()}); err != nil {
+			return err
+		}
+		audit(ctx, st, "user.add", pos[0], "role="+*role)
+	case "list":
+		users, err := st.Users(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USER\tROLE\tCREATED")
+		for _, u := range users {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Role, u.Created.UTC().Format("2006-01-02"))
+		}
+		return tw.Flush()
+	case "delete":
+		if len(pos) != 1 {
+			return usageErr("give the user name")
+		}
+		if err := st.DeleteUser(ctx, pos[0]); err != nil {
+			return err
+		}
+		audit(ctx, st, "user.delete", pos[0], "")
+	}
+	return nil
+}
+
+func runToken(ctx context.Context, e *env, args []string) error {
+	cmd, args, err := sub(args, "add")
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("token "+cmd, flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	user := fs.String("user", "", "the `USER` the key acts as")
+	note := fs.String("note", "", "a `NOTE`")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return usageErr("--user is required")
+	}
+	st, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.User(ctx, *user); err != nil {
+		return fmt.Errorf("user %s: %w", *user, err)
+	}
+	tok := auth.NewSecret()
+	if err := st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(tok), User: *user, Note: *note, Created: now()}); err != nil {
+		return err
+	}
+	audit(ctx, st, "token.add", *user, *note)
+	fmt.Fprintln(e.stdout, tok)
+	return nil
+}
+
+func runIP(ctx context.Context, e *env, args []string) error {
+	cmd, args, err := sub(args, "add", "list", "delete")
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("ip "+cmd, flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	feed := fs.String("feed", "main", "`FEED` of the licensed servers")
+	note := fs.String("note", "", "a `NOTE`")
+	pos, err := parse(fs, e, args)
+	if err != nil {
+		return err
+	}
+	st, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch cmd {
+	case "add":
+		if len(pos) != 1 {
+			return usageErr("give the CIDR")
+		}
+		if err := st.AddIPLicense(ctx, &store.IPLicense{CIDR: pos[0], Feed: *feed, Note: *note, Created: now()}); err != nil {
+			return err
+		}
+		audit(ctx, st, "ip.add", pos[0], "feed="+*feed)
+	case "list":
+		list, err := st.IPLicenses(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CIDR\tFEED\tNOTE")
+		for _, l := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.CIDR, l.Feed, l.Note)
+		}
+		return tw.Flush()
+	case "delete":
+		if len(pos) != 1 {
+			return usageErr("give the CIDR")
+		}
+		if err := st.DeleteIPLicense(ctx, pos[0]); err != nil {
+			return err
+		}
+		audit(ctx, st, "ip.delete", pos[0], "")
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/bundle"
+)
+
+func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
+	portal := fs.String("portal", "", "the portal's `URL`, e.g. http://eportal.example.com")
+	token := fs.String("token", "", "an admin's API `TOKEN` (eportal token add)")
+	released := fs.String("released", "", "release `TIME`, RFC 3339 (default: the manifest's)")
+	channel := fs.String("channel", "", "`CHANNEL`: stable (default) or test")
+	patchset := fs.String("patchset", "", "`PATCHSET` name (default K<date>_01)")
+	sigPath := fs.String("sig", "", "signature `FILE` (default: the bundle path + .sig)")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := required("portal", *portal, "token", *token); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: give one bundle file", errUsage)
+	}
+	path := fs.Arg(0)
+	if *sigPath == "" {
+		*sigPath = path + ".sig"
+	}
+	data, err := agent.ReadFile(path, bundle.MaxBundleSize)
+	if err != nil {
+		return err
+	}
+	sig, err := agent.ReadFile(*sigPath, bundle.MaxSignatureSize)
+	if err != nil {
+		return err
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, f := range []struct {
+		field, name string
+		data        []byte
+	}{{"bundle", "bundle.kcp", data}, {"signature", "bundle.kcp.sig", sig}} {
+		w, err := mw.CreateFormFile(f.field, f.name)
+		if err != nil {
+			return err
+		}
+		w.Write(f.data)
+	}
+	for k, v := range map[string]string{"released": *released, "channel": *channel, "patchset": *patchset} {
+		if v != "" {
+			mw.WriteField(k, v)
+		}
+	}
+	mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*portal, "/")+"/api/v1/publish", &body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("X-Api-Key", *token)
+	resp, err := (&http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.Unmarshal(out, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(out))
+		}
+		return fmt.Errorf("%w: portal refused %s: %s: %s", errRefused, path, resp.Status, e.Error)
+	}
+	var res struct {
+		Release  string `json:"release"`
+		Level    int    `json:"level"`
+		Patchset string `json:"patchset"`
+		Channel  string `json:"channel"`
+		Digest   string `json:"digest"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return fmt.Errorf("bad answer from the portal: %v", err)
+	}
+	fmt.Fprintf(stdout, "published %s: %s level %d, patchset %s (%s), sha256 %s\n", path, res.Release, res.Level, res.Patchset, res.Channel, res.Digest)
+	return nil
+}

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migration is one step of the schema. sql is for both backends, with
+// {{time}}, {{bool}}, {{bytes}}, {{id}} and {{now}} filled per dialect;
+// sqlite and postgres, when set, replace it for that backend.
+type migration struct {
+	sql, sqlite, postgres string
+}
+
+func (m migration) text(d dialect) string {
+	switch {
+	case d.name == "sqlite" && m.sqlite != "":
+		return d.expand(m.sqlite)
+	case d.name == "postgres" && m.postgres != "":
+		return d.expand(m.postgres)
+	}
+	return d.expand(m.sql)
+}
+
+// migrations are applied in order; migration i+1 is schema version i+1.
+// Never edit one that has shipped: append another.
+var migrations = []migration{
+	{sql: `
+CREATE TABLE store_version (
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	n BIGINT NOT NULL
+);
+INSERT INTO store_version (id, n) VALUES (1, 1);
+
+CREATE TABLE patchsets (
+	name TEXT PRIMARY KEY,
+	released {{time}} NOT NULL
+);
+
+CREATE TABLE levels (
+	id {{id}},
+	build_id TEXT NOT NULL,
+	kernel_id TEXT NOT NULL,
+	kernel_release TEXT NOT NULL,
+	level INTEGER NOT NULL,
+	patchset TEXT NOT NULL REFERENCES patchsets (name),
+	channel TEXT NOT NULL,
+	digest TEXT NOT NULL,
+	size BIGINT NOT NULL,
+	signature {{bytes}},
+	manifest {{bytes}},
+	effective_release TEXT NOT NULL,
+	cves TEXT NOT NULL,
+	released {{time}} NOT NULL,
+	published {{time}} NOT NULL,
+	UNIQUE (build_id, level)
+);
+CREATE INDEX levels_kernel_id ON levels (kernel_id);
+CREATE INDEX levels_digest ON levels (digest);
+CREATE INDEX levels_patchset ON levels (patchset);
+
+CREATE TABLE feeds (
+	name TEXT PRIMARY KEY,
+	channel TEXT NOT NULL,
+	deploy_after BIGINT NOT NULL,
+	auto {{bool}} NOT NULL,
+	created {{time}} NOT NULL
+);
+INSERT INTO feeds (name, channel, deploy_after, auto, created)
+	VALUES ('main', 'stable', 0, TRUE, {{now}});
+
+CREATE TABLE feed_patchsets (
+	feed TEXT NOT NULL REFERENCES feeds (name) ON DELETE CASCADE,
+	patchset TEXT NOT NULL REFERENCES patchsets (name) ON DELETE CASCADE,
+	enabled {{bool}} NOT NULL,
+	PRIMARY KEY (feed, patchset)
+);
+CREATE INDEX feed_patchsets_patchset ON feed_patchsets (patchset);
+
+CREATE TABLE keys (
+	key TEXT PRIMARY KEY,
+	note TEXT NOT NULL,
+	server_limit INTEGER NOT NULL,
+	feed TEXT NOT NULL REFERENCES feeds (name),
+	sticky TEXT NOT NULL,
+	ip_ranges TEXT NOT NULL,
+	created {{time}} NOT NULL
+);
+CREATE INDEX keys_feed ON keys (feed);
+
+CREATE TABLE ip_licenses (
+	cidr TEXT PRIMARY KEY,
+	feed TEXT NOT NULL REFERENCES feeds (name),
+	note TEXT NOT NULL,
+	created {{time}} NOT NULL
+);
+
+CREATE TABLE servers (
+	id TEXT PRIMARY KEY,
+	secret_hash {{bytes}},
+	key TEXT REFERENCES keys (key) ON DELETE CASCADE,
+	ip_feed TEXT,
+	hostname TEXT NOT NULL,
+	ip TEXT NOT NULL,
+	kernel_release TEXT NOT NULL,
+	build_id TEXT NOT NULL,
+	kernel_id TEXT NOT NULL,
+	level INTEGER NOT NULL,
+	effective_release TEXT NOT NULL,
+	last_result TEXT NOT NULL,
+	agent_version TEXT NOT NULL,
+	tags TEXT NOT NULL,
+	registered {{time}} NOT NULL,
+	last_checkin {{time}}
+);
+CREATE INDEX servers_key ON servers (key);
+CREATE INDEX servers_ip ON servers (ip);
+CREATE INDEX servers_hostname ON servers (hostname);
+CREATE INDEX servers_last_checkin ON servers (last_checkin);
+CREATE INDEX servers_registered ON servers (registered, id);
+
+CREATE TABLE users (
+	name TEXT PRIMARY KEY,
+	password_hash TEXT NOT NULL,
+	role TEXT NOT NULL,
+	created {{time}} NOT NULL
+);
+
+CREATE TABLE tokens (
+	id {{id}},
+	hash {{bytes}} NOT NULL UNIQUE,
+	user_name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+	note TEXT NOT NULL,
+	created {{time}} NOT NULL
+);
+CREATE INDEX tokens_user_name ON tokens (user_name);
+
+CREATE TABLE audit (
+	id {{id}},
+	at {{time}} NOT NULL,
+	actor TEXT NOT NULL,
+	action TEXT NOT NULL,
+	object TEXT NOT NULL,
+	detail TEXT NOT NULL
+);
+`},
+}
+
+// migrate brings the schema to the newest version, one migration per
+// transaction. Two processes opening the same database at once take
+// turns: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock (one per
+// schema) held to the end of each transaction.
+func migrate(ctx context.Context, db *sql.DB, d dialect) error {
+	for {
+		done, err := migrateOne(ctx, db, d)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// migrateOne applies the next pending migration and reports whether
+// there was none.
+func migrateOne(ctx context.Context, db *sql.DB, d dialect) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if d.name == "postgres" {
+		_, err := tx.ExecContext(ctx,
+			`SELECT pg_advisory_xact_lock(hashtext('kcare.schema_migrations.' || current_schema()))`)
+		if err != nil {
+			return false, fmt.Errorf("migrate: lock: %w", err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, d.expand(`CREATE TABLE IF NOT EXISTS schema_migrations (
+	version INTEGER PRIMARY KEY,
+	applied {{time}} NOT NULL
+)`))
+	if err != nil {
+		return false, fmt.Errorf("migrate: %w", err)
+	}
+	var v int
+	err = tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	if err != nil {
+		return false, fmt.Errorf("migrate: read version: %w", err)
+	}
+	if v > len(migrations) {
+		return false, fmt.Errorf("migrate: database schema version %d is newer than this program's %d", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return true, tx.Commit()
+	}
+	if _, err := tx.ExecContext(ctx, migrations[v].text(d)); err != nil {
+		return false, fmt.Errorf("migrate: to version %d: %w", v+1, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)`, v+1, d.t(now()))
+	if err != nil {
+		return false, fmt.Errorf("migrate: to version %d: %w", v+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("migrate: to version %d: %w", v+1, err)
+	}
+	return false, nil
+}

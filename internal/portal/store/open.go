@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+// DBFile is the SQLite database's name in the data directory.
+const DBFile = "eportal.db"
+
+const (
+	// sqliteBusyTimeout is how long SQLite waits for another process's
+	// write lock before a statement fails with "database is locked".
+	sqliteBusyTimeout = 10 * time.Second
+	// postgresMaxConns bounds one portal's connections to PostgreSQL;
+	// several replicas share the server's max_connections (100 by default).
+	postgresMaxConns = 20
+)
+
+// Open opens the portal's store: SQLite in dataDir when dsn is empty,
+// else the PostgreSQL database dsn names. It migrates the schema.
+func Open(ctx context.Context, dataDir, dsn string) (Store, error) {
+	if dsn != "" {
+		return OpenPostgres(ctx, dsn)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return OpenSQLite(ctx, filepath.Join(dataDir, DBFile))
+}
+
+// OpenSQLite opens (creating if needed) the SQLite database at path and
+// migrates its schema. It runs in WAL mode with foreign keys on; all
+// writes go through one connection in BEGIN IMMEDIATE transactions, so
+// writers in this process queue instead of failing, and reads use a pool
+// of query-only connections that never wait for the writer.
+func OpenSQLite(ctx context.Context, path string) (Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open sqlite %q: %w", path, ErrInvalidInput)
+	}
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
+		sqliteBusyTimeout.Milliseconds())
+	w, err := sql.Open("sqlite", path+"?_txlock=immediate&_pragma=journal_mode(WAL)&"+common)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if err := migrate(ctx, w, sqliteDialect); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", path+"?_pragma=query_only(1)&"+common)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	return &sqlStore{d: sqliteDialect, w: w, r: r}, nil
+}
+
+// OpenPostgres connects to the PostgreSQL database dsn names (a URL or
+// key=value string as libpq takes; a search_path parameter selects the
+// schema) and migrates its schema.
+func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(postgresMaxConns)
+	db.SetMaxIdleConns(postgresMaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", where, err)
+	}
+	if err := migrate(ctx, db, postgresDialect); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", where, err)
+	}
+	return &sqlStore{d: postgresDialect, w: db, r: db}, nil
+}

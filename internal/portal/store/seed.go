@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// seedKernel is a kernel the seeded servers run.
+type seedKernel struct {
+	release, buildID, kernelID string
+}
+
+// seedKernels are the kernels SeedServers spreads its servers over.
+var seedKernels = []seedKernel{
+	{"6.1.0-56-amd64", "eb4fbcd037e7253717950bf2b93bd5566f47c56f", "2f2b3c6a5a0e3d6e8c1b9f3e7d4a5b6c7d8e9f01"},
+	{"6.1.0-55-amd64", "7c1d0e5f7a3b9c2d4e6f8a0b1c3d5e7f9a2b4c6d", "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"},
+	{"5.15.0-76-generic", "0f9e8d7c6b5a49382716059483726150fedcba98", "1234567890abcdef1234567890abcdef12345678"},
+	{"6.8.0-60-generic", "3b5d7f9a1c2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a", "fedcba0987654321fedcba0987654321fedcba09"},
+}
+
+// seedServer is the i-th of n servers SeedServers makes, registered at
+// one-second steps up to t0; one in 50 never checked in, the others
+// checked in within the last week.
+func seedServer(prefix, key string, i, n int, t0 time.Time) Server {
+	k := seedKernels[i%len(seedKernels)]
+	secret := sha256.Sum256([]byte(prefix + fmt.Sprint(i)))
+	v := Server{
+		ID:               fmt.Sprintf("%s-%07d", prefix, i),
+		SecretHash:       secret[:],
+		Key:              key,
+		Hostname:         fmt.Sprintf("node-%07d.example.net", i),
+		IP:               fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff),
+		Release:          k.release,
+		BuildID:          k.buildID,
+		KernelID:         k.kernelID,
+		Level:            i % 4,
+		EffectiveRelease: k.release,
+		LastResult:       "ok",
+		AgentVersion:     "1.0.0",
+		Tags:             fmt.Sprintf("env:%s;rack:r%02d", [...]string{"prod", "staging", "dev"}[i%3], i%40),
+		Registered:       norm(t0.Add(-time.Duration(n-i) * time.Second)),
+	}
+	if i%50 != 0 {
+		v.LastCheckin = norm(t0.Add(-time.Duration(i%(7*24*60)) * time.Minute))
+	}
+	return v
+}
+
+// seeder is a Store that can add many servers at once.
+type seeder interface {
+	seedServers(ctx context.Context, key string, n int) error
+}
+
+// SeedServers adds n made-up servers under key, for load tests and
+// benchmarks: hostnames node-0000000.example.net on, addresses in
+// 10.0.0.0/8, kernels from a small set of Debian and Ubuntu releases.
+// It ignores the key's server limit and IP ranges. The SQLite and
+// PostgreSQL stores add them in one transaction (batched INSERTs, COPY);
+// any other Store gets them through Register.
+func SeedServers(ctx context.Context, s Store, key string, n int) error {
+	if sd, ok := s.(seeder); ok {
+		if err := sd.seedServers(ctx, key, n); err != nil {
+			return fmt.Errorf("seed %d servers under key %s: %w", n, key, err)
+		}
+		return nil
+	}
+	prefix, t0 := seedPrefix(), now()
+	for i := range n {
+		v := seedServer(prefix, key, i, n, t0)
+		if err := s.Register(ctx, key, &v); err != nil {
+			return fmt.Errorf("seed %d servers under key %s: %w", n, key, err)
+		}
+	}
+	return nil
+}
+
+// seedPrefix starts the ids of one SeedServers call's servers, so calls
+// do not collide.
+func seedPrefix() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return "seed-" + hex.EncodeToString(b)
+}
+
+// seedBatch is how many rows one SQLite INSERT carries (16 parameters
+// each, well below SQLite's 32766).
+const seedBatch = 500
+
+func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
+	if s.d.name == "postgres" {
+		return s.copyServers(ctx, key, n)
+	}
+	prefix, t0 := seedPrefix(), now()
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", 16), ",") + ")"
+	head, _, _ := strings.Cut(insertServer, "VALUES")
+	stmt := func(rows int) string {
+		return head + "VALUES " + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := keyExists(ctx, tx, key); err != nil {
+			return err
+		}
+		full, err := tx.PrepareContext(ctx, stmt(seedBatch))
+		if err != nil {
+			return err
+		}
+		defer full.Close()
+		args := make([]any, 0, 16*seedBatch)
+		for i := 0; i < n; i += seedBatch {
+			args = args[:0]
+			rows := min(seedBatch, n-i)
+			for j := range rows {
+				v := seedServer(prefix, key, i+j, n, t0)
+				args = append(args, s.serverArgs(&v, "")...)
+			}
+			if rows == seedBatch {
+				_, err = full.ExecContext(ctx, args...)
+			} else {
+				_, err = tx.ExecContext(ctx, stmt(rows), args...)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func keyExists(ctx context.Context, q queryer, key string) error {
+	var one int
+	err := q.QueryRowContext(ctx, `SELECT 1 FROM keys WHERE key = $1`, key).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrInvalidKey
+	}
+	return err
+}
+
+// copyServers seeds PostgreSQL with COPY, in one transaction.
+func (s *sqlStore) copyServers(ctx context.Context, key string, n int) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	prefix, t0 := seedPrefix(), now()
+	cols := []string{"id", "secret_hash", "key", "ip_feed", "hostname", "ip", "kernel_release",
+		"build_id", "kernel_id", "level", "effective_release", "last_result", "agent_version", "tags",
+		"registered", "last_checkin"}
+	return conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		tx, err := pc.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		var one int
+		err = tx.QueryRow(ctx, `SELECT 1 FROM keys WHERE key = $1`, key).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrInvalidKey
+		}
+		if err != nil {
+			return err
+		}
+		i := 0
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"servers"}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+			if i == n {
+				return nil, nil
+			}
+			v := seedServer(prefix, key, i, n, t0)
+			i++
+			return s.serverArgs(&v, ""), nil
+		}))
+		if err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+}

@@ -1,0 +1,238 @@
+// Package store is the portal's data: patch levels, patchsets, feeds,
+// activation keys, IP licenses, servers, users, API tokens and the audit
+// log, in SQLite (the embedded default) or PostgreSQL (several portal
+// replicas on one database). Both implement Store; migrations run at Open.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a caller tells apart with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrInvalidKey   = errors.New("invalid-key")
+	ErrLimitReached = errors.New("key-limit-reached")
+	ErrIPNotAllowed = errors.New("ip-not-allowed")
+	ErrInUse        = errors.New("in use")
+	ErrInvalidInput = errors.New("invalid input")
+)
+
+// Level is one published patch level for one kernel build.
+type Level struct {
+	ID               int64
+	BuildID          string // GNU build-id of the target vmlinux
+	KernelID         string // sha1 of its /proc/version text
+	Release          string // its uname -r
+	Level            int
+	Patchset         string // the release it belongs to, e.g. K20261127_01
+	Channel          string // "stable" or "test"
+	Digest           string // sha256 hex of the .kcp; the blob's name
+	Size             int64
+	Signature        []byte // the publisher's detached signature, armored
+	Manifest         []byte // manifest.json as published
+	EffectiveRelease string
+	CVEs             []CVE
+	Released         time.Time
+	Published        time.Time
+}
+
+// CVE is one fix in a level.
+type CVE struct {
+	ID          string `json:"id"`
+	Description string `json:"description,omitempty"`
+	URL         string `json:"url,omitempty"`
+}
+
+// Patchset groups the levels released together, across kernels.
+type Patchset struct {
+	Name     string
+	Released time.Time // the newest release time of its levels
+	Levels   int       // how many levels it holds
+}
+
+// Feed is a view of the patchsets: main (always there), test, delayed or
+// custom. A patchset is visible in a feed when enabled there, released on
+// its channel, and at least DeployAfter old.
+type Feed struct {
+	Name        string
+	Channel     string        // "stable" (default) or "test": test also sees test-channel levels
+	DeployAfter time.Duration // hold levels back this long after release
+	Auto        bool          // new patchsets are enabled here when published
+	Created     time.Time
+}
+
+// FeedPatchset is a patchset's state in one feed.
+type FeedPatchset struct {
+	Feed     string
+	Patchset string
+	Enabled  bool
+	Released time.Time
+}
+
+// Key is an activation key.
+type Key struct {
+	Key      string
+	Note     string
+	Limit    int // servers; 0 is unlimited
+	Feed     string
+	Sticky   string   // sticky patchset date, as STICKY_PATCH accepts it, or ""
+	IPRanges []string // CIDRs a registering server must be in; empty allows any
+	Created  time.Time
+	Servers  int // registered servers, filled by reads
+}
+
+// IPLicense lets servers from a CIDR update without registering.
+type IPLicense struct {
+	CIDR    string
+	Feed    string
+	Note    string
+	Created time.Time
+}
+
+// Server is a registered (or IP-licensed) server.
+type Server struct {
+	ID               string
+	SecretHash       []byte // sha256 of the per-server secret
+	Key              string // activation key; "" for an IP-licensed server
+	Hostname         string
+	IP               string
+	Release          string
+	BuildID          string
+	KernelID         string
+	Level            int
+	EffectiveRelease string
+	LastResult       string
+	AgentVersion     string
+	Tags             string // "k:v;k2:v2" as kcarectl --tag sets them
+	Registered       time.Time
+	LastCheckin      time.Time // zero before the first check-in
+}
+
+// CheckIn is what an agent reports after every run.
+type CheckIn struct {
+	Hostname, IP, Release, BuildID, KernelID string
+	Level                                    int
+	EffectiveRelease, LastResult             string
+	AgentVersion                             string
+	Tags                                     *string // nil keeps the tags
+	At                                       time.Time
+}
+
+// ServerFilter selects servers for ListServers; zero fields match all.
+type ServerFilter struct {
+	Hostname   string // substring
+	IP         string
+	Key        string
+	Feed       string
+	CheckinAge time.Duration // last check-in older than this (or never)
+	IsUpdated  *bool         // level equals the newest visible level (see Store)
+	Tag        string        // substring of Tags
+	Limit      int           // 0: no limit
+	Offset     int
+}
+
+// User is an admin or read-only operator.
+type User struct {
+	Name         string
+	PasswordHash string // as made by package portal/auth
+	Role         string // "admin" or "readonly"
+	Created      time.Time
+}
+
+// Token is an API key for the REST API; only its hash is stored.
+type Token struct {
+	ID      int64
+	Hash    []byte
+	User    string
+	Note    string
+	Created time.Time
+}
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	ID     int64
+	At     time.Time
+	Actor  string // user, "cli", "agent:<server id>", "publisher"
+	Action string // e.g. "key.add", "patchset.enable"
+	Object string
+	Detail string
+}
+
+// Store is the portal's data. Every method is safe for concurrent use by
+// several goroutines and by several processes on the same database.
+type Store interface {
+	Close() error
+	// Kind is "sqlite" or "postgres".
+	Kind() string
+
+	// Version is a counter bumped by every change that can change an
+	// index (levels, patchsets, feeds, keys); indexes carry it.
+	Version(ctx context.Context) (int64, error)
+
+	// AddLevel records a published level; a level with the same build-id
+	// and number is ErrExists. Its patchset is created if new, and
+	// enabled in every Auto feed.
+	AddLevel(ctx context.Context, l *Level) error
+	Levels(ctx context.Context, buildID string) ([]Level, error) // ascending level
+	LevelsByKernelID(ctx context.Context, kernelID string) ([]Level, error)
+	LevelByDigest(ctx context.Context, digest string) (*Level, error)
+	// VisibleLevels returns the levels of buildID visible in feed: their
+	// patchset enabled there, and the feed's channel admitting theirs.
+	// Time cut-offs (delay, prefix, sticky) are the caller's.
+	VisibleLevels(ctx context.Context, feed, buildID string) ([]Level, error)
+
+	Patchsets(ctx context.Context) ([]Patchset, error) // ascending release
+	FeedPatchsets(ctx context.Context, feed string) ([]FeedPatchset, error)
+	// SetPatchsets enables or disables the named patchsets in feed.
+	SetPatchsets(ctx context.Context, feed string, patchsets []string, enabled bool) error
+
+	AddFeed(ctx context.Context, f *Feed) error
+	Feed(ctx context.Context, name string) (*Feed, error)
+	Feeds(ctx context.Context) ([]Feed, error)
+	UpdateFeed(ctx context.Context, f *Feed) error
+	// DeleteFeed moves the feed's keys and IP licenses to main; main
+	// cannot be deleted (ErrInUse).
+	DeleteFeed(ctx context.Context, name string) error
+
+	AddKey(ctx context.Context, k *Key) error
+	Key(ctx context.Context, key string) (*Key, error)
+	Keys(ctx context.Context) ([]Key, error)
+	UpdateKey(ctx context.Context, k *Key) error
+	// DeleteKey removes the key and unregisters its servers.
+	DeleteKey(ctx context.Context, key string) error
+
+	AddIPLicense(ctx context.Context, l *IPLicense) error
+	IPLicenses(ctx context.Context) ([]IPLicense, error)
+	DeleteIPLicense(ctx context.Context, cidr string) error
+
+	// Register adds s under key atomically: ErrInvalidKey for a missing
+	// key, ErrIPNotAllowed outside the key's IP ranges, ErrLimitReached
+	// when the key already has Limit servers — exact under concurrent
+	// registrations. It fills s.Key's feed checks; s.ID must be set.
+	Register(ctx context.Context, key string, s *Server) error
+	// UpsertIPServer records a server known only by its IP license.
+	UpsertIPServer(ctx context.Context, s *Server) error
+	Server(ctx context.Context, id string) (*Server, error)
+	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
+	CountServers(ctx context.Context) (int, error)
+	CheckIn(ctx context.Context, id string, c CheckIn) error
+	SetServerTags(ctx context.Context, id, tags string) error
+	DeleteServer(ctx context.Context, id string) error
+	// CleanServers deletes servers that have not checked in since before.
+	CleanServers(ctx context.Context, before time.Time) (int, error)
+
+	AddUser(ctx context.Context, u *User) error
+	User(ctx context.Context, name string) (*User, error)
+	Users(ctx context.Context) ([]User, error)
+	DeleteUser(ctx context.Context, name string) error
+	AddToken(ctx context.Context, t *Token) error
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	DeleteToken(ctx context.Context, id int64) error
+
+	Audit(ctx context.Context, e AuditEntry) error
+	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first
+}
