@@ -490,4 +490,3 @@ func TestREST(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
-
