@@ -36,10 +36,12 @@ vmtest:
 	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
 
 # Everything CI runs. The kernel is fetched first so that the unit tests
-# that read a real Debian kernel image and headers find them.
+# that read a real Debian kernel image and headers find them, and a local
+# PostgreSQL is started for the portal's store tests.
 test: vet
 	@set -e; eval "$$($(GO) run ./test/vm/fetchkernel)"; \
-	export KCARE_TEST_VMLINUZ KCARE_TEST_HEADERS KCARE_TEST_RELEASE; \
+	eval "$$(scripts/postgres-test.sh)"; \
+	export KCARE_TEST_VMLINUZ KCARE_TEST_HEADERS KCARE_TEST_RELEASE KCARE_TEST_POSTGRES; \
 	$(MAKE) --no-print-directory unit fuzz vmtest
 
 demo:
