@@ -114,7 +114,7 @@ CREATE TABLE servers (
 	registered {{time}} NOT NULL,
 	last_checkin {{time}}
 );
-CREATE INDEX servers_key ON servers (key);
+CREATE INDEX servers_key ON servers (key, registered, id);
 CREATE INDEX servers_ip ON servers (ip);
 CREATE INDEX servers_hostname ON servers (hostname);
 CREATE INDEX servers_last_checkin ON servers (last_checkin);
