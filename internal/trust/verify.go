@@ -37,6 +37,11 @@ type Signature struct {
 	Created time.Time
 }
 
+// ClockSkew is how far in the future a signature's (or its key's) creation
+// time may be, by this machine's clock, before Verify refuses it: the
+// clocks of a signer and a verifier never agree exactly.
+const ClockSkew = 5 * time.Minute
+
 // Verify checks that sig, an ASCII-armored or binary OpenPGP detached
 // signature, was made over data by a key in the keyring. It reads data to
 // its end. Checks run in a fixed order and the first failure is returned:
@@ -77,7 +82,11 @@ func (k *Keyring) Verify(data io.Reader, sig []byte) (Signature, error) {
 	}
 
 	rec := &errRecorder{r: data}
-	verified, signer, err := openpgp.VerifyDetachedSignature(k.entities, rec, bytes.NewReader(raw), nil)
+	// Judge times as if the clock were ClockSkew ahead, so that a
+	// signature or key made on a machine whose clock runs a little ahead is
+	// not refused as made in the future.
+	cfg := &packet.Config{Time: func() time.Time { return time.Now().Add(ClockSkew) }}
+	verified, signer, err := openpgp.VerifyDetachedSignature(k.entities, rec, bytes.NewReader(raw), cfg)
 	if rec.err != nil {
 		return Signature{}, fmt.Errorf("read signed data: %w", rec.err)
 	}
@@ -181,7 +190,7 @@ func refusal(err error, sig *packet.Signature, issuer string) error {
 		return fmt.Errorf("%w %s", ErrKeyRevoked, issuer)
 	case errors.Is(err, pgperrors.ErrKeyExpired):
 		return fmt.Errorf("%w: signing key %s has expired", ErrKeyExpired, issuer)
-	case errors.Is(err, pgperrors.ErrSignatureExpired) && sig.CreationTime.After(time.Now()):
+	case errors.Is(err, pgperrors.ErrSignatureExpired) && sig.CreationTime.After(time.Now().Add(ClockSkew)):
 		return fmt.Errorf("%w by key %s: made in the future, at %s; check the clocks", ErrBadSignature, issuer, sig.CreationTime.UTC().Format(time.RFC3339))
 	case errors.Is(err, pgperrors.ErrSignatureExpired):
 		return fmt.Errorf("%w: signature by key %s, or the key's self-signature, is expired or not yet valid", ErrKeyExpired, issuer)

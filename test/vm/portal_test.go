@@ -1,13 +1,8 @@
 package vm_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,122 +12,56 @@ import (
 	"github.com/kcare/kcare/test/vm/qemu"
 )
 
-// hostPortal is eportal serving on the host's loopback, which the guest
-// reaches at 10.0.2.2.
+// hostPortal wraps fixture.Portal for a test.
 type hostPortal struct {
-	t     *testing.T
-	f     *fixture.Fixture
-	data  string
-	port  int
-	cmd   *exec.Cmd
-	token string
-	log   bytes.Buffer
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// eportal runs an eportal admin command on the portal's data.
-func (p *hostPortal) eportal(stdin string, args ...string) string {
-	p.t.Helper()
-	cmd := exec.Command(p.f.Path("eportal"), append(args, "--data", p.data)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		p.t.Fatalf("eportal %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func (p *hostPortal) url() string { return fmt.Sprintf("http://127.0.0.1:%d", p.port) }
-
-func (p *hostPortal) start() {
-	p.t.Helper()
-	p.cmd = exec.Command(p.f.Path("eportal"), "serve", "--data", p.data, "--listen", fmt.Sprintf("127.0.0.1:%d", p.port))
-	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(p.url() + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("waited 30s for eportal to answer: %v\n%s", err, p.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (p *hostPortal) stop() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		p.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(25 * time.Second):
-			p.cmd.Process.Kill()
-			<-done
-		}
-		p.cmd = nil
-	}
-}
-
-// publish uploads fixture level n with a release time.
-func (p *hostPortal) publish(level int, released time.Time) {
-	p.t.Helper()
-	out, err := exec.Command(p.f.Path("kcare-build"), "publish", "--portal", p.url(), "--token", p.token,
-		"--released", released.UTC().Format(time.RFC3339), p.f.Path(fmt.Sprintf("l%d.kcp", level))).CombinedOutput()
-	if err != nil {
-		p.t.Fatalf("kcare-build publish l%d: %v\n%s", level, err, out)
-	}
-}
-
-// servers lists the portal's servers through its REST API.
-func (p *hostPortal) servers() []map[string]any {
-	p.t.Helper()
-	req, _ := http.NewRequest("GET", p.url()+"/admin/api/servers", nil)
-	req.Header.Set("X-Api-Key", p.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Data []map[string]any `json:"data"`
-	}
-	json.NewDecoder(resp.Body).Decode(&out)
-	return out.Data
+	*fixture.Portal
+	t *testing.T
 }
 
 func newHostPortal(t *testing.T, f *fixture.Fixture) *hostPortal {
-	p := &hostPortal{t: t, f: f, data: t.TempDir(), port: freePort(t)}
-	os.MkdirAll(filepath.Join(p.data, "publishers"), 0o755)
-	pub, _ := os.ReadFile(f.Path("publisher.pub"))
-	os.WriteFile(filepath.Join(p.data, "publishers", "publisher.pub"), pub, 0o644)
-	p.eportal("correct horse battery\n", "user", "add", "admin", "--role", "admin")
-	p.token = p.eportal("", "token", "add", "--user", "admin")
-	p.start()
+	t.Helper()
+	fp, err := f.NewPortal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fp.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		p.stop()
+		fp.Stop()
 		if t.Failed() {
-			t.Logf("eportal log:\n%s", tail(p.log.String(), 40))
+			t.Logf("eportal log:\n%s", tail(fp.Log(), 40))
 		}
 	})
-	return p
+	return &hostPortal{Portal: fp, t: t}
 }
+
+func (p *hostPortal) eportal(stdin string, args ...string) string {
+	p.t.Helper()
+	out, err := p.Eportal(stdin, args...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+func (p *hostPortal) publish(level int, released time.Time) {
+	p.t.Helper()
+	if err := p.Publish(level, released); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *hostPortal) servers() []map[string]any {
+	p.t.Helper()
+	s, err := p.Servers()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return s
+}
+
+func (p *hostPortal) stop() { p.Stop() }
 
 func TestPortalScenarios(t *testing.T) {
 	f := requireVM(t)
@@ -148,7 +77,7 @@ func TestPortalScenarios(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(share)
-	pub, _ := os.ReadFile(filepath.Join(p.data, "portal.pub"))
+	pub, _ := os.ReadFile(filepath.Join(p.Data, "portal.pub"))
 	os.WriteFile(filepath.Join(share, "portal.pub"), pub, 0o644)
 	g := boot(t, f, []qemu.Share{{Tag: "host", HostDir: share, GuestPath: "/mnt/host"}}, false)
 	release := f.Kernel.Release
@@ -156,7 +85,7 @@ func TestPortalScenarios(t *testing.T) {
 		g.t.Helper()
 		g.ok(fmt.Sprintf("mkdir -p /etc/sysconfig/kcare && printf '%%s\\n' %s > /etc/sysconfig/kcare/kcare.conf", shellWords(append([]string{
 			"# kcare, set by the VM test",
-			fmt.Sprintf("PATCH_SERVER=http://10.0.2.2:%d", p.port),
+			"PATCH_SERVER="+p.GuestURL(),
 			"AUTO_UPDATE_DELAY=0",
 		}, lines...))))
 	}

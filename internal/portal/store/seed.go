@@ -96,6 +96,25 @@ func seedPrefix() string {
 // each, well below SQLite's 32766).
 const seedBatch = 500
 
+// bulkRows is how many rows a seed must add, and at least how many the
+// table may hold already, for it to drop the servers table's secondary
+// indexes and build them again afterwards: several times faster than
+// keeping them up to date row by row. The table stays locked until the
+// seed's transaction ends.
+const bulkRows = 50_000
+
+// index is a secondary index of the servers table.
+type index struct{ name, def string }
+
+const (
+	sqliteIndexes = `SELECT name, sql FROM sqlite_master
+WHERE type = 'index' AND tbl_name = 'servers' AND sql IS NOT NULL ORDER BY name`
+	postgresIndexes = `SELECT i.indexname, i.indexdef FROM pg_indexes i
+JOIN pg_index x ON x.indexrelid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass
+WHERE i.schemaname = current_schema() AND i.tablename = 'servers' AND NOT x.indisprimary AND NOT x.indisunique
+ORDER BY i.indexname`
+)
+
 func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
 	if s.d.name == "postgres" {
 		return s.copyServers(ctx, key, n)
@@ -109,6 +128,34 @@ func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		if err := keyExists(ctx, tx, key); err != nil {
 			return err
+		}
+		var have int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers`).Scan(&have); err != nil {
+			return err
+		}
+		var dropped []index
+		if n >= bulkRows && have <= n {
+			rows, err := tx.QueryContext(ctx, sqliteIndexes)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var ix index
+				if err := rows.Scan(&ix.name, &ix.def); err != nil {
+					rows.Close()
+					return err
+				}
+				dropped = append(dropped, ix)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, ix := range dropped {
+				if _, err := tx.ExecContext(ctx, `DROP INDEX `+ix.name); err != nil {
+					return err
+				}
+			}
 		}
 		full, err := tx.PrepareContext(ctx, stmt(seedBatch))
 		if err != nil {
@@ -130,6 +177,11 @@ func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
 			}
 			if err != nil {
 				return err
+			}
+		}
+		for _, ix := range dropped {
+			if _, err := tx.ExecContext(ctx, ix.def); err != nil {
+				return fmt.Errorf("rebuild index %s: %w", ix.name, err)
 			}
 		}
 		return nil
@@ -157,19 +209,45 @@ func (s *sqlStore) copyServers(ctx context.Context, key string, n int) error {
 		"build_id", "kernel_id", "level", "effective_release", "last_result", "agent_version", "tags",
 		"registered", "last_checkin"}
 	return conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		tx, err := pc.Begin(ctx)
+		tx, err := dc.(*stdlib.Conn).Conn().Begin(ctx)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback(ctx)
-		var one int
+		var one, have int
 		err = tx.QueryRow(ctx, `SELECT 1 FROM keys WHERE key = $1`, key).Scan(&one)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrInvalidKey
 		}
 		if err != nil {
 			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM servers`).Scan(&have); err != nil {
+			return err
+		}
+		var dropped []index
+		if n >= bulkRows && have <= n {
+			rows, err := tx.Query(ctx, postgresIndexes)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var ix index
+				if err := rows.Scan(&ix.name, &ix.def); err != nil {
+					rows.Close()
+					return err
+				}
+				dropped = append(dropped, ix)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, ix := range dropped {
+				if _, err := tx.Exec(ctx, `DROP INDEX `+pgx.Identifier{ix.name}.Sanitize()); err != nil {
+					return err
+				}
+			}
 		}
 		i := 0
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"servers"}, cols, pgx.CopyFromFunc(func() ([]any, error) {
@@ -182,6 +260,11 @@ func (s *sqlStore) copyServers(ctx context.Context, key string, n int) error {
 		}))
 		if err != nil {
 			return err
+		}
+		for _, ix := range dropped {
+			if _, err := tx.Exec(ctx, ix.def); err != nil {
+				return fmt.Errorf("rebuild index %s: %w", ix.name, err)
+			}
 		}
 		return tx.Commit(ctx)
 	})

@@ -1,13 +1,16 @@
 // Command demo is `make demo`: it fetches the current Debian kernel, builds
-// two fixture livepatch levels against its headers, packs and signs them,
-// boots the kernel in QEMU, and patches it live with kcarectl, showing the
-// patched functions' output before and after.
+// fixture livepatch levels against its headers, packs and signs them,
+// starts eportal on the host's loopback and publishes them there, boots
+// the kernel in QEMU, and has the guest register with an activation key
+// and patch itself live through the portal, showing the patched
+// functions' output before and after.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,11 +39,42 @@ func run() error {
 	}
 	defer os.RemoveAll(f.Dir)
 
+	// The portal, with level 1 published.
+	p, err := f.NewPortal(filepath.Join(f.Dir, "eportal-data"))
+	if err != nil {
+		return err
+	}
+	if err := p.Start(); err != nil {
+		return err
+	}
+	defer p.Stop()
+	logf("eportal serving at %s", p.URL())
+	if err := p.Publish(1, time.Now().Add(-72*time.Hour)); err != nil {
+		return err
+	}
+	key, err := p.Eportal("", "key", "add", "--note", "demo fleet", "--limit", "10")
+	if err != nil {
+		return err
+	}
+	logf("published level 1; activation key %s", key)
+
+	share := filepath.Join(f.Dir, "share")
+	os.MkdirAll(share, 0o755)
+	pub, err := os.ReadFile(filepath.Join(p.Data, "portal.pub"))
+	if err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(share, "portal.pub"), pub, 0o644)
+	for _, n := range []string{"flipped.kcp", "flipped.kcp.sig"} {
+		b, _ := os.ReadFile(f.Path(n))
+		os.WriteFile(filepath.Join(share, n), b, 0o644)
+	}
+
 	logf("booting Debian %s (%s) in QEMU", f.Kernel.Release, f.Kernel.Version)
 	vm, err := qemu.Start(ctx, qemu.Config{
 		Kernel: f.BootImage(),
 		Initrd: f.Initrd,
-		Shares: []qemu.Share{{Tag: "host", HostDir: f.Dir, GuestPath: "/mnt/host"}},
+		Shares: []qemu.Share{{Tag: "host", HostDir: share, GuestPath: "/mnt/host"}},
 	})
 	if err != nil {
 		return err
@@ -48,31 +82,72 @@ func run() error {
 	defer vm.Stop()
 	logf("guest up after %s", vm.BootTime().Round(time.Millisecond))
 
-	steps := []struct{ title, script string }{
-		{"The running kernel, unpatched", "uname -r; cat /proc/cmdline; cat /proc/loadavg; kcarectl --info"},
-		{"Apply level 1 (patches cmdline_proc_show)", "kcarectl --apply /mnt/host/l1.kcp"},
-		{"After level 1", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; uname -r; kcarectl --uname"},
-		{"Apply level 2 (cumulative: also loadavg_proc_show), replacing level 1", "kcarectl --apply /mnt/host/l2.kcp"},
-		{"After level 2", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; grep ^kcare_ /proc/modules | cut -d' ' -f1"},
-		{"kcarectl --info", "kcarectl --info"},
-		{"kcarectl --patch-info", "kcarectl --patch-info"},
-		{"A tampered bundle is refused", "kcarectl --apply /mnt/host/flipped.kcp; echo exit=$?"},
-		{"Unload", "kcarectl --unload"},
-		{"After unload", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; kcarectl --uname"},
-		{"The kernel's own livepatch log", "dmesg | grep 'livepatch:'"},
-	}
-	for _, s := range steps {
-		fmt.Printf("\n== %s\n", s.title)
-		for _, line := range strings.Split(s.script, "; ") {
+	guest := func(title, script string) error {
+		fmt.Printf("\n== %s\n", title)
+		for _, line := range strings.Split(script, "; ") {
 			fmt.Printf("guest# %s\n", line)
 		}
-		r, err := vm.Shell(ctx, s.script+" 2>&1")
+		r, err := vm.Shell(ctx, "{ "+script+"; } 2>&1")
 		if err != nil {
 			return err
 		}
 		fmt.Print(r.Stdout)
 		if r.Exit != 0 {
-			return fmt.Errorf("%q: exit %d", s.script, r.Exit)
+			return fmt.Errorf("%q: exit %d", script, r.Exit)
+		}
+		return nil
+	}
+	host := func(title string, do func() (string, error)) error {
+		fmt.Printf("\n== %s\n", title)
+		out, err := do()
+		if err != nil {
+			return err
+		}
+		fmt.Println(out)
+		return nil
+	}
+	conf := fmt.Sprintf("printf 'PATCH_SERVER=%s\\n' > /etc/sysconfig/kcare/kcare.conf", p.GuestURL())
+	steps := []func() error{
+		func() error {
+			return guest("The running kernel, unpatched",
+				"uname -r; cat /proc/cmdline; cat /proc/loadavg; kcarectl --info")
+		},
+		func() error {
+			return guest("Point kcarectl at the portal and trust its index key",
+				"cp /mnt/host/portal.pub /etc/sysconfig/kcare/keys/; "+conf+"; cat /etc/sysconfig/kcare/kcare.conf")
+		},
+		func() error { return guest("Register with the activation key: level 1 is applied", "kcarectl --register "+key) },
+		func() error {
+			return guest("After level 1", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; uname -r; kcarectl --uname")
+		},
+		func() error {
+			return host("On the portal: publish level 2 (cumulative: also patches loadavg_proc_show)", func() (string, error) {
+				return "kcare-build publish l2.kcp: ok", p.Publish(2, time.Now().Add(-time.Hour))
+			})
+		},
+		func() error { return guest("Check and update", "kcarectl --check; kcarectl --update") },
+		func() error {
+			return guest("After level 2", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; grep ^kcare_ /proc/modules | cut -d' ' -f1")
+		},
+		func() error { return guest("kcarectl --info", "kcarectl --info") },
+		func() error { return guest("kcarectl --patch-info", "kcarectl --patch-info") },
+		func() error {
+			return host("On the portal: the server checked in", func() (string, error) {
+				return p.Eportal("", "server", "list")
+			})
+		},
+		func() error {
+			return guest("A tampered bundle is refused", "kcarectl --apply /mnt/host/flipped.kcp; echo exit=$?")
+		},
+		func() error { return guest("Unload", "kcarectl --unload") },
+		func() error {
+			return guest("After unload", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; kcarectl --uname")
+		},
+		func() error { return guest("The kernel's own livepatch log", "dmesg | grep 'livepatch:'") },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
 		}
 	}
 	return nil
