@@ -85,7 +85,7 @@ func TestPortalScenarios(t *testing.T) {
 		g.t.Helper()
 		g.ok(fmt.Sprintf("mkdir -p /etc/sysconfig/kcare && printf '%%s\\n' %s > /etc/sysconfig/kcare/kcare.conf", shellWords(append([]string{
 			"# kcare, set by the VM test",
-			"PATCH_SERVER="+p.GuestURL(),
+			"PATCH_SERVER=" + p.GuestURL(),
 			"AUTO_UPDATE_DELAY=0",
 		}, lines...))))
 	}
@@ -196,4 +196,3 @@ func shellWords(words []string) string {
 	}
 	return strings.Join(q, " ")
 }
-

@@ -116,7 +116,9 @@ func run() error {
 			return guest("Point kcarectl at the portal and trust its index key",
 				"cp /mnt/host/portal.pub /etc/sysconfig/kcare/keys/; "+conf+"; cat /etc/sysconfig/kcare/kcare.conf")
 		},
-		func() error { return guest("Register with the activation key: level 1 is applied", "kcarectl --register "+key) },
+		func() error {
+			return guest("Register with the activation key: level 1 is applied", "kcarectl --register "+key)
+		},
 		func() error {
 			return guest("After level 1", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; uname -r; kcarectl --uname")
 		},
