@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code := Run(context.Background(), args, strings.NewReader(stdin), &o, &e)
+	return o.String(), e.String(), code
+}
+
+func TestAdminCommands(t *testing.T) {
+	data := t.TempDir()
+	d := []string{"--data", data}
+	steps := []struct {
+		stdin  string
+		args   []string
+		code   int
+		stdout string // substring
+		stderr string // substring
+	}{
+		{"", []string{"key", "add", "--key", "k-web", "--note", "web servers", "--limit", "10"}, 0, "k-web\n", ""},
+		{"", []string{"key", "add", "--key", "k-web"}, 1, "", "exists"},
+		{"", []string{"key", "add", "--sticky", "321326"}, 2, "", "--sticky"},
+		{"", []string{"key", "add", "--ip-range", "not-a-cidr"}, 1, "", "ip"},
+		{"", []string{"feed", "add", "slow", "--deploy-after", "48"}, 0, "", ""},
+		{"", []string{"feed", "add", "odd", "--channel", "beta"}, 2, "", "--channel"},
+		{"", []string{"key", "edit", "k-web", "--feed", "slow", "--sticky", "2026-11-20"}, 0, "", ""},
+		{"", []string{"key", "list"}, 0, "k-web  slow  10     0        2026-11-20", ""},
+		{"", []string{"feed", "list"}, 0, "slow  stable   48h", ""},
+		{"", []string{"feed", "delete", "slow"}, 0, "", ""},
+		{"", []string{"key", "list"}, 0, "k-web  main  10", ""},
+		{"", []string{"feed", "delete", "main"}, 1, "", "main"},
+		{"", []string{"patchset", "list", "--feed", "main"}, 0, "PATCHSET", ""},
+		{"", []string{"patchset", "enable", "K20261127_01"}, 1, "", "not found"},
+		{"correct horse battery\n", []string{"user", "add", "alice", "--role", "admin"}, 0, "", ""},
+		{"short\n", []string{"user", "add", "bob"}, 1, "", "too short"},
+		{"", []string{"user", "list"}, 0, "alice  admin", ""},
+		{"", []string{"token", "add", "--user", "nobody"}, 1, "", "nobody"},
+		{"", []string{"ip", "add", "192.0.2.0/24", "--note", "lab"}, 0, "", ""},
+		{"", []string{"ip", "list"}, 0, "192.0.2.0/24  main  lab", ""},
+		{"", []string{"server", "clean"}, 2, "", "--inactive"},
+		{"", []string{"server", "clean", "--inactive", "30"}, 0, "0 servers deleted", ""},
+		{"", []string{"key", "delete", "k-web"}, 0, "", ""},
+		{"", []string{"key", "delete", "k-web"}, 1, "", "not found"},
+		{"", []string{"frob"}, 2, "", "unknown command"},
+		{"", []string{"key"}, 2, "", "unknown subcommand \"--data\""},
+	}
+	for _, s := range steps {
+		args := append(append([]string{}, s.args...), d...)
+		stdout, stderr, code := run(t, s.stdin, args...)
+		if code != s.code || !strings.Contains(stdout, s.stdout) || !strings.Contains(stderr, s.stderr) {
+			t.Errorf("eportal %s: exit %d\nstdout %q\nstderr %q\nwant exit %d, stdout containing %q, stderr containing %q",
+				strings.Join(s.args, " "), code, stdout, stderr, s.code, s.stdout, s.stderr)
+		}
+	}
+	tok, _, code := run(t, "", "token", "add", "--user", "alice", "--data", data)
+	if code != 0 || len(strings.TrimSpace(tok)) != 40 {
+		t.Errorf("token add: exit %d, %q; want a 40-character token", code, tok)
+	}
+}
