@@ -197,3 +197,37 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("%d modules loaded by refused commands, want none", n)
 	}
 }
+
+func TestConfigActions(t *testing.T) {
+	e := newEnv(t)
+	conf := filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf")
+	os.WriteFile(conf, []byte("# my settings\nAUTO_UPDATE=True # keep\nPREFIX=12h\n"), 0o644)
+	steps := []struct {
+		args []string
+		code int
+		want string // kcare.conf afterwards
+	}{
+		{[]string{"--set-sticky-patch=271126"}, ExitOK, "# my settings\nAUTO_UPDATE=True # keep\nPREFIX=12h\nSTICKY_PATCH=271126\n"},
+		{[]string{"--set-sticky-patch=KEY"}, ExitOK, "# my settings\nAUTO_UPDATE=True # keep\nPREFIX=12h\nSTICKY_PATCH=KEY\n"},
+		{[]string{"--set-sticky-patch=991399"}, ExitError, "# my settings\nAUTO_UPDATE=True # keep\nPREFIX=12h\nSTICKY_PATCH=KEY\n"},
+		{[]string{"--set-sticky-patch="}, ExitOK, "# my settings\nAUTO_UPDATE=True # keep\nPREFIX=12h\n"},
+		{[]string{"--tag", "env:prod;rack:r12"}, ExitOK, "# my settings\nAUTO_UPDATE=True # keep\nPREFIX=12h\nTAGS='env:prod;rack:r12'\n"},
+	}
+	for _, s := range steps {
+		_, stderr, code := e.run(s.args...)
+		got, _ := os.ReadFile(conf)
+		if code != s.code || string(got) != s.want {
+			t.Errorf("kcarectl %v: exit %d (%s), kcare.conf\n%s\nwant exit %d and\n%s", s.args, code, stderr, got, s.code, s.want)
+		}
+	}
+}
+
+func TestAutoUpdateOff(t *testing.T) {
+	e := newEnv(t)
+	conf := filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf")
+	os.WriteFile(conf, []byte("AUTO_UPDATE=NO\nPATCH_SERVER=http://127.0.0.1:9/\n"), 0o644)
+	stdout, stderr, code := e.run("--auto-update")
+	if code != 0 || stdout != "" || stderr != "" {
+		t.Errorf("--auto-update with AUTO_UPDATE=NO: exit %d, stdout %q, stderr %q; want silence", code, stdout, stderr)
+	}
+}

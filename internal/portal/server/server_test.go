@@ -490,3 +490,30 @@ func TestREST(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+// TestIPLicense: a server in a licensed CIDR updates without registering,
+// and its check-in creates it on the portal.
+func TestIPLicense(t *testing.T) {
+	forKinds(t, func(t *testing.T, kind string) {
+		p := newPortal(t, kind)
+		ctx := context.Background()
+		p.mustPublish(t, 1, p.now.Add(-72*time.Hour))
+		h := p.newHost(t)
+		if _, err := h.update(t, agent.UpdateOptions{}); !errors.Is(err, portalclient.ErrUnregistered) {
+			t.Fatalf("update before the IP license = %v, want ErrUnregistered", err)
+		}
+		if err := p.st.AddIPLicense(ctx, &store.IPLicense{CIDR: "127.0.0.0/8", Feed: "main", Created: p.now}); err != nil {
+			t.Fatal(err)
+		}
+		if level, err := h.update(t, agent.UpdateOptions{}); err != nil || level != 1 {
+			t.Fatalf("update under the IP license: level %d, %v; want 1", level, err)
+		}
+		if err := h.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "lab1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: 1, Result: "ok"}); err != nil {
+			t.Fatalf("check-in under the IP license: %v", err)
+		}
+		list, err := p.st.Servers(ctx, store.ServerFilter{IP: "127.0.0.1"})
+		if err != nil || len(list) != 1 || list[0].Key != "" || list[0].Level != 1 || list[0].Hostname != "lab1" {
+			t.Errorf("servers from 127.0.0.1 = %+v, %v; want one IP-licensed server at level 1", list, err)
+		}
+	})
+}
