@@ -31,8 +31,11 @@ type Config struct {
 	IndexKey   *trust.Signer  // the portal's online key: signs indexes
 	Publishers *trust.Keyring // publisher keys a bundle must be signed by
 	IndexTTL   time.Duration  // 0: DefaultIndexTTL
-	Log        *slog.Logger
-	Now        func() time.Time
+	// InactiveAge is how long a server may go without checking in before
+	// it counts as inactive; 0 means fleet.DefaultInactiveAge.
+	InactiveAge time.Duration
+	Log         *slog.Logger
+	Now         func() time.Time
 }
 
 // Server serves the portal.
@@ -90,6 +93,9 @@ func (s *Server) routes() {
 	h("GET /admin/api/patchsets/", s.restPatchsets)
 	h("POST /admin/api/patchsets/manage", s.restManagePatchsets)
 	h("GET /admin/api/kcare/patchset/{key}", s.restKeyPatchset)
+	// KernelCare's Nagios API.
+	h("GET /admin/api/kcare/nagios/{key}", s.nagiosKey)
+	h("GET /api/kcare/nagios/{key}", s.nagiosKey)
 	// KernelCare's patch-server paths: /[PREFIX/]KERNEL_ID/version and
 	// /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info.
 	h("GET /", s.kcarePaths)
