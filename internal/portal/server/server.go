@@ -40,8 +40,9 @@ type Config struct {
 
 // Server serves the portal.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg     Config
+	mux     *http.ServeMux
+	metrics *metrics
 }
 
 // New returns a Server for cfg.
@@ -56,6 +57,7 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.metrics = newMetrics(s)
 	s.routes()
 	return s
 }
@@ -67,8 +69,9 @@ func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
 
 func (s *Server) routes() {
 	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
-		s.mux.Handle(pattern, s.wrap(f))
+		s.mux.Handle(pattern, s.metrics.instrument(pattern, s.wrap(f)))
 	}
+	s.mux.Handle("GET /metrics", s.metricsHandler())
 	// The agent.
 	h("POST /admin/api/register", s.register)
 	h("POST /api/v1/unregister", s.unregister)
@@ -195,6 +198,15 @@ func (s *Server) agentAuth(ctx context.Context, r *http.Request) (*caller, error
 		c.key, c.feed = k, k.Feed
 	}
 	return c, nil
+}
+
+func cidrContains(cidr, ip string) bool {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	return err == nil && p.Contains(a.Unmap())
 }
 
 func (s *Server) ipLicensed(ctx context.Context, r *http.Request) (*caller, error) {

@@ -1,0 +1,218 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kcare/kcare/internal/portal/fleet"
+	"github.com/kcare/kcare/internal/portal/store"
+)
+
+// Version is eportal's version, for kcare_build_info.
+var Version = "0.1.0"
+
+// metrics are the portal's Prometheus metrics. Label values are bounded:
+// routes, status codes, states, keys and feeds — never a server.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kcare_http_requests_total",
+			Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kcare_http_request_duration_seconds",
+			Help:    "HTTP request latency by route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"route"}),
+	}
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kcare_build_info",
+		Help: "eportal's version and Go version; always 1.",
+	}, []string{"version", "goversion"})
+	info.WithLabelValues(Version, runtime.Version()).Set(1)
+	m.reg.MustRegister(m.requests, m.latency, info, &fleetCollector{s: s},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// instrument counts and times a route's requests.
+func (m *metrics) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ServeContent and friends reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// fleetCollector reports the fleet's state at scrape time, from the store,
+// cached for fleetCacheFor so frequent scrapes of a large fleet stay cheap.
+type fleetCollector struct {
+	s *Server
+
+	mu      sync.Mutex
+	at      time.Time
+	metrics []prometheus.Metric
+}
+
+const fleetCacheFor = 15 * time.Second
+
+var (
+	serversDesc = prometheus.NewDesc("kcare_servers",
+		"Servers by patch state, activation key and feed (IP-licensed servers have key \"\").",
+		[]string{"state", "key", "feed"}, nil)
+	patchsetsDesc = prometheus.NewDesc("kcare_patchsets",
+		"Patchsets by feed and state (enabled or disabled).", []string{"feed", "state"}, nil)
+	levelsDesc = prometheus.NewDesc("kcare_patch_levels",
+		"Published patch levels.", nil, nil)
+	upDesc = prometheus.NewDesc("kcare_fleet_scrape_success",
+		"Whether reading the fleet's state from the store worked (1) or not (0).", nil, nil)
+)
+
+func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- serversDesc
+	ch <- patchsetsDesc
+	ch <- levelsDesc
+	ch <- upDesc
+}
+
+func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.metrics == nil || time.Since(c.at) > fleetCacheFor {
+		ms, err := c.s.fleetMetrics(context.Background())
+		if err != nil {
+			c.s.cfg.Log.Error("metrics: read fleet", "error", err)
+			ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0)
+			return
+		}
+		c.metrics, c.at = ms, time.Now()
+	}
+	for _, m := range c.metrics {
+		ch <- m
+	}
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1)
+}
+
+// FleetCounts classifies every server and counts them by state, key and
+// feed.
+func (s *Server) FleetCounts(ctx context.Context) (map[[3]string]int, error) {
+	keys, err := s.cfg.Store.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	feedOf := map[string]string{"": "main"}
+	for _, k := range keys {
+		feedOf[k.Key] = k.Feed
+	}
+	lics, err := s.cfg.Store.IPLicenses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := s.cfg.Store.Servers(ctx, store.ServerFilter{})
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.evaluator().Classify(ctx, list)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[[3]string]int{}
+	for _, k := range keys {
+		for _, st := range fleet.States {
+			counts[[3]string{string(st), k.Key, k.Feed}] = 0
+		}
+	}
+	for _, c := range cs {
+		feed := feedOf[c.Key]
+		if c.Key == "" && len(lics) > 0 {
+			feed = licenseFeed(lics, c.IP)
+		}
+		counts[[3]string{string(c.State), c.Key, feed}]++
+	}
+	return counts, nil
+}
+
+func licenseFeed(lics []store.IPLicense, ip string) string {
+	for _, l := range lics {
+		if cidrContains(l.CIDR, ip) {
+			return l.Feed
+		}
+	}
+	return "main"
+}
+
+func (s *Server) fleetMetrics(ctx context.Context) ([]prometheus.Metric, error) {
+	counts, err := s.FleetCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []prometheus.Metric
+	for k, n := range counts {
+		out = append(out, prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(n), k[0], k[1], k[2]))
+	}
+	feeds, err := s.cfg.Store.Feeds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range feeds {
+		ps, err := s.cfg.Store.FeedPatchsets(ctx, f.Name)
+		if err != nil {
+			return nil, err
+		}
+		on, off := 0, 0
+		for _, p := range ps {
+			if p.Enabled {
+				on++
+			} else {
+				off++
+			}
+		}
+		out = append(out,
+			prometheus.MustNewConstMetric(patchsetsDesc, prometheus.GaugeValue, float64(on), f.Name, "enabled"),
+			prometheus.MustNewConstMetric(patchsetsDesc, prometheus.GaugeValue, float64(off), f.Name, "disabled"))
+	}
+	sets, err := s.cfg.Store.Patchsets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	levels := 0
+	for _, p := range sets {
+		levels += p.Levels
+	}
+	out = append(out, prometheus.MustNewConstMetric(levelsDesc, prometheus.GaugeValue, float64(levels)))
+	return out, nil
+}
