@@ -21,6 +21,6 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
 	make gcc libc6-dev build-essential libelf-dev bc flex bison \
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd \
-	gnupg ca-certificates postgresql prometheus
+	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent
 
 mkdir -p /var/cache/kcare-test
