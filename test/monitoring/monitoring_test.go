@@ -90,8 +90,8 @@ func (f *fleet) publish(t *testing.T, level int) {
 	name := fmt.Sprintf("kcare_test_l%d", level)
 	m := bundle.Manifest{
 		Name: fmt.Sprintf("%s-%d", fakekernel.Release, level), Level: level,
-		Kernel: bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release, Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
-		Module: bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
+		Kernel:   bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release, Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
+		Module:   bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
 		Released: time.Now().Add(-time.Hour).UTC().Truncate(time.Second),
 	}
 	var buf bytes.Buffer
