@@ -23,6 +23,29 @@ type Info struct {
 	Description      string       `json:"description,omitempty"`
 	CachedLevel      int          `json:"cached_level,omitempty"`
 	Livepatches      []string     `json:"livepatches"`
+	// PatchState is what the last index accepted from the portal says of
+	// the applied level: "uptodate", "outofdate" or "unsupported" (no
+	// patches for this kernel); "" before any index was accepted.
+	PatchState string `json:"patch_state"`
+	// Available is the newest level that index allows; 0 if none.
+	Available int `json:"available,omitempty"`
+}
+
+// patchState compares the applied level with the last index accepted.
+func (a *Agent) patchState(info *Info) {
+	st, err := a.readIndexState()
+	if err != nil || st.Version == 0 && st.Latest == 0 && st.Level == 0 {
+		return
+	}
+	info.Available = st.Level
+	switch {
+	case st.Latest == 0:
+		info.PatchState = "unsupported"
+	case st.Level > info.Level:
+		info.PatchState = "outofdate"
+	default:
+		info.PatchState = "uptodate"
+	}
 }
 
 // KernelInfo names the running kernel.
@@ -62,6 +85,7 @@ func (a *Agent) Info() (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer a.patchState(info)
 	if st == nil || st.Manifest.Kernel.BuildID != id.BuildID {
 		return info, nil
 	}

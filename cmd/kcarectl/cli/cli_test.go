@@ -3,7 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +18,10 @@ import (
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
+	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/portal/storetest"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -230,4 +237,118 @@ func TestAutoUpdateOff(t *testing.T) {
 	if code != 0 || stdout != "" || stderr != "" {
 		t.Errorf("--auto-update with AUTO_UPDATE=NO: exit %d, stdout %q, stderr %q; want silence", code, stdout, stderr)
 	}
+}
+
+// portalEnv is an env with a real eportal (in-process, SQLite) that the
+// fake host talks to over HTTP.
+func portalEnv(t *testing.T) (*env, *server.Server, func(level int, released time.Time)) {
+	t.Helper()
+	e := newEnv(t)
+	priv, pub, err := trust.GenerateKey("kcare cli test portal", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	portalKey, _ := trust.ReadSigner(priv)
+	os.WriteFile(filepath.Join(e.root, "etc/sysconfig/kcare/keys/portal.pub"), pub, 0o644)
+	ppub, _ := publisher.PublicKey()
+	publishers, _ := trust.ReadKeyring(ppub)
+	st := storetest.Open(t, "sqlite")
+	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: publishers})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	if err := st.AddKey(context.Background(), &store.Key{Key: "fleet", Feed: "main", Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf"), []byte("PATCH_SERVER="+hs.URL+"\n"), 0o644)
+	publish := func(level int, released time.Time) {
+		t.Helper()
+		p := filepath.Join(e.dir, fmt.Sprintf("l%d.kcp", level))
+		data, _ := os.ReadFile(p)
+		sig, _ := os.ReadFile(p + ".sig")
+		if _, err := srv.Publish(context.Background(), data, sig, server.PublishOptions{Released: released}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, srv, publish
+}
+
+func (e *env) patchState(t *testing.T) string {
+	t.Helper()
+	stdout, _, _ := e.run("--info", "--json")
+	var info struct {
+		PatchState string `json:"patch_state"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &info); err != nil {
+		t.Fatalf("--info --json: %v", err)
+	}
+	return info.PatchState
+}
+
+// TestCheckAndStatus: --check and --status exit codes, and --info's patch
+// state, for each state, against a real portal.
+func TestCheckAndStatus(t *testing.T) {
+	e, _, publish := portalEnv(t)
+	if _, stderr, code := e.run("--register", "fleet"); code != 0 {
+		t.Fatalf("--register: exit %d: %s", code, stderr)
+	}
+	steps := []struct {
+		name        string
+		do          func()
+		check       int
+		status      int
+		patchState  string
+		statusWords string
+	}{
+		{"no_patches_for_kernel", func() {}, checkNone, statusUnsupported, "unsupported", "unsupported"},
+		{"held_back_by_prefix", func() {
+			publish(1, time.Now().Add(-time.Hour))
+			os.WriteFile(filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf"), append(mustRead(t, filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf")), "PREFIX=48h\n"...), 0o644)
+		}, checkNone, statusNoPatches, "uptodate", "No patches applied"},
+		{"available_not_applied", func() {
+			editFile(t, filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf"), "PREFIX=48h\n", "")
+		}, checkAvailable, statusUpdates, "outofdate", "Newer patches available"},
+		{"up_to_date", func() {
+			if _, stderr, code := e.run("--update"); code != 0 {
+				t.Fatalf("--update: %s", stderr)
+			}
+		}, checkNone, statusUpToDate, "uptodate", "up to date"},
+		{"out_of_date", func() { publish(2, time.Now().Add(-time.Hour)) }, checkAvailable, statusUpdates, "outofdate", "Newer patches available"},
+	}
+	for _, s := range steps {
+		s.do()
+		if _, _, code := e.run("--check"); code != s.check {
+			t.Errorf("%s: --check exit %d, want %d", s.name, code, s.check)
+		}
+		stdout, _, code := e.run("--status")
+		if code != s.status || !strings.Contains(stdout, s.statusWords) {
+			t.Errorf("%s: --status exit %d %q, want %d containing %q", s.name, code, stdout, s.status, s.statusWords)
+		}
+		if got := e.patchState(t); got != s.patchState {
+			t.Errorf("%s: --info patch_state %q, want %q", s.name, got, s.patchState)
+		}
+	}
+}
+
+func TestStatusNoLivepatch(t *testing.T) {
+	e, _, publish := portalEnv(t)
+	publish(1, time.Now().Add(-time.Hour))
+	os.RemoveAll(filepath.Join(e.root, "sys/kernel/livepatch"))
+	e.run("--register", "fleet")
+	if stdout, _, code := e.run("--status"); code != statusUnsupported || !strings.Contains(stdout, "no livepatch") {
+		t.Errorf("--status without livepatch: exit %d %q, want %d", code, stdout, statusUnsupported)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func editFile(t *testing.T, p, old, new string) {
+	t.Helper()
+	os.WriteFile(p, []byte(strings.Replace(string(mustRead(t, p)), old, new, 1)), 0o644)
 }
