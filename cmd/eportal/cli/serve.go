@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/fleet"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -32,6 +33,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (file or directory; default DATA/publishers)")
 	ttl := fs.Duration("index-ttl", server.DefaultIndexTTL, "how long a signed index stays valid")
 	jsonLog := fs.Bool("log-json", false, "log JSON lines instead of text")
+	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
 	if _, err := parse(fs, e, args); err != nil {
 		return err
 	}
@@ -62,12 +64,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	defer st.Close()
 
 	srv := server.New(server.Config{
-		Store:      st,
-		Blobs:      blobs.Store{Dir: filepath.Join(db.data, "blobs")},
-		IndexKey:   signer,
-		Publishers: publishers,
-		IndexTTL:   *ttl,
-		Log:        log,
+		Store:       st,
+		Blobs:       blobs.Store{Dir: filepath.Join(db.data, "blobs")},
+		IndexKey:    signer,
+		Publishers:  publishers,
+		IndexTTL:    *ttl,
+		InactiveAge: *inactive,
+		Log:         log,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
