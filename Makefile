@@ -20,16 +20,7 @@ unit:
 
 # Each fuzz target, briefly.
 fuzz:
-	@set -e; for t in \
-		./internal/bundle:FuzzParse \
-		./internal/bundle:FuzzParseManifest \
-		./internal/config:FuzzParse \
-		./internal/trust:FuzzVerify \
-		./internal/kimage:FuzzVmlinux; do \
-		pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$pkg $$fn"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg; \
-	done
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # The end-to-end suite on a real Debian kernel in QEMU.
 vmtest:

@@ -26,7 +26,7 @@ func benchServers(b *testing.B) int {
 // seeded opens a fresh database of be holding n servers under key
 // kc-bench, with three levels for each seeded kernel (levels 1 and 2 in
 // main, 3 on the test channel), and logs how long seeding took.
-func seeded(b *testing.B, be backend, n int) (Store, []string) {
+func seeded(b *testing.B, be backend, n int) (Store, []Server) {
 	s := be.open(b)
 	ctx := context.Background()
 	if err := s.AddFeed(ctx, &Feed{Name: "test", Channel: "test", Auto: true}); err != nil {
@@ -58,7 +58,7 @@ func seeded(b *testing.B, be backend, n int) (Store, []string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return s, serverIDs(page)
+	return s, page
 }
 
 // BenchmarkCheckIn is the agents' hot path: check-ins from many
@@ -67,7 +67,7 @@ func BenchmarkCheckIn(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			n := benchServers(b)
-			s, ids := seeded(b, be, n)
+			s, servers := seeded(b, be, n)
 			ctx := context.Background()
 			var next atomic.Int64
 			b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
@@ -75,10 +75,12 @@ func BenchmarkCheckIn(b *testing.B) {
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
 						i := int(next.Add(1))
-						c := CheckIn{Hostname: "node.example.net", IP: "10.1.2.3", Release: seedKernels[0].release,
-							BuildID: seedKernels[0].buildID, KernelID: seedKernels[0].kernelID, Level: i % 4,
-							EffectiveRelease: seedKernels[0].release, LastResult: "ok", AgentVersion: "1.0.0"}
-						if err := s.CheckIn(ctx, ids[i%len(ids)], c); err != nil {
+						v := servers[i%len(servers)]
+						// What an agent reports after applying a level.
+						c := CheckIn{Hostname: v.Hostname, IP: v.IP, Release: v.Release, BuildID: v.BuildID,
+							KernelID: v.KernelID, Level: v.Level + 1, EffectiveRelease: v.EffectiveRelease,
+							LastResult: "ok", AgentVersion: v.AgentVersion}
+						if err := s.CheckIn(ctx, v.ID, c); err != nil {
 							b.Error(err)
 							return
 						}

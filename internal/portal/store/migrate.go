@@ -116,6 +116,7 @@ CREATE TABLE servers (
 );
 CREATE INDEX servers_key ON servers (key, registered, id);
 CREATE INDEX servers_ip ON servers (ip);
+CREATE INDEX servers_ip_feed ON servers (ip_feed) WHERE ip_feed IS NOT NULL;
 CREATE INDEX servers_hostname ON servers (hostname);
 CREATE INDEX servers_last_checkin ON servers (last_checkin);
 CREATE INDEX servers_registered ON servers (registered, id);

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,18 +29,45 @@ var seedKernels = []seedKernel{
 	{"6.8.0-60-generic", "3b5d7f9a1c2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a", "fedcba0987654321fedcba0987654321fedcba09"},
 }
 
+// seedTags are the tags seeded servers carry, by i%len(seedTags).
+var seedTags = func() []string {
+	var tags []string
+	for i := range 120 {
+		tags = append(tags, fmt.Sprintf("env:%s;rack:r%02d", [...]string{"prod", "staging", "dev"}[i%3], i%40))
+	}
+	return tags
+}()
+
+// pad7 appends i in decimal, zero-padded to seven digits.
+func pad7(b []byte, i int) []byte {
+	var d [20]byte
+	n := strconv.AppendInt(d[:0], int64(i), 10)
+	for k := len(n); k < 7; k++ {
+		b = append(b, '0')
+	}
+	return append(b, n...)
+}
+
 // seedServer is the i-th of n servers SeedServers makes, registered at
 // one-second steps up to t0; one in 50 never checked in, the others
 // checked in within the last week.
 func seedServer(prefix, key string, i, n int, t0 time.Time) Server {
 	k := seedKernels[i%len(seedKernels)]
-	secret := sha256.Sum256([]byte(prefix + fmt.Sprint(i)))
+	buf := make([]byte, 0, 64)
+	buf = pad7(append(buf, prefix...), i)
+	secret := sha256.Sum256(buf)
+	id := string(buf)
+	host := string(append(pad7(append(buf[:0], "node-"...), i), ".example.net"...))
+	ip := buf[:0]
+	for _, o := range [...]int{10, i >> 16 & 0xff, i >> 8 & 0xff, i & 0xff} {
+		ip = append(strconv.AppendInt(ip, int64(o), 10), '.')
+	}
 	v := Server{
-		ID:               fmt.Sprintf("%s-%07d", prefix, i),
+		ID:               id,
 		SecretHash:       secret[:],
 		Key:              key,
-		Hostname:         fmt.Sprintf("node-%07d.example.net", i),
-		IP:               fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff),
+		Hostname:         host,
+		IP:               string(ip[:len(ip)-1]),
 		Release:          k.release,
 		BuildID:          k.buildID,
 		KernelID:         k.kernelID,
@@ -47,7 +75,7 @@ func seedServer(prefix, key string, i, n int, t0 time.Time) Server {
 		EffectiveRelease: k.release,
 		LastResult:       "ok",
 		AgentVersion:     "1.0.0",
-		Tags:             fmt.Sprintf("env:%s;rack:r%02d", [...]string{"prod", "staging", "dev"}[i%3], i%40),
+		Tags:             seedTags[i%len(seedTags)],
 		Registered:       norm(t0.Add(-time.Duration(n-i) * time.Second)),
 	}
 	if i%50 != 0 {
@@ -89,7 +117,7 @@ func SeedServers(ctx context.Context, s Store, key string, n int) error {
 func seedPrefix() string {
 	b := make([]byte, 4)
 	rand.Read(b)
-	return "seed-" + hex.EncodeToString(b)
+	return "seed-" + hex.EncodeToString(b) + "-"
 }
 
 // seedBatch is how many rows one SQLite INSERT carries (16 parameters
@@ -98,22 +126,72 @@ const seedBatch = 500
 
 // bulkRows is how many rows a seed must add, and at least how many the
 // table may hold already, for it to drop the servers table's secondary
-// indexes and build them again afterwards: several times faster than
-// keeping them up to date row by row. The table stays locked until the
-// seed's transaction ends.
-const bulkRows = 50_000
+// indexes and foreign keys and make them again afterwards: several times
+// faster than keeping them up to date row by row. The table stays
+// locked until the seed's transaction ends.
+var bulkRows = 50_000
 
-// index is a secondary index of the servers table.
-type index struct{ name, def string }
+// rebuild is an index or constraint of the servers table that a bulk
+// load drops first and makes again at the end.
+type rebuild struct{ name, drop, create string }
 
 const (
-	sqliteIndexes = `SELECT name, sql FROM sqlite_master
+	sqliteRebuild = `SELECT name, 'DROP INDEX "' || name || '"', sql FROM sqlite_master
 WHERE type = 'index' AND tbl_name = 'servers' AND sql IS NOT NULL ORDER BY name`
-	postgresIndexes = `SELECT i.indexname, i.indexdef FROM pg_indexes i
+	postgresRebuild = `SELECT i.indexname, 'DROP INDEX ' || quote_ident(i.indexname), i.indexdef
+FROM pg_indexes i
 JOIN pg_index x ON x.indexrelid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass
 WHERE i.schemaname = current_schema() AND i.tablename = 'servers' AND NOT x.indisprimary AND NOT x.indisunique
-ORDER BY i.indexname`
+UNION ALL
+SELECT c.conname, 'ALTER TABLE servers DROP CONSTRAINT ' || quote_ident(c.conname),
+	'ALTER TABLE servers ADD CONSTRAINT ' || quote_ident(c.conname) || ' ' || pg_get_constraintdef(c.oid)
+FROM pg_constraint c WHERE c.conrelid = 'servers'::regclass AND c.contype = 'f'`
 )
+
+// rowScanner is what database/sql's and pgx's rows have in common.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+func scanRebuilds(rows rowScanner) ([]rebuild, error) {
+	var out []rebuild
+	for rows.Next() {
+		var r rebuild
+		if err := rows.Scan(&r.name, &r.drop, &r.create); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// bulkLoad runs load, which adds n rows to a table of have, inside
+// dropping and making again what list returns when that pays off.
+func bulkLoad(n, have int, list func() ([]rebuild, error), exec func(q string) error, load func() error) error {
+	var plan []rebuild
+	if n >= bulkRows && have <= n {
+		var err error
+		if plan, err = list(); err != nil {
+			return fmt.Errorf("list indexes: %w", err)
+		}
+		for _, r := range plan {
+			if err := exec(r.drop); err != nil {
+				return fmt.Errorf("drop %s: %w", r.name, err)
+			}
+		}
+	}
+	if err := load(); err != nil {
+		return err
+	}
+	for _, r := range plan {
+		if err := exec(r.create); err != nil {
+			return fmt.Errorf("make %s again: %w", r.name, err)
+		}
+	}
+	return nil
+}
 
 func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
 	if s.d.name == "postgres" {
@@ -126,65 +204,58 @@ func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
 		return head + "VALUES " + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
+		var have int
 		if err := keyExists(ctx, tx, key); err != nil {
 			return err
 		}
-		var have int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers`).Scan(&have); err != nil {
 			return err
 		}
-		var dropped []index
-		if n >= bulkRows && have <= n {
-			rows, err := tx.QueryContext(ctx, sqliteIndexes)
-			if err != nil {
+		if n >= bulkRows {
+			// A page cache of 256 MiB for the load and the index builds,
+			// back to the default when done.
+			if _, err := tx.ExecContext(ctx, `PRAGMA cache_size = -262144`); err != nil {
 				return err
 			}
-			for rows.Next() {
-				var ix index
-				if err := rows.Scan(&ix.name, &ix.def); err != nil {
-					rows.Close()
-					return err
-				}
-				dropped = append(dropped, ix)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			for _, ix := range dropped {
-				if _, err := tx.ExecContext(ctx, `DROP INDEX `+ix.name); err != nil {
-					return err
-				}
-			}
+			defer tx.ExecContext(ctx, `PRAGMA cache_size = -2000`)
 		}
-		full, err := tx.PrepareContext(ctx, stmt(seedBatch))
-		if err != nil {
+		list := func() ([]rebuild, error) {
+			rows, err := tx.QueryContext(ctx, sqliteRebuild)
+			if err != nil {
+				return nil, err
+			}
+			defer rows.Close()
+			return scanRebuilds(rows)
+		}
+		exec := func(q string) error {
+			_, err := tx.ExecContext(ctx, q)
 			return err
 		}
-		defer full.Close()
-		args := make([]any, 0, 16*seedBatch)
-		for i := 0; i < n; i += seedBatch {
-			args = args[:0]
-			rows := min(seedBatch, n-i)
-			for j := range rows {
-				v := seedServer(prefix, key, i+j, n, t0)
-				args = append(args, s.serverArgs(&v, "")...)
-			}
-			if rows == seedBatch {
-				_, err = full.ExecContext(ctx, args...)
-			} else {
-				_, err = tx.ExecContext(ctx, stmt(rows), args...)
-			}
+		return bulkLoad(n, have, list, exec, func() error {
+			full, err := tx.PrepareContext(ctx, stmt(seedBatch))
 			if err != nil {
 				return err
 			}
-		}
-		for _, ix := range dropped {
-			if _, err := tx.ExecContext(ctx, ix.def); err != nil {
-				return fmt.Errorf("rebuild index %s: %w", ix.name, err)
+			defer full.Close()
+			args := make([]any, 0, 16*seedBatch)
+			for i := 0; i < n; i += seedBatch {
+				args = args[:0]
+				rows := min(seedBatch, n-i)
+				for j := range rows {
+					v := seedServer(prefix, key, i+j, n, t0)
+					args = append(args, s.serverArgs(&v, "")...)
+				}
+				if rows == seedBatch {
+					_, err = full.ExecContext(ctx, args...)
+				} else {
+					_, err = tx.ExecContext(ctx, stmt(rows), args...)
+				}
+				if err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
@@ -225,46 +296,40 @@ func (s *sqlStore) copyServers(ctx context.Context, key string, n int) error {
 		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM servers`).Scan(&have); err != nil {
 			return err
 		}
-		var dropped []index
-		if n >= bulkRows && have <= n {
-			rows, err := tx.Query(ctx, postgresIndexes)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var ix index
-				if err := rows.Scan(&ix.name, &ix.def); err != nil {
-					rows.Close()
-					return err
-				}
-				dropped = append(dropped, ix)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			for _, ix := range dropped {
-				if _, err := tx.Exec(ctx, `DROP INDEX `+pgx.Identifier{ix.name}.Sanitize()); err != nil {
-					return err
-				}
-			}
+		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
+			return err
 		}
-		i := 0
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"servers"}, cols, pgx.CopyFromFunc(func() ([]any, error) {
-			if i == n {
-				return nil, nil
+		list := func() ([]rebuild, error) {
+			rows, err := tx.Query(ctx, postgresRebuild)
+			if err != nil {
+				return nil, err
 			}
-			v := seedServer(prefix, key, i, n, t0)
-			i++
-			return s.serverArgs(&v, ""), nil
-		}))
+			defer rows.Close()
+			return scanRebuilds(rows)
+		}
+		exec := func(q string) error {
+			_, err := tx.Exec(ctx, q)
+			return err
+		}
+		err = bulkLoad(n, have, list, exec, func() error {
+			i := 0
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"servers"}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+				if i == n {
+					return nil, nil
+				}
+				v := seedServer(prefix, key, i, n, t0)
+				i++
+				return s.serverArgs(&v, ""), nil
+			}))
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		for _, ix := range dropped {
-			if _, err := tx.Exec(ctx, ix.def); err != nil {
-				return fmt.Errorf("rebuild index %s: %w", ix.name, err)
-			}
+		// Statistics for the planner now, rather than when autovacuum
+		// gets to the table.
+		if _, err := tx.Exec(ctx, `ANALYZE servers`); err != nil {
+			return err
 		}
 		return tx.Commit(ctx)
 	})

@@ -915,15 +915,40 @@ func (s *sqlStore) Server(ctx context.Context, id string) (*Server, error) {
 // its IP license's.
 const serverFeed = `COALESCE(k.feed, s.ip_feed, 'main')`
 
-// newerVisible holds when a level newer than the server's is visible in
-// its feed.
-const newerVisible = `EXISTS (SELECT 1 FROM levels l
+// newestVisible is, per feed and build-id, the newest visible level: a
+// small table (feeds times kernels) that Servers joins to every server
+// it reads for IsUpdated, whatever the planner thinks of the tables'
+// sizes.
+const newestVisible = `SELECT fp.feed AS feed, l.build_id AS build_id, MAX(l.level) AS level
+	FROM levels l
 	JOIN feed_patchsets fp ON fp.patchset = l.patchset AND fp.enabled
 	JOIN feeds f ON f.name = fp.feed
-	WHERE fp.feed = ` + serverFeed + ` AND l.build_id = s.build_id AND l.level > s.level
-		AND (l.channel = 'stable' OR f.channel = 'test'))`
+	WHERE l.channel = 'stable' OR f.channel = 'test'
+	GROUP BY fp.feed, l.build_id`
 
 func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error) {
+	q, args := s.serversQuery(f, time.Now())
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("servers: %w", err)
+	}
+	defer rows.Close()
+	var out []Server
+	for rows.Next() {
+		v, err := scanServer(rows)
+		if err != nil {
+			return nil, fmt.Errorf("servers: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("servers: %w", err)
+	}
+	return out, nil
+}
+
+// serversQuery is the SELECT for Servers(f) at time now.
+func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -945,23 +970,30 @@ func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error
 		where = append(where, serverFeed+` = `+arg(f.Feed))
 	}
 	if f.CheckinAge > 0 {
-		where = append(where, `(s.last_checkin IS NULL OR s.last_checkin < `+arg(s.d.t(time.Now().Add(-f.CheckinAge)))+`)`)
+		where = append(where, `(s.last_checkin IS NULL OR s.last_checkin < `+arg(s.d.t(now.Add(-f.CheckinAge)))+`)`)
 	}
 	if f.IsUpdated != nil {
 		join = true
+		// No visible level counts as updated: levels are never negative.
 		if *f.IsUpdated {
-			where = append(where, `NOT `+newerVisible)
+			where = append(where, `s.level >= COALESCE(nv.level, -1)`)
 		} else {
-			where = append(where, newerVisible)
+			where = append(where, `s.level < COALESCE(nv.level, -1)`)
 		}
 	}
 	if f.Tag != "" {
 		where = append(where, `s.tags `+s.d.like+` `+arg(likeEscape(f.Tag))+` ESCAPE '\'`)
 	}
 	var q strings.Builder
+	if f.IsUpdated != nil {
+		q.WriteString(`WITH nv AS (` + newestVisible + `) `)
+	}
 	q.WriteString(`SELECT ` + serverCols + ` FROM servers s`)
 	if join {
 		q.WriteString(` LEFT JOIN keys k ON k.key = s.key`)
+	}
+	if f.IsUpdated != nil {
+		q.WriteString(` LEFT JOIN nv ON nv.feed = ` + serverFeed + ` AND nv.build_id = s.build_id`)
 	}
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
@@ -976,23 +1008,7 @@ func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error
 	if f.Offset > 0 {
 		q.WriteString(` OFFSET ` + arg(f.Offset))
 	}
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("servers: %w", err)
-	}
-	defer rows.Close()
-	var out []Server
-	for rows.Next() {
-		v, err := scanServer(rows)
-		if err != nil {
-			return nil, fmt.Errorf("servers: %w", err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("servers: %w", err)
-	}
-	return out, nil
+	return q.String(), args
 }
 
 func (s *sqlStore) CountServers(ctx context.Context) (int, error) {

@@ -2,6 +2,10 @@
 // activation keys, IP licenses, servers, users, API tokens and the audit
 // log, in SQLite (the embedded default) or PostgreSQL (several portal
 // replicas on one database). Both implement Store; migrations run at Open.
+//
+// Times are kept in UTC to the microsecond; a zero time given to a method
+// that records one means now, and the stored value is written back into
+// the caller's struct (Created, Registered, ...).
 package store
 
 import (
@@ -122,17 +126,21 @@ type CheckIn struct {
 	At                                       time.Time
 }
 
-// ServerFilter selects servers for ListServers; zero fields match all.
+// ServerFilter selects servers for Servers; zero fields match all. The
+// result is ordered by registration time, then ID.
 type ServerFilter struct {
-	Hostname   string // substring
+	Hostname   string // substring, case-insensitive
 	IP         string
 	Key        string
-	Feed       string
+	Feed       string        // the key's feed, or the IP license's
 	CheckinAge time.Duration // last check-in older than this (or never)
-	IsUpdated  *bool         // level equals the newest visible level (see Store)
-	Tag        string        // substring of Tags
-	Limit      int           // 0: no limit
-	Offset     int
+	// IsUpdated selects servers whose level is (true) or is not (false)
+	// at least the newest of VisibleLevels(their feed, their build-id);
+	// a server with no visible level counts as updated.
+	IsUpdated *bool
+	Tag       string // substring of Tags, case-insensitive
+	Limit     int    // 0: no limit
+	Offset    int
 }
 
 // User is an admin or read-only operator.
@@ -164,75 +172,109 @@ type AuditEntry struct {
 
 // Store is the portal's data. Every method is safe for concurrent use by
 // several goroutines and by several processes on the same database.
+// Methods that name a missing object return ErrNotFound, invalid fields
+// ErrInvalidInput, a duplicate ErrExists. The store records nothing in
+// the audit log by itself: the caller calls Audit.
 type Store interface {
 	Close() error
 	// Kind is "sqlite" or "postgres".
 	Kind() string
 
-	// Version is a counter bumped by every change that can change an
-	// index (levels, patchsets, feeds, keys); indexes carry it.
+	// Version is a counter bumped, in the same transaction, by every
+	// change that can change an index (levels, patchsets enabled or
+	// disabled, feeds, keys, IP licenses); indexes carry it.
+	// Registrations and check-ins leave it alone.
 	Version(ctx context.Context) (int64, error)
 
-	// AddLevel records a published level; a level with the same build-id
-	// and number is ErrExists. Its patchset is created if new, and
-	// enabled in every Auto feed.
+	// AddLevel records a published level and sets l.ID; a level with the
+	// same build-id and number is ErrExists. Channel "" is "stable". Its
+	// patchset is created if new, and then enabled in every Auto feed;
+	// the patchset's release time is the newest of its levels'. A zero
+	// Published is now, a zero Released is Published.
 	AddLevel(ctx context.Context, l *Level) error
-	Levels(ctx context.Context, buildID string) ([]Level, error) // ascending level
-	LevelsByKernelID(ctx context.Context, kernelID string) ([]Level, error)
+	Levels(ctx context.Context, buildID string) ([]Level, error)            // ascending level
+	LevelsByKernelID(ctx context.Context, kernelID string) ([]Level, error) // by build-id, ascending level
 	LevelByDigest(ctx context.Context, digest string) (*Level, error)
 	// VisibleLevels returns the levels of buildID visible in feed: their
 	// patchset enabled there, and the feed's channel admitting theirs.
-	// Time cut-offs (delay, prefix, sticky) are the caller's.
+	// (a "stable" feed admits stable levels, a "test" feed both). Time
+	// cut-offs (delay, prefix, sticky) are the caller's. Ascending level.
 	VisibleLevels(ctx context.Context, feed, buildID string) ([]Level, error)
 
 	Patchsets(ctx context.Context) ([]Patchset, error) // ascending release
+	// FeedPatchsets lists every patchset with its state in feed,
+	// ascending release.
 	FeedPatchsets(ctx context.Context, feed string) ([]FeedPatchset, error)
-	// SetPatchsets enables or disables the named patchsets in feed.
+	// SetPatchsets enables or disables the named patchsets in feed, all
+	// or none: an unknown feed or patchset is ErrNotFound.
 	SetPatchsets(ctx context.Context, feed string, patchsets []string, enabled bool) error
 
+	// AddFeed adds a feed with no patchsets enabled; Auto feeds get
+	// those published from then on. Channel "" is "stable".
 	AddFeed(ctx context.Context, f *Feed) error
 	Feed(ctx context.Context, name string) (*Feed, error)
-	Feeds(ctx context.Context) ([]Feed, error)
+	Feeds(ctx context.Context) ([]Feed, error) // in order of creation, main first
+	// UpdateFeed sets the channel, delay and Auto of the feed f names.
 	UpdateFeed(ctx context.Context, f *Feed) error
 	// DeleteFeed moves the feed's keys and IP licenses to main; main
 	// cannot be deleted (ErrInUse).
 	DeleteFeed(ctx context.Context, name string) error
 
+	// AddKey adds an activation key. Feed "" is main; an unknown feed is
+	// ErrNotFound. IPRanges are CIDRs (a bare address is its /32 or
+	// /128), stored in canonical form; a bad one is ErrInvalidInput.
 	AddKey(ctx context.Context, k *Key) error
 	Key(ctx context.Context, key string) (*Key, error)
-	Keys(ctx context.Context) ([]Key, error)
+	Keys(ctx context.Context) ([]Key, error) // in order of creation
+	// UpdateKey sets the note, limit, feed, sticky date and IP ranges of
+	// the key k names; servers already registered stay.
 	UpdateKey(ctx context.Context, k *Key) error
 	// DeleteKey removes the key and unregisters its servers.
 	DeleteKey(ctx context.Context, key string) error
 
+	// AddIPLicense adds a license for l.CIDR (stored in canonical form);
+	// Feed "" is main.
 	AddIPLicense(ctx context.Context, l *IPLicense) error
-	IPLicenses(ctx context.Context) ([]IPLicense, error)
+	IPLicenses(ctx context.Context) ([]IPLicense, error) // in order of creation
 	DeleteIPLicense(ctx context.Context, cidr string) error
 
 	// Register adds s under key atomically: ErrInvalidKey for a missing
 	// key, ErrIPNotAllowed outside the key's IP ranges, ErrLimitReached
 	// when the key already has Limit servers — exact under concurrent
-	// registrations. It fills s.Key's feed checks; s.ID must be set.
+	// registrations, from one process or several. s.ID must be set (a
+	// taken one is ErrExists); Register sets s.Key, and s.Registered when
+	// zero.
 	Register(ctx context.Context, key string, s *Server) error
-	// UpsertIPServer records a server known only by its IP license.
+	// UpsertIPServer records a server known only by its IP license: it
+	// adds s, or updates the server with its ID (keeping Registered).
+	// The narrowest IP license holding s.IP gives its feed; none is
+	// ErrIPNotAllowed. An ID registered under a key is ErrExists. A zero
+	// LastCheckin is now.
 	UpsertIPServer(ctx context.Context, s *Server) error
 	Server(ctx context.Context, id string) (*Server, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
+	// CheckIn records an agent's report: every field of c, Tags only
+	// when not nil, and the check-in time (c.At, or now when zero). An
+	// unknown id is ErrNotFound.
 	CheckIn(ctx context.Context, id string, c CheckIn) error
 	SetServerTags(ctx context.Context, id, tags string) error
 	DeleteServer(ctx context.Context, id string) error
-	// CleanServers deletes servers that have not checked in since before.
+	// CleanServers deletes servers that have not checked in since before
+	// (those that never did: registered before it) and returns how many.
 	CleanServers(ctx context.Context, before time.Time) (int, error)
 
+	// AddUser adds a user; Role must be "admin" or "readonly".
 	AddUser(ctx context.Context, u *User) error
 	User(ctx context.Context, name string) (*User, error)
-	Users(ctx context.Context) ([]User, error)
+	Users(ctx context.Context) ([]User, error) // by name
+	// DeleteUser deletes a user and its tokens.
 	DeleteUser(ctx context.Context, name string) error
+	// AddToken adds a token of an existing user and sets t.ID.
 	AddToken(ctx context.Context, t *Token) error
 	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
 	DeleteToken(ctx context.Context, id int64) error
 
 	Audit(ctx context.Context, e AuditEntry) error
-	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first
+	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first; limit 0: all
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -904,13 +905,41 @@ func testVersion(t *testing.T, b backend) {
 	}
 }
 
+// serversSchema describes the servers table's indexes and foreign keys.
+func serversSchema(t *testing.T, s Store) string {
+	t.Helper()
+	q := `SELECT sql FROM sqlite_master WHERE tbl_name = 'servers' AND sql IS NOT NULL ORDER BY name`
+	if s.Kind() == "postgres" {
+		q = `SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'servers'
+UNION ALL SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'servers'::regclass
+ORDER BY 1`
+	}
+	rows, err := s.(*sqlStore).r.QueryContext(t.Context(), q)
+	check(t, "read schema", err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var def string
+		check(t, "read schema", rows.Scan(&def))
+		out = append(out, def)
+	}
+	check(t, "read schema", rows.Err())
+	return strings.Join(out, "\n")
+}
+
 func testSeed(t *testing.T, b backend) {
 	s := b.open(t)
 	ctx := t.Context()
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-load", Limit: 5}))
-	const n = 1234 // more than two SQLite batches
+	schema := serversSchema(t, s)
+	defer func(n int) { bulkRows = n }(bulkRows)
+	bulkRows = 1000 // the first seed drops and makes again the indexes
+	const n = 1234  // more than two SQLite batches
 	check(t, "SeedServers", SeedServers(ctx, s, "kc-load", n))
 	check(t, "SeedServers again", SeedServers(ctx, s, "kc-load", 10))
+	if diff := cmp.Diff(schema, serversSchema(t, s)); diff != "" {
+		t.Errorf("servers indexes and constraints after seeding (-want +got):\n%s", diff)
+	}
 	k, err := s.Key(ctx, "kc-load")
 	check(t, "Key", err)
 	if k.Servers != n+10 {
@@ -922,6 +951,10 @@ func testSeed(t *testing.T, b backend) {
 		t.Errorf("seeded server = %+v", got)
 	}
 	wantErr(t, "SeedServers unknown key", SeedServers(ctx, s, "kc-none", 1), ErrInvalidKey)
+	check(t, "DeleteKey", s.DeleteKey(ctx, "kc-load"))
+	if n, err := s.CountServers(ctx); err != nil || n != 0 {
+		t.Errorf("CountServers after deleting the seeded key = %d, %v; want 0", n, err)
+	}
 }
 
 // TestOpenDataDir checks Open makes the data directory and its database.
