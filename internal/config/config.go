@@ -49,6 +49,7 @@ type Config struct {
 	HTTPProxy           string        // HTTP_PROXY, as written
 	HTTPSProxy          string        // HTTPS_PROXY, as written
 	IgnoreUnknownKernel bool          // IGNORE_UNKNOWN_KERNEL, default false
+	CABundle            string        // CA_BUNDLE: a PEM file of CAs trusted beside the system's, absolute path
 }
 
 // Default returns the configuration of an empty file.
@@ -133,8 +134,15 @@ var fields = []struct {
 		c.KeyringDir = v
 		return nil
 	}},
-	{"HTTP_PROXY", func(c *Config, v string) error { c.HTTPProxy = v; return nil }},
-	{"HTTPS_PROXY", func(c *Config, v string) error { c.HTTPSProxy = v; return nil }},
+	{"HTTP_PROXY", func(c *Config, v string) error { return setProxy(&c.HTTPProxy, v) }},
+	{"HTTPS_PROXY", func(c *Config, v string) error { return setProxy(&c.HTTPSProxy, v) }},
+	{"CA_BUNDLE", func(c *Config, v string) error {
+		if v != "" && !filepath.IsAbs(v) {
+			return errors.New("want an absolute path")
+		}
+		c.CABundle = v
+		return nil
+	}},
 	{"IGNORE_UNKNOWN_KERNEL", func(c *Config, v string) error { return setBool(&c.IgnoreUnknownKernel, v) }},
 }
 
@@ -167,6 +175,24 @@ func (f *File) Config() (Config, error) {
 
 // setBool parses a boolean as kcarectl always has: true, yes, on or 1, and
 // false, no, off or 0, in any case. An empty value keeps the default.
+// setProxy accepts a proxy URL, with or without its http:// scheme.
+func setProxy(s *string, v string) error {
+	if v == "" {
+		*s = ""
+		return nil
+	}
+	u := v
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" || (p.Scheme != "http" && p.Scheme != "https" && p.Scheme != "socks5") {
+		return errors.New("want a proxy URL such as http://proxy.example.com:3128")
+	}
+	*s = u
+	return nil
+}
+
 func setBool(b *bool, v string) error {
 	switch strings.ToLower(v) {
 	case "":

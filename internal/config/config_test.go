@@ -80,7 +80,7 @@ IGNORE_UNKNOWN_KERNEL=on
 			c.TransitionTimeout = 90 * time.Second
 			c.KeyringDir = "/var/lib/kcare/keys"
 			c.HTTPProxy = "http://proxy.example.com:3128"
-			c.HTTPSProxy = "proxy.example.com:3129"
+			c.HTTPSProxy = "http://proxy.example.com:3129"
 			c.IgnoreUnknownKernel = true
 		}},
 		{"last-wins", "PREFIX=12h\nPREFIX=24h\n", func(c *Config) { c.Prefix = "24h" }},

@@ -93,6 +93,9 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, contentT
 		}
 		resp, err := c.http().Do(req)
 		if err != nil {
+			if terr := tlsError(err); terr != nil {
+				return nil, terr // no retry can fix a certificate
+			}
 			lastErr = fmt.Errorf("%w: %v", ErrUnreachable, err)
 			continue
 		}

@@ -33,9 +33,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (file or directory; default DATA/publishers)")
 	ttl := fs.Duration("index-ttl", server.DefaultIndexTTL, "how long a signed index stays valid")
 	jsonLog := fs.Bool("log-json", false, "log JSON lines instead of text")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
+	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
 	if _, err := parse(fs, e, args); err != nil {
 		return err
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return usageErr("--tls-cert and --tls-key go together")
 	}
 	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
 	if *jsonLog {
@@ -80,8 +85,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("eportal serving", "addr", ln.Addr().String(), "store", st.Kind(), "data", db.data,
+	go func() {
+		if *tlsCert != "" {
+			errc <- hs.ServeTLS(ln, *tlsCert, *tlsKey)
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	log.Info("eportal serving", "addr", ln.Addr().String(), "tls", *tlsCert != "", "store", st.Kind(), "data", db.data,
 		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len())
 	select {
 	case err := <-errc:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -39,7 +41,23 @@ func client(a *agent.Agent, o *options) *portalclient.Client {
 	if s, err := os.ReadFile(filepath.Join(confDir(o), secretFile)); err == nil {
 		c.Secret = strings.TrimSpace(string(s))
 	}
+	tr, err := portalclient.NewTransport(portalclient.TransportOptions{
+		HTTPProxy: a.Config.HTTPProxy, HTTPSProxy: a.Config.HTTPSProxy, CABundle: caBundle(a, o),
+	})
+	if err != nil {
+		// A bad setting must not silently fall back to another route.
+		tr = &http.Transport{Proxy: func(*http.Request) (*url.URL, error) { return nil, err }}
+	}
+	c.HTTP = &http.Client{Timeout: 5 * time.Minute, Transport: tr}
 	return c
+}
+
+// caBundle is CA_BUNDLE under the root.
+func caBundle(a *agent.Agent, o *options) string {
+	if a.Config.CABundle == "" {
+		return ""
+	}
+	return filepath.Join(o.root, a.Config.CABundle)
 }
 
 func updateOptions(a *agent.Agent, o *options, stderr io.Writer) agent.UpdateOptions {
