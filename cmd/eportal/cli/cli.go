@@ -46,6 +46,9 @@ func init() {
 		"user":     {"operators: add, list, delete", runUser},
 		"token":    {"API keys: add", runToken},
 		"ip":       {"IP licenses: add, list, delete", runIP},
+		"sync":     {"fetch new levels from an upstream portal (or --status)", runSync},
+		"export":   {"write levels and bundles to an archive for an air-gapped portal", runExport},
+		"import":   {"verify and import an export archive", runImport},
 	}
 }
 
@@ -74,6 +77,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return ExitOK
+	case errors.Is(err, errUnhealthy):
+		return ExitError
 	case errors.Is(err, errUsage):
 		msg := strings.TrimPrefix(err.Error(), "usage: ")
 		if msg != "usage" {

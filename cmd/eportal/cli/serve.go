@@ -16,6 +16,7 @@ import (
 
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/fleet"
+	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -33,6 +34,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (file or directory; default DATA/publishers)")
 	ttl := fs.Duration("index-ttl", server.DefaultIndexTTL, "how long a signed index stays valid")
 	jsonLog := fs.Bool("log-json", false, "log JSON lines instead of text")
+	upstream := fs.String("upstream", "", "mirror the upstream portal at `URL`")
+	upToken := fs.String("upstream-token", "", "an API `TOKEN` on the upstream")
+	syncEvery := fs.Duration("sync-interval", 10*time.Minute, "how often to sync from the upstream")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
 	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
@@ -84,6 +88,28 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *upstream != "" {
+		if *upToken == "" {
+			return usageErr("--upstream needs --upstream-token")
+		}
+		syncer := &mirror.Syncer{Upstream: *upstream, Token: *upToken, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
+			Publishers: publishers, DataDir: db.data, Log: log}
+		go func() {
+			for {
+				res, err := syncer.Sync(ctx)
+				if err != nil {
+					log.Error("sync", "upstream", *upstream, "error", err)
+				} else if res.Fetched > 0 || len(res.Refused) > 0 {
+					log.Info("sync", "upstream", *upstream, "fetched", res.Fetched, "refused", len(res.Refused))
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(*syncEvery):
+				}
+			}
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if *tlsCert != "" {

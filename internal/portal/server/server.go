@@ -86,6 +86,7 @@ func (s *Server) routes() {
 	})
 	// Publishing.
 	h("POST /api/v1/publish", s.publish)
+	h("GET /api/v1/mirror/levels", s.mirrorLevels)
 	// ePortal's REST API.
 	h("GET /admin/api/servers", s.restServers)
 	h("GET /admin/api/keys/", s.restKeys)

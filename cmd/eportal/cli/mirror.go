@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/mirror"
+	"github.com/kcare/kcare/internal/trust"
+)
+
+// publisherKeys loads the publisher keyring of a data dir (or path).
+func publisherKeys(data, path string) (*trust.Keyring, error) {
+	if path == "" {
+		path = filepath.Join(data, "publishers")
+	}
+	k, err := trust.LoadKeyring(path)
+	if err != nil {
+		return nil, fmt.Errorf("publisher keys: %w (put the publishers' .pub files in %s)", err, path)
+	}
+	return k, nil
+}
+
+// runSync fetches new levels from an upstream portal once, or with
+// --status reports the last syncs as JSON (exit 1 when unhealthy).
+func runSync(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("sync", flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	upstream := fs.String("upstream", "", "the upstream portal's `URL`")
+	token := fs.String("upstream-token", "", "an API `TOKEN` on the upstream")
+	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (default DATA/publishers)")
+	status := fs.Bool("status", false, "print the last sync's status as JSON; exit 1 when unhealthy")
+	maxAge := fs.Duration("max-age", 24*time.Hour, "with --status: unhealthy when the last good sync is older")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	if *status {
+		st, err := mirror.ReadStatus(db.data)
+		if err != nil {
+			return err
+		}
+		healthy := st.Healthy(now(), *maxAge)
+		out := map[string]any{"healthy": healthy, "status": st}
+		if !st.LastSuccess.IsZero() {
+			out["lag_seconds"] = int(now().Sub(st.LastSuccess).Seconds())
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Fprintln(e.stdout, string(b))
+		if !healthy {
+			return errUnhealthy
+		}
+		return nil
+	}
+	if *upstream == "" || *token == "" {
+		return usageErr("--upstream and --upstream-token are required")
+	}
+	keys, err := publisherKeys(db.data, *pubKeys)
+	if err != nil {
+		return err
+	}
+	st, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s := &mirror.Syncer{Upstream: *upstream, Token: *token, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
+		Publishers: keys, DataDir: db.data}
+	res, err := s.Sync(ctx)
+	if res != nil {
+		fmt.Fprintf(e.stdout, "fetched %d levels, refused %d\n", res.Fetched, len(res.Refused))
+		for _, r := range res.Refused {
+			fmt.Fprintf(e.stderr, "eportal sync: refused: %s\n", r)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	audit(ctx, st, "mirror.sync", *upstream, fmt.Sprintf("fetched=%d refused=%d", res.Fetched, len(res.Refused)))
+	if len(res.Refused) > 0 {
+		return errors.New("some levels were refused")
+	}
+	return nil
+}
+
+// errUnhealthy makes sync --status exit 1 without another message.
+var errUnhealthy = errors.New("sync unhealthy")
+
+func runExport(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	out := fs.String("out", "", "write the archive to `FILE`")
+	since := fs.String("since", "", "only levels published after `TIME` (RFC 3339)")
+	var kernels listFlag
+	fs.Var(&kernels, "kernel", "only this kernel `BUILD-ID` (repeatable)")
+	if _, err := parse(fs, e, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageErr("--out FILE is required")
+	}
+	var o mirror.ExportOptions
+	o.Kernels = kernels
+	if *since != "" {
+		t, err := time.Parse(time.RFC3339, *since)
+		if err != nil {
+			return usageErr("--since: %v", err)
+		}
+		o.Since = t
+	}
+	st, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tmp := *out + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	n, err := mirror.Export(ctx, st, blobs.Store{Dir: filepath.Join(db.data, "blobs")}, o, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "exported %d levels to %s\n", n, *out)
+	return nil
+}
+
+func runImport(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	var db dbFlags
+	db.register(fs)
+	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (default DATA/publishers)")
+	pos, err := parse(fs, e, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("give the archive file")
+	}
+	keys, err := publisherKeys(db.data, *pubKeys)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	res, err := mirror.Import(ctx, st, blobs.Store{Dir: filepath.Join(db.data, "blobs")}, keys, f)
+	if err != nil {
+		return err
+	}
+	audit(ctx, st, "mirror.import", filepath.Base(pos[0]), fmt.Sprintf("levels=%d stored=%d already=%d", res.Levels, res.Stored, res.Already))
+	fmt.Fprintf(e.stdout, "imported %d levels (%d new, %d already here)\n", res.Levels, res.Stored, res.Already)
+	return nil
+}
