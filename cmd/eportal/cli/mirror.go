@@ -6,12 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/mirror"
+	"github.com/kcare/kcare/internal/portalclient"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -36,6 +38,7 @@ func runSync(ctx context.Context, e *env, args []string) error {
 	upstream := fs.String("upstream", "", "the upstream portal's `URL`")
 	token := fs.String("upstream-token", "", "an API `TOKEN` on the upstream")
 	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (default DATA/publishers)")
+	proxy := fs.String("upstream-proxy", "", "reach the upstream through this proxy `URL` (default: the environment's https_proxy/http_proxy)")
 	status := fs.Bool("status", false, "print the last sync's status as JSON; exit 1 when unhealthy")
 	maxAge := fs.Duration("max-age", 24*time.Hour, "with --status: unhealthy when the last good sync is older")
 	if _, err := parse(fs, e, args); err != nil {
@@ -70,8 +73,12 @@ func runSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	client, err := upstreamClient(*proxy)
+	if err != nil {
+		return err
+	}
 	s := &mirror.Syncer{Upstream: *upstream, Token: *token, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
-		Publishers: keys, DataDir: db.data}
+		Publishers: keys, DataDir: db.data, HTTP: client}
 	res, err := s.Sync(ctx)
 	if res != nil {
 		fmt.Fprintf(e.stdout, "fetched %d levels, refused %d\n", res.Fetched, len(res.Refused))
@@ -87,6 +94,16 @@ func runSync(ctx context.Context, e *env, args []string) error {
 		return errors.New("some levels were refused")
 	}
 	return nil
+}
+
+// upstreamClient is the mirror's HTTP client: through proxy when given,
+// else as the environment's proxy variables say.
+func upstreamClient(proxy string) (*http.Client, error) {
+	tr, err := portalclient.NewTransport(portalclient.TransportOptions{HTTPProxy: proxy, HTTPSProxy: proxy})
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-proxy: %w", err)
+	}
+	return &http.Client{Timeout: 30 * time.Minute, Transport: tr}, nil
 }
 
 // errUnhealthy makes sync --status exit 1 without another message.

@@ -36,6 +36,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	jsonLog := fs.Bool("log-json", false, "log JSON lines instead of text")
 	upstream := fs.String("upstream", "", "mirror the upstream portal at `URL`")
 	upToken := fs.String("upstream-token", "", "an API `TOKEN` on the upstream")
+	upProxy := fs.String("upstream-proxy", "", "reach the upstream through this proxy `URL`")
 	syncEvery := fs.Duration("sync-interval", 10*time.Minute, "how often to sync from the upstream")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
 	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
@@ -92,8 +93,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		if *upToken == "" {
 			return usageErr("--upstream needs --upstream-token")
 		}
+		client, err := upstreamClient(*upProxy)
+		if err != nil {
+			return err
+		}
 		syncer := &mirror.Syncer{Upstream: *upstream, Token: *upToken, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
-			Publishers: publishers, DataDir: db.data, Log: log}
+			Publishers: publishers, DataDir: db.data, Log: log, HTTP: client}
 		go func() {
 			for {
 				res, err := syncer.Sync(ctx)
