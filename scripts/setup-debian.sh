@@ -17,10 +17,12 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends \
+# Wait for another apt or dpkg (an unattended upgrade) rather than fail.
+apt_opts="-o DPkg::Lock::Timeout=600"
+apt-get $apt_opts update -q
+apt-get $apt_opts install -y -q --no-install-recommends \
 	make gcc libc6-dev build-essential libelf-dev bc flex bison \
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd \
-	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent
+	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent tinyproxy
 
 mkdir -p /var/cache/kcare-test
