@@ -3,12 +3,16 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit fuzz vmtest demo vet clean
+.PHONY: all build scanner test unit fuzz vmtest demo vet clean
 
 all: build
 
-build:
+build: scanner
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+# The scanner interface's LD_PRELOAD library (C; see docs/compliance.md).
+scanner:
+	$(MAKE) -C scanner
 
 vet:
 	$(GO) vet ./...
@@ -40,3 +44,4 @@ demo:
 
 clean:
 	rm -rf $(BIN)
+	$(MAKE) -C scanner clean

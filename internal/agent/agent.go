@@ -353,7 +353,7 @@ func (a *Agent) record(b *bundle.Bundle, data, sig []byte) error {
 	if err := a.writeState(st); err != nil {
 		return fmt.Errorf("record state: %w", err)
 	}
-	return nil
+	return a.writeEffective(&b.Manifest)
 }
 
 // Unload disables and removes every kcare patch, waiting as the kernel
@@ -403,6 +403,9 @@ func (a *Agent) Unload(ctx context.Context) ([]string, error) {
 		return removed, errors.Join(errs...)
 	}
 	if err := a.writeState(nil); err != nil {
+		return removed, err
+	}
+	if err := a.clearEffective(); err != nil {
 		return removed, err
 	}
 	if len(removed) == 0 {

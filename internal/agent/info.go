@@ -29,6 +29,12 @@ type Info struct {
 	PatchState string `json:"patch_state"`
 	// Available is the newest level that index allows; 0 if none.
 	Available int `json:"available,omitempty"`
+	// EffectiveVersion is the applied level's effective package version;
+	// "" when it names none or nothing is applied.
+	EffectiveVersion string `json:"effective_version,omitempty"`
+	// EffectiveKernelVersion is what kcare-uname -v prints: uname -v, or
+	// with a level applied the text EffectiveKernelVersion makes.
+	EffectiveKernelVersion string `json:"effective_kernel_version,omitempty"`
 }
 
 // patchState compares the applied level with the last index accepted.
@@ -69,6 +75,9 @@ func (a *Agent) Info() (*Info, error) {
 		CVEs:             []bundle.CVE{},
 		Livepatches:      []string{},
 	}
+	if uts, err := a.utsVersion(); err == nil {
+		info.EffectiveKernelVersion = uts
+	}
 	sys := a.sysfs()
 	if !sys.Supported() {
 		info.State = "unsupported"
@@ -99,7 +108,10 @@ func (a *Agent) Info() (*Info, error) {
 	info.Level = m.Level
 	info.Patch = m.Name
 	info.Module = m.Module.Name
-	info.EffectiveRelease = m.EffectiveReleaseOr()
+	eff := a.effective(&m)
+	info.EffectiveRelease = eff.Release
+	info.EffectiveVersion = eff.PackageVersion
+	info.EffectiveKernelVersion = eff.Version
 	if m.CVEs != nil {
 		info.CVEs = m.CVEs
 	}

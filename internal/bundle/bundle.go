@@ -43,6 +43,7 @@ type Manifest struct {
 	Module           Module    `json:"module"`
 	CVEs             []CVE     `json:"cves"`
 	EffectiveRelease string    `json:"effective_release"`
+	EffectiveVersion string    `json:"effective_version,omitempty"` // package version, e.g. "6.1.195-1"
 	Released         time.Time `json:"released"`
 	Description      string    `json:"description,omitempty"`
 }
@@ -93,6 +94,7 @@ var (
 	moduleName = regexp.MustCompile(`^kcare_[a-z0-9_]{1,50}$`)
 	fileName   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}\.ko$`)
 	cveID      = regexp.MustCompile(`^[A-Z][A-Z0-9]*-[0-9]{4}-[0-9]{1,10}$`)
+	pkgVersion = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~:_^-]{0,99}$`)
 )
 
 // Validate checks every field of a manifest.
@@ -127,6 +129,8 @@ func (m *Manifest) Validate() error {
 		return bad("module vermagic %q is not for release %s", m.Module.Vermagic, m.Kernel.Release)
 	case m.Released.IsZero():
 		return bad("no release time")
+	case m.EffectiveVersion != "" && !pkgVersion.MatchString(m.EffectiveVersion):
+		return bad("bad effective version %q", m.EffectiveVersion)
 	}
 	for _, c := range m.CVEs {
 		if !cveID.MatchString(c.ID) {

@@ -26,6 +26,7 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var cves listFlag
 	fs.Var(&cves, "cve", "a fixed vulnerability `ID:TEXT` (repeatable)")
 	effective := fs.String("effective-release", "", "the kernel `RELEASE` carrying the same fixes (default: the kernel's)")
+	effVersion := fs.String("effective-version", "", "the package `VERSION` of the distribution kernel carrying the same fixes, e.g. 6.1.195-1")
 	name := fs.String("name", "", "patch `NAME` (default: RELEASE-LEVEL)")
 	desc := fs.String("description", "", "a one-line `TEXT` about the level")
 	released := fs.String("released", "", "release `TIME`, RFC 3339 (default: now)")
@@ -88,6 +89,7 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		},
 		Module:           bundle.Module{File: info.Name + ".ko", Name: info.Name, Vermagic: info.Vermagic},
 		EffectiveRelease: *effective,
+		EffectiveVersion: *effVersion,
 		Released:         when,
 		Description:      *desc,
 		CVEs:             []bundle.CVE{},

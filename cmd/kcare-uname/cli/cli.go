@@ -1,5 +1,7 @@
-// Package cli is kcare-uname's command line: uname's options, with -r and
-// -a reporting the effective release.
+// Package cli is kcare-uname's command line: uname's options and output,
+// with the release (-r) and version (-v) fields those of the effective
+// kernel when a patch level is applied, exactly as uname prints them
+// otherwise.
 package cli
 
 import (
@@ -18,20 +20,25 @@ type Uname struct {
 }
 
 // fields in uname's output order, with their short and long options.
-var fields = []struct {
+type field struct {
 	short byte
 	long  string
 	get   func(u Uname) string
-}{
+}
+
+var fields = []field{
 	{'s', "kernel-name", func(u Uname) string { return u.Sysname }},
 	{'n', "nodename", func(u Uname) string { return u.Nodename }},
 	{'r', "kernel-release", func(u Uname) string { return u.Release }},
 	{'v', "kernel-version", func(u Uname) string { return u.Version }},
 	{'m', "machine", func(u Uname) string { return u.Machine }},
-	{'p', "processor", func(u Uname) string { return u.Machine }},
-	{'i', "hardware-platform", func(u Uname) string { return u.Machine }},
+	{'p', "processor", func(u Uname) string { return unknown }},
+	{'i', "hardware-platform", func(u Uname) string { return unknown }},
 	{'o', "operating-system", func(u Uname) string { return "GNU/Linux" }},
 }
+
+// unknown is what GNU uname prints for -p and -i on Linux; -a leaves them out.
+const unknown = "unknown"
 
 // readUname and root are replaced in tests.
 var (
@@ -63,15 +70,15 @@ func Run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "usage: kcare-uname [-asnrvmpio]  (as uname; -r shows the effective patched release)")
 			return 0
 		case strings.HasPrefix(a, "--"):
-			ok := false
-			for _, f := range fields {
-				if a[2:] == f.long {
-					want[f.short], ok = true, true
-				}
-			}
+			c, ok := longOption(a[2:])
 			if !ok {
-				fmt.Fprintf(stderr, "kcare-uname: unknown option %s\n", a)
+				fmt.Fprintf(stderr, "kcare-uname: unrecognized or ambiguous option '%s'\n", a)
 				return 2
+			}
+			if c == 'a' {
+				all = true
+			} else {
+				want[c] = true
 			}
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			for i := 1; i < len(a); i++ {
@@ -108,11 +115,14 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kcare-uname: %v\n", err)
 		return 1
 	}
-	u.Release = info.EffectiveRelease
+	if info.State == "applied" {
+		u.Release = info.EffectiveRelease
+		u.Version = info.EffectiveKernelVersion
+	}
 	var out []string
 	for _, f := range fields {
-		if all && (f.short == 'p' || f.short == 'i') {
-			continue // unknown values uname -a leaves out on Linux
+		if all && f.get(u) == unknown {
+			continue // uname -a leaves out what it does not know
 		}
 		if all || want[f.short] {
 			out = append(out, f.get(u))
@@ -120,4 +130,20 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, strings.Join(out, " "))
 	return 0
+}
+
+// longOption returns the short option of a long one, which may be
+// abbreviated to any unambiguous prefix, as getopt_long allows.
+func longOption(name string) (byte, bool) {
+	var match byte
+	n := 0
+	for _, f := range append(fields[:len(fields):len(fields)], field{short: 'a', long: "all"}) {
+		if f.long == name {
+			return f.short, true
+		}
+		if name != "" && strings.HasPrefix(f.long, name) {
+			match, n = f.short, n+1
+		}
+	}
+	return match, n == 1
 }

@@ -32,6 +32,14 @@ func TestRun(t *testing.T) {
 		{[]string{"-sr"}, "Linux 6.1.0-56-amd64\n", 0},
 		{[]string{"--kernel-release", "-m"}, "6.1.0-56-amd64 x86_64\n", 0},
 		{[]string{"-a"}, "Linux web1 6.1.0-56-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16) x86_64 GNU/Linux\n", 0},
+		{[]string{"--all"}, "Linux web1 6.1.0-56-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16) x86_64 GNU/Linux\n", 0},
+		{[]string{"-ap"}, "Linux web1 6.1.0-56-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16) x86_64 GNU/Linux\n", 0},
+		{[]string{"-p"}, "unknown\n", 0},
+		{[]string{"-i", "-o"}, "unknown GNU/Linux\n", 0},
+		{[]string{"-v"}, "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)\n", 0},
+		{[]string{"--kernel-r", "--proc"}, "6.1.0-56-amd64 unknown\n", 0},
+		{[]string{"--kernel"}, "", 2}, // ambiguous
+		{[]string{"--frob"}, "", 2},
 		{[]string{"-x"}, "", 2},
 		{[]string{"extra"}, "", 2},
 	}
@@ -45,7 +53,8 @@ func TestRun(t *testing.T) {
 
 	// With a level applied (recorded and enabled in the kernel), -r shows
 	// the effective release.
-	state := `{"manifest":{"format":1,"name":"x","level":2,"kernel":{"build_id":"` + fakekernel.BuildID + `","release":"` + fakekernel.Release + `"},"module":{"name":"kcare_test_l2"},"effective_release":"6.1.0-56.kcare2-amd64"}}`
+	state := `{"manifest":{"format":1,"name":"x","level":2,"kernel":{"build_id":"` + fakekernel.BuildID + `","release":"` + fakekernel.Release + `"},"module":{"name":"kcare_test_l2"},` +
+		`"effective_release":"6.1.0-56.kcare2-amd64","effective_version":"6.1.195-1","released":"2026-11-20T10:00:00Z"}}`
 	os.MkdirAll(filepath.Join(dir, "var/lib/kcare"), 0o755)
 	os.WriteFile(filepath.Join(dir, "var/lib/kcare/state.json"), []byte(state), 0o644)
 	var out bytes.Buffer
@@ -61,5 +70,13 @@ func TestRun(t *testing.T) {
 	Run([]string{"-r"}, &out, &out)
 	if out.String() != "6.1.0-56.kcare2-amd64\n" {
 		t.Errorf("applied: -r = %q, want the effective release", out.String())
+	}
+	// -a differs from uname -a in the release and version fields only:
+	// the version is the kernel's own (/proc/version) with the effective
+	// package version and the level's release date.
+	out.Reset()
+	Run([]string{"-a"}, &out, &out)
+	if want := "Linux web1 6.1.0-56.kcare2-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.195-1 (2026-11-20) x86_64 GNU/Linux\n"; out.String() != want {
+		t.Errorf("applied: -a = %q, want %q", out.String(), want)
 	}
 }

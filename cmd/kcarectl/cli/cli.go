@@ -54,6 +54,9 @@ type options struct {
 	status      bool
 	licenseInfo bool
 	tag         optString
+
+	vex     bool
+	scanner optString // --scanner-interface enable|disable, users after it
 }
 
 // optString is a string flag that records whether it was given, so that
@@ -88,6 +91,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.status, "status", false, "exit 0 up to date, 1 no patches applied, 2 newer patches not applied, 3 kernel unsupported")
 	fs.BoolVar(&o.licenseInfo, "license-info", false, "show what licenses this server")
 	fs.Var(&o.tag, "tag", "set this server's tags, \"k:v;k2:v2\", and report them to the portal")
+	fs.BoolVar(&o.vex, "vex", false, "print an OpenVEX document of the CVEs the applied level fixes")
+	fs.Var(&o.scanner, "scanner-interface", "`enable` USER... or disable [USER...]: show the effective kernel to those users' scanners (LD_PRELOAD)")
 }
 
 // Run runs kcarectl with args and returns its exit code.
@@ -97,7 +102,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o options
 	o.flags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: kcarectl [--apply FILE | --unload | --update | --info [--json] | --uname | --patch-info]\n\n")
+		fmt.Fprintf(stderr, "usage: kcarectl [--apply FILE | --unload | --update | --info [--json] | --uname | --patch-info | --vex |\n"+
+			"                --scanner-interface enable USER... | --scanner-interface disable [USER...]]\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nexit codes: 0 ok, 1 error, 2 usage, 3 verification refused, 4 kernel unsupported, 5 transition reversed, 6 locked\n")
 	}
@@ -107,13 +113,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return ExitUsage
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() > 0 && !o.scanner.set {
 		fmt.Fprintf(stderr, "kcarectl: unexpected argument %q\n", fs.Arg(0))
 		return ExitUsage
 	}
 	actions := 0
 	for _, on := range []bool{o.apply != "", o.unload, o.info, o.uname, o.patchInfo, o.update, o.version,
-		o.register != "", o.unregister, o.autoUpdate, o.sticky.set, o.check, o.status, o.licenseInfo, o.tag.set} {
+		o.register != "", o.unregister, o.autoUpdate, o.sticky.set, o.check, o.status, o.licenseInfo, o.tag.set,
+		o.vex, o.scanner.set} {
 		if on {
 			actions++
 		}
@@ -159,6 +166,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runUname(a, stdout)
 	case o.patchInfo:
 		err = runPatchInfo(a, stdout)
+	case o.vex:
+		err = runVEX(a, stdout, stderr)
+	case o.scanner.set:
+		err = runScannerInterface(a, o.scanner.v, fs.Args(), stdout)
 	}
 	if errors.Is(err, agent.ErrNothingToDo) {
 		fmt.Fprintf(stderr, "kcarectl: %v\n", err)
@@ -219,6 +230,8 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil, errors.Is(err, agent.ErrNothingToDo):
 		return ExitOK
+	case errors.Is(err, errUsage):
+		return ExitUsage
 	case errors.Is(err, agent.ErrLocked):
 		return ExitLocked
 	case errors.Is(err, agent.ErrStalled):

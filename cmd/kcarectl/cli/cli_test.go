@@ -79,6 +79,7 @@ func (e *env) pack(t *testing.T, level int) {
 		Module:           bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
 		CVEs:             []bundle.CVE{{ID: "CVE-2026-100" + string(rune('0'+level)), Description: "fixture fix", URL: "https://www.cve.org/CVERecord?id=CVE-2026-100" + string(rune('0'+level))}},
 		EffectiveRelease: "6.1.0-56.kcare" + string(rune('0'+level)) + "-amd64",
+		EffectiveVersion: fmt.Sprintf("6.1.%d-1", 192+2*level),
 		Released:         time.Date(2026, 11, 10+level, 9, 0, 0, 0, time.UTC),
 	}
 	var buf bytes.Buffer

@@ -89,6 +89,7 @@ func (s *Server) routes() {
 	h("GET /api/v1/mirror/levels", s.mirrorLevels)
 	// ePortal's REST API.
 	h("GET /admin/api/servers", s.restServers)
+	h("GET /admin/api/servers/{id}/vex", s.serverVEX)
 	h("GET /admin/api/keys/", s.restKeys)
 	h("POST /admin/api/keys/", s.restAddKey)
 	h("DELETE /admin/api/keys/{key}", s.restDeleteKey)
