@@ -86,7 +86,10 @@ func TestWaitTransitionDone(t *testing.T) {
 	s := Sysfs{Root: root, Poll: time.Millisecond}
 	go func() {
 		time.Sleep(10 * time.Millisecond)
-		os.WriteFile(filepath.Join(root, "sys/kernel/livepatch/kcare_test_l1/transition"), []byte("0\n"), 0o644)
+		// Replace the file whole, as sysfs reads are: never half written.
+		tmp := filepath.Join(root, "transition.tmp")
+		os.WriteFile(tmp, []byte("0\n"), 0o644)
+		os.Rename(tmp, filepath.Join(root, "sys/kernel/livepatch/kcare_test_l1/transition"))
 	}()
 	if err := s.WaitTransition(context.Background(), "kcare_test_l1", 5*time.Second); err != nil {
 		t.Fatalf("WaitTransition: %v", err)
