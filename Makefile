@@ -45,3 +45,8 @@ demo:
 clean:
 	rm -rf $(BIN)
 	$(MAKE) -C scanner clean
+
+# Retake the web UI screenshots in docs/screenshots (needs chromium).
+.PHONY: screenshots
+screenshots:
+	KCARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -run TestBrowser ./test/ui/

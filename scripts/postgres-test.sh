@@ -4,7 +4,8 @@
 # without systemd), creates the role kcare (password kcare) and the database
 # kcare_test, and prints the one line to put in the environment:
 #
-#	eval "$(sudo scripts/postgres-test.sh)"   # sets KCARE_TEST_POSTGRES
+#	export "$(sudo scripts/postgres-test.sh)"   # sets KCARE_TEST_POSTGRES
+#	go test ./internal/portal/store/
 #
 # Only that line goes to stdout; everything else goes to stderr. Running it
 # again changes nothing that is already in place.

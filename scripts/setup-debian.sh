@@ -23,6 +23,6 @@ apt-get $apt_opts update -q
 apt-get $apt_opts install -y -q --no-install-recommends \
 	make gcc libc6-dev build-essential libelf-dev bc flex bison \
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd \
-	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent tinyproxy rpm
+	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent tinyproxy rpm chromium
 
 mkdir -p /var/cache/kcare-test

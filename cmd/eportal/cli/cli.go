@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -157,5 +158,12 @@ func sub(args []string, names ...string) (string, []string, error) {
 }
 
 func audit(ctx context.Context, st store.Store, action, object, detail string) {
-	st.Audit(ctx, store.AuditEntry{Actor: "cli", Action: action, Object: object, Detail: detail, At: now()})
+	auditChange(ctx, st, action, object, detail, nil, nil)
+}
+
+// auditChange records a change made from the command line with the
+// object before and after it (nil: none, as for a creation's before).
+func auditChange(ctx context.Context, st store.Store, action, object, detail string, before, after any) {
+	st.Audit(ctx, store.AuditEntry{Actor: "cli", IP: "cli", Action: action, Object: object, Detail: detail, At: now(),
+		Before: server.AuditJSON(before), After: server.AuditJSON(after)})
 }

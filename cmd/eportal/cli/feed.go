@@ -44,7 +44,7 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		if err := st.AddFeed(ctx, f); err != nil {
 			return err
 		}
-		audit(ctx, st, "feed.add", f.Name, fmt.Sprintf("channel=%s deploy_after=%dh auto=%v", f.Channel, *after, f.Auto))
+		auditChange(ctx, st, "feed.add", f.Name, fmt.Sprintf("channel=%s deploy_after=%dh auto=%v", f.Channel, *after, f.Auto), nil, f)
 	case "list":
 		feeds, err := st.Feeds(ctx)
 		if err != nil {
@@ -64,6 +64,7 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		before := *f
 		if set["channel"] {
 			f.Channel = *channel
 		}
@@ -76,15 +77,19 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		if err := st.UpdateFeed(ctx, f); err != nil {
 			return err
 		}
-		audit(ctx, st, "feed.edit", f.Name, fmt.Sprintf("channel=%s deploy_after=%s auto=%v", f.Channel, f.DeployAfter, f.Auto))
+		auditChange(ctx, st, "feed.edit", f.Name, fmt.Sprintf("channel=%s deploy_after=%s auto=%v", f.Channel, f.DeployAfter, f.Auto), before, f)
 	case "delete":
 		if len(pos) != 1 {
 			return usageErr("give the feed to delete")
 		}
+		before, err := st.Feed(ctx, pos[0])
+		if err != nil {
+			return err
+		}
 		if err := st.DeleteFeed(ctx, pos[0]); err != nil {
 			return err
 		}
-		audit(ctx, st, "feed.delete", pos[0], "keys moved to main")
+		auditChange(ctx, st, "feed.delete", pos[0], "keys moved to main", before, nil)
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ func runKey(ctx context.Context, e *env, args []string) error {
 		if err := st.AddKey(ctx, k); err != nil {
 			return err
 		}
-		audit(ctx, st, "key.add", k.Key, fmt.Sprintf("feed=%s limit=%d", k.Feed, k.Limit))
+		auditChange(ctx, st, "key.add", k.Key, fmt.Sprintf("feed=%s limit=%d", k.Feed, k.Limit), nil, k)
 		fmt.Fprintln(e.stdout, k.Key)
 	case "list":
 		keys, err := st.Keys(ctx)
@@ -76,6 +76,7 @@ func runKey(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		before := *k
 		if set["note"] {
 			k.Note = *note
 		}
@@ -94,15 +95,19 @@ func runKey(ctx context.Context, e *env, args []string) error {
 		if err := st.UpdateKey(ctx, k); err != nil {
 			return err
 		}
-		audit(ctx, st, "key.edit", k.Key, fmt.Sprintf("feed=%s limit=%d sticky=%s", k.Feed, k.Limit, k.Sticky))
+		auditChange(ctx, st, "key.edit", k.Key, fmt.Sprintf("feed=%s limit=%d sticky=%s", k.Feed, k.Limit, k.Sticky), before, k)
 	case "delete":
 		if len(pos) != 1 {
 			return usageErr("give the key to delete")
 		}
+		before, err := st.Key(ctx, pos[0])
+		if err != nil {
+			return err
+		}
 		if err := st.DeleteKey(ctx, pos[0]); err != nil {
 			return err
 		}
-		audit(ctx, st, "key.delete", pos[0], "")
+		auditChange(ctx, st, "key.delete", pos[0], "", before, nil)
 	}
 	return nil
 }

@@ -43,11 +43,13 @@ func runPatchset(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("give the patchset")
 	}
+	before, _ := server.EnabledPatchsets(ctx, st, *feed)
 	names, err := server.ManagePatchsets(ctx, st, *feed, pos[0], cmd)
 	if err != nil {
 		return err
 	}
-	audit(ctx, st, "patchset."+cmd, *feed+"/"+pos[0], strings.Join(names, ","))
+	after, _ := server.EnabledPatchsets(ctx, st, *feed)
+	auditChange(ctx, st, "patchset."+cmd, *feed+"/"+pos[0], strings.Join(names, ","), before, after)
 	fmt.Fprintf(e.stdout, "%s in %s: %s\n", cmd, *feed, strings.Join(names, " "))
 	return nil
 }

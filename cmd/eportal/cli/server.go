@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -50,10 +51,14 @@ func runServer(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the server id")
 		}
+		before, err := st.Server(ctx, pos[0])
+		if err != nil {
+			return err
+		}
 		if err := st.DeleteServer(ctx, pos[0]); err != nil {
 			return err
 		}
-		audit(ctx, st, "server.delete", pos[0], "")
+		auditChange(ctx, st, "server.delete", pos[0], "", server.ServerAudit(before), nil)
 	case "clean":
 		if *inactive <= 0 {
 			return usageErr("--inactive DAYS is required")

@@ -50,7 +50,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		if err := st.AddUser(ctx, &store.User{Name: pos[0], PasswordHash: hash, Role: *role, Created: now()}); err != nil {
 			return err
 		}
-		audit(ctx, st, "user.add", pos[0], "role="+*role)
+		auditChange(ctx, st, "user.add", pos[0], "role="+*role, nil, map[string]string{"name": pos[0], "role": *role})
 	case "list":
 		users, err := st.Users(ctx)
 		if err != nil {

@@ -13,34 +13,73 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"golang.org/x/crypto/argon2"
 )
 
-// iterations of PBKDF2-SHA256 for passwords.
-const iterations = 600_000
+// Argon2id parameters for passwords (RFC 9106's second recommended
+// option: 64 MiB, 3 passes, 4 lanes).
+const (
+	argonTime    = 3
+	argonMemory  = 64 * 1024 // KiB
+	argonThreads = 4
+	argonKeyLen  = 32
+)
 
 // ErrMismatch is a wrong password.
 var ErrMismatch = errors.New("wrong password")
 
-// HashPassword returns "pbkdf2-sha256$ITER$SALT$HASH".
+// HashPassword returns the argon2id hash of password in the PHC string
+// format: "$argon2id$v=19$m=65536,t=3,p=4$SALT$HASH".
 func HashPassword(password string) (string, error) {
 	if len(password) < 8 {
 		return "", errors.New("password too short (8 characters at least)")
 	}
 	salt := make([]byte, 16)
 	rand.Read(salt)
-	key, err := pbkdf2.Key(sha256.New, password, salt, iterations, 32)
-	if err != nil {
-		return "", err
-	}
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	enc := base64.RawStdEncoding
-	return fmt.Sprintf("pbkdf2-sha256$%d$%s$%s", iterations, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		enc.EncodeToString(salt), enc.EncodeToString(key)), nil
 }
 
-// CheckPassword reports ErrMismatch unless password matches hash.
+// CheckPassword reports ErrMismatch unless password matches hash, an
+// argon2id PHC string as HashPassword makes (or, from older portals,
+// "pbkdf2-sha256$ITER$SALT$HASH").
 func CheckPassword(hash, password string) error {
+	if strings.HasPrefix(hash, "pbkdf2-sha256$") {
+		return checkPBKDF2(hash, password)
+	}
 	parts := strings.Split(hash, "$")
-	if len(parts) != 4 || parts[0] != "pbkdf2-sha256" {
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
 		return errors.New("unknown password hash format")
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return errors.New("bad password hash: version")
+	}
+	var mem, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil || mem == 0 || t == 0 || p == 0 || mem > 1<<22 || t > 64 {
+		return errors.New("bad password hash: parameters")
+	}
+	enc := base64.RawStdEncoding
+	salt, err1 := enc.DecodeString(parts[4])
+	want, err2 := enc.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return errors.New("bad password hash")
+	}
+	got := argon2.IDKey([]byte(password), salt, t, mem, p, uint32(len(want)))
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return ErrMismatch
+	}
+	return nil
+}
+
+func checkPBKDF2(hash, password string) error {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 4 {
+		return errors.New("bad password hash")
 	}
 	iter, err := strconv.Atoi(parts[1])
 	if err != nil || iter < 1 {

@@ -56,7 +56,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	s.audit(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, key))
+	s.auditChange(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, key),
+		nil, ServerAudit(srv))
 	return writeJSON(w, http.StatusOK, map[string]string{"server_id": srv.ID, "server_secret": secret})
 }
 
@@ -71,7 +72,7 @@ func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.DeleteServer(r.Context(), c.server.ID); err != nil {
 		return err
 	}
-	s.audit(r, "agent:"+c.server.ID, "server.unregister", c.server.ID, "")
+	s.auditChange(r, "agent:"+c.server.ID, "server.unregister", c.server.ID, "", ServerAudit(c.server), nil)
 	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 }
 
@@ -287,8 +288,33 @@ func (s *Server) portalKey(w http.ResponseWriter, r *http.Request) error {
 // audit records an action, logging (not failing) when the log cannot be
 // written.
 func (s *Server) audit(r *http.Request, actor, action, object, detail string) {
-	e := store.AuditEntry{At: s.now(), Actor: actor, Action: action, Object: object, Detail: detail}
+	s.auditChange(r, actor, action, object, detail, nil, nil)
+}
+
+// auditChange records a change with the object as it was before and is
+// after, each as JSON; nil (a creation's before, a deletion's after) is "".
+func (s *Server) auditChange(r *http.Request, actor, action, object, detail string, before, after any) {
+	e := store.AuditEntry{At: s.now(), Actor: actor, Action: action, Object: object, Detail: detail,
+		IP: remoteIP(r), Before: AuditJSON(before), After: AuditJSON(after)}
 	if err := s.cfg.Store.Audit(r.Context(), e); err != nil {
 		s.cfg.Log.Error("audit", "action", action, "error", err)
 	}
+}
+
+// AuditJSON is v as an audit entry's before or after: JSON, or "" for nil.
+func AuditJSON(v any) string {
+	if v == nil {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%q", err.Error())
+	}
+	return string(b)
+}
+
+// ServerAudit is a server as the audit log shows it (no secret).
+func ServerAudit(v *store.Server) map[string]any {
+	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": v.Key,
+		"kernel": v.Release, "level": v.Level, "registered": v.Registered}
 }

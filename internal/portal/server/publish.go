@@ -133,8 +133,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 		}
 		return &httpError{code: code, msg: msg, err: err}
 	}
-	s.audit(r, user.Name, "level.publish", fmt.Sprintf("%s/%d", l.BuildID, l.Level),
-		fmt.Sprintf("release=%s patchset=%s channel=%s digest=%s", l.Release, l.Patchset, l.Channel, l.Digest))
+	s.auditChange(r, user.Name, "level.publish", fmt.Sprintf("%s/%d", l.BuildID, l.Level),
+		fmt.Sprintf("release=%s patchset=%s channel=%s digest=%s", l.Release, l.Patchset, l.Channel, l.Digest), nil, LevelAudit(l))
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"build_id": l.BuildID, "release": l.Release, "level": l.Level, "patchset": l.Patchset,
 		"channel": l.Channel, "digest": l.Digest, "size": l.Size, "released": l.Released,
@@ -162,4 +162,10 @@ func (s *Server) apiUser(r *http.Request, admin bool) (*store.User, error) {
 		return nil, errorf(http.StatusForbidden, "admin role required")
 	}
 	return u, nil
+}
+
+// LevelAudit is a published level as the audit log shows it.
+func LevelAudit(l *store.Level) map[string]any {
+	return map[string]any{"build_id": l.BuildID, "release": l.Release, "level": l.Level, "patchset": l.Patchset,
+		"channel": l.Channel, "digest": l.Digest, "released": l.Released, "cves": len(l.CVEs)}
 }

@@ -169,7 +169,7 @@ func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.AddKey(r.Context(), k); err != nil {
 		return storeError(err)
 	}
-	s.audit(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit))
+	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, k)
 	in.Created = k.Created
 	return writeJSON(w, http.StatusCreated, in)
 }
@@ -180,10 +180,14 @@ func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := r.PathValue("key")
+	before, err := s.cfg.Store.Key(r.Context(), key)
+	if err != nil {
+		return storeError(err)
+	}
 	if err := s.cfg.Store.DeleteKey(r.Context(), key); err != nil {
 		return storeError(err)
 	}
-	s.audit(r, u.Name, "key.delete", key, "")
+	s.auditChange(r, u.Name, "key.delete", key, "", before, nil)
 	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 }
 
@@ -226,7 +230,7 @@ func (s *Server) restAddFeed(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.AddFeed(r.Context(), f); err != nil {
 		return storeError(err)
 	}
-	s.audit(r, u.Name, "feed.add", f.Name, "channel="+f.Channel)
+	s.auditChange(r, u.Name, "feed.add", f.Name, "channel="+f.Channel, nil, f)
 	return writeJSON(w, http.StatusCreated, in)
 }
 
@@ -296,6 +300,22 @@ func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action
 	return names, st.SetPatchsets(ctx, feed, names, enable)
 }
 
+// EnabledPatchsets is the audit log's view of a feed: the names of the
+// patchsets enabled in it.
+func EnabledPatchsets(ctx context.Context, st store.Store, feed string) (map[string]any, error) {
+	list, err := st.FeedPatchsets(ctx, feed)
+	if err != nil {
+		return nil, err
+	}
+	on := []string{}
+	for _, p := range list {
+		if p.Enabled {
+			on = append(on, p.Patchset)
+		}
+	}
+	return map[string]any{"feed": feed, "enabled": on}, nil
+}
+
 func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) error {
 	u, err := s.apiUser(r, true)
 	if err != nil {
@@ -306,11 +326,13 @@ func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) err
 	if feed == "" {
 		feed = "main"
 	}
+	before, _ := EnabledPatchsets(r.Context(), s.cfg.Store, feed)
 	names, err := ManagePatchsets(r.Context(), s.cfg.Store, feed, patchset, action)
 	if err != nil {
 		return storeError(err)
 	}
-	s.audit(r, u.Name, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","))
+	after, _ := EnabledPatchsets(r.Context(), s.cfg.Store, feed)
+	s.auditChange(r, u.Name, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","), before, after)
 	return writeJSON(w, http.StatusOK, map[string]any{"result": "ok", "patchsets": names})
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/portal/web"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	// InactiveAge is how long a server may go without checking in before
 	// it counts as inactive; 0 means fleet.DefaultInactiveAge.
 	InactiveAge time.Duration
+	// SessionIdle is how long a web UI session lives without a request;
+	// 0 means web.DefaultIdleTimeout.
+	SessionIdle time.Duration
 	Log         *slog.Logger
 	Now         func() time.Time
 }
@@ -101,6 +105,17 @@ func (s *Server) routes() {
 	// KernelCare's Nagios API.
 	h("GET /admin/api/kcare/nagios/{key}", s.nagiosKey)
 	h("GET /api/kcare/nagios/{key}", s.nagiosKey)
+	// The admin web UI; the /admin/api/ routes above are more specific.
+	ui := web.New(web.Config{
+		Store: s.cfg.Store,
+		Publish: func(ctx context.Context, data, sig []byte, channel, patchset string) (*store.Level, error) {
+			return s.Publish(ctx, data, sig, PublishOptions{Channel: channel, Patchset: patchset})
+		},
+		ManagePatchsets: ManagePatchsets, NewKey: NewKey,
+		InactiveAge: s.cfg.InactiveAge, IdleTimeout: s.cfg.SessionIdle, Log: s.cfg.Log, Now: s.cfg.Now,
+	})
+	s.mux.Handle("GET /admin/", ui)
+	s.mux.Handle("POST /admin/", ui)
 	// KernelCare's patch-server paths: /[PREFIX/]KERNEL_ID/version and
 	// /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info.
 	h("GET /", s.kcarePaths)

@@ -146,6 +146,40 @@ CREATE TABLE audit (
 	detail TEXT NOT NULL
 );
 `},
+	// 2: the web UI's sessions, the check-in history, audit details, and
+	// indexes for sorting the servers page by keyset.
+	{sql: `
+CREATE TABLE sessions (
+	id_hash {{bytes}} PRIMARY KEY,
+	user_name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+	created {{time}} NOT NULL,
+	last_seen {{time}} NOT NULL,
+	csrf TEXT NOT NULL,
+	ip TEXT NOT NULL
+);
+CREATE INDEX sessions_user_name ON sessions (user_name);
+
+CREATE TABLE checkins (
+	id {{id}},
+	server_id TEXT NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+	at {{time}} NOT NULL,
+	level INTEGER NOT NULL,
+	effective_release TEXT NOT NULL,
+	result TEXT NOT NULL
+);
+CREATE INDEX checkins_server_id ON checkins (server_id, id);
+CREATE INDEX checkins_at ON checkins (at);
+
+ALTER TABLE audit ADD COLUMN ip TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN before_json TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN after_json TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_actor ON audit (actor, id);
+
+CREATE INDEX servers_hostname_id ON servers (hostname, id);
+CREATE INDEX servers_ip_id ON servers (ip, id);
+CREATE INDEX servers_build_id ON servers (build_id);
+`},
 }
 
 // migrate brings the schema to the newest version, one migration per

@@ -48,9 +48,32 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, ErrInvalidInput)
 	}
+	// Two processes opening a new database at once can meet on the switch
+	// to WAL, where SQLite answers busy at once instead of waiting: try
+	// again, for up to openBusyBound.
+	deadline := time.Now().Add(openBusyBound)
+	for pause := 10 * time.Millisecond; ; pause *= 2 {
+		st, err := openSQLite(ctx, path)
+		if err == nil || !isRetryable(err) || time.Now().After(deadline) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(pause, time.Second)):
+		}
+	}
+}
+
+// openBusyBound bounds OpenSQLite's retries of a busy database.
+const openBusyBound = 30 * time.Second
+
+func openSQLite(ctx context.Context, path string) (Store, error) {
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
 		sqliteBusyTimeout.Milliseconds())
-	w, err := sql.Open("sqlite", path+"?_txlock=immediate&_pragma=journal_mode(WAL)&"+common)
+	// busy_timeout comes first: switching to WAL takes a lock that another
+	// process opening the database at the same moment may hold.
+	w, err := sql.Open("sqlite", path+"?_txlock=immediate&"+common+"&_pragma=journal_mode(WAL)")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}

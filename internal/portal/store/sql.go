@@ -303,7 +303,7 @@ func (s *sqlStore) FeedPatchsets(ctx context.Context, feed string) ([]FeedPatchs
 	if _, err := feedChannel(ctx, s.r, feed); err != nil {
 		return nil, fmt.Errorf("patchsets of feed: %w", err)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT p.name, p.released, COALESCE(fp.enabled, FALSE) FROM patchsets p
+	rows, err := s.r.QueryContext(ctx, `SELECT p.name, p.released, COALESCE(fp.enabled, FALSE), fp.patchset IS NOT NULL FROM patchsets p
 LEFT JOIN feed_patchsets fp ON fp.patchset = p.name AND fp.feed = $1
 ORDER BY p.released, p.name`, feed)
 	if err != nil {
@@ -313,7 +313,7 @@ ORDER BY p.released, p.name`, feed)
 	var out []FeedPatchset
 	for rows.Next() {
 		p := FeedPatchset{Feed: feed}
-		if err := rows.Scan(&p.Patchset, timeCol{&p.Released}, &p.Enabled); err != nil {
+		if err := rows.Scan(&p.Patchset, timeCol{&p.Released}, &p.Enabled, &p.Deployed); err != nil {
 			return nil, fmt.Errorf("patchsets of feed %s: %w", feed, err)
 		}
 		out = append(out, p)
@@ -984,6 +984,43 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	if f.Tag != "" {
 		where = append(where, `s.tags `+s.d.like+` `+arg(likeEscape(f.Tag))+` ESCAPE '\'`)
 	}
+	if f.Search != "" {
+		p := arg(likeEscape(f.Search))
+		where = append(where, `(s.hostname `+s.d.like+` `+p+` ESCAPE '\' OR s.ip `+s.d.like+` `+p+` ESCAPE '\')`)
+	}
+	if f.ActiveWithin > 0 {
+		where = append(where, `s.last_checkin >= `+arg(s.d.t(now.Add(-f.ActiveWithin))))
+	}
+	if f.Unsupported != nil {
+		not := ""
+		if !*f.Unsupported {
+			not = "NOT "
+		}
+		where = append(where, not+`NOT EXISTS (SELECT 1 FROM levels l WHERE l.build_id = s.build_id)`)
+	}
+	col, cmp, dir := `s.registered`, ` > `, ``
+	switch f.Sort {
+	case "hostname":
+		col = `s.hostname`
+	case "ip":
+		col = `s.ip`
+	}
+	if f.Desc {
+		cmp, dir = ` < `, ` DESC`
+	}
+	if f.After != nil {
+		var v any = f.After.Value
+		if col == `s.registered` {
+			t, err := time.Parse(time.RFC3339Nano, f.After.Value)
+			if err != nil {
+				t = time.Time{}
+			}
+			v = s.d.t(t)
+		}
+		pv, pid := arg(v), arg(f.After.ID)
+		// A row-value comparison: both backends walk the (col, id) index.
+		where = append(where, `(`+col+`, s.id)`+cmp+`(`+pv+`, `+pid+`)`)
+	}
 	var q strings.Builder
 	if f.IsUpdated != nil {
 		q.WriteString(`WITH nv AS (` + newestVisible + `) `)
@@ -998,7 +1035,7 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
 	}
-	q.WriteString(` ORDER BY s.registered, s.id`)
+	q.WriteString(` ORDER BY ` + col + dir + `, s.id` + dir)
 	switch {
 	case f.Limit > 0:
 		q.WriteString(` LIMIT ` + arg(f.Limit))
@@ -1027,14 +1064,21 @@ func (s *sqlStore) CheckIn(ctx context.Context, id string, c CheckIn) error {
 	if c.Tags != nil {
 		tags = *c.Tags
 	}
-	n, err := s.exec(ctx, `UPDATE servers SET hostname = $2, ip = $3, kernel_release = $4, build_id = $5,
+	// The history row goes in the same transaction: one INSERT more on
+	// the hot path; PruneCheckins trims it.
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		err := affected(tx.ExecContext(ctx, `UPDATE servers SET hostname = $2, ip = $3, kernel_release = $4, build_id = $5,
 	kernel_id = $6, level = $7, effective_release = $8, last_result = $9, agent_version = $10,
 	tags = COALESCE($11, tags), last_checkin = $12 WHERE id = $1`,
-		id, c.Hostname, c.IP, c.Release, c.BuildID, c.KernelID, c.Level, c.EffectiveRelease,
-		c.LastResult, c.AgentVersion, tags, s.d.t(c.At))
-	if err == nil && n == 0 {
-		err = ErrNotFound
-	}
+			id, c.Hostname, c.IP, c.Release, c.BuildID, c.KernelID, c.Level, c.EffectiveRelease,
+			c.LastResult, c.AgentVersion, tags, s.d.t(c.At)))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO checkins (server_id, at, level, effective_release, result)
+VALUES ($1, $2, $3, $4, $5)`, id, s.d.t(c.At), c.Level, c.EffectiveRelease, c.LastResult)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("check in server %s: %w", id, err)
 	}
@@ -1069,6 +1113,9 @@ func (s *sqlStore) CleanServers(ctx context.Context, before time.Time) (int, err
 WHERE last_checkin < $1 OR (last_checkin IS NULL AND registered < $1)`, b)
 	if err != nil {
 		return 0, fmt.Errorf("clean servers not seen since %s: %w", before.UTC().Format(time.RFC3339), err)
+	}
+	if _, err := s.PruneCheckins(ctx, before); err != nil {
+		return int(n), err
 	}
 	return int(n), nil
 }
@@ -1211,8 +1258,9 @@ func (s *sqlStore) Audit(ctx context.Context, e AuditEntry) error {
 	if e.At.IsZero() {
 		e.At = now()
 	}
-	_, err := s.exec(ctx, `INSERT INTO audit (at, actor, action, object, detail) VALUES ($1, $2, $3, $4, $5)`,
-		s.d.t(e.At), e.Actor, e.Action, e.Object, e.Detail)
+	_, err := s.exec(ctx, `INSERT INTO audit (at, actor, action, object, detail, ip, before_json, after_json)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		s.d.t(e.At), e.Actor, e.Action, e.Object, e.Detail, e.IP, e.Before, e.After)
 	if err != nil {
 		return fmt.Errorf("audit %s %s: %w", e.Action, e.Object, err)
 	}
@@ -1220,11 +1268,41 @@ func (s *sqlStore) Audit(ctx context.Context, e AuditEntry) error {
 }
 
 func (s *sqlStore) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
-	q := `SELECT id, at, actor, action, object, detail FROM audit ORDER BY id DESC`
+	return s.AuditQuery(ctx, AuditFilter{Limit: limit})
+}
+
+func (s *sqlStore) AuditQuery(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	var where []string
 	var args []any
-	if limit > 0 {
-		q += ` LIMIT $1`
-		args = append(args, limit)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.Actor != "" {
+		where = append(where, `actor = `+arg(f.Actor))
+	}
+	if f.Object != "" {
+		where = append(where, `object `+s.d.like+` `+arg(likeEscape(f.Object))+` ESCAPE '\'`)
+	}
+	if f.Action != "" {
+		where = append(where, `action LIKE `+arg(strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Action)+"%")+` ESCAPE '\'`)
+	}
+	if !f.From.IsZero() {
+		where = append(where, `at >= `+arg(s.d.t(f.From)))
+	}
+	if !f.To.IsZero() {
+		where = append(where, `at < `+arg(s.d.t(f.To)))
+	}
+	if f.BeforeID > 0 {
+		where = append(where, `id < `+arg(f.BeforeID))
+	}
+	q := `SELECT id, at, actor, action, object, detail, ip, before_json, after_json FROM audit`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY id DESC`
+	if f.Limit > 0 {
+		q += ` LIMIT ` + arg(f.Limit)
 	}
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -1234,7 +1312,7 @@ func (s *sqlStore) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error
 	var out []AuditEntry
 	for rows.Next() {
 		var e AuditEntry
-		if err := rows.Scan(&e.ID, timeCol{&e.At}, &e.Actor, &e.Action, &e.Object, &e.Detail); err != nil {
+		if err := rows.Scan(&e.ID, timeCol{&e.At}, &e.Actor, &e.Action, &e.Object, &e.Detail, &e.IP, &e.Before, &e.After); err != nil {
 			return nil, fmt.Errorf("audit log: %w", err)
 		}
 		out = append(out, e)

@@ -74,6 +74,7 @@ type FeedPatchset struct {
 	Feed     string
 	Patchset string
 	Enabled  bool
+	Deployed bool // ever enabled or disabled in the feed; false: not deployed there
 	Released time.Time
 }
 
@@ -139,8 +140,98 @@ type ServerFilter struct {
 	// a server with no visible level counts as updated.
 	IsUpdated *bool
 	Tag       string // substring of Tags, case-insensitive
-	Limit     int    // 0: no limit
-	Offset    int
+	// ActiveWithin selects servers that checked in within this long.
+	ActiveWithin time.Duration
+	// Unsupported selects servers whose build-id has (false) or has not
+	// (true) any level at all.
+	Unsupported *bool
+	// Search is a substring of the hostname or IP, case-insensitive.
+	Search string
+	Limit  int // 0: no limit
+	Offset int // for the REST API; the web UI pages by After
+	// Sort orders the result by one of SortColumns ("" is "registered"),
+	// then by ID; Desc reverses both.
+	Sort string
+	Desc bool
+	// After, when set, starts the result after this cursor (keyset
+	// pagination: no rows are skipped by counting).
+	After *Cursor
+}
+
+// SortColumns are the orders ServerFilter.Sort accepts.
+var SortColumns = []string{"registered", "hostname", "ip"}
+
+// Cursor is a position in a sorted server list: the sort column's value
+// (a time as RFC 3339 with nanoseconds) and the server ID.
+type Cursor struct {
+	Value string
+	ID    string
+}
+
+// CursorOf is the cursor just after v in a list sorted by sort.
+func CursorOf(v Server, sort string) Cursor {
+	switch sort {
+	case "hostname":
+		return Cursor{Value: v.Hostname, ID: v.ID}
+	case "ip":
+		return Cursor{Value: v.IP, ID: v.ID}
+	}
+	return Cursor{Value: v.Registered.UTC().Format(time.RFC3339Nano), ID: v.ID}
+}
+
+// Checkin is one entry of a server's check-in history.
+type Checkin struct {
+	ServerID         string
+	At               time.Time
+	Level            int
+	EffectiveRelease string
+	Result           string
+}
+
+// CheckinHistoryKeep is how many check-ins per server PruneCheckins keeps.
+const CheckinHistoryKeep = 100
+
+// Session is a signed-in web UI user; only the hash of its cookie's id
+// is stored.
+type Session struct {
+	IDHash   []byte
+	User     string
+	Created  time.Time
+	LastSeen time.Time
+	CSRF     string // the token every form of the session carries
+	IP       string
+}
+
+// FleetStats counts servers for the overview, by the SQL rules of
+// ServerFilter: inactive (no check-in within the age), unsupported (no
+// level for the kernel), out of date (below the newest visible level).
+type FleetStats struct {
+	Total, Active, Inactive, Unsupported, OutOfDate, UpToDate int
+}
+
+// Count is a value and how many servers have it.
+type Count struct {
+	Value string
+	N     int
+}
+
+// Kernel is a kernel build the portal has levels for.
+type Kernel struct {
+	BuildID  string
+	Release  string
+	KernelID string
+	Levels   int
+	Newest   int
+}
+
+// AuditFilter selects audit entries; zero fields match all.
+type AuditFilter struct {
+	Actor    string
+	Object   string // substring
+	Action   string // prefix, e.g. "key."
+	From, To time.Time
+	BeforeID int64 // entries older than this id (keyset paging)
+	Limit    int
 }
 
 // User is an admin or read-only operator.
@@ -168,6 +259,9 @@ type AuditEntry struct {
 	Action string // e.g. "key.add", "patchset.enable"
 	Object string
 	Detail string
+	IP     string // where the change came from; "cli" for the admin CLI
+	Before string // JSON of the object before the change; "" for a creation
+	After  string // JSON of the object after it; "" for a deletion
 }
 
 // Store is the portal's data. Every method is safe for concurrent use by
@@ -277,4 +371,33 @@ type Store interface {
 
 	Audit(ctx context.Context, e AuditEntry) error
 	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first; limit 0: all
+	// AuditQuery lists the entries f selects, newest first.
+	AuditQuery(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+
+	// Tokens lists the API tokens of user ("" for all), by id.
+	Tokens(ctx context.Context, user string) ([]Token, error)
+
+	// CheckinHistory returns a server's newest check-ins, newest first.
+	CheckinHistory(ctx context.Context, serverID string, limit int) ([]Checkin, error)
+	// PruneCheckins keeps the newest CheckinHistoryKeep check-ins of
+	// each server and none older than before; it returns how many went.
+	PruneCheckins(ctx context.Context, before time.Time) (int, error)
+
+	// Stats counts the servers by state at now; inactive is no check-in
+	// within age.
+	Stats(ctx context.Context, now time.Time, age time.Duration) (FleetStats, error)
+	// TopKernels returns the most common kernel releases and effective
+	// releases, limit of each, most common first.
+	TopKernels(ctx context.Context, limit int) (kernels, effective []Count, err error)
+	// Kernels lists the kernel builds with levels, by release.
+	Kernels(ctx context.Context) ([]Kernel, error)
+
+	// AddSession records a web UI session.
+	AddSession(ctx context.Context, s *Session) error
+	// Session returns the session with the id hash; ErrNotFound if none.
+	Session(ctx context.Context, idHash []byte) (*Session, error)
+	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
+	DeleteSession(ctx context.Context, idHash []byte) error
+	// DeleteSessions deletes the sessions last seen before t.
+	DeleteSessions(ctx context.Context, before time.Time) (int, error)
 }

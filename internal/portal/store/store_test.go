@@ -64,6 +64,11 @@ var suite = []struct {
 	{"audit", testAudit},
 	{"version", testVersion},
 	{"seed", testSeed},
+	{"check-in-history", testCheckinHistory},
+	{"servers-keyset", testServersKeyset},
+	{"servers-state", testServersState},
+	{"audit-query", testAuditQuery},
+	{"sessions", testSessions},
 }
 
 func digest(build string, level int) string {
@@ -332,7 +337,7 @@ func testSetPatchsets(t *testing.T, b backend) {
 	check(t, "SetPatchsets", s.SetPatchsets(ctx, "custom", []string{"K20261127_01"}, true))
 	got, err = s.FeedPatchsets(ctx, "custom")
 	check(t, "FeedPatchsets", err)
-	want[1].Enabled = true
+	want[1].Enabled, want[1].Deployed = true, true
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("FeedPatchsets (-want +got):\n%s", diff)
 	}

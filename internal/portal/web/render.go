@@ -1,0 +1,120 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+// page is what every template gets.
+type page struct {
+	Title string
+	Nav   string
+	User  string
+	Role  string
+	Admin bool
+	CSRF  string
+	CSS   template.CSS
+	Data  any
+}
+
+var funcs = template.FuncMap{
+	"time": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04")
+	},
+	"date": func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format("2006-01-02")
+	},
+	"dash": func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	},
+	"join": strings.Join,
+	// withAdmin passes the page's Admin into a map of data for a
+	// nested template.
+	"withAdmin": func(admin bool, data map[string]any) map[string]any {
+		out := map[string]any{"Admin": admin}
+		for k, v := range data {
+			out[k] = v
+		}
+		return out
+	},
+	"limit": func(n int) string {
+		if n == 0 {
+			return "unlimited"
+		}
+		return itoa(n)
+	},
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+var css = func() template.CSS {
+	b, err := files.ReadFile("style.css")
+	if err != nil {
+		panic(err)
+	}
+	return template.CSS(b)
+}()
+
+// parsePages parses each page template with the layout.
+func parsePages() map[string]*template.Template {
+	out := map[string]*template.Template{}
+	names, err := fs.Glob(files, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(path.Base(n), ".html")
+		if base == "layout" || base == "servertable" {
+			continue
+		}
+		out[base] = template.Must(template.New(base).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/servertable.html", n))
+	}
+	return out
+}
+
+// render writes the page name with data, in the layout.
+func (u *UI) render(w http.ResponseWriter, r *http.Request, c *reqCtx, code int, name, title string, data any) {
+	p := page{Title: title, Nav: name, CSS: css, Data: data}
+	if c != nil && c.user != nil {
+		p.User, p.Role, p.Admin, p.CSRF = c.user.Name, c.user.Role, c.admin(), c.sess.CSRF
+	}
+	var buf bytes.Buffer
+	if err := u.pages[name].ExecuteTemplate(&buf, "layout", p); err != nil {
+		u.cfg.Log.Error("render", "page", name, "error", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+// auditJSON is v as an audit entry's before or after: JSON, "" for nil.
+func auditJSON(v any) string {
+	if v == nil {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
