@@ -47,6 +47,7 @@ func init() {
 		"user":     {"operators: add, list, delete", runUser},
 		"token":    {"API keys: add", runToken},
 		"ip":       {"IP licenses: add, list, delete", runIP},
+		"reseller": {"resellers for the Nagios reseller API: add, token, list, delete", runReseller},
 		"sync":     {"fetch new levels from an upstream portal (or --status)", runSync},
 		"export":   {"write levels and bundles to an archive for an air-gapped portal", runExport},
 		"import":   {"verify and import an export archive", runImport},

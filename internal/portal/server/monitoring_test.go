@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -132,4 +133,43 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 
+}
+
+// TestNagiosReseller: the reseller path reports the servers in the
+// reseller's IP ranges, with KernelCare's error bodies.
+func TestNagiosReseller(t *testing.T) {
+	forKinds(t, func(t *testing.T, kind string) {
+		p := newPortal(t, kind)
+		fleetOf(t, p)
+		rs := p.st.(store.ResellerStore)
+		ctx := context.Background()
+		if err := rs.AddReseller(ctx, &store.Reseller{Login: "acme", CIDRs: []string{"192.0.2.16/28", "192.0.2.40"}}); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := getText(t, p.http.URL+"/api/kcare/nagios-res/acme/whatever"); code != 404 || body != "Registration token not found for reseller\n" {
+			t.Errorf("before a token: %d %q", code, body)
+		}
+		tok := auth.NewSecret()
+		if err := rs.SetResellerToken(ctx, "acme", auth.HashSecret(tok)); err != nil {
+			t.Fatal(err)
+		}
+		// 192.0.2.16/28 holds db1 (.20) and old1 (.30); web1 and web2 are outside.
+		want := "1 machines are OUTOFDATE! 1 machines are UNSUPPORTED! 1 machines are INACTIVE!|uptodate=0;outofdate=1;unsupported=1;inactive=1\n" +
+			"db1 (192.0.2.20) is OUTOFDATE\nold1 (192.0.2.30) is UNSUPPORTED\ngone (192.0.2.40) is INACTIVE\n"
+		if code, body := getText(t, p.http.URL+"/api/kcare/nagios-res/acme/"+tok); code != 200 || body != want {
+			t.Errorf("reseller report: %d\n%s\nwant\n%s", code, body, want)
+		}
+		if code, body := getText(t, p.http.URL+"/api/kcare/nagios-res/acme/"+tok+"x"); code != 404 || body != "Registration token not found for reseller\n" {
+			t.Errorf("wrong token: %d %q", code, body)
+		}
+		if code, body := getText(t, p.http.URL+"/api/kcare/nagios-res/nobody/"+tok); code != 404 || body != "Reseller not found\n" {
+			t.Errorf("unknown reseller: %d %q", code, body)
+		}
+		if err := rs.AddReseller(ctx, &store.Reseller{Login: "acme"}); !errors.Is(err, store.ErrExists) {
+			t.Errorf("second AddReseller: %v, want ErrExists", err)
+		}
+		if err := rs.AddReseller(ctx, &store.Reseller{Login: "bad", CIDRs: []string{"not-a-cidr"}}); !errors.Is(err, store.ErrInvalidInput) {
+			t.Errorf("AddReseller with a bad CIDR: %v, want ErrInvalidInput", err)
+		}
+	})
 }

@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	// KernelCare's Nagios API.
 	h("GET /admin/api/kcare/nagios/{key}", s.nagiosKey)
 	h("GET /api/kcare/nagios/{key}", s.nagiosKey)
+	h("GET /api/kcare/nagios-res/{login}/{token}", s.nagiosReseller)
 	// The admin web UI; the /admin/api/ routes above are more specific.
 	ui := web.New(web.Config{
 		Store: s.cfg.Store,

@@ -180,6 +180,19 @@ CREATE INDEX servers_hostname_id ON servers (hostname, id);
 CREATE INDEX servers_ip_id ON servers (ip, id);
 CREATE INDEX servers_build_id ON servers (build_id);
 `},
+	// 3: resellers, whose IP ranges the Nagios reseller API reports on.
+	{sql: `
+CREATE TABLE resellers (
+	login TEXT PRIMARY KEY,
+	token_hash {{bytes}},
+	created {{time}} NOT NULL
+);
+CREATE TABLE reseller_cidrs (
+	login TEXT NOT NULL REFERENCES resellers (login) ON DELETE CASCADE,
+	cidr TEXT NOT NULL,
+	PRIMARY KEY (login, cidr)
+);
+`},
 }
 
 // migrate brings the schema to the newest version, one migration per
