@@ -53,7 +53,24 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 
 type serverRow struct {
 	fleet.Classified
-	Marker bool // has not the newest level it is allowed
+	Marker bool   // has not the newest level it is allowed
+	Feed   string // its key's feed; "" for an IP-licensed server
+}
+
+// keyFeed returns the feed of key, looking each key up once per page.
+func (u *UI) keyFeed(ctx context.Context, seen map[string]string, key string) string {
+	if key == "" {
+		return ""
+	}
+	if f, ok := seen[key]; ok {
+		return f
+	}
+	f := ""
+	if k, err := u.cfg.Store.Key(ctx, key); err == nil {
+		f = k.Feed
+	}
+	seen[key] = f
+	return f
 }
 
 // stateFilter maps a state to the store's filters, so the servers page
@@ -112,8 +129,9 @@ func (u *UI) serverList(ctx context.Context, q url.Values, f store.ServerFilter)
 		return nil, "", err
 	}
 	rows := make([]serverRow, len(cs))
+	feeds := map[string]string{}
 	for i, c := range cs {
-		rows[i] = serverRow{Classified: c, Marker: c.Allowed > c.Level}
+		rows[i] = serverRow{Classified: c, Marker: c.Allowed > c.Level, Feed: u.keyFeed(ctx, feeds, c.Key)}
 	}
 	return rows, next, nil
 }
