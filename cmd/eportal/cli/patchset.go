@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/portal/store"
 )
 
 func runPatchset(ctx context.Context, e *env, args []string) error {
@@ -43,12 +44,12 @@ func runPatchset(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("give the patchset")
 	}
-	before, _ := server.EnabledPatchsets(ctx, st, *feed)
+	before, _ := store.EnabledPatchsets(ctx, st, *feed)
 	names, err := server.ManagePatchsets(ctx, st, *feed, pos[0], cmd)
 	if err != nil {
 		return err
 	}
-	after, _ := server.EnabledPatchsets(ctx, st, *feed)
+	after, _ := store.EnabledPatchsets(ctx, st, *feed)
 	auditChange(ctx, st, "patchset."+cmd, *feed+"/"+pos[0], strings.Join(names, ","), before, after)
 	fmt.Fprintf(e.stdout, "%s in %s: %s\n", cmd, *feed, strings.Join(names, " "))
 	return nil

@@ -300,22 +300,6 @@ func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action
 	return names, st.SetPatchsets(ctx, feed, names, enable)
 }
 
-// EnabledPatchsets is the audit log's view of a feed: the names of the
-// patchsets enabled in it.
-func EnabledPatchsets(ctx context.Context, st store.Store, feed string) (map[string]any, error) {
-	list, err := st.FeedPatchsets(ctx, feed)
-	if err != nil {
-		return nil, err
-	}
-	on := []string{}
-	for _, p := range list {
-		if p.Enabled {
-			on = append(on, p.Patchset)
-		}
-	}
-	return map[string]any{"feed": feed, "enabled": on}, nil
-}
-
 func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) error {
 	u, err := s.apiUser(r, true)
 	if err != nil {
@@ -326,12 +310,12 @@ func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) err
 	if feed == "" {
 		feed = "main"
 	}
-	before, _ := EnabledPatchsets(r.Context(), s.cfg.Store, feed)
+	before, _ := store.EnabledPatchsets(r.Context(), s.cfg.Store, feed)
 	names, err := ManagePatchsets(r.Context(), s.cfg.Store, feed, patchset, action)
 	if err != nil {
 		return storeError(err)
 	}
-	after, _ := EnabledPatchsets(r.Context(), s.cfg.Store, feed)
+	after, _ := store.EnabledPatchsets(r.Context(), s.cfg.Store, feed)
 	s.auditChange(r, u.Name, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","), before, after)
 	return writeJSON(w, http.StatusOK, map[string]any{"result": "ok", "patchsets": names})
 }

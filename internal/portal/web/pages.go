@@ -537,7 +537,7 @@ func (u *UI) feed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 func (u *UI) managePatchsets(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	feed, patchset, action := r.PathValue("feed"), r.PostFormValue("patchset"), r.PostFormValue("action")
 	ctx := r.Context()
-	before, err := enabledPatchsets(ctx, u.cfg.Store, feed)
+	before, err := store.EnabledPatchsets(ctx, u.cfg.Store, feed)
 	if err != nil {
 		return storeError(err)
 	}
@@ -545,23 +545,9 @@ func (u *UI) managePatchsets(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err != nil {
 		return storeError(err)
 	}
-	after, _ := enabledPatchsets(ctx, u.cfg.Store, feed)
+	after, _ := store.EnabledPatchsets(ctx, u.cfg.Store, feed)
 	u.audit(r, c, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","), before, after)
 	return redirect(w, r, "/admin/feeds/"+url.PathEscape(feed))
-}
-
-func enabledPatchsets(ctx context.Context, st store.Store, feed string) (map[string]any, error) {
-	list, err := st.FeedPatchsets(ctx, feed)
-	if err != nil {
-		return nil, err
-	}
-	on := []string{}
-	for _, p := range list {
-		if p.Enabled {
-			on = append(on, p.Patchset)
-		}
-	}
-	return map[string]any{"feed": feed, "enabled": on}, nil
 }
 
 // Patches.
