@@ -179,6 +179,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible("#filters", chromedp.ByID),
 		chromedp.SetValue("#filter-key", "acme", chromedp.ByID),
 		chromedp.Click("#apply", chromedp.ByID),
+		// The old page has a #servers table too: wait for the new one.
+		chromedp.Poll(`location.search.indexOf("key=acme") >= 0 && document.readyState === "complete"`, nil),
 		chromedp.WaitVisible("#servers", chromedp.ByID),
 	)
 	var loc string
