@@ -179,10 +179,10 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible("#filters", chromedp.ByID),
 		chromedp.SetValue("#filter-key", "acme", chromedp.ByID),
 		chromedp.Click("#apply", chromedp.ByID),
-		// The old page has a #servers table too: wait for the new one.
-		chromedp.Poll(`location.search.indexOf("key=acme") >= 0 && document.readyState === "complete"`, nil),
-		chromedp.WaitVisible("#servers", chromedp.ByID),
 	)
+	// The old page has a #servers table too: wait for the new page first.
+	waitLocation(t, ctx, "key=acme")
+	run(t, ctx, "filtered servers", chromedp.WaitVisible("#servers", chromedp.ByID))
 	var loc string
 	run(t, ctx, "location", chromedp.Location(&loc))
 	if !strings.Contains(loc, "key=acme") || len(texts(t, ctx, "#servers tr.srv")) != 2 {
@@ -271,4 +271,20 @@ func waitState(t *testing.T, ctx context.Context, patchset, state string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("waiting up to 10s for %s to be %s: it is %v", patchset, state, got)
+}
+
+// waitLocation waits up to 10s for the browser's address to contain want
+// and the page to be loaded, asking again while a navigation is under way.
+func waitLocation(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var loc, state string
+		err := chromedp.Run(ctx, chromedp.Location(&loc), chromedp.Evaluate(`document.readyState`, &state))
+		if err == nil && strings.Contains(loc, want) && state == "complete" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("waited 10s for the page at an address containing %q", want)
 }
