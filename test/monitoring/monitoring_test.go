@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
@@ -87,19 +87,8 @@ func newFleet(t *testing.T) *fleet {
 // publish releases level n (an hour ago) for the fake kernel.
 func (f *fleet) publish(t *testing.T, level int) {
 	t.Helper()
-	name := fmt.Sprintf("kcare_test_l%d", level)
-	m := bundle.Manifest{
-		Name: fmt.Sprintf("%s-%d", fakekernel.Release, level), Level: level,
-		Kernel:   bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release, Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
-		Module:   bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
-		Released: time.Now().Add(-time.Hour).UTC().Truncate(time.Second),
-	}
-	var buf bytes.Buffer
-	if err := bundle.Write(&buf, m, fakekernel.Module(name, m.Module.Vermagic, true)); err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := f.signer.Sign(bytes.NewReader(buf.Bytes()))
-	if _, err := f.srv.Publish(context.Background(), buf.Bytes(), sig, server.PublishOptions{Patchset: fmt.Sprintf("K20261127_%02d", level)}); err != nil {
+	data, sig := bundletest.Bundle(t, f.signer, level, bundletest.Options{Released: time.Now().Add(-time.Hour)})
+	if _, err := f.srv.Publish(context.Background(), data, sig, server.PublishOptions{Patchset: fmt.Sprintf("K20261127_%02d", level)}); err != nil {
 		t.Fatal(err)
 	}
 }

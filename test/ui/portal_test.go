@@ -3,9 +3,7 @@
 package ui
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,10 +16,9 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
-	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/fakekernel"
-	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/server"
@@ -31,32 +28,9 @@ import (
 	"github.com/kcare/kcare/internal/trust"
 )
 
-func signer() *trust.Signer {
-	priv, _, err := trust.GenerateKey("kcare ui test", "")
-	if err != nil {
-		panic(err)
-	}
-	s, err := trust.ReadSigner(priv)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
+var publisher, portalKey = bundletest.Signer("kcare ui test publisher"), bundletest.Signer("kcare ui test index key")
 
-var publisher, portalKey = signer(), signer()
-
-func ring(t testing.TB, ss ...*trust.Signer) *trust.Keyring {
-	var all []byte
-	for _, s := range ss {
-		pub, _ := s.PublicKey()
-		all = append(all, pub...)
-	}
-	k, err := trust.ReadKeyring(all)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func ring(t testing.TB, ss ...*trust.Signer) *trust.Keyring { return bundletest.Keyring(t, ss...) }
 
 // portal is an eportal on 127.0.0.1 with an admin (alice) and a
 // read-only user (bob), and a clock the test moves.
@@ -106,27 +80,7 @@ func newPortal(t testing.TB) *portal {
 
 // bundleFor makes a signed bundle of level for the fake kernel.
 func bundleFor(t testing.TB, level int) (data, sig []byte) {
-	t.Helper()
-	name := fmt.Sprintf("kcare_test_l%d", level)
-	m := bundle.Manifest{
-		Name:  fmt.Sprintf("%s-%d", fakekernel.Release, level),
-		Level: level,
-		Kernel: bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release,
-			Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
-		Module:           bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
-		CVEs:             []bundle.CVE{{ID: fmt.Sprintf("CVE-2026-%04d", 1000+level), Description: "use-after-free in nf_tables", URL: "https://www.cve.org/"}},
-		EffectiveRelease: fmt.Sprintf("6.1.0-56.kcare%d-amd64", level),
-		Released:         time.Date(2026, 11, level, 9, 0, 0, 0, time.UTC),
-	}
-	var buf bytes.Buffer
-	if err := bundle.Write(&buf, m, fakekernel.Module(name, m.Module.Vermagic, true)); err != nil {
-		t.Fatal(err)
-	}
-	sig, err := publisher.Sign(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes(), sig
+	return bundletest.Bundle(t, publisher, level, bundletest.Options{})
 }
 
 // host is one agent with a fake kernel, talking to the portal.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
@@ -28,12 +28,15 @@ import (
 )
 
 func signer(name string) (*trust.Signer, *trust.Keyring) {
-	priv, pub, err := trust.GenerateKey(name, "")
+	s := bundletest.Signer(name)
+	pub, err := s.PublicKey()
 	if err != nil {
 		panic(err)
 	}
-	s, _ := trust.ReadSigner(priv)
-	k, _ := trust.ReadKeyring(pub)
+	k, err := trust.ReadKeyring(pub)
+	if err != nil {
+		panic(err)
+	}
 	return s, k
 }
 
@@ -75,25 +78,7 @@ func newPortalOn(t *testing.T, kind string, wrap func(http.Handler) http.Handler
 // bundleFor makes a signed bundle of level for the fake kernel, padded to
 // about size bytes.
 func bundleFor(t *testing.T, s *trust.Signer, level, size int) (data, sig []byte) {
-	t.Helper()
-	name := fmt.Sprintf("kcare_test_l%d", level)
-	m := bundle.Manifest{
-		Name: fmt.Sprintf("%s-%d", fakekernel.Release, level), Level: level,
-		Kernel:   bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release, Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
-		Module:   bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
-		CVEs:     []bundle.CVE{{ID: fmt.Sprintf("CVE-2026-%04d", 1000+level)}},
-		Released: time.Now().Add(-72 * time.Hour).UTC().Truncate(time.Second),
-	}
-	mod := fakekernel.Module(name, m.Module.Vermagic, true)
-	if len(mod) < size {
-		mod = append(mod, make([]byte, size-len(mod))...)
-	}
-	var buf bytes.Buffer
-	if err := bundle.Write(&buf, m, mod); err != nil {
-		t.Fatal(err)
-	}
-	sig, _ = s.Sign(bytes.NewReader(buf.Bytes()))
-	return buf.Bytes(), sig
+	return bundletest.Bundle(t, s, level, bundletest.Options{Released: time.Now().Add(-72 * time.Hour), Pad: size})
 }
 
 func (p *portal) publish(t *testing.T, level, size int) string {

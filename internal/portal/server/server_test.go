@@ -19,6 +19,7 @@ import (
 
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/kernel"
@@ -31,32 +32,9 @@ import (
 	"github.com/kcare/kcare/internal/trust"
 )
 
-func signer() *trust.Signer {
-	priv, _, err := trust.GenerateKey("kcare portal test", "")
-	if err != nil {
-		panic(err)
-	}
-	s, err := trust.ReadSigner(priv)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
+var publisher, portalKey, stranger = bundletest.Signer("kcare portal test publisher"), bundletest.Signer("kcare portal test index key"), bundletest.Signer("a stranger")
 
-var publisher, portalKey, stranger = signer(), signer(), signer()
-
-func ring(t testing.TB, ss ...*trust.Signer) *trust.Keyring {
-	var all []byte
-	for _, s := range ss {
-		pub, _ := s.PublicKey()
-		all = append(all, pub...)
-	}
-	k, err := trust.ReadKeyring(all)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func ring(t testing.TB, ss ...*trust.Signer) *trust.Keyring { return bundletest.Keyring(t, ss...) }
 
 type portal struct {
 	st    store.Store
@@ -98,27 +76,7 @@ func newPortal(t *testing.T, kind string) *portal {
 
 // bundleFor makes a signed bundle of level for the fake kernel.
 func bundleFor(t testing.TB, s *trust.Signer, level int) (data, sig []byte) {
-	t.Helper()
-	name := fmt.Sprintf("kcare_test_l%d", level)
-	m := bundle.Manifest{
-		Name:  fmt.Sprintf("%s-%d", fakekernel.Release, level),
-		Level: level,
-		Kernel: bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release,
-			Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
-		Module:           bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
-		CVEs:             []bundle.CVE{{ID: fmt.Sprintf("CVE-2026-%04d", 1000+level), Description: "fixture fix", URL: "https://www.cve.org/"}},
-		EffectiveRelease: fmt.Sprintf("6.1.0-56.kcare%d-amd64", level),
-		Released:         time.Date(2026, 11, level, 9, 0, 0, 0, time.UTC),
-	}
-	var buf bytes.Buffer
-	if err := bundle.Write(&buf, m, fakekernel.Module(name, m.Module.Vermagic, true)); err != nil {
-		t.Fatal(err)
-	}
-	sig, err := s.Sign(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes(), sig
+	return bundletest.Bundle(t, s, level, bundletest.Options{})
 }
 
 // publish uploads a bundle as POST /api/v1/publish does.
