@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 10s
 
-.PHONY: all build scanner test unit fuzz vmtest demo vet clean
+.PHONY: all build scanner test unit fuzz vmtest demo vet clean packages systest
 
 all: build
 
@@ -50,3 +50,14 @@ clean:
 .PHONY: screenshots
 screenshots:
 	KCARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -run TestBrowser ./test/ui/
+
+# The agent's and eportal's .deb (and .rpm, with rpmbuild) in dist/;
+# VERSION=x.y.z sets their version.
+packages:
+	scripts/build-packages.sh dist
+	@if command -v lintian >/dev/null; then lintian --fail-on error dist/*.deb; fi
+
+# Deployment on a real Debian 12 with systemd in QEMU: installer, units,
+# reboot, Ansible, crash-loop guard, package upgrade and purge (root).
+systest:
+	$(GO) test -count=1 -v -timeout 45m ./test/system/...

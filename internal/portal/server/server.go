@@ -84,6 +84,7 @@ func (s *Server) routes() {
 	h("GET /api/v1/license", s.license)
 	h("GET /blobs/sha256/{digest}", s.blob)
 	h("GET /keys/portal.pub", s.portalKey)
+	s.installerRoutes(h) // GET /installer, GET /packages/{name}: installer.go
 	h("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
 		_, err := fmt.Fprintln(w, "ok")
 		return err

@@ -60,6 +60,18 @@ type Config struct {
 	// restrict=on): 10.0.2.2 answers nothing, while guestd's forwarded
 	// port still works.
 	Isolated bool
+	// Disk, when set, is a raw disk image the guest sees as /dev/vda
+	// (virtio-blk); see BuildRootInitramfs to boot from it.
+	Disk string
+	// Forwards are TCP ports forwarded from the host's loopback to the
+	// guest, besides guestd's.
+	Forwards []Forward
+}
+
+// Forward forwards TCP port Host on the host's loopback to port Guest of
+// the guest.
+type Forward struct {
+	Host, Guest int
 }
 
 // VM is a running QEMU guest.
@@ -213,6 +225,9 @@ func qemuArgs(cfg Config, port int) []string {
 		cmdline = append(cmdline, cfg.Append)
 	}
 	netdev := fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", port, GuestdPort)
+	for _, f := range cfg.Forwards {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
+	}
 	if cfg.Isolated {
 		netdev += ",restrict=on"
 	}
@@ -232,6 +247,9 @@ func qemuArgs(cfg Config, port int) []string {
 	}
 	if cfg.Initrd != "" {
 		args = append(args, "-initrd", cfg.Initrd)
+	}
+	if cfg.Disk != "" {
+		args = append(args, "-drive", "file="+optionValue(cfg.Disk)+",if=virtio,format=raw")
 	}
 	for i, s := range cfg.Shares {
 		args = append(args, "-virtfs", fmt.Sprintf("local,path=%s,mount_tag=%s,security_model=none,id=fs%d", optionValue(s.HostDir), s.Tag, i))
@@ -484,6 +502,18 @@ func (vm *VM) post(ctx context.Context, path string) error {
 		return fmt.Errorf("%s: %s", path, resp.Status)
 	}
 	return nil
+}
+
+// Wait waits up to timeout for QEMU to exit by itself, as it does when
+// the guest powers off or reboots (QEMU runs with -no-reboot), and
+// reports whether it did. Stop still cleans up after it.
+func (vm *VM) Wait(timeout time.Duration) bool {
+	select {
+	case <-vm.exited:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // kill kills QEMU and waits for it to exit.

@@ -1,0 +1,173 @@
+package server_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/portal/storetest"
+)
+
+// installerPortal serves a portal whose data directory is data.
+func installerPortal(t *testing.T) (data string, srv *httptest.Server) {
+	t.Helper()
+	data = t.TempDir()
+	s := server.New(server.Config{
+		Store: storetest.Open(t, "sqlite"), Blobs: blobs.Store{Dir: filepath.Join(data, "blobs")},
+		IndexKey: portalKey, Publishers: ring(t, publisher),
+	})
+	srv = httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return data, srv
+}
+
+func installerGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// runScript runs script with sh and args, and env added.
+func runScript(t *testing.T, script string, env []string, args ...string) (exit int, stderr string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "installer.sh")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", append([]string{path}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), errb.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, errb.String()
+}
+
+func TestInstallerWithoutPackage(t *testing.T) {
+	_, srv := installerPortal(t)
+	code, body := installerGet(t, srv.URL+"/installer")
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("GET /installer with no package: %d, want 503", code)
+	}
+	exit, stderr := runScript(t, body, nil)
+	if exit != 1 || !strings.Contains(stderr, "no agent package") {
+		t.Errorf("the refusal script: exit %d, stderr %q; want 1 and \"no agent package\"", exit, stderr)
+	}
+}
+
+func TestInstaller(t *testing.T) {
+	data, srv := installerPortal(t)
+	pkgs := filepath.Join(data, "packages")
+	os.MkdirAll(pkgs, 0o755)
+	os.MkdirAll(filepath.Join(data, "publishers"), 0o755)
+	pub, _ := publisher.PublicKey()
+	os.WriteFile(filepath.Join(data, "publishers", "publisher.pub"), pub, 0o644)
+	newest := []byte("the 0.10.0 package")
+	for name, body := range map[string][]byte{
+		"kcare_0.9.0-1_amd64.deb":    []byte("the 0.9.0 package"),
+		"kcare_0.10.0-1_amd64.deb":   newest,
+		"eportal_0.11.0-1_amd64.deb": []byte("not the agent"),
+		"kcare-0.12.0-1.x86_64.rpm":  []byte("not for dpkg"),
+	} {
+		if err := os.WriteFile(filepath.Join(pkgs, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, script := installerGet(t, srv.URL+"/installer")
+	if code != http.StatusOK {
+		t.Fatalf("GET /installer: %d\n%s", code, script)
+	}
+	sum := sha256.Sum256(newest)
+	portalPub, _ := portalKey.PublicKey()
+	for _, want := range []string{
+		"PORTAL='" + srv.URL + "'",
+		"PACKAGE='kcare_0.10.0-1_amd64.deb'",
+		"SHA256='" + hex.EncodeToString(sum[:]) + "'",
+		`"$CONF_DIR/keys/"'portal.pub'`,
+		`"$CONF_DIR/keys/"'publisher.pub'`,
+		strings.TrimSpace(string(portalPub)),
+		strings.TrimSpace(string(pub)),
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("installer lacks %q", want)
+		}
+	}
+	if out, err := exec.Command("sh", "-n", "-c", script).CombinedOutput(); err != nil {
+		t.Errorf("sh -n: %v\n%s", err, out)
+	}
+
+	t.Run("refuses_unsupported_system", func(t *testing.T) {
+		osRelease := filepath.Join(t.TempDir(), "os-release")
+		os.WriteFile(osRelease, []byte("NAME=\"CentOS Stream\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nPRETTY_NAME=\"CentOS Stream 9\"\n"), 0o644)
+		exit, stderr := runScript(t, script, []string{"KCARE_INSTALLER_OS_RELEASE=" + osRelease}, "KEY")
+		if want := "kcare installer: unsupported system: CentOS Stream 9 (kcare installs on Debian or Ubuntu, x86_64, with systemd)\n"; exit != 1 || stderr != want {
+			t.Errorf("on CentOS: exit %d, stderr %q; want 1, %q", exit, stderr, want)
+		}
+	})
+	t.Run("refuses_missing_os_release", func(t *testing.T) {
+		exit, stderr := runScript(t, script, []string{"KCARE_INSTALLER_OS_RELEASE=/nonexistent/os-release"})
+		if exit != 1 || !strings.Contains(stderr, "unsupported system") {
+			t.Errorf("without os-release: exit %d, stderr %q", exit, stderr)
+		}
+	})
+
+	t.Run("serves_packages", func(t *testing.T) {
+		code, body := installerGet(t, srv.URL+"/packages/kcare_0.10.0-1_amd64.deb")
+		if code != http.StatusOK || body != string(newest) {
+			t.Errorf("GET the package: %d %q", code, body)
+		}
+		for _, path := range []string{"/packages/kcare_0.1.0-1_amd64.deb", "/packages/..%2fportal.key", "/packages/.hidden.deb"} {
+			if code, _ := installerGet(t, srv.URL+path); code != http.StatusNotFound {
+				t.Errorf("GET %s: %d, want 404", path, code)
+			}
+		}
+	})
+
+	t.Run("https_behind_proxy", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", srv.URL+"/installer", nil)
+		req.Host = "eportal.example.com"
+		req.Header.Set("X-Forwarded-Proto", "https")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "PORTAL='https://eportal.example.com'") {
+			t.Errorf("behind a TLS proxy the installer says:\n%s", body)
+		}
+	})
+
+	t.Run("bad_host", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", srv.URL+"/installer", nil)
+		req.Host = "x';reboot;'"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "bad Host") {
+			t.Errorf("bad Host: %d\n%s", resp.StatusCode, body)
+		}
+	})
+}
