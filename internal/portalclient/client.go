@@ -171,10 +171,7 @@ func (c *Client) Unregister(ctx context.Context) error {
 // Index fetches the signed index for a kernel: the exact body and the
 // signature from its header. It parses nothing.
 func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
-	u, err := c.url(c.PatchServer, "/api/v1/index/"+url.PathEscape(buildID))
-	if err != nil {
-		return nil, nil, err
-	}
+	path := "/api/v1/index/" + url.PathEscape(buildID)
 	q := url.Values{}
 	if prefix != "" {
 		q.Set("prefix", prefix)
@@ -183,16 +180,13 @@ func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (bod
 		q.Set("sticky", sticky)
 	}
 	if len(q) > 0 {
-		u += "?" + q.Encode()
+		path += "?" + q.Encode()
 	}
-	resp, err := c.do(ctx, http.MethodGet, u, nil, "", true)
+	resp, err := c.call(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
 		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, nil, apiError(resp)
-	}
 	body, err = io.ReadAll(index.LimitedReader(resp.Body, index.DefaultMaxSize))
 	if err != nil {
 		return nil, nil, fmt.Errorf("read index: %w", err)
@@ -210,18 +204,11 @@ func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (bod
 // longer answer fails with index.ErrTooLarge. progress, if not nil, is
 // called with the bytes read so far.
 func (c *Client) Download(ctx context.Context, path string, size int64, progress func(done, total int64)) ([]byte, error) {
-	u, err := c.url(c.PatchServer, path)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodGet, u, nil, "", true)
+	resp, err := c.call(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, apiError(resp)
-	}
 	r := index.LimitedReader(resp.Body, size)
 	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
 	chunk := make([]byte, 64<<10)
@@ -266,18 +253,11 @@ func (c *Client) CheckIn(ctx context.Context, ci CheckIn) error {
 
 // License returns what the portal says licenses this server.
 func (c *Client) License(ctx context.Context) (map[string]any, error) {
-	u, err := c.url(c.PatchServer, "/api/v1/license")
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodGet, u, nil, "", true)
+	resp, err := c.call(ctx, http.MethodGet, "/api/v1/license", nil, "")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, apiError(resp)
-	}
 	var out map[string]any
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("license: bad answer: %w", err)
@@ -286,17 +266,28 @@ func (c *Client) License(ctx context.Context) (map[string]any, error) {
 }
 
 func (c *Client) postJSON(ctx context.Context, path string, body []byte) ([]byte, error) {
-	u, err := c.url(c.PatchServer, path)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodPost, u, body, "application/json", true)
+	resp, err := c.call(ctx, http.MethodPost, path, body, "application/json")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+}
+
+// call sends an authenticated request to the patch server and returns a
+// 200 answer, or the portal's error.
+func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType string) (*http.Response, error) {
+	u, err := c.url(c.PatchServer, path)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, method, u, body, contentType, true)
+	if err != nil {
+		return nil, err
+	}
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		return nil, apiError(resp)
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp, nil
 }
