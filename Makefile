@@ -51,6 +51,11 @@ clean:
 screenshots:
 	KCARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -run TestBrowser ./test/ui/
 
+# Portal load test and benchmark figures (docs/benchmarks.md).
+.PHONY: bench-portal
+bench-portal:
+	$(GO) run ./test/loadgen -db sqlite -seed 100000 -agents 1000 -concurrency 32 -duration 30s
+
 # The agent's and eportal's .deb (and .rpm, with rpmbuild) in dist/;
 # VERSION=x.y.z sets their version.
 packages:

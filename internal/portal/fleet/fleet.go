@@ -99,7 +99,7 @@ func (e *Evaluator) level(ctx context.Context, s *store.Server) (bool, int, erro
 		k, ok := e.keys[s.Key]
 		if !ok {
 			var err error
-			if k, err = e.Store.Key(ctx, s.Key); err != nil {
+			if k, err = e.Store.KeySettings(ctx, s.Key); err != nil {
 				k = nil
 			}
 			e.keys[s.Key] = k

@@ -243,6 +243,10 @@ func (s *Server) license(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := map[string]any{"server_id": c.server.ID, "feed": c.feed, "type": "ip"}
 	if c.key != nil {
+		// The caller's key was read without its server count; count now.
+		if k, err := s.cfg.Store.Key(r.Context(), c.key.Key); err == nil {
+			c.key = k
+		}
 		out["type"] = "key"
 		out["key"] = c.key.Key
 		out["limit"] = c.key.Limit

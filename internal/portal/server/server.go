@@ -207,7 +207,7 @@ func (s *Server) agentAuth(ctx context.Context, r *http.Request) (*caller, error
 	}
 	c := &caller{server: srv, feed: "main"}
 	if srv.Key != "" {
-		k, err := s.cfg.Store.Key(ctx, srv.Key)
+		k, err := s.cfg.Store.KeySettings(ctx, srv.Key)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, &httpError{code: http.StatusUnauthorized, msg: "key-revoked"}
 		}

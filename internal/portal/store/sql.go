@@ -587,13 +587,22 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.Key, k.Note, k.Limit, k.Feed, k.Sticky, 
 	return nil
 }
 
-const keyCols = `k.key, k.note, k.server_limit, k.feed, k.sticky, k.ip_ranges, k.created,
+const keyCols = keySettingsCols + `,
 	(SELECT COUNT(*) FROM servers s WHERE s.key = k.key)`
 
-func scanKey(r scanner) (Key, error) {
+// keySettingsCols are a key's own columns, without its server count.
+const keySettingsCols = `k.key, k.note, k.server_limit, k.feed, k.sticky, k.ip_ranges, k.created`
+
+func scanKey(r scanner) (Key, error) { return scanKeyCols(r, true) }
+
+func scanKeyCols(r scanner, count bool) (Key, error) {
 	var k Key
 	var ranges string
-	err := r.Scan(&k.Key, &k.Note, &k.Limit, &k.Feed, &k.Sticky, &ranges, timeCol{&k.Created}, &k.Servers)
+	dest := []any{&k.Key, &k.Note, &k.Limit, &k.Feed, &k.Sticky, &ranges, timeCol{&k.Created}}
+	if count {
+		dest = append(dest, &k.Servers)
+	}
+	err := r.Scan(dest...)
 	if err != nil {
 		return k, err
 	}
@@ -607,7 +616,20 @@ func scanKey(r scanner) (Key, error) {
 }
 
 func (s *sqlStore) Key(ctx context.Context, key string) (*Key, error) {
-	k, err := scanKey(s.r.QueryRowContext(ctx, `SELECT `+keyCols+` FROM keys k WHERE k.key = $1`, key))
+	k, err := s.KeySettings(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	// Counted on its own, with the key as a parameter, so that PostgreSQL
+	// plans it on the servers_key index rather than a scan.
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers WHERE key = $1`, key).Scan(&k.Servers); err != nil {
+		return nil, fmt.Errorf("key %s: count servers: %w", key, err)
+	}
+	return k, nil
+}
+
+func (s *sqlStore) KeySettings(ctx context.Context, key string) (*Key, error) {
+	k, err := scanKeyCols(s.r.QueryRowContext(ctx, `SELECT `+keySettingsCols+` FROM keys k WHERE k.key = $1`, key), false)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}

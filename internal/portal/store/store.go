@@ -319,6 +319,9 @@ type Store interface {
 	// /128), stored in canonical form; a bad one is ErrInvalidInput.
 	AddKey(ctx context.Context, k *Key) error
 	Key(ctx context.Context, key string) (*Key, error)
+	// KeySettings is Key without the server count: what authenticating
+	// an agent and resolving its feed need, on every agent request.
+	KeySettings(ctx context.Context, key string) (*Key, error)
 	Keys(ctx context.Context) ([]Key, error) // in order of creation
 	// UpdateKey sets the note, limit, feed, sticky date and IP ranges of
 	// the key k names; servers already registered stay.
