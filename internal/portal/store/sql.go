@@ -435,7 +435,7 @@ func (s *sqlStore) Feed(ctx context.Context, name string) (*Feed, error) {
 }
 
 func (s *sqlStore) Feeds(ctx context.Context) ([]Feed, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+feedCols+` FROM feeds ORDER BY created, name`)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+feedCols+` FROM feeds`)
 	if err != nil {
 		return nil, fmt.Errorf("feeds: %w", err)
 	}
@@ -451,6 +451,7 @@ func (s *sqlStore) Feeds(ctx context.Context) ([]Feed, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("feeds: %w", err)
 	}
+	SortFeeds(out)
 	return out, nil
 }
 

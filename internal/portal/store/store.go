@@ -11,6 +11,8 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -67,6 +69,23 @@ type Feed struct {
 	DeployAfter time.Duration // hold levels back this long after release
 	Auto        bool          // new patchsets are enabled here when published
 	Created     time.Time
+}
+
+// SortFeeds puts feeds in the one order every list of them shows, in the
+// UI, the REST API, the CLI and the metrics: the main feed first, then the
+// others by name (byte order, so SQLite and PostgreSQL agree whatever the
+// database's collation). Creation times play no part: the main feed is
+// stamped with the day its data dir was made.
+func SortFeeds(feeds []Feed) {
+	slices.SortStableFunc(feeds, func(a, b Feed) int {
+		if (a.Name == "main") != (b.Name == "main") {
+			if a.Name == "main" {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 }
 
 // FeedPatchset is a patchset's state in one feed.
@@ -307,7 +326,7 @@ type Store interface {
 	// those published from then on. Channel "" is "stable".
 	AddFeed(ctx context.Context, f *Feed) error
 	Feed(ctx context.Context, name string) (*Feed, error)
-	Feeds(ctx context.Context) ([]Feed, error) // in order of creation, main first
+	Feeds(ctx context.Context) ([]Feed, error) // main first, then the others by name
 	// UpdateFeed sets the channel, delay and Auto of the feed f names.
 	UpdateFeed(ctx context.Context, f *Feed) error
 	// DeleteFeed moves the feed's keys and IP licenses to main; main

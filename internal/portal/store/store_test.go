@@ -52,6 +52,7 @@ var suite = []struct {
 	{"visible-levels", testVisibleLevels},
 	{"set-patchsets", testSetPatchsets},
 	{"feeds", testFeeds},
+	{"feed-order", testFeedOrder},
 	{"delete-feed", testDeleteFeed},
 	{"keys", testKeys},
 	{"register", testRegister},
@@ -388,6 +389,32 @@ func testFeeds(t *testing.T, b backend) {
 	}
 	wantErr(t, "DeleteFeed main", s.DeleteFeed(ctx, "main"), ErrInUse)
 	wantErr(t, "DeleteFeed unknown", s.DeleteFeed(ctx, "nosuchfeed"), ErrNotFound)
+}
+
+// testFeedOrder checks the one order of every list of feeds: main first,
+// then the others by name, whatever their creation times are — before and
+// after the main feed's, which a migration stamps with the day the store was
+// made.
+func testFeedOrder(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	for _, f := range []Feed{
+		{Name: "zeta", Created: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Name: "delayed-48h", DeployAfter: 48 * time.Hour, Created: time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Name: "alpha", Created: t0},
+		{Name: "Beta", Created: t0.Add(-time.Hour)},
+	} {
+		check(t, "AddFeed", s.AddFeed(ctx, &f))
+	}
+	feeds, err := s.Feeds(ctx)
+	check(t, "Feeds", err)
+	var names []string
+	for _, f := range feeds {
+		names = append(names, f.Name)
+	}
+	if diff := cmp.Diff([]string{"main", "Beta", "alpha", "delayed-48h", "zeta"}, names); diff != "" {
+		t.Errorf("Feeds (-want +got):\n%s", diff)
+	}
 }
 
 func testDeleteFeed(t *testing.T, b backend) {

@@ -1,0 +1,85 @@
+#!/bin/sh
+# clockshift.sh DAYS COMMAND...: runs COMMAND with every Go program it builds
+# (tests, and binaries the tests build with `go build`) seeing a wall clock
+# moved by DAYS days (negative: into the past). Monotonic time, timers and
+# sleeps are untouched.
+#
+# It is how the suite is checked for tests that depend on today's date: a
+# test that passes today and fails a year from now, or failed a year ago,
+# compares a fixed date with the wall clock. It works by a build overlay of
+# the standard library's time.Now (go build -overlay), so nothing in the
+# project's own code can move the clock. The programs the tests start that
+# are not Go (gpg, nagios, chromium) see the same moved clock through
+# Debian's libfaketime (package faketime), so that a key gpg makes and a
+# signature kcare checks share one clock, as on a real machine.
+set -eu
+if [ $# -lt 2 ]; then
+	echo "usage: clockshift.sh DAYS COMMAND..." >&2
+	exit 2
+fi
+days=$1
+shift
+case $days in
+'' | *[!0-9-]* | -*-* | ?*-*)
+	echo "clockshift.sh: DAYS must be a whole number, not $days" >&2
+	exit 2
+	;;
+esac
+
+goroot=$(go env GOROOT)
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+src=$goroot/src/time/time.go
+grep -q '^	sec, nsec, mono := runtimeNow()$' "$src" || {
+	echo "clockshift.sh: $src has no runtimeNow() line to shift; Go changed" >&2
+	exit 1
+}
+sed 's/^	sec, nsec, mono := runtimeNow()$/	sec, nsec, mono := runtimeNow()\n	sec += clockShiftSeconds/' "$src" >"$dir/time.go"
+cat >"$dir/clockshift.go" <<'GO'
+package time
+
+import "syscall"
+
+// clockShiftSeconds moves Now by KCARE_CLOCK_SHIFT_DAYS days.
+var clockShiftSeconds = func() int64 {
+	v, _ := syscall.Getenv("KCARE_CLOCK_SHIFT_DAYS")
+	var n int64
+	neg := false
+	for i, c := range v {
+		switch {
+		case i == 0 && c == '-':
+			neg = true
+		case c >= '0' && c <= '9':
+			n = n*10 + int64(c-'0')
+		default:
+			return 0
+		}
+	}
+	if neg {
+		n = -n
+	}
+	return n * 86400
+}()
+GO
+cat >"$dir/overlay.json" <<JSON
+{"Replace": {
+  "$src": "$dir/time.go",
+  "$goroot/src/time/kcare_clockshift.go": "$dir/clockshift.go"
+}}
+JSON
+
+export KCARE_CLOCK_SHIFT_DAYS="$days"
+faketime=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+if [ ! -e "$faketime" ]; then
+	echo "clockshift.sh: $faketime is missing: apt-get install faketime" >&2
+	exit 1
+fi
+case $days in
+-*) export FAKETIME="${days}d" ;;
+*) export FAKETIME="+${days}d" ;;
+esac
+export DONT_FAKE_MONOTONIC=1 FAKETIME_DONT_RESET=1
+export LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$faketime"
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-overlay=$dir/overlay.json"
+"$@"
