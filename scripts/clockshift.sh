@@ -9,7 +9,7 @@
 # compares a fixed date with the wall clock. It works by a build overlay of
 # the standard library's time.Now (go build -overlay), so nothing in the
 # project's own code can move the clock. The programs the tests start that
-# are not Go (gpg, nagios, chromium) see the same moved clock through
+# are not Go (gpg, nagios) see the same moved clock through
 # Debian's libfaketime (package faketime), so that a key gpg makes and a
 # signature kcare checks share one clock, as on a real machine.
 set -eu
@@ -70,16 +70,27 @@ cat >"$dir/overlay.json" <<JSON
 JSON
 
 export KCARE_CLOCK_SHIFT_DAYS="$days"
-faketime=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+faketime=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 if [ ! -e "$faketime" ]; then
 	echo "clockshift.sh: $faketime is missing: apt-get install faketime" >&2
 	exit 1
 fi
 case $days in
--*) export FAKETIME="${days}d" ;;
-*) export FAKETIME="+${days}d" ;;
+-*) offset="${days}d" ;;
+*) offset="+${days}d" ;;
 esac
-export DONT_FAKE_MONOTONIC=1 FAKETIME_DONT_RESET=1
-export LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$faketime"
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-overlay=$dir/overlay.json"
+# Wrappers first on PATH run these programs under libfaketime. Not a global
+# LD_PRELOAD: Chromium's launcher fails under it, and the scanner tests set
+# LD_PRELOAD themselves.
+mkdir "$dir/bin"
+for prog in gpg nagios4 zabbix_agentd; do
+	real=$(command -v "$prog" || true)
+	[ -n "$real" ] || continue
+	cat >"$dir/bin/$prog" <<SH
+#!/bin/sh
+LD_PRELOAD=$faketime FAKETIME=$offset DONT_FAKE_MONOTONIC=1 exec $real "\$@"
+SH
+	chmod +x "$dir/bin/$prog"
+done
+export PATH="$dir/bin:$PATH"
 "$@"

@@ -97,8 +97,12 @@ func newEnv(t *testing.T, root string, livepatch bool) *env {
 	t.Cleanup(k.Close)
 	cfg := config.Default()
 	cfg.TransitionTimeout = 5 * time.Second
-	return &env{k: k, a: &Agent{Root: root, Config: cfg, Keys: keyring(t, publisher), Loader: k}}
+	return &env{k: k, a: &Agent{Root: root, Config: cfg, Keys: keyring(t, publisher), Loader: k, Now: testNow}}
 }
+
+// testNow is the agents' clock in these tests: fixed, after the fixture
+// bundles' release dates, so that no test depends on the day it runs.
+func testNow() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) }
 
 func (e *env) apply(t *testing.T, level int) *Result {
 	t.Helper()

@@ -47,7 +47,7 @@ func (p *fakePortal) serve(t *testing.T, signer *trust.Signer, edit func(*index.
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().UTC()
+	now := testNow()
 	idx := &index.Index{
 		Type: index.Type, Version: 10, Issued: now, Expires: now.Add(time.Hour),
 		BuildID: fakekernel.BuildID, Latest: b.Manifest.Level,
@@ -121,8 +121,8 @@ func TestUpdateAttacks(t *testing.T) {
 		}, index.ErrRollback},
 		{"expired_index", func(t *testing.T, p *fakePortal, data, sig []byte) {
 			p.serve(t, portalKey, func(i *index.Index) {
-				i.Issued = time.Now().Add(-96 * time.Hour)
-				i.Expires = time.Now().Add(-24 * time.Hour)
+				i.Issued = testNow().Add(-96 * time.Hour)
+				i.Expires = testNow().Add(-24 * time.Hour)
 				i.Version = 20
 			}, data, sig)
 		}, index.ErrExpired},

@@ -46,6 +46,11 @@ const (
 	bobPassword   = "bob's long password"
 )
 
+// testStart is where the portal's clock starts: after the bundles' release
+// dates (bundletest: day `level` of November 2026), and fixed, so that no
+// test depends on the day it runs. The agents share the portal's clock.
+var testStart = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
 func (p *portal) now() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -61,7 +66,7 @@ func (p *portal) advance(d time.Duration) {
 func newPortal(t testing.TB) *portal {
 	t.Helper()
 	st := storetest.Open(t, "sqlite")
-	p := &portal{st: st, clock: time.Now().UTC()}
+	p := &portal{st: st, clock: testStart}
 	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
 		Publishers: ring(t, publisher), Now: p.now})
 	p.http = httptest.NewServer(srv.Handler())
@@ -100,7 +105,7 @@ func (p *portal) newHost(t *testing.T) *host {
 	cfg := config.Default()
 	cfg.TransitionTimeout = 5 * time.Second
 	return &host{
-		a: &agent.Agent{Root: root, Config: cfg, Keys: ring(t, publisher, portalKey), Loader: k},
+		a: &agent.Agent{Root: root, Config: cfg, Keys: ring(t, publisher, portalKey), Loader: k, Now: p.now},
 		c: &portalclient.Client{PatchServer: p.http.URL, Backoff: time.Millisecond},
 	}
 }

@@ -60,7 +60,7 @@ func newPortalOn(t *testing.T, kind string, wrap func(http.Handler) http.Handler
 	st := storetest.Open(t, kind)
 	idx, _ := signer("kcare mirror test portal")
 	p := &portal{st: st, bs: blobs.Store{Dir: t.TempDir()}}
-	p.srv = server.New(server.Config{Store: st, Blobs: p.bs, IndexKey: idx, Publishers: publishers})
+	p.srv = server.New(server.Config{Store: st, Blobs: p.bs, IndexKey: idx, Publishers: publishers, Now: testNow})
 	h := p.srv.Handler()
 	if wrap != nil {
 		h = wrap(h)
@@ -69,16 +69,20 @@ func newPortalOn(t *testing.T, kind string, wrap func(http.Handler) http.Handler
 	t.Cleanup(p.http.Close)
 	ctx := context.Background()
 	hash, _ := auth.HashPassword("mirror password")
-	st.AddUser(ctx, &store.User{Name: "mirror", PasswordHash: hash, Role: "readonly", Created: time.Now()})
+	st.AddUser(ctx, &store.User{Name: "mirror", PasswordHash: hash, Role: "readonly", Created: testNow()})
 	p.token = auth.NewSecret()
-	st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(p.token), User: "mirror", Created: time.Now()})
+	st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(p.token), User: "mirror", Created: testNow()})
 	return p
 }
+
+// testNow is the clock of the portals and syncers in these tests: fixed,
+// so that no test depends on the day it runs.
+func testNow() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) }
 
 // bundleFor makes a signed bundle of level for the fake kernel, padded to
 // about size bytes.
 func bundleFor(t *testing.T, s *trust.Signer, level, size int) (data, sig []byte) {
-	return bundletest.Bundle(t, s, level, bundletest.Options{Released: time.Now().Add(-72 * time.Hour), Pad: size})
+	return bundletest.Bundle(t, s, level, bundletest.Options{Released: testNow().Add(-72 * time.Hour), Pad: size})
 }
 
 func (p *portal) publish(t *testing.T, level, size int) string {
@@ -92,7 +96,7 @@ func (p *portal) publish(t *testing.T, level, size int) string {
 }
 
 func (p *portal) syncer(t *testing.T, up *portal, dir string) *mirror.Syncer {
-	return &mirror.Syncer{Upstream: up.http.URL, Token: up.token, Store: p.st, Blobs: p.bs, Publishers: publishers, DataDir: dir}
+	return &mirror.Syncer{Upstream: up.http.URL, Token: up.token, Store: p.st, Blobs: p.bs, Publishers: publishers, DataDir: dir, Now: testNow}
 }
 
 func (p *portal) levels(t *testing.T) []int {
@@ -142,13 +146,15 @@ func testSyncAndRefuseTampered(t *testing.T, kind string) {
 		t.Errorf("second sync: %+v, %v; want nothing new", st, err)
 	}
 
-	// A level slipped into the upstream with a signature by another key.
+	// A level slipped into the upstream with a signature by another key,
+	// published in the same instant as level 1, the mirror's cursor: it is
+	// listed (once it was missed) and refused.
 	stranger, _ := signer("not the publisher")
 	data, sig := bundleFor(t, stranger, 2, 0)
 	d, _ := up.bs.Put(data)
 	if err := up.st.AddLevel(ctx, &store.Level{BuildID: fakekernel.BuildID, KernelID: kernel.KernelID(fakekernel.Version), Release: fakekernel.Release,
 		Level: 2, Patchset: "K20261127_02", Channel: "stable", Digest: d, Size: int64(len(data)), Signature: sig,
-		EffectiveRelease: fakekernel.Release, Released: time.Now().Add(-time.Hour), Published: time.Now()}); err != nil {
+		EffectiveRelease: fakekernel.Release, Released: testNow().Add(-time.Hour), Published: testNow()}); err != nil {
 		t.Fatal(err)
 	}
 	st, err = s.Sync(ctx)
@@ -162,7 +168,7 @@ func testSyncAndRefuseTampered(t *testing.T, kind string) {
 		t.Errorf("the tampered bundle is stored on the mirror: %v", err)
 	}
 	read, _ := mirror.ReadStatus(s.DataDir)
-	if read.LastSuccess.IsZero() || !read.Healthy(time.Now(), time.Hour) {
+	if read.LastSuccess.IsZero() || !read.Healthy(testNow(), time.Hour) {
 		t.Errorf("status %+v, want healthy", read)
 	}
 }

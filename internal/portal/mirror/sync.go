@@ -131,12 +131,14 @@ func (s *Syncer) sync(ctx context.Context, st *Status) error {
 		return err
 	}
 	for _, l := range levels {
-		if err := s.one(ctx, l); errors.Is(err, ErrRefused) {
+		stored, err := s.one(ctx, l)
+		switch {
+		case errors.Is(err, ErrRefused):
 			s.log().Warn("sync: refused", "error", err)
 			st.Refused = append(st.Refused, err.Error())
-		} else if err != nil {
+		case err != nil:
 			return err
-		} else {
+		case stored:
 			st.Fetched++
 		}
 		if l.Published.After(st.Cursor) {
@@ -171,36 +173,37 @@ func (s *Syncer) list(ctx context.Context, since time.Time) ([]Level, error) {
 	return out.Levels, nil
 }
 
-// one fetches, verifies and stores one level.
-func (s *Syncer) one(ctx context.Context, l Level) error {
+// one fetches, verifies and stores one level, and reports whether it
+// stored it (false: the level was here already).
+func (s *Syncer) one(ctx context.Context, l Level) (bool, error) {
 	have, err := s.Store.Levels(ctx, l.BuildID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, h := range have {
 		if h.Level == l.Level {
-			return nil // stored already (by us, or by a sync that ran at the same time)
+			return false, nil // stored already (by us, or by a sync that ran at the same time)
 		}
 	}
 	if !blobs.ValidDigest(l.Digest) || l.Size <= 0 || l.Size > bundle.MaxBundleSize {
-		return fmt.Errorf("%w: level %d of %s: bad digest or size", ErrRefused, l.Level, l.BuildID)
+		return false, fmt.Errorf("%w: level %d of %s: bad digest or size", ErrRefused, l.Level, l.BuildID)
 	}
 	data, err := s.fetch(ctx, l)
 	if err != nil {
-		return err
+		return false, err
 	}
 	sl, err := l.Check(data, s.Publishers, s.now())
 	if err != nil {
-		return err
+		return false, err
 	}
 	if _, err := s.Blobs.Put(data); err != nil {
-		return err
+		return false, err
 	}
 	if err := s.Store.AddLevel(ctx, sl); err != nil && !errors.Is(err, store.ErrExists) {
-		return err
+		return false, err
 	}
 	s.log().Info("sync: stored", "release", l.Release, "level", l.Level, "patchset", l.Patchset)
-	return nil
+	return true, nil
 }
 
 // fetch downloads a bundle into DATA/partial/<digest>, continuing where

@@ -9,8 +9,8 @@ import (
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-// mirrorLevels lists, for a mirror's sync, the levels published after
-// ?since= (RFC 3339), oldest first, with their publisher signatures. Any
+// mirrorLevels lists, for a mirror's sync, the levels published at or
+// after ?since= (RFC 3339), oldest first, with their publisher signatures. Any
 // API token may read it.
 func (s *Server) mirrorLevels(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.apiUser(r, false); err != nil {

@@ -52,7 +52,7 @@ func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	f := store.ServerFilter{Hostname: q.Get("hostname"), IP: q.Get("ip"), Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag")}
+	f := store.ServerFilter{Hostname: q.Get("hostname"), IP: q.Get("ip"), Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag"), Now: s.now()}
 	var err error
 	if v := q.Get("checkin_age"); v != "" {
 		// Hours, as ePortal takes it, or a Go duration.

@@ -45,10 +45,15 @@ type portal struct {
 	now   time.Time
 }
 
+// testStart is where the portal's clock starts: fixed, after the fixture
+// bundles' release dates, so that no test depends on the day it runs. The
+// agents share the portal's clock.
+var testStart = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
 func newPortal(t *testing.T, kind string) *portal {
 	t.Helper()
 	st := storetest.Open(t, kind)
-	p := &portal{st: st, now: time.Now().UTC()}
+	p := &portal{st: st, now: testStart}
 	p.srv = server.New(server.Config{
 		Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
 		Publishers: ring(t, publisher), Now: func() time.Time { return p.now },
@@ -146,7 +151,7 @@ func (p *portal) newHost(t *testing.T) *host {
 	cfg := config.Default()
 	cfg.TransitionTimeout = 5 * time.Second
 	return &host{
-		a: &agent.Agent{Root: root, Config: cfg, Keys: ring(t, publisher, portalKey), Loader: k},
+		a: &agent.Agent{Root: root, Config: cfg, Keys: ring(t, publisher, portalKey), Loader: k, Now: func() time.Time { return p.now }},
 		k: k,
 		c: &portalclient.Client{PatchServer: p.http.URL, Backoff: time.Millisecond},
 	}

@@ -98,7 +98,7 @@ func testServersState(t *testing.T, b backend) {
 	ctx := t.Context()
 	addLevels(t, s, level(buildDebian, 1, "K1", "stable", t0.Add(-48*time.Hour)), level(buildDebian, 2, "K2", "stable", t0.Add(-24*time.Hour)))
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
-	now := time.Now()
+	now := t0.Add(time.Hour)
 	add := func(id, build string, lvl int, seen time.Time) {
 		check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: id, Registered: t0}))
 		if !seen.IsZero() {
@@ -121,6 +121,7 @@ func testServersState(t *testing.T, b backend) {
 		{"outofdate", ServerFilter{ActiveWithin: 48 * time.Hour, IsUpdated: &no}, []string{"out"}},
 		{"uptodate", ServerFilter{ActiveWithin: 48 * time.Hour, IsUpdated: &yes, Unsupported: &no}, []string{"up"}},
 	} {
+		c.f.Now = now
 		got, err := s.Servers(ctx, c.f)
 		check(t, c.name, err)
 		var ids []string

@@ -950,7 +950,10 @@ const newestVisible = `SELECT fp.feed AS feed, l.build_id AS build_id, MAX(l.lev
 	GROUP BY fp.feed, l.build_id`
 
 func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error) {
-	q, args := s.serversQuery(f, time.Now())
+	if (f.CheckinAge > 0 || f.ActiveWithin > 0) && f.Now.IsZero() {
+		return nil, fmt.Errorf("servers: %w: a check-in age needs the caller's Now", ErrInvalidInput)
+	}
+	q, args := s.serversQuery(f, f.Now)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("servers: %w", err)

@@ -154,6 +154,10 @@ type ServerFilter struct {
 	Key        string
 	Feed       string        // the key's feed, or the IP license's
 	CheckinAge time.Duration // last check-in older than this (or never)
+	// Now is the instant CheckinAge and ActiveWithin count back from: the
+	// caller's clock, so that a face and its tests agree on "now". A filter
+	// with either age and no Now is refused (ErrInvalidInput).
+	Now time.Time
 	// IsUpdated selects servers whose level is (true) or is not (false)
 	// at least the newest of VisibleLevels(their feed, their build-id);
 	// a server with no visible level counts as updated.

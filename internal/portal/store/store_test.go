@@ -714,7 +714,7 @@ func testServersFilter(t *testing.T, b backend) {
 	)
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-main"}))
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-test", Feed: "test"}))
-	now := time.Now()
+	now := t0.Add(time.Hour)
 	servers := []struct {
 		key, id, host, ip, build string
 		level                    int
@@ -767,6 +767,7 @@ func testServersFilter(t *testing.T, b backend) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tt.f.Now = now
 			got, err := s.Servers(ctx, tt.f)
 			check(t, "Servers", err)
 			if diff := cmp.Diff(tt.want, serverIDs(got)); diff != "" {

@@ -77,6 +77,7 @@ func (u *UI) keyFeed(ctx context.Context, seen map[string]string, key string) st
 // filters in SQL.
 func (u *UI) stateFilter(f *store.ServerFilter, state string) error {
 	yes, no := true, false
+	f.Now = u.now()
 	switch state {
 	case "":
 	case string(fleet.Inactive):
