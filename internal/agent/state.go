@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/index"
 )
 
 // State is what /var/lib/kcare/state.json records: the level last applied
@@ -19,6 +20,9 @@ type State struct {
 	Digest   string          `json:"bundle_sha256"`
 	Bundle   string          `json:"bundle"` // cached bundle, relative to the cache dir
 	Signer   string          `json:"signer"` // fingerprint of the publisher key
+	// Request is the index request the level was fetched with; nil for
+	// a level applied by hand (--apply) or recorded by an older agent.
+	Request *index.Request `json:"request,omitempty"`
 }
 
 func (a *Agent) stateDir() string { return filepath.Join(a.root(), "var/lib/kcare") }
