@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/index"
@@ -116,9 +117,9 @@ func (a *Agent) lock(ctx context.Context) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
 	path := filepath.Join(a.stateDir(), "kcarectl.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := atomicfile.OpenLock(path, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
+		return nil, err
 	}
 	wait := a.LockWait
 	if wait <= 0 {
