@@ -43,7 +43,7 @@ func client(a *agent.Agent, o *options) *portalclient.Client {
 		c.Secret = strings.TrimSpace(string(s))
 	}
 	tr, err := portalclient.NewTransport(portalclient.TransportOptions{
-		HTTPProxy: a.Config.HTTPProxy, HTTPSProxy: a.Config.HTTPSProxy, CABundle: caBundle(a, o),
+		HTTPProxy: a.Config.HTTPProxy, HTTPSProxy: a.Config.HTTPSProxy, CABundle: caBundle(a, o), Pins: a.Config.PatchServerPins,
 	})
 	if err != nil {
 		// A bad setting must not silently fall back to another route.
