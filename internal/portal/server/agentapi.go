@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,6 +137,15 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 		ServerID: c.server.ID,
 		BuildID:  buildID,
 		Feed:     c.feed,
+		// The question as the agent asked it, which it checks.
+		Request: &index.Request{BuildID: buildID, Prefix: q.Get("prefix"), Sticky: q.Get("sticky")},
+	}
+	reported, err := s.reported(ctx, c)
+	if err != nil {
+		return err
+	}
+	if from := resolve.RollbackFrom(reported, buildID, picked); from > 0 {
+		idx.Rollback = &index.Rollback{Level: picked.Level, From: from, ServerID: c.server.ID}
 	}
 	for _, l := range all {
 		idx.KernelID = l.KernelID
@@ -166,6 +176,21 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set(index.SignatureHeader, index.EncodeSignature(sig))
 	_, err = w.Write(body)
 	return err
+}
+
+// reported returns the server as its last check-in recorded it, for
+// resolve.RollbackFrom: a registered server as it authenticated (by its
+// secret), a server known by its IP license from the record its
+// check-ins keep; nil when there is none.
+func (s *Server) reported(ctx context.Context, c *caller) (*store.Server, error) {
+	if c.server.SecretHash != nil {
+		return c.server, nil
+	}
+	srv, err := s.cfg.Store.Server(ctx, c.server.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return srv, err
 }
 
 func manifestName(l *store.Level) string {
