@@ -35,7 +35,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ttl := fs.Duration("index-ttl", server.DefaultIndexTTL, "how long a signed index stays valid")
 	jsonLog := fs.Bool("log-json", false, "log JSON lines instead of text")
 	upstream := fs.String("upstream", "", "mirror the upstream portal at `URL`")
-	upToken := fs.String("upstream-token", "", "an API `TOKEN` on the upstream")
+	upTokenFlags := registerUpstreamToken(fs)
 	upProxy := fs.String("upstream-proxy", "", "reach the upstream through this proxy `URL`")
 	syncEvery := fs.Duration("sync-interval", 10*time.Minute, "how often to sync from the upstream")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
@@ -46,6 +46,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
+	}
+	upToken, err := upstreamToken(upTokenFlags, "serve", e)
+	if err != nil {
+		return err
+	}
+	if *upstream != "" && upToken == "" {
+		return usageErr("--upstream needs an upstream token (--upstream-token-file FILE or %s)", upstreamTokenSource.Env)
 	}
 	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
 	if *jsonLog {
@@ -90,14 +97,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *upstream != "" {
-		if *upToken == "" {
-			return usageErr("--upstream needs --upstream-token")
-		}
 		client, err := upstreamClient(*upProxy)
 		if err != nil {
 			return err
 		}
-		syncer := &mirror.Syncer{Upstream: *upstream, Token: *upToken, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
+		syncer := &mirror.Syncer{Upstream: *upstream, Token: upToken, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
 			Publishers: publishers, DataDir: db.data, Log: log, HTTP: client}
 		go func() {
 			for {
