@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portalclient"
 	"github.com/kcare/kcare/internal/secretflag"
@@ -161,7 +162,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	tmp := *out + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := datadir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
 	}

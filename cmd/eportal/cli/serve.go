@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/fleet"
 	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portal/server"
@@ -60,7 +61,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	log := slog.New(h)
 
-	if err := os.MkdirAll(db.data, 0o755); err != nil {
+	if err := datadir.MkdirAll(db.data); err != nil {
 		return err
 	}
 	signer, err := portalKey(db.data)
@@ -153,10 +154,10 @@ func portalKey(data string) (*trust.Signer, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+		if err := datadir.WriteFile(keyPath, priv); err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(data, "portal.pub"), pub, 0o644); err != nil {
+		if err := datadir.WriteFile(filepath.Join(data, "portal.pub"), pub); err != nil {
 			return nil, err
 		}
 		b = priv
