@@ -42,11 +42,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
 	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
+	externalURL := fs.String("external-url", "", "the portal's `URL` as agents reach it (https://HOST[:PORT]), for /installer; without it /installer refuses")
 	if _, err := parse(fs, e, args); err != nil {
 		return err
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
+	}
+	if *externalURL != "" {
+		u, err := server.ParseExternalURL(*externalURL)
+		if err != nil {
+			return usageErr("--external-url: %v", err)
+		}
+		*externalURL = u
 	}
 	upToken, err := upstreamToken(upTokenFlags, "serve", e)
 	if err != nil {
@@ -94,7 +102,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler, err := server.WithInstaller(srv.Handler(), server.InstallerOptions{ExternalURL: *externalURL})
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *upstream != "" {
@@ -129,7 +141,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		errc <- hs.Serve(ln)
 	}()
 	log.Info("eportal serving", "addr", ln.Addr().String(), "tls", *tlsCert != "", "store", st.Kind(), "data", db.data,
-		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len())
+		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len(), "external_url", *externalURL)
 	select {
 	case err := <-errc:
 		return err

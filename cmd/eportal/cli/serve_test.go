@@ -132,3 +132,30 @@ func modes(t *testing.T, root string) map[string]os.FileMode {
 	}
 	return out
 }
+
+// TestServeInstallerExternalURL: a real eportal serve names its
+// --external-url in the installer whatever Host a request carries, and
+// refuses a bad one at start.
+func TestServeInstallerExternalURL(t *testing.T) {
+	data := mirrorData(t)
+	os.MkdirAll(filepath.Join(data, "packages"), 0o700)
+	os.WriteFile(filepath.Join(data, "packages", "kcare_0.10.0-1_amd64.deb"), []byte("the package"), 0o600)
+	p := startServe(t, "--data", data, "--external-url", "https://eportal.example.com:8443/")
+	req, _ := http.NewRequest("GET", "http://"+p.Addr+"/installer", nil)
+	req.Host = "evil.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "\nPORTAL='https://eportal.example.com:8443'\n") || strings.Contains(string(body), "evil.example") {
+		t.Errorf("GET /installer with Host evil.example: %s\n%s", resp.Status, body)
+	}
+	p.Stop(t)
+
+	_, stderr, code := run(t, "", "serve", "--data", data, "--listen", "127.0.0.1:0", "--external-url", "https://evil.example/'$(reboot)'")
+	if want := "eportal serve: --external-url: external URL \"https://evil.example/'$(reboot)'\": bad path \"/'$(reboot)'\"\n"; code != 2 || stderr != want {
+		t.Errorf("serve with a bad --external-url: exit %d, stderr %q; want 2, %q", code, stderr, want)
+	}
+}
