@@ -41,6 +41,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	syncEvery := fs.Duration("sync-interval", 10*time.Minute, "how often to sync from the upstream")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
 	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
+	tlsSelf := fs.Bool("tls-self-signed", false, "serve HTTPS with a self-signed certificate, made on first start in DATA/tls/ and kept (its pin: eportal tls-pin)")
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
 	externalURL := fs.String("external-url", "", "the portal's `URL` as agents reach it (https://HOST[:PORT]), for /installer; without it /installer refuses")
 	if _, err := parse(fs, e, args); err != nil {
@@ -48,6 +49,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
+	}
+	if *tlsSelf && *tlsCert != "" {
+		return usageErr("--tls-self-signed or --tls-cert, not both")
 	}
 	if *externalURL != "" {
 		u, err := server.ParseExternalURL(*externalURL)
@@ -73,6 +77,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	signer, err := portalKey(db.data)
+	if err != nil {
+		return err
+	}
+	tlsOn, err := serveTLS(db.data, *listen, *externalURL, *tlsCert, *tlsKey, *tlsSelf, log.Info)
 	if err != nil {
 		return err
 	}
@@ -102,11 +110,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	handler, err := server.WithInstaller(srv.Handler(), server.InstallerOptions{ExternalURL: *externalURL})
+	handler, err := server.WithInstaller(srv.Handler(), server.InstallerOptions{ExternalURL: *externalURL, CACert: tlsOn.caPEM, Pin: tlsOn.pin})
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsOn.config}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *upstream != "" {
@@ -134,13 +142,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if *tlsCert != "" {
-			errc <- hs.ServeTLS(ln, *tlsCert, *tlsKey)
+		if tlsOn.config != nil {
+			errc <- hs.ServeTLS(ln, "", "")
 			return
 		}
 		errc <- hs.Serve(ln)
 	}()
-	log.Info("eportal serving", "addr", ln.Addr().String(), "tls", *tlsCert != "", "store", st.Kind(), "data", db.data,
+	log.Info("eportal serving", "addr", ln.Addr().String(), "tls", tlsOn.config != nil, "tls_pin", tlsOn.pin, "store", st.Kind(), "data", db.data,
 		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len(), "external_url", *externalURL)
 	select {
 	case err := <-errc:

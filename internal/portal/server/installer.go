@@ -61,6 +61,11 @@ type InstallerOptions struct {
 	// https://eportal.example.com:8443; the script points them there.
 	// Empty: /installer refuses, saying how to set it.
 	ExternalURL string
+	// CACert is the portal's self-signed certificate (PEM), when it
+	// serves one: the script fetches with it and makes it the agent's
+	// CA_BUNDLE. Pin is its public key pin, for the script's comments.
+	CACert []byte
+	Pin    string
 }
 
 // ParseExternalURL checks u, a portal's external URL: http or https, a
@@ -123,10 +128,13 @@ func (s *Server) packagesDir() string { return filepath.Join(s.dataDir(), "packa
 
 // installerData is what the script template needs.
 type installerData struct {
-	Portal  string // the portal's external URL
-	Package string // file name under /packages/
-	SHA256  string
-	Keys    []installerKey
+	Portal    string // the portal's external URL
+	PlainHTTP bool   // Portal is http://
+	Package   string // file name under /packages/
+	SHA256    string
+	Keys      []installerKey
+	CACert    string // the portal's self-signed certificate, PEM, or ""
+	Pin       string // its pin
 }
 
 type installerKey struct {
@@ -164,7 +172,16 @@ func (s *Server) installer(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("installer: %w", err)
 	}
 	var b bytes.Buffer
-	if err := installerTemplate.Execute(&b, installerData{Portal: portal, Package: pkg, SHA256: sum, Keys: keys}); err != nil {
+	data := installerData{Portal: portal, PlainHTTP: strings.HasPrefix(portal, "http://"), Package: pkg, SHA256: sum, Keys: keys}
+	if cert := strings.TrimSpace(string(o.CACert)); cert != "" && !data.PlainHTTP {
+		// Only a certificate goes into the script, never the heredoc's
+		// terminator.
+		if !strings.HasPrefix(cert, "-----BEGIN CERTIFICATE-----") || strings.Contains(cert, "KCARE_CERT_END") {
+			return fmt.Errorf("installer: the portal's certificate is not a PEM certificate")
+		}
+		data.CACert, data.Pin = cert, o.Pin
+	}
+	if err := installerTemplate.Execute(&b, data); err != nil {
 		return fmt.Errorf("installer: %w", err)
 	}
 	_, err = w.Write(b.Bytes())
@@ -345,7 +362,11 @@ var installerTemplate = template.Must(template.New("installer").Funcs(template.F
 const installerScript = `#!/bin/sh
 # kcare installer, served by the kcare portal at {{.Portal}}.
 #
-#   curl -s {{.Portal}}/installer | bash -s -- [ACTIVATION_KEY]
+{{- if .CACert}}
+#   curl -fsS -k --pinnedpubkey {{.Pin}} {{.Portal}}/installer | sh -s -- [ACTIVATION_KEY]
+{{- else}}
+#   curl -fsS {{.Portal}}/installer | sh -s -- [ACTIVATION_KEY]
+{{- end}}
 #
 # Installs the kcare agent package from this portal (checking its
 # sha256), trusts the portal's keys, points PATCH_SERVER and
@@ -370,6 +391,10 @@ die() {
 say() {
 	echo "kcare installer: $*" >&2
 }
+{{- if .PlainHTTP}}
+
+say "warning: $PORTAL is plain http: the agent's secret and its updates cross the network unencrypted; ask the portal's administrator for HTTPS (eportal serve --tls-self-signed)"
+{{- end}}
 
 # The system.
 [ -r "$OS_RELEASE" ] || die "cannot read $OS_RELEASE: unsupported system ($SUPPORTED)"
@@ -386,16 +411,27 @@ command -v dpkg >/dev/null 2>&1 || die "dpkg not found ($SUPPORTED)"
 [ -d /run/systemd/system ] || die "systemd is not running ($SUPPORTED)"
 [ "$(id -u)" = 0 ] || die "run me as root"
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+TLS_CA=
+{{- if .CACert}}
+
+# The portal's certificate (self-signed, pin {{.Pin}}): the
+# downloads here trust it, and so does the agent, as its CA_BUNDLE.
+CA_BUNDLE=$CONF_DIR/portal-ca.pem
+TLS_CA=$tmp/portal-ca.pem
+cat > "$TLS_CA" <<'KCARE_CERT_END'
+{{.CACert}}
+KCARE_CERT_END
+{{- end}}
+
 if command -v curl >/dev/null 2>&1; then
-	fetch() { curl -fsS --retry 3 -o "$2" "$1"; }
+	fetch() { curl -fsS --retry 3 ${TLS_CA:+--cacert "$TLS_CA"} -o "$2" "$1"; }
 elif command -v wget >/dev/null 2>&1; then
-	fetch() { wget -q -O "$2" "$1"; }
+	fetch() { wget -q ${TLS_CA:+--ca-certificate="$TLS_CA"} -O "$2" "$1"; }
 else
 	die "neither curl nor wget found"
 fi
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
 
 # The package, checked.
 say "downloading $PACKAGE from $PORTAL"
@@ -422,6 +458,12 @@ set_conf() {
 }
 set_conf PATCH_SERVER "$PORTAL"
 set_conf REGISTRATION_URL "$PORTAL/admin/api"
+{{- if .CACert}}
+cp "$TLS_CA" "$CA_BUNDLE"
+chmod 0644 "$CA_BUNDLE"
+set_conf CA_BUNDLE "$CA_BUNDLE"
+say "CA_BUNDLE=$CA_BUNDLE in $CONF: the agent trusts the portal's certificate"
+{{- end}}
 say "PATCH_SERVER=$PORTAL in $CONF"
 
 if [ -n "${KCARE_SCANNER_USER:-}" ]; then

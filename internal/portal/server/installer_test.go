@@ -225,3 +225,57 @@ func TestParseExternalURL(t *testing.T) {
 		}
 	}
 }
+
+// testCertPEM is a certificate for the installer's TLS tests (its content
+// is not checked by the script, only carried).
+const testCertPEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
+
+// TestInstallerTLS: served for an https portal with a self-signed
+// certificate, the script downloads trusting that certificate and makes it
+// the agent's CA_BUNDLE; for a plain http portal it warns first.
+func TestInstallerTLS(t *testing.T) {
+	pin := "sha256//" + strings.Repeat("B", 43) + "="
+	withPackage := func(data string) {
+		os.MkdirAll(filepath.Join(data, "packages"), 0o700)
+		os.WriteFile(filepath.Join(data, "packages", "kcare_0.10.0-1_amd64.deb"), []byte("the package"), 0o600)
+	}
+	data, srv := installerPortal(t, server.InstallerOptions{ExternalURL: testExternalURL, CACert: []byte(testCertPEM), Pin: pin})
+	withPackage(data)
+	code, script := installerGet(t, srv.URL+"/installer")
+	if code != http.StatusOK {
+		t.Fatalf("GET /installer: %d\n%s", code, script)
+	}
+	for _, want := range []string{
+		"#   curl -fsS -k --pinnedpubkey " + pin + " " + testExternalURL + "/installer | sh -s -- [ACTIVATION_KEY]\n",
+		"# The portal's certificate (self-signed, pin " + pin + "): the\n",
+		"cat > \"$TLS_CA\" <<'KCARE_CERT_END'\n" + testCertPEM + "KCARE_CERT_END\n",
+		`fetch() { curl -fsS --retry 3 ${TLS_CA:+--cacert "$TLS_CA"} -o "$2" "$1"; }`,
+		`fetch() { wget -q ${TLS_CA:+--ca-certificate="$TLS_CA"} -O "$2" "$1"; }`,
+		"\nset_conf CA_BUNDLE \"$CA_BUNDLE\"\n",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("installer lacks %q", want)
+		}
+	}
+	if strings.Contains(script, "plain http") {
+		t.Error("the https installer warns of plain http")
+	}
+	if out, err := exec.Command("sh", "-n", "-c", script).CombinedOutput(); err != nil {
+		t.Errorf("sh -n: %v\n%s", err, out)
+	}
+
+	// Plain http: the first thing the script says is a warning, and it
+	// carries no certificate even if one was given.
+	data, srv = installerPortal(t, server.InstallerOptions{ExternalURL: "http://eportal.example.com:8080", CACert: []byte(testCertPEM), Pin: pin})
+	withPackage(data)
+	_, script = installerGet(t, srv.URL+"/installer")
+	if strings.Contains(script, "BEGIN CERTIFICATE") || strings.Contains(script, "CA_BUNDLE") {
+		t.Errorf("the http installer carries a certificate:\n%s", script)
+	}
+	exit, stderr := runScript(t, script, []string{"KCARE_INSTALLER_OS_RELEASE=/nonexistent/os-release"})
+	want := "kcare installer: warning: http://eportal.example.com:8080 is plain http: the agent's secret and its updates cross the network unencrypted; ask the portal's administrator for HTTPS (eportal serve --tls-self-signed)\n" +
+		"kcare installer: cannot read /nonexistent/os-release: unsupported system (kcare installs on Debian or Ubuntu, x86_64, with systemd)\n"
+	if exit != 1 || stderr != want {
+		t.Errorf("the http installer: exit %d, stderr %q; want 1, %q", exit, stderr, want)
+	}
+}
