@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -59,6 +60,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return usageErr("--external-url: %v", err)
 		}
 		*externalURL = u
+		if (*tlsSelf || *tlsCert != "") && strings.HasPrefix(u, "http://") {
+			return usageErr("--external-url %s is http://, but eportal serves HTTPS", u)
+		}
 	}
 	upToken, err := upstreamToken(upTokenFlags, "serve", e)
 	if err != nil {

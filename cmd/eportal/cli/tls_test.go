@@ -151,4 +151,8 @@ func TestServeSelfSigned(t *testing.T) {
 		stderr != "eportal serve: --tls-self-signed or --tls-cert, not both\n" {
 		t.Errorf("serve with both: exit %d, %q", code, stderr)
 	}
+	if _, stderr, code := run(t, "", "serve", "--data", data, "--tls-self-signed", "--external-url", "http://127.0.0.1:8443"); code != 2 ||
+		stderr != "eportal serve: --external-url http://127.0.0.1:8443 is http://, but eportal serves HTTPS\n" {
+		t.Errorf("serve HTTPS with an http external URL: exit %d, %q", code, stderr)
+	}
 }
