@@ -29,7 +29,7 @@ import (
 //	SHA256SUMS         "<sha256>  <name>" for every other file
 //
 // Import reads the archive once, as a stream: each bundle goes to a spool
-// directory beside the blobs (DATA/blobs/.import-*) while its sha256 is
+// directory in the blob directory (DATA/blobs/.import-*) while its sha256 is
 // taken, and is refused at once when that is not its name. At the end it
 // checks every file against SHA256SUMS, then every bundle's size, digest,
 // publisher signature and manifest against its level, one bundle in
