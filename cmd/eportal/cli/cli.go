@@ -51,6 +51,7 @@ func init() {
 		"sync":     {"fetch new levels from an upstream portal (or --status)", runSync},
 		"export":   {"write levels and bundles to an archive for an air-gapped portal", runExport},
 		"import":   {"verify and import an export archive", runImport},
+		"tls-pin":  {"print the public key pin of the portal's TLS certificate (curl's format)", runTLSPin},
 	}
 }
 
