@@ -1,10 +1,8 @@
 package portalclient
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/tlscert"
 )
 
 // ErrTLS is a portal whose certificate this host does not trust.
@@ -39,14 +39,6 @@ type TransportOptions struct {
 	Pins []string
 }
 
-// Pin returns the pin of a certificate's public key: "sha256//" and the
-// standard base64 of the sha256 of its DER SubjectPublicKeyInfo, curl's
-// --pinnedpubkey form.
-func Pin(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	return "sha256//" + base64.StdEncoding.EncodeToString(sum[:])
-}
-
 // pinError is a certificate whose key matches no pin.
 type pinError struct {
 	got  string
@@ -66,7 +58,7 @@ func verifyPin(pins []string) func(tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return &pinError{got: "none", pins: pins}
 		}
-		got := Pin(cs.PeerCertificates[0])
+		got := tlscert.Pin(cs.PeerCertificates[0])
 		if slices.Contains(pins, got) {
 			return nil
 		}

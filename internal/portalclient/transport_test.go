@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kcare/kcare/internal/tlscert"
 )
 
 func TestTLSTrust(t *testing.T) {
@@ -83,7 +85,7 @@ func pinOf(t *testing.T, pub any) string {
 func TestPin(t *testing.T) {
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	defer srv.Close()
-	if got, want := Pin(srv.Certificate()), pinOf(t, srv.Certificate().PublicKey); got != want {
+	if got, want := tlscert.Pin(srv.Certificate()), pinOf(t, srv.Certificate().PublicKey); got != want {
 		t.Errorf("Pin = %s, want %s", got, want)
 	}
 }
@@ -185,7 +187,7 @@ func TestPinMatchesOpenSSL(t *testing.T) {
 	if err != nil {
 		t.Fatalf("openssl: %v", err)
 	}
-	if got, want := Pin(srv.Certificate()), "sha256//"+strings.TrimSpace(string(out)); got != want {
+	if got, want := tlscert.Pin(srv.Certificate()), "sha256//"+strings.TrimSpace(string(out)); got != want {
 		t.Errorf("Pin = %s, openssl says %s", got, want)
 	}
 }

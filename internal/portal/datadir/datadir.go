@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/kcare/kcare/internal/atomicfile"
 )
 
 // Modes of what eportal makes.
@@ -98,32 +100,11 @@ func MkdirTemp(dir, pattern string) (string, error) {
 	return d, nil
 }
 
-// WriteFile writes data to path atomically: a FileMode temporary file in
-// the same directory, synced, renamed over path. Its directory is made
-// with MkdirAll.
+// WriteFile writes data to path atomically as a FileMode file
+// (atomicfile.WriteFile); its directory is made with MkdirAll.
 func WriteFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := MkdirAll(dir); err != nil {
+	if err := MkdirAll(filepath.Dir(path)); err != nil {
 		return err
 	}
-	f, err := CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, FileMode)
 }
