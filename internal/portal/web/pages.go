@@ -613,7 +613,12 @@ func (u *UI) users(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 
 func (u *UI) addUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	name, role := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("role")
+	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
+	if err != nil {
+		return tooMany(time.Second, "the portal is busy checking sign-ins")
+	}
 	hash, err := auth.HashPassword(r.PostFormValue("password"))
+	release()
 	if err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}

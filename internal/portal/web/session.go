@@ -2,6 +2,7 @@ package web
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -141,18 +142,28 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the sign-in page")
 	}
 	name, password, ip := r.PostFormValue("user"), r.PostFormValue("password"), remoteIP(r)
-	if wait := u.throttle.wait(name, ip); wait > 0 {
-		secs := int((wait + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		return errorf(http.StatusTooManyRequests, "too many failed sign-ins; try again in %d s", secs)
+	// The throttle's slot first, then memory for the hash: a guess that
+	// would be refused costs no hash.
+	wait, busy := u.throttle.begin(name, ip)
+	if wait > 0 {
+		if busy {
+			return tooMany(wait, "another sign-in from your address is being checked")
+		}
+		return tooMany(wait, "too many failed sign-ins")
+	}
+	defer u.throttle.end(ip)
+	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
+	if err != nil {
+		return tooMany(time.Second, "the portal is busy checking other sign-ins")
 	}
 	user, err := u.cfg.Store.User(r.Context(), name)
 	if err == nil {
-		err = auth.CheckPassword(user.PasswordHash, password)
+		err = u.cfg.CheckPassword(user.PasswordHash, password)
 	} else if errors.Is(err, store.ErrNotFound) {
 		// Spend the same time as a wrong password.
-		auth.CheckPassword(dummyHash, password)
+		u.cfg.CheckPassword(dummyHash, password)
 	}
+	release()
 	if err != nil {
 		u.throttle.fail(name, ip)
 		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
@@ -174,6 +185,13 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	return redirect(w, r, next)
 }
 
+// tooMany is a 429 whose Retry-After says wait, in whole seconds.
+func tooMany(wait time.Duration, reason string) error {
+	secs := int((wait + time.Second - 1) / time.Second)
+	return &webError{code: http.StatusTooManyRequests, msg: fmt.Sprintf("%s; try again in %d s", reason, secs),
+		retryAfter: secs}
+}
+
 var dummyHash, _ = auth.HashPassword("no such user, a dummy password")
 
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -184,13 +202,25 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	return redirect(w, r, "/admin/login")
 }
 
-// Failed sign-ins are slowed down per user name and per address: after
-// freeFailures in a row, each further attempt waits a lockout that
-// doubles from lockoutBase up to lockoutMax.
+// Failed sign-ins lock out the pair of user name and source address
+// that failed: after pairFreeFailures in a row, each further attempt
+// waits a lockout that doubles from lockoutBase up to lockoutMax. So that
+// nobody can lock an operator out from elsewhere, other addresses are not
+// affected; an address that fails sourceFreeFailures times, for any
+// users, is locked out as a whole in the same way. Only one sign-in from
+// an address is checked at a time, so parallel guesses count one by one.
 const (
-	freeFailures = 5
-	lockoutBase  = 30 * time.Second
-	lockoutMax   = 15 * time.Minute
+	pairFreeFailures   = 5
+	sourceFreeFailures = 20
+	lockoutBase        = 30 * time.Second
+	lockoutMax         = 15 * time.Minute
+	// busyRetry is the Retry-After of a sign-in refused because another
+	// from its address is being checked.
+	busyRetry = time.Second
+	// maxFailStates bounds the failures remembered; beyond it, those
+	// older than failMemory are forgotten.
+	maxFailStates = 100_000
+	failMemory    = time.Hour
 )
 
 type failState struct {
@@ -199,62 +229,92 @@ type failState struct {
 	last  time.Time
 }
 
+// failKey names a pair (user, address) or an address alone, hashed so a
+// long user name costs no memory.
+type failKey [sha256.Size]byte
+
+func pairKey(user, ip string) failKey { return sha256.Sum256([]byte("pair\x00" + ip + "\x00" + user)) }
+func sourceKey(ip string) failKey     { return sha256.Sum256([]byte("source\x00" + ip)) }
+func freeFailures(k, source failKey) int {
+	if k == source {
+		return sourceFreeFailures
+	}
+	return pairFreeFailures
+}
+
 type throttle struct {
 	mu    sync.Mutex
 	now   func() time.Time
-	fails map[string]*failState
+	fails map[failKey]*failState
+	busy  map[string]bool // addresses with a sign-in being checked
 }
 
 func newThrottle(now func() time.Time) *throttle {
-	return &throttle{now: now, fails: map[string]*failState{}}
+	return &throttle{now: now, fails: map[failKey]*failState{}, busy: map[string]bool{}}
 }
 
-func throttleKeys(user, ip string) []string { return []string{"user:" + user, "ip:" + ip} }
-
-// wait returns how long a sign-in as user from ip must still wait.
-func (t *throttle) wait(user, ip string) time.Duration {
+// begin starts a sign-in as user from ip. It returns how long the caller
+// must wait instead, and whether that is because another sign-in from ip
+// is being checked; else the caller must call end when done.
+func (t *throttle) begin(user, ip string) (wait time.Duration, busy bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var d time.Duration
 	now := t.now()
-	for _, k := range throttleKeys(user, ip) {
+	for _, k := range []failKey{pairKey(user, ip), sourceKey(ip)} {
 		if f := t.fails[k]; f != nil && f.until.After(now) {
-			d = max(d, f.until.Sub(now))
+			wait = max(wait, f.until.Sub(now))
 		}
 	}
-	return d
+	if wait > 0 {
+		return wait, false
+	}
+	if t.busy[ip] {
+		return busyRetry, true
+	}
+	t.busy[ip] = true
+	return 0, false
 }
 
+// end finishes the sign-in from ip that begin started.
+func (t *throttle) end(ip string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.busy, ip)
+}
+
+// fail counts a failed sign-in as user from ip.
 func (t *throttle) fail(user, ip string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	if len(t.fails) > 100_000 {
+	if len(t.fails) > maxFailStates {
 		for k, f := range t.fails {
-			if now.Sub(f.last) > time.Hour {
+			if now.Sub(f.last) > failMemory {
 				delete(t.fails, k)
 			}
 		}
 	}
-	for _, k := range throttleKeys(user, ip) {
+	source := sourceKey(ip)
+	for _, k := range []failKey{pairKey(user, ip), source} {
 		f := t.fails[k]
-		if f == nil || now.Sub(f.last) > time.Hour {
+		if f == nil || now.Sub(f.last) > failMemory {
 			f = &failState{}
 			t.fails[k] = f
 		}
 		f.n++
 		f.last = now
-		if f.n >= freeFailures {
-			d := lockoutBase << min(f.n-freeFailures, 10)
+		if free := freeFailures(k, source); f.n >= free {
+			d := lockoutBase << min(f.n-free, 10)
 			f.until = now.Add(min(d, lockoutMax))
 		}
 	}
 }
 
+// reset forgets the failures of user from ip after a sign-in succeeds.
+// The address's own count stays: signing in to one account must not
+// clear its guesses at others.
 func (t *throttle) reset(user, ip string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range throttleKeys(user, ip) {
-		delete(t.fails, k)
-	}
+	delete(t.fails, pairKey(user, ip))
 }

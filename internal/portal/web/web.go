@@ -16,10 +16,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -31,6 +33,9 @@ const (
 	DefaultIdleTimeout = 30 * time.Minute
 	DefaultMaxAge      = 12 * time.Hour
 	DefaultInactiveAge = 48 * time.Hour
+	// DefaultHashWait is how long a sign-in waits for memory to hash its
+	// password before it is refused with 429.
+	DefaultHashWait = 2 * time.Second
 	// PageSize is how many servers a page of the servers list shows.
 	PageSize = 50
 )
@@ -49,8 +54,17 @@ type Config struct {
 	InactiveAge time.Duration // 0: DefaultInactiveAge
 	IdleTimeout time.Duration // 0: DefaultIdleTimeout
 	MaxAge      time.Duration // a session's absolute lifetime; 0: DefaultMaxAge
-	Log         *slog.Logger
-	Now         func() time.Time
+	// CheckPassword checks a sign-in's password against the user's
+	// stored hash; nil is auth.CheckPassword.
+	CheckPassword func(hash, password string) error
+	// HashMemory is the memory that concurrent password hashes may take
+	// together; 0: auth.DefaultHashMemory.
+	HashMemory int64
+	// HashWait is how long a sign-in waits for a hash to finish when as
+	// many run as HashMemory allows, before it is refused; 0: DefaultHashWait.
+	HashWait time.Duration
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 // UI serves the admin pages.
@@ -59,6 +73,7 @@ type UI struct {
 	mux      *http.ServeMux
 	pages    map[string]*template.Template
 	throttle *throttle
+	hashes   *auth.Limiter
 
 	statsMu sync.Mutex
 	stats   *overview
@@ -140,8 +155,18 @@ func New(cfg Config) *UI {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CheckPassword == nil {
+		cfg.CheckPassword = auth.CheckPassword
+	}
+	if cfg.HashMemory <= 0 {
+		cfg.HashMemory = auth.DefaultHashMemory
+	}
+	if cfg.HashWait <= 0 {
+		cfg.HashWait = DefaultHashWait
+	}
 	u := &UI{cfg: cfg, mux: http.NewServeMux(), pages: parsePages()}
 	u.throttle = newThrottle(u.now)
+	u.hashes = auth.NewLimiter(cfg.HashMemory)
 	for _, rt := range routes {
 		u.mux.Handle(rt.Method+" "+rt.Path, u.serve(rt.Route, rt.h(u)))
 	}
@@ -158,9 +183,10 @@ func (u *UI) now() time.Time { return u.cfg.Now().UTC() }
 // webError is an error with a status and a message for the operator; the
 // wrapped error is for the log only.
 type webError struct {
-	code int
-	msg  string
-	err  error
+	code       int
+	msg        string
+	err        error
+	retryAfter int // seconds, for a 429
 }
 
 func (e *webError) Error() string {
@@ -227,6 +253,9 @@ func (u *UI) serve(rt Route, h handler) http.Handler {
 			level = slog.LevelError
 		}
 		u.cfg.Log.Log(r.Context(), level, "admin request failed", "method", r.Method, "path", r.URL.Path, "status", we.code, "error", we.Error())
+		if we.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(we.retryAfter))
+		}
 		if we.code == http.StatusTooManyRequests || we.code == http.StatusUnauthorized && rt.Public {
 			// The sign-in form again, with the reason.
 			u.renderLogin(w, r, we.code, we.msg)
