@@ -7,13 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/store"
 )
@@ -40,50 +40,69 @@ func tokenMatches(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// authorize fills c from the session cookie. Without a valid session a
-// page redirects to the sign-in form and a change is 401; a change also
-// needs the admin role (else 403) and the session's CSRF token (else 403).
+// authorize checks the request against its route, in this order,
+// reading no body before the last step: the session (without one a page
+// redirects to the sign-in form and a change is 401), the role (403),
+// then the body up to the route's limit (413), and for a change the
+// session's CSRF token in it (403). The sign-in form is public: its body
+// is read up to its limit and it checks its own token.
 func (u *UI) authorize(w http.ResponseWriter, r *http.Request, rt Route, c *reqCtx) error {
-	if r.Method == http.MethodPost {
-		max := int64(1 << 20)
-		if rt.Path == "/admin/patches" {
-			max = bundle.MaxBundleSize + bundle.MaxSignatureSize + 1<<20
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-		var err error
-		if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
-			err = r.ParseMultipartForm(8 << 20)
-		} else {
-			err = r.ParseForm()
-		}
+	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
+	if rt.Access != Public {
+		sess, user, err := u.session(r)
 		if err != nil {
-			return &webError{code: http.StatusBadRequest, msg: "bad form", err: err}
+			return err
+		}
+		if sess == nil {
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				return redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()))
+			}
+			return errorf(http.StatusUnauthorized, "sign in first")
+		}
+		c.sess, c.user = sess, user
+		if rt.Access == Admin && !c.admin() {
+			return errorf(http.StatusForbidden, "read-only users cannot change anything")
 		}
 	}
-	if rt.Public {
-		return nil
-	}
-	sess, user, err := u.session(r)
-	if err != nil {
-		return err
-	}
-	if sess == nil {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()))
-		}
-		return errorf(http.StatusUnauthorized, "sign in first")
-	}
-	c.sess, c.user = sess, user
 	if r.Method != http.MethodPost {
 		return nil
 	}
-	if !tokenMatches(r.PostFormValue("csrf"), sess.CSRF) {
+	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if rt.Upload {
+		if mediaType != "multipart/form-data" {
+			return errorf(http.StatusUnsupportedMediaType, "the upload must be a multipart/form-data form")
+		}
+		parts, err := readUpload(r.Body, params["boundary"], c.sess.CSRF)
+		switch {
+		case errors.Is(err, ErrUploadCSRF):
+			return &webError{code: http.StatusForbidden, msg: "missing or wrong CSRF token; reload the page and try again", err: err}
+		case errors.Is(err, ErrUploadTooLarge) || isTooLarge(err):
+			return &webError{code: http.StatusRequestEntityTooLarge, msg: "the upload is too large", err: err}
+		case err != nil:
+			return &webError{code: http.StatusBadRequest, msg: "bad upload form", err: err}
+		}
+		c.upload = parts
+		return nil
+	}
+	if mediaType != "application/x-www-form-urlencoded" {
+		return errorf(http.StatusUnsupportedMediaType, "the form must be application/x-www-form-urlencoded")
+	}
+	if err := r.ParseForm(); err != nil {
+		if isTooLarge(err) {
+			return &webError{code: http.StatusRequestEntityTooLarge, msg: "the form is too large", err: err}
+		}
+		return &webError{code: http.StatusBadRequest, msg: "bad form", err: err}
+	}
+	if rt.Access != Public && !tokenMatches(r.PostForm.Get("csrf"), c.sess.CSRF) {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the page and try again")
 	}
-	if rt.Path != "/admin/logout" && !c.admin() {
-		return errorf(http.StatusForbidden, "read-only users cannot change anything")
-	}
 	return nil
+}
+
+// isTooLarge reports whether err is a body over its route's limit.
+func isTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
 }
 
 // session returns the request's live session and its user, or nils.
@@ -132,7 +151,10 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 func (u *UI) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	tok := randomHex(16)
 	setCookie(w, r, loginCookie, tok, 3600)
-	next := r.FormValue("next")
+	next := r.URL.Query().Get("next")
+	if r.Method == http.MethodPost {
+		next = r.PostForm.Get("next")
+	}
 	u.render(w, r, &reqCtx{}, code, "login", "Sign in", map[string]any{"Token": tok, "Error": msg, "Next": next})
 }
 
