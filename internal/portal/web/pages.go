@@ -193,11 +193,7 @@ func (u *UI) deleteServers(w http.ResponseWriter, r *http.Request, c *reqCtx) er
 		}
 		u.audit(r, c, "server.delete", id, "", serverAudit(before), nil)
 	}
-	back := r.PostFormValue("back")
-	if !strings.HasPrefix(back, "/admin/") {
-		back = "/admin/servers"
-	}
-	return redirect(w, r, back)
+	return redirect(w, r, safeNext(r.PostForm.Get("back"), "/admin/servers"))
 }
 
 func serverAudit(v *store.Server) map[string]any {

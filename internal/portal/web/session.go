@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -200,11 +201,35 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	u.cfg.Store.DeleteSessions(r.Context(), u.now().Add(-u.cfg.MaxAge))
 	setCookie(w, r, sessionCookie, id, 0)
 	setCookie(w, r, loginCookie, "", -1)
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/admin/") || strings.HasPrefix(next, "/admin/login") || strings.Contains(next, "//") {
-		next = "/admin/"
+	return redirect(w, r, safeNext(r.PostForm.Get("next"), "/admin/"))
+}
+
+// safeNext returns next if it is a clean path under /admin/ on this
+// portal (with a query, if any), else fallback. Browsers read a
+// backslash as a slash, drop tabs and newlines, resolve dot segments
+// and decode %2e, so anything that could lead elsewhere is refused:
+// a scheme or host, any backslash, control character or fragment, an
+// empty or dot segment before or after decoding, and the sign-in page.
+func safeNext(next, fallback string) string {
+	for _, c := range []byte(next) {
+		if c < 0x21 || c == 0x7f || c == '\\' || c == '#' {
+			return fallback
+		}
 	}
-	return redirect(w, r, next)
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Opaque != "" || u.User != nil || u.Host != "" {
+		return fallback
+	}
+	for _, p := range []string{u.Path, u.EscapedPath()} {
+		if !strings.HasPrefix(p, "/admin/") || strings.ContainsAny(p, "\\") || strings.Contains(p, "//") ||
+			path.Clean(p) != strings.TrimSuffix(p, "/") {
+			return fallback
+		}
+	}
+	if u.Path == "/admin/login" || strings.HasPrefix(u.Path, "/admin/login/") {
+		return fallback
+	}
+	return u.RequestURI()
 }
 
 // tooMany is a 429 whose Retry-After says wait, in whole seconds.
