@@ -46,8 +46,9 @@ type webPortal struct {
 const webAdminPassword = "the admin's long password"
 
 // startWebPortal builds eportal, prepares a data directory with a
-// publisher key and an admin, and serves it on a free port of 127.0.0.1.
-func startWebPortal(t *testing.T) *webPortal {
+// publisher key and an admin, and serves it on a free port of 127.0.0.1,
+// with env added to its environment.
+func startWebPortal(t *testing.T, env ...string) *webPortal {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "eportal")
@@ -79,6 +80,7 @@ func startWebPortal(t *testing.T) *webPortal {
 	p := &webPortal{url: "http://" + addr}
 	p.cmd = exec.Command(bin, "serve", "--data", data, "--listen", addr)
 	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
+	p.cmd.Env = append(os.Environ(), env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
