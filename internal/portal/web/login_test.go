@@ -177,3 +177,23 @@ func TestSignInSourceSpray(t *testing.T) {
 		t.Errorf("bob from 127.0.0.1: %d %q, want 303", resp.StatusCode, loginError(resp))
 	}
 }
+
+// TestSignInLockoutIPv6: an IPv6 source is its /64, the least a host
+// gets, so moving within it does not reset the count.
+func TestSignInLockoutIPv6(t *testing.T) {
+	u := newTestUI(t, web.Config{})
+	for i := range 5 {
+		ip := fmt.Sprintf("2001:db8::%d", i+1)
+		if resp := u.signIn(ip, "alice", "a wrong guess", ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d from %s: %d, want 401", i+1, ip, resp.StatusCode)
+		}
+	}
+	wantAnswer(t, "alice from 2001:db8::ffff, in the same /64", u.signIn("2001:db8::ffff", "alice", alicePassword, ""),
+		http.StatusTooManyRequests, "30", "too many failed sign-ins; try again in 30 s")
+	if resp := u.signIn("2001:db8:0:1::1", "alice", alicePassword, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("alice from 2001:db8:0:1::1, another /64: %d %q, want 303", resp.StatusCode, loginError(resp))
+	}
+	if resp := u.signIn("::ffff:127.0.0.1", "alice", alicePassword, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("alice from ::ffff:127.0.0.1: %d %q, want 303", resp.StatusCode, loginError(resp))
+	}
+}

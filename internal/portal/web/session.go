@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -165,16 +166,17 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the sign-in page")
 	}
 	name, password, ip := r.PostFormValue("user"), r.PostFormValue("password"), remoteIP(r)
+	src := throttleSource(ip)
 	// The throttle's slot first, then memory for the hash: a guess that
 	// would be refused costs no hash.
-	wait, busy := u.throttle.begin(name, ip)
+	wait, busy := u.throttle.begin(name, src)
 	if wait > 0 {
 		if busy {
 			return tooMany(wait, "another sign-in from your address is being checked")
 		}
 		return tooMany(wait, "too many failed sign-ins")
 	}
-	defer u.throttle.end(ip)
+	defer u.throttle.end(src)
 	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
 	if err != nil {
 		return tooMany(time.Second, "the portal is busy checking other sign-ins")
@@ -188,11 +190,11 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	}
 	release()
 	if err != nil {
-		u.throttle.fail(name, ip)
+		u.throttle.fail(name, src)
 		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
 		return errorf(http.StatusUnauthorized, "wrong user name or password")
 	}
-	u.throttle.reset(name, ip)
+	u.throttle.reset(name, src)
 	id := randomHex(32)
 	sess := &store.Session{IDHash: auth.HashSecret(id), User: user.Name, Created: u.now(), CSRF: randomHex(32), IP: ip}
 	if err := u.cfg.Store.AddSession(r.Context(), sess); err != nil {
@@ -270,18 +272,37 @@ const (
 	failMemory    = time.Hour
 )
 
+// throttleSource is the source the throttle counts a sign-in from ip
+// against: the address, or for IPv6 its /64, the least one host gets.
+func throttleSource(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
+}
+
 type failState struct {
 	n     int
 	until time.Time
 	last  time.Time
 }
 
-// failKey names a pair (user, address) or an address alone, hashed so a
+// failKey names a pair (user, source) or a source alone, hashed so a
 // long user name costs no memory.
 type failKey [sha256.Size]byte
 
-func pairKey(user, ip string) failKey { return sha256.Sum256([]byte("pair\x00" + ip + "\x00" + user)) }
-func sourceKey(ip string) failKey     { return sha256.Sum256([]byte("source\x00" + ip)) }
+func pairKey(user, src string) failKey {
+	return sha256.Sum256([]byte("pair\x00" + src + "\x00" + user))
+}
+
+func sourceKey(src string) failKey { return sha256.Sum256([]byte("source\x00" + src)) }
+
 func freeFailures(k, source failKey) int {
 	if k == source {
 		return sourceFreeFailures
@@ -293,21 +314,21 @@ type throttle struct {
 	mu    sync.Mutex
 	now   func() time.Time
 	fails map[failKey]*failState
-	busy  map[string]bool // addresses with a sign-in being checked
+	busy  map[string]bool // sources with a sign-in being checked
 }
 
 func newThrottle(now func() time.Time) *throttle {
 	return &throttle{now: now, fails: map[failKey]*failState{}, busy: map[string]bool{}}
 }
 
-// begin starts a sign-in as user from ip. It returns how long the caller
-// must wait instead, and whether that is because another sign-in from ip
+// begin starts a sign-in as user from src. It returns how long the caller
+// must wait instead, and whether that is because another sign-in from src
 // is being checked; else the caller must call end when done.
-func (t *throttle) begin(user, ip string) (wait time.Duration, busy bool) {
+func (t *throttle) begin(user, src string) (wait time.Duration, busy bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	for _, k := range []failKey{pairKey(user, ip), sourceKey(ip)} {
+	for _, k := range []failKey{pairKey(user, src), sourceKey(src)} {
 		if f := t.fails[k]; f != nil && f.until.After(now) {
 			wait = max(wait, f.until.Sub(now))
 		}
@@ -315,22 +336,22 @@ func (t *throttle) begin(user, ip string) (wait time.Duration, busy bool) {
 	if wait > 0 {
 		return wait, false
 	}
-	if t.busy[ip] {
+	if t.busy[src] {
 		return busyRetry, true
 	}
-	t.busy[ip] = true
+	t.busy[src] = true
 	return 0, false
 }
 
-// end finishes the sign-in from ip that begin started.
-func (t *throttle) end(ip string) {
+// end finishes the sign-in from src that begin started.
+func (t *throttle) end(src string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.busy, ip)
+	delete(t.busy, src)
 }
 
-// fail counts a failed sign-in as user from ip.
-func (t *throttle) fail(user, ip string) {
+// fail counts a failed sign-in as user from src.
+func (t *throttle) fail(user, src string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -341,8 +362,8 @@ func (t *throttle) fail(user, ip string) {
 			}
 		}
 	}
-	source := sourceKey(ip)
-	for _, k := range []failKey{pairKey(user, ip), source} {
+	source := sourceKey(src)
+	for _, k := range []failKey{pairKey(user, src), source} {
 		f := t.fails[k]
 		if f == nil || now.Sub(f.last) > failMemory {
 			f = &failState{}
@@ -357,11 +378,11 @@ func (t *throttle) fail(user, ip string) {
 	}
 }
 
-// reset forgets the failures of user from ip after a sign-in succeeds.
+// reset forgets the failures of user from src after a sign-in succeeds.
 // The address's own count stays: signing in to one account must not
 // clear its guesses at others.
-func (t *throttle) reset(user, ip string) {
+func (t *throttle) reset(user, src string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.fails, pairKey(user, ip))
+	delete(t.fails, pairKey(user, src))
 }

@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -79,7 +80,7 @@ func (u *testUI) advance(d time.Duration) {
 
 // do serves req as coming from ip.
 func (u *testUI) do(req *http.Request, ip string) *http.Response {
-	req.RemoteAddr = ip + ":40000"
+	req.RemoteAddr = net.JoinHostPort(ip, "40000")
 	rec := httptest.NewRecorder()
 	u.ui.ServeHTTP(rec, req)
 	return rec.Result()
