@@ -81,6 +81,12 @@ func (l *Limiter) Acquire(ctx context.Context, wait time.Duration) (release func
 	}
 }
 
+// DummyHash is a well-formed hash of HashPassword's cost that no password
+// matches: checking a password against it for an unknown user takes as long
+// as for a known one. A constant, so that no process pays a hash at start.
+var DummyHash = fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+	"a2NhcmUtZHVtbXktc2FsdA", "a2NhcmUgZHVtbXkgaGFzaCwgbWF0Y2hpbmcgbm9uZS4")
+
 // HashPassword returns the argon2id hash of password in the PHC string
 // format: "$argon2id$v=19$m=65536,t=3,p=4$SALT$HASH".
 func HashPassword(password string) (string, error) {

@@ -106,3 +106,21 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("a canceled wait: %v, want context.Canceled", err)
 	}
 }
+
+// TestDummyHash: the dummy hash is well formed, of HashPassword's cost, and
+// matches no password.
+func TestDummyHash(t *testing.T) {
+	real, err := HashPassword("a real password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cost := func(h string) string { return strings.Join(strings.Split(h, "$")[:4], "$") }
+	if cost(DummyHash) != cost(real) {
+		t.Errorf("DummyHash cost %q, want %q", cost(DummyHash), cost(real))
+	}
+	for _, pw := range []string{"", "a real password", "no such user, a dummy password"} {
+		if err := CheckPassword(DummyHash, pw); !errors.Is(err, ErrMismatch) {
+			t.Errorf("CheckPassword(DummyHash, %q) = %v, want ErrMismatch", pw, err)
+		}
+	}
+}

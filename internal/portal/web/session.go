@@ -186,7 +186,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		err = u.cfg.CheckPassword(user.PasswordHash, password)
 	} else if errors.Is(err, store.ErrNotFound) {
 		// Spend the same time as a wrong password.
-		u.cfg.CheckPassword(dummyHash, password)
+		u.cfg.CheckPassword(auth.DummyHash, password)
 	}
 	release()
 	if err != nil {
@@ -240,8 +240,6 @@ func tooMany(wait time.Duration, reason string) error {
 	return &webError{code: http.StatusTooManyRequests, msg: fmt.Sprintf("%s; try again in %d s", reason, secs),
 		retryAfter: secs}
 }
-
-var dummyHash, _ = auth.HashPassword("no such user, a dummy password")
 
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if ck, err := r.Cookie(sessionCookie); err == nil {
