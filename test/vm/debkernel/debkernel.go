@@ -96,6 +96,13 @@ func Fetch(ctx context.Context, cacheDir string, logf func(format string, args .
 		}
 		return nil, fmt.Errorf("fetch debian kernel: %w", err)
 	}
+	return fetchRelease(ctx, cacheDir, release, logf)
+}
+
+// fetchRelease downloads and extracts the kernel release (with its
+// headers and kbuild) unless cacheDir has it already. The caller holds the
+// cache lock.
+func fetchRelease(ctx context.Context, cacheDir, release string, logf func(string, ...any)) (*Kernel, error) {
 	abi, ok := strings.CutSuffix(release, "-amd64")
 	if !ok {
 		return nil, fmt.Errorf("fetch debian kernel: release %q is not an amd64 kernel", release)
