@@ -169,8 +169,8 @@ type objReader struct {
 	f      *elf.File
 	syms   []elf.Symbol
 	data   map[int][]byte
-	rela   map[int]int    // section index -> index of its SHT_RELA section
-	bySec  map[int][]int  // section index -> symbols defined in it, by value
+	rela   map[int]int   // section index -> index of its SHT_RELA section
+	bySec  map[int][]int // section index -> symbols defined in it, by value
 	cached map[int][]rawReloc
 }
 
