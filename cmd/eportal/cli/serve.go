@@ -45,8 +45,21 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	tlsSelf := fs.Bool("tls-self-signed", false, "serve HTTPS with a self-signed certificate, made on first start in DATA/tls/ and kept (its pin: eportal tls-pin)")
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
 	externalURL := fs.String("external-url", "", "the portal's `URL` as agents reach it (https://HOST[:PORT]), for /installer; without it /installer refuses")
+	metricsTokenFile := fs.String("metrics-token-file", "", "GET /metrics needs the bearer token in `FILE`")
+	var metricsAllowed listFlag
+	fs.Var(&metricsAllowed, "metrics-allow", "serve GET /metrics only to this `CIDR` (repeatable)")
 	if _, err := parse(fs, e, args); err != nil {
 		return err
+	}
+	allow, err := metricsAllow(metricsAllowed)
+	if err != nil {
+		return err
+	}
+	var scrapeToken string
+	if *metricsTokenFile != "" {
+		if scrapeToken, err = metricsToken(*metricsTokenFile); err != nil {
+			return err
+		}
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
@@ -88,6 +101,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	salt, err := metricsSalt(db.data)
+	if err != nil {
+		return err
+	}
 	if *pubKeys == "" {
 		*pubKeys = filepath.Join(db.data, "publishers")
 	}
@@ -109,6 +126,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		IndexTTL:    *ttl,
 		InactiveAge: *inactive,
 		Log:         log,
+
+		MetricsToken: scrapeToken,
+		MetricsAllow: allow,
+		MetricsSalt:  salt,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

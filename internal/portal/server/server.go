@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,16 @@ type Config struct {
 	// SessionIdle is how long a web UI session lives without a request;
 	// 0 means web.DefaultIdleTimeout.
 	SessionIdle time.Duration
+	// MetricsToken, when not empty, is the bearer token GET /metrics
+	// requires (Authorization: Bearer TOKEN).
+	MetricsToken string
+	// MetricsAllow, when not empty, are the only networks GET /metrics
+	// answers; others get 403.
+	MetricsAllow []netip.Prefix
+	// MetricsSalt keys the hash that names activation keys in /metrics
+	// (KeyID). Empty means a random salt for this process, so the names
+	// change when it restarts.
+	MetricsSalt []byte
 	Log         *slog.Logger
 	Now         func() time.Time
 }
@@ -60,6 +71,10 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if len(cfg.MetricsSalt) == 0 {
+		cfg.MetricsSalt = make([]byte, 32)
+		rand.Read(cfg.MetricsSalt)
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	s.metrics = newMetrics(s)
 	s.routes()
@@ -75,7 +90,13 @@ func (s *Server) routes() {
 	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
 		s.mux.Handle(pattern, s.metrics.instrument(pattern, s.wrap(f)))
 	}
-	s.mux.Handle("GET /metrics", s.metricsHandler())
+	s.mux.Handle("GET /metrics", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.metricsAuth(r); err != nil {
+			return err
+		}
+		s.metricsHandler().ServeHTTP(w, r)
+		return nil
+	}))
 	// The agent.
 	h("POST /admin/api/register", s.register)
 	h("POST /api/v1/unregister", s.unregister)
@@ -126,9 +147,10 @@ func (s *Server) routes() {
 // httpError is an error with a status and a message for the client; the
 // wrapped error, if any, is for the log only.
 type httpError struct {
-	code int
-	msg  string // shown to the client; for the agent API a short code like "invalid-key"
-	err  error
+	code   int
+	msg    string // shown to the client; for the agent API a short code like "invalid-key"
+	err    error
+	header http.Header // set on the response, such as WWW-Authenticate
 }
 
 func (e *httpError) Error() string {
@@ -161,6 +183,9 @@ func (s *Server) wrap(f func(w http.ResponseWriter, r *http.Request) error) http
 			level = slog.LevelError
 		}
 		s.cfg.Log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", he.code, "error", he.Error())
+		for k, v := range he.header {
+			w.Header()[k] = v
+		}
 		writeJSON(w, he.code, map[string]string{"error": he.msg})
 	})
 }
