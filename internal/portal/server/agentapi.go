@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -26,9 +25,8 @@ var (
 // register is ePortal's POST /admin/api/register (form key, hostname).
 // The activation key is the credential.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return errorf(http.StatusBadRequest, "bad-request")
+		return &httpError{code: http.StatusBadRequest, msg: "bad-request", err: err}
 	}
 	key := strings.TrimSpace(r.PostForm.Get("key"))
 	hostname := strings.TrimSpace(r.PostForm.Get("hostname"))
@@ -63,10 +61,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.agentAuth(r.Context(), r)
-	if err != nil {
-		return err
-	}
+	c := authnOf(r).caller
 	if c.key == nil {
 		return errorf(http.StatusBadRequest, "not-registered")
 	}
@@ -226,12 +221,9 @@ type CheckIn struct {
 
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	c, err := s.agentAuth(ctx, r)
-	if err != nil {
-		return err
-	}
+	c := authnOf(r).caller
 	var in CheckIn
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec := json.NewDecoder(r.Body) // bounded by the route's body limit
 	if err := dec.Decode(&in); err != nil {
 		return &httpError{code: http.StatusBadRequest, msg: "bad-request", err: err}
 	}
@@ -262,10 +254,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
 
 // license tells a server what it is licensed by.
 func (s *Server) license(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.agentAuth(r.Context(), r)
-	if err != nil {
-		return err
-	}
+	c := authnOf(r).caller
 	out := map[string]any{"server_id": c.server.ID, "feed": c.feed, "type": "ip"}
 	if c.key != nil {
 		// The caller's key was read without its server count; count now.

@@ -30,6 +30,7 @@ var Version = "0.1.0"
 // note — never a server, never a key itself.
 type metrics struct {
 	reg      *prometheus.Registry
+	handler  http.Handler // serves reg
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
@@ -54,6 +55,7 @@ func newMetrics(s *Server) *metrics {
 	info.WithLabelValues(Version, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.requests, m.latency, info, &fleetCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }
 
@@ -81,8 +83,10 @@ func (w *statusWriter) WriteHeader(code int) {
 // Unwrap lets http.ServeContent and friends reach the real writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (s *Server) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+// serveMetrics is GET /metrics; its route's guard has run metricsAuth.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	s.metrics.handler.ServeHTTP(w, r)
+	return nil
 }
 
 // metricsAuth lets a scrape through when it comes from an allowed network

@@ -87,47 +87,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
 
 func (s *Server) routes() {
-	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
-		s.mux.Handle(pattern, s.metrics.instrument(pattern, s.wrap(f)))
-	}
-	s.mux.Handle("GET /metrics", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		if err := s.metricsAuth(r); err != nil {
-			return err
-		}
-		s.metricsHandler().ServeHTTP(w, r)
-		return nil
-	}))
-	// The agent.
-	h("POST /admin/api/register", s.register)
-	h("POST /api/v1/unregister", s.unregister)
-	h("GET /api/v1/index/{build_id}", s.index)
-	h("POST /api/v1/checkin", s.checkin)
-	h("GET /api/v1/license", s.license)
-	h("GET /blobs/sha256/{digest}", s.blob)
-	h("GET /keys/portal.pub", s.portalKey)
-	s.installerRoutes(h) // GET /installer, GET /packages/{name}: installer.go
-	h("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
-		_, err := fmt.Fprintln(w, "ok")
-		return err
-	})
-	// Publishing.
-	h("POST /api/v1/publish", s.publish)
-	h("GET /api/v1/mirror/levels", s.mirrorLevels)
-	// ePortal's REST API.
-	h("GET /admin/api/servers", s.restServers)
-	h("GET /admin/api/servers/{id}/vex", s.serverVEX)
-	h("GET /admin/api/keys/", s.restKeys)
-	h("POST /admin/api/keys/", s.restAddKey)
-	h("DELETE /admin/api/keys/{key}", s.restDeleteKey)
-	h("GET /admin/api/feeds/", s.restFeeds)
-	h("POST /admin/api/feeds/", s.restAddFeed)
-	h("GET /admin/api/patchsets/", s.restPatchsets)
-	h("POST /admin/api/patchsets/manage", s.restManagePatchsets)
-	h("GET /admin/api/kcare/patchset/{key}", s.restKeyPatchset)
-	// KernelCare's Nagios API.
-	h("GET /admin/api/kcare/nagios/{key}", s.nagiosKey)
-	h("GET /api/kcare/nagios/{key}", s.nagiosKey)
-	h("GET /api/kcare/nagios-res/{login}/{token}", s.nagiosReseller)
+	s.mount() // routes.go
 	// The admin web UI; the /admin/api/ routes above are more specific.
 	ui := web.New(web.Config{
 		Store: s.cfg.Store,
@@ -139,9 +99,6 @@ func (s *Server) routes() {
 	})
 	s.mux.Handle("GET /admin/", ui)
 	s.mux.Handle("POST /admin/", ui)
-	// KernelCare's patch-server paths: /[PREFIX/]KERNEL_ID/version and
-	// /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info.
-	h("GET /", s.kcarePaths)
 }
 
 // httpError is an error with a status and a message for the client; the
@@ -182,7 +139,12 @@ func (s *Server) wrap(f func(w http.ResponseWriter, r *http.Request) error) http
 		if he.code >= 500 {
 			level = slog.LevelError
 		}
-		s.cfg.Log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", he.code, "error", he.Error())
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			he = errBodyTooLarge
+		}
+		// The route's pattern, not the path: a path can hold a key.
+		s.cfg.Log.Log(r.Context(), level, "request failed", "method", r.Method, "route", r.Pattern, "status", he.code, "error", he.Error())
 		for k, v := range he.header {
 			w.Header()[k] = v
 		}
@@ -216,6 +178,9 @@ type caller struct {
 // agentAuth authenticates a server by its id and secret (HTTP basic), or
 // by an IP license when it sent none.
 func (s *Server) agentAuth(ctx context.Context, r *http.Request) (*caller, error) {
+	if a := authnOf(r); a != nil && a.caller != nil {
+		return a.caller, nil // the route's guard has done it
+	}
 	id, secret, ok := r.BasicAuth()
 	if !ok {
 		return s.ipLicensed(ctx, r)
