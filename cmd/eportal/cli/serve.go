@@ -46,6 +46,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
 	externalURL := fs.String("external-url", "", "the portal's `URL` as agents reach it (https://HOST[:PORT]), for /installer; without it /installer refuses")
 	metricsTokenFile := fs.String("metrics-token-file", "", "GET /metrics needs the bearer token in `FILE`")
+	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "hold at most `N` connections open (lowered to fit the open file limit)")
+	maxPerSource := fs.Int("max-conns-per-source", server.DefaultMaxConnsPerSource, "hold at most `N` connections from one address (0: no bound; behind a proxy, raise it)")
 	var metricsAllowed listFlag
 	fs.Var(&metricsAllowed, "metrics-allow", "serve GET /metrics only to this `CIDR` (repeatable)")
 	if _, err := parse(fs, e, args); err != nil {
@@ -139,7 +141,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsOn.config}
+	conns, lowered := server.MaxConnsWithin(*maxConns)
+	if lowered {
+		log.Warn("the open file limit lowers --max-conns; raise it (LimitNOFILE)", "max_conns", conns, "asked", *maxConns)
+	}
+	lim := server.NewConnLimit(conns, *maxPerSource)
+	ln = lim.Listen(ln)
+	hs := server.HTTPServer(handler, lim)
+	hs.TLSConfig = tlsOn.config
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *upstream != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -116,6 +117,13 @@ func (s *Server) guard(rt route) func(w http.ResponseWriter, r *http.Request) er
 			return errBodyTooLarge
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, rt.body)
+		rc := http.NewResponseController(w)
+		start := time.Now()
+		if rt.body > restBodyMax {
+			// An authenticated upload may take longer than ReadTimeout.
+			rc.SetReadDeadline(start.Add(ReadTimeout + time.Duration(rt.body/minReadRate)*time.Second))
+		}
+		w = &paced{ResponseWriter: w, rc: rc, start: start}
 		if a != nil {
 			r = r.WithContext(context.WithValue(r.Context(), authnKey{}, a))
 		}
