@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/kcare/kcare/internal/portal/store"
 )
 
 func run(t *testing.T, stdin string, args ...string) (string, string, int) {
@@ -62,5 +64,28 @@ func TestAdminCommands(t *testing.T) {
 	tok, _, code := run(t, "", "token", "add", "--user", "alice", "--data", data)
 	if code != 0 || len(strings.TrimSpace(tok)) != 40 {
 		t.Errorf("token add: exit %d, %q; want a 40-character token", code, tok)
+	}
+}
+
+// TestServerListEscapes: a hostname with a newline and a tab, stored
+// before check-ins were validated, stays in its row and column.
+func TestServerListEscapes(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddKey(ctx, &store.Key{Key: "k-web", Feed: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Register(ctx, "k-web", &store.Server{ID: "srv-1", Hostname: "evil\nsrv-2\tfake", IP: "192.0.2.20"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	stdout, stderr, code := run(t, "", "server", "list", "--data", data)
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[1], `srv-1  evil\x0asrv-2\x09fake  192.0.2.20  k-web`) {
+		t.Errorf("server list: exit %d\n%s%s\nwant a header and one row for srv-1", code, stdout, stderr)
 	}
 }

@@ -33,7 +33,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if key == "" {
 		return errorf(http.StatusBadRequest, "invalid-key")
 	}
-	if hostname != "" && !hostnameRE.MatchString(hostname) {
+	if !validHostname(hostname) {
 		return errorf(http.StatusBadRequest, "bad-hostname")
 	}
 	secret := auth.NewSecret()
@@ -204,52 +204,6 @@ func toBundleCVEs(in []store.CVE) []bundle.CVE {
 		out[i] = bundle.CVE{ID: c.ID, Description: c.Description, URL: c.URL}
 	}
 	return out
-}
-
-// CheckIn is what an agent sends after every run.
-type CheckIn struct {
-	Hostname         string  `json:"hostname"`
-	Release          string  `json:"release"`
-	BuildID          string  `json:"build_id"`
-	KernelID         string  `json:"kernel_id"`
-	Level            int     `json:"level"`
-	EffectiveRelease string  `json:"effective_release"`
-	Result           string  `json:"result"`
-	AgentVersion     string  `json:"agent_version"`
-	Tags             *string `json:"tags,omitempty"`
-}
-
-func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	c := authnOf(r).caller
-	var in CheckIn
-	dec := json.NewDecoder(r.Body) // bounded by the route's body limit
-	if err := dec.Decode(&in); err != nil {
-		return &httpError{code: http.StatusBadRequest, msg: "bad-request", err: err}
-	}
-	if len(in.Result) > 1000 {
-		in.Result = in.Result[:1000]
-	}
-	ci := store.CheckIn{
-		Hostname: in.Hostname, IP: remoteIP(r), Release: in.Release, BuildID: in.BuildID,
-		KernelID: in.KernelID, Level: in.Level, EffectiveRelease: in.EffectiveRelease,
-		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: s.now(),
-	}
-	if c.key == nil {
-		srv := *c.server
-		srv.Hostname, srv.Release, srv.BuildID, srv.KernelID = in.Hostname, in.Release, in.BuildID, in.KernelID
-		srv.Level, srv.EffectiveRelease, srv.LastResult, srv.AgentVersion = in.Level, in.EffectiveRelease, in.Result, in.AgentVersion
-		srv.Registered, srv.LastCheckin = s.now(), s.now()
-		if in.Tags != nil {
-			srv.Tags = *in.Tags
-		}
-		if err := s.cfg.Store.UpsertIPServer(ctx, &srv); err != nil {
-			return err
-		}
-	} else if err := s.cfg.Store.CheckIn(ctx, c.server.ID, ci); err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 }
 
 // license tells a server what it is licensed by.
