@@ -47,6 +47,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	err := s.cfg.Store.Register(r.Context(), key, srv)
 	switch {
 	case errors.Is(err, store.ErrInvalidKey):
+		s.wrongKey(r)
 		return &httpError{code: http.StatusBadRequest, msg: "invalid-key", err: err}
 	case errors.Is(err, store.ErrLimitReached):
 		return &httpError{code: http.StatusBadRequest, msg: "key-limit-reached", err: err}
@@ -240,11 +241,28 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if n := rangeCount(r.Header.Get("Range")); n > maxBlobRanges {
+		// Many small ranges would cost more in part headers than the
+		// bytes asked for: refuse rather than amplify.
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", fi.Size()))
+		return errorf(http.StatusRequestedRangeNotSatisfiable, "at most %d ranges", maxBlobRanges)
+	}
 	w.Header().Set("ETag", `"sha256:`+d+`"`)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 	return nil
+}
+
+// maxBlobRanges is the most ranges one blob request may ask for.
+const maxBlobRanges = 4
+
+// rangeCount is how many ranges a Range header asks for.
+func rangeCount(h string) int {
+	if h == "" {
+		return 0
+	}
+	return strings.Count(h, ",") + 1
 }
 
 func (s *Server) portalKey(w http.ResponseWriter, r *http.Request) error {

@@ -211,7 +211,12 @@ func sourceOf(a net.Addr) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	ip := ap.Addr().Unmap()
+	return sourceAddr(ap.Addr())
+}
+
+// sourceAddr is ip as a source: the IPv4 address, or the IPv6 /64.
+func sourceAddr(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		return p.Addr()

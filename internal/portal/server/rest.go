@@ -298,7 +298,13 @@ func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) err
 // restKeyPatchset is ePortal's /admin/api/kcare/patchset/{key}: for each
 // server of the key, [ip, kernel_id, level].
 func (s *Server) restKeyPatchset(w http.ResponseWriter, r *http.Request) error {
-	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: r.PathValue("key")})
+	key := r.PathValue("key")
+	if _, err := s.cfg.Store.KeySettings(r.Context(), key); errors.Is(err, store.ErrNotFound) {
+		s.wrongKey(r) // the answer is the same empty list, but guessing is throttled
+	} else if err != nil {
+		return err
+	}
+	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: key})
 	if err != nil {
 		return err
 	}

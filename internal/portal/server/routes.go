@@ -57,51 +57,55 @@ type route struct {
 	auth    authKind // checked before the handler runs and before any body is read
 	role    string   // authToken: roleAdmin, or roleAny for any operator
 	body    int64    // the most bytes a request body may hold; 0: no body
-	handle  func(w http.ResponseWriter, r *http.Request) error
+	// guess: the route takes an activation key (or a reseller token) a
+	// caller could guess; wrong ones are throttled per source
+	// (guessThrottle), checked before anything else.
+	guess  bool
+	handle func(w http.ResponseWriter, r *http.Request) error
 }
 
 // routeTable is every route of the portal but the admin web UI, which
 // mounts its own table (internal/portal/web) under /admin/.
 func (s *Server) routeTable() []route {
 	rt := []route{
-		{"GET /metrics", authMetrics, roleAny, 0, s.serveMetrics},
+		{"GET /metrics", authMetrics, roleAny, 0, false, s.serveMetrics},
 		// The agent.
-		{"POST /admin/api/register", authActivationKey, roleAny, formBodyMax, s.register},
-		{"POST /api/v1/unregister", authAgent, roleAny, 0, s.unregister},
-		{"GET /api/v1/index/{build_id}", authAgent, roleAny, 0, s.index},
-		{"POST /api/v1/checkin", authAgent, roleAny, formBodyMax, s.checkin},
-		{"GET /api/v1/license", authAgent, roleAny, 0, s.license},
-		{"GET /blobs/sha256/{digest}", authNone, roleAny, 0, s.blob},
-		{"GET /keys/portal.pub", authNone, roleAny, 0, s.portalKey},
-		{"GET /healthz", authNone, roleAny, 0, func(w http.ResponseWriter, r *http.Request) error {
+		{"POST /admin/api/register", authActivationKey, roleAny, formBodyMax, true, s.register},
+		{"POST /api/v1/unregister", authAgent, roleAny, 0, false, s.unregister},
+		{"GET /api/v1/index/{build_id}", authAgent, roleAny, 0, false, s.index},
+		{"POST /api/v1/checkin", authAgent, roleAny, formBodyMax, false, s.checkin},
+		{"GET /api/v1/license", authAgent, roleAny, 0, false, s.license},
+		{"GET /blobs/sha256/{digest}", authNone, roleAny, 0, false, s.blob},
+		{"GET /keys/portal.pub", authNone, roleAny, 0, false, s.portalKey},
+		{"GET /healthz", authNone, roleAny, 0, false, func(w http.ResponseWriter, r *http.Request) error {
 			_, err := fmt.Fprintln(w, "ok")
 			return err
 		}},
 		// Publishing.
-		{"POST /api/v1/publish", authToken, roleAdmin, publishBodyMax, s.publish},
-		{"GET /api/v1/mirror/levels", authToken, roleAny, 0, s.mirrorLevels},
+		{"POST /api/v1/publish", authToken, roleAdmin, publishBodyMax, false, s.publish},
+		{"GET /api/v1/mirror/levels", authToken, roleAny, 0, false, s.mirrorLevels},
 		// ePortal's REST API.
-		{"GET /admin/api/servers", authToken, roleAny, 0, s.restServers},
-		{"GET /admin/api/servers/{id}/vex", authToken, roleAny, 0, s.serverVEX},
-		{"GET /admin/api/keys/", authToken, roleAny, 0, s.restKeys},
-		{"POST /admin/api/keys/", authToken, roleAdmin, restBodyMax, s.restAddKey},
-		{"DELETE /admin/api/keys/{key}", authToken, roleAdmin, 0, s.restDeleteKey},
-		{"GET /admin/api/feeds/", authToken, roleAny, 0, s.restFeeds},
-		{"POST /admin/api/feeds/", authToken, roleAdmin, restBodyMax, s.restAddFeed},
-		{"GET /admin/api/patchsets/", authToken, roleAny, 0, s.restPatchsets},
-		{"POST /admin/api/patchsets/manage", authToken, roleAdmin, 0, s.restManagePatchsets},
-		{"GET /admin/api/kcare/patchset/{key}", authToken, roleAny, 0, s.restKeyPatchset},
+		{"GET /admin/api/servers", authToken, roleAny, 0, false, s.restServers},
+		{"GET /admin/api/servers/{id}/vex", authToken, roleAny, 0, false, s.serverVEX},
+		{"GET /admin/api/keys/", authToken, roleAny, 0, false, s.restKeys},
+		{"POST /admin/api/keys/", authToken, roleAdmin, restBodyMax, false, s.restAddKey},
+		{"DELETE /admin/api/keys/{key}", authToken, roleAdmin, 0, false, s.restDeleteKey},
+		{"GET /admin/api/feeds/", authToken, roleAny, 0, false, s.restFeeds},
+		{"POST /admin/api/feeds/", authToken, roleAdmin, restBodyMax, false, s.restAddFeed},
+		{"GET /admin/api/patchsets/", authToken, roleAny, 0, false, s.restPatchsets},
+		{"POST /admin/api/patchsets/manage", authToken, roleAdmin, 0, false, s.restManagePatchsets},
+		{"GET /admin/api/kcare/patchset/{key}", authToken, roleAny, 0, true, s.restKeyPatchset},
 		// KernelCare's Nagios API.
-		{"GET /admin/api/kcare/nagios/{key}", authActivationKey, roleAny, 0, s.nagiosKey},
-		{"GET /api/kcare/nagios/{key}", authActivationKey, roleAny, 0, s.nagiosKey},
-		{"GET /api/kcare/nagios-res/{login}/{token}", authReseller, roleAny, 0, s.nagiosReseller},
+		{"GET /admin/api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},
+		{"GET /api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},
+		{"GET /api/kcare/nagios-res/{login}/{token}", authReseller, roleAny, 0, true, s.nagiosReseller},
 	}
 	s.installerRoutes(func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
-		rt = append(rt, route{pattern, authNone, roleAny, 0, f})
+		rt = append(rt, route{pattern, authNone, roleAny, 0, false, f})
 	})
 	// KernelCare's patch-server paths: /[PREFIX/]KERNEL_ID/version and
 	// /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info.
-	return append(rt, route{"GET /", authNone, roleAny, 0, s.kcarePaths})
+	return append(rt, route{"GET /", authNone, roleAny, 0, false, s.kcarePaths})
 }
 
 // guard runs a route: it authenticates the caller and checks the role
@@ -109,6 +113,11 @@ func (s *Server) routeTable() []route {
 // one, then bounds the body.
 func (s *Server) guard(rt route) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		if rt.guess {
+			if wait := s.guesses.wait(requestSource(r)); wait > 0 {
+				return tooManyAttempts(wait)
+			}
+		}
 		a, err := s.authenticate(rt, r)
 		if err != nil {
 			return err

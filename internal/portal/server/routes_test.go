@@ -120,11 +120,11 @@ func TestRoutesAuthBeforeBody(t *testing.T) {
 		case authReseller:
 			// KernelCare's answer for an unknown reseller or token, or 413
 			// for a declared body the route does not take.
-			attempts = []attempt{{"unknown_reseller", nil, []int{404, 413}}}
+			attempts = []attempt{{"unknown_reseller", nil, []int{404, 413, 429}}}
 		case authActivationKey:
 			// The key is in the path (Nagios: 404 as KernelCare answers)
 			// or is the body itself (registration: refused at its limit).
-			attempts = []attempt{{"unknown_key", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, []int{400, 404, 413}}}
+			attempts = []attempt{{"unknown_key", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, []int{400, 404, 413, 429}}}
 		default:
 			t.Errorf("%s: auth kind %v has no test", rt.pattern, rt.auth)
 		}

@@ -58,6 +58,7 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	metrics *metrics
+	guesses *guessThrottle
 }
 
 // New returns a Server for cfg.
@@ -76,13 +77,23 @@ func New(cfg Config) *Server {
 		rand.Read(cfg.MetricsSalt)
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.guesses = newGuessThrottle(s.now)
 	s.metrics = newMetrics(s)
 	s.routes()
 	return s
 }
 
-// Handler returns the portal's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the portal's HTTP handler. Over TLS every answer says
+// Strict-Transport-Security, so a browser that has seen the portal over
+// HTTPS does not go back to plain HTTP.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil {
+			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
 
 func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
 
@@ -168,6 +179,9 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
+// unknownServerHash is compared against when a server id is unknown.
+var unknownServerHash = auth.HashSecret("no server has this secret")
+
 // caller is who an agent request is from.
 type caller struct {
 	server *store.Server
@@ -185,15 +199,18 @@ func (s *Server) agentAuth(ctx context.Context, r *http.Request) (*caller, error
 	if !ok {
 		return s.ipLicensed(ctx, r)
 	}
+	// An unknown server and a wrong secret get one answer, so that the
+	// answer does not tell which server ids exist.
 	srv, err := s.cfg.Store.Server(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "unknown-server"}
+		auth.SecretMatches(unknownServerHash, secret) // as long as a wrong secret takes
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered", err: errors.New("unknown server id")}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !auth.SecretMatches(srv.SecretHash, secret) {
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "bad-secret"}
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered", err: errors.New("wrong server secret")}
 	}
 	c := &caller{server: srv, feed: "main"}
 	if srv.Key != "" {
