@@ -89,3 +89,57 @@ func TestServerListEscapes(t *testing.T) {
 		t.Errorf("server list: exit %d\n%s%s\nwant a header and one row for srv-1", code, stdout, stderr)
 	}
 }
+
+// TestAuditMasksKeys: a key added, edited and deleted with the CLI, and a
+// server of it deleted, leave audit entries that show the key masked,
+// never whole.
+func TestAuditMasksKeys(t *testing.T) {
+	const key = "k-cli-audit-8d2f4a6c0e"
+	data := t.TempDir()
+	ctx := context.Background()
+	for _, args := range [][]string{
+		{"key", "add", "--key", key, "--note", "cli audit"},
+		{"key", "edit", key, "--limit", "3"},
+	} {
+		if _, stderr, code := run(t, "", append(args, "--data", data)...); code != 0 {
+			t.Fatalf("eportal %s: exit %d %s", strings.Join(args, " "), code, stderr)
+		}
+	}
+	st, err := store.Open(ctx, data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Register(ctx, key, &store.Server{ID: "srv-1", Hostname: "web1", IP: "192.0.2.20"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, args := range [][]string{{"server", "delete", "srv-1"}, {"key", "delete", key}} {
+		if _, stderr, code := run(t, "", append(args, "--data", data)...); code != 0 {
+			t.Fatalf("eportal %s: exit %d %s", strings.Join(args, " "), code, stderr)
+		}
+	}
+	st, err = store.Open(ctx, data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	entries, err := st.AuditLog(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 4 {
+		t.Errorf("%d audit entries, want 4 (key.add, key.edit, server.delete, key.delete)", len(entries))
+	}
+	for _, e := range entries {
+		for name, v := range map[string]string{"object": e.Object, "detail": e.Detail, "before": e.Before, "after": e.After} {
+			for _, piece := range []string{key, key[4:], key[len(key)-8:]} {
+				if strings.Contains(v, piece) {
+					t.Errorf("audit %s: %s holds %q of the key: %s", e.Action, name, piece, v)
+				}
+			}
+		}
+		if strings.HasPrefix(e.Action, "key.") && e.Object != "k-cl…" {
+			t.Errorf("audit %s: object %q, want k-cl…", e.Action, e.Object)
+		}
+	}
+}

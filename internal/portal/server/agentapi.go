@@ -56,7 +56,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	s.auditChange(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, key),
+	s.auditChange(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, store.MaskKey(key)),
 		nil, ServerAudit(srv))
 	return writeJSON(w, http.StatusOK, map[string]string{"server_id": srv.ID, "server_secret": secret})
 }
@@ -284,7 +284,7 @@ func (s *Server) audit(r *http.Request, actor, action, object, detail string) {
 // auditChange records a change with the object as it was before and is
 // after, each as JSON; nil (a creation's before, a deletion's after) is "".
 func (s *Server) auditChange(r *http.Request, actor, action, object, detail string, before, after any) {
-	e := store.AuditEntry{At: s.now(), Actor: actor, Action: action, Object: object, Detail: detail,
+	e := store.AuditEntry{At: s.now(), Actor: actor, Action: action, Object: store.AuditObject(action, object), Detail: detail,
 		IP: remoteIP(r), Before: AuditJSON(before), After: AuditJSON(after)}
 	if err := s.cfg.Store.Audit(r.Context(), e); err != nil {
 		s.cfg.Log.Error("audit", "action", action, "error", err)
@@ -303,8 +303,9 @@ func AuditJSON(v any) string {
 	return string(b)
 }
 
-// ServerAudit is a server as the audit log shows it (no secret).
+// ServerAudit is a server as the audit log shows it: no secret, its key
+// masked.
 func ServerAudit(v *store.Server) map[string]any {
-	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": v.Key,
+	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": store.MaskKey(v.Key),
 		"kernel": v.Release, "level": v.Level, "registered": v.Registered}
 }

@@ -159,7 +159,7 @@ func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.AddKey(r.Context(), k); err != nil {
 		return storeError(err)
 	}
-	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, k)
+	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, store.AuditKey(k))
 	in.Created = k.Created
 	return writeJSON(w, http.StatusCreated, in)
 }
@@ -174,7 +174,7 @@ func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.DeleteKey(r.Context(), key); err != nil {
 		return storeError(err)
 	}
-	s.auditChange(r, u.Name, "key.delete", key, "", before, nil)
+	s.auditChange(r, u.Name, "key.delete", key, "", store.AuditKey(before), nil)
 	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 }
 
