@@ -1,15 +1,25 @@
 package store
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
-// MaskKey is an activation key as the audit log shows it: its first four
-// characters and "…", fewer for a short key (none below eight), so an
-// operator can tell keys apart but nobody reading the log can use one.
+// MaskKey is an activation key as the audit log, logs and error messages
+// show it: its first four characters and "…", fewer for a short key (none
+// below eight), so an operator can tell keys apart but nobody reading the
+// text can use one.
 func MaskKey(key string) string {
 	if key == "" {
 		return ""
 	}
-	return key[:min(4, len(key)/4)] + "…"
+	n := min(4, utf8.RuneCountInString(key)/4)
+	cut := 0
+	for i := 0; i < n; i++ {
+		_, size := utf8.DecodeRuneInString(key[cut:])
+		cut += size
+	}
+	return key[:cut] + "…"
 }
 
 // AuditKey is a key as an audit entry's before or after shows it: its
