@@ -129,8 +129,12 @@ func (s *Server) guard(rt route) func(w http.ResponseWriter, r *http.Request) er
 		rc := http.NewResponseController(w)
 		start := time.Now()
 		if rt.body > restBodyMax {
-			// An authenticated upload may take longer than ReadTimeout.
-			rc.SetReadDeadline(start.Add(ReadTimeout + time.Duration(rt.body/minReadRate)*time.Second))
+			// An authenticated upload may take longer than ReadTimeout,
+			// and its answer (or error) comes after it.
+			upload := time.Duration(rt.body/minReadRate) * time.Second
+			rc.SetReadDeadline(start.Add(ReadTimeout + upload))
+			rc.SetWriteDeadline(start.Add(upload + WriteTimeout))
+			start = start.Add(upload)
 		}
 		w = &paced{ResponseWriter: w, rc: rc, start: start}
 		if a != nil {
