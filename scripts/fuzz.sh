@@ -16,6 +16,7 @@ targets=(
 	./internal/index:FuzzVerify
 	./internal/kimage:FuzzVmlinux
 	./internal/portal/web:FuzzReadUpload
+	./internal/portal/server:FuzzDecodeCheckIn
 )
 for t in "${targets[@]}"; do
 	pkg=${t%%:*} fn=${t##*:}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,9 +47,6 @@ func serverJSON(s store.Server) ServerJSON {
 }
 
 func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	q := r.URL.Query()
 	f := store.ServerFilter{Hostname: q.Get("hostname"), IP: q.Get("ip"), Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag"), Now: s.now()}
 	var err error
@@ -110,9 +106,6 @@ type KeyJSON struct {
 }
 
 func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	keys, err := s.cfg.Store.Keys(r.Context())
 	if err != nil {
 		return err
@@ -128,10 +121,10 @@ func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec := json.NewDecoder(r.Body) // bounded by the route's body limit
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &httpError{code: http.StatusBadRequest, msg: "bad JSON body: " + err.Error()}
+		return &httpError{code: http.StatusBadRequest, msg: "bad JSON body: " + err.Error(), err: err}
 	}
 	return nil
 }
@@ -151,10 +144,7 @@ func storeError(err error) error {
 }
 
 func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	var in KeyJSON
 	if err := decodeBody(r, &in); err != nil {
 		return err
@@ -169,16 +159,13 @@ func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.AddKey(r.Context(), k); err != nil {
 		return storeError(err)
 	}
-	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, k)
+	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, store.AuditKey(k))
 	in.Created = k.Created
 	return writeJSON(w, http.StatusCreated, in)
 }
 
 func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	key := r.PathValue("key")
 	before, err := s.cfg.Store.Key(r.Context(), key)
 	if err != nil {
@@ -187,7 +174,7 @@ func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.DeleteKey(r.Context(), key); err != nil {
 		return storeError(err)
 	}
-	s.auditChange(r, u.Name, "key.delete", key, "", before, nil)
+	s.auditChange(r, u.Name, "key.delete", key, "", store.AuditKey(before), nil)
 	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 }
 
@@ -200,9 +187,6 @@ type FeedJSON struct {
 }
 
 func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	feeds, err := s.cfg.Store.Feeds(r.Context())
 	if err != nil {
 		return err
@@ -215,10 +199,7 @@ func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) restAddFeed(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	var in FeedJSON
 	if err := decodeBody(r, &in); err != nil {
 		return err
@@ -243,9 +224,6 @@ type PatchsetJSON struct {
 }
 
 func (s *Server) restPatchsets(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	feed := r.URL.Query().Get("feed")
 	if feed == "" {
 		feed = "main"
@@ -301,10 +279,7 @@ func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action
 }
 
 func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	q := r.URL.Query()
 	feed, patchset, action := q.Get("feed"), q.Get("patchset"), q.Get("action")
 	if feed == "" {
@@ -323,10 +298,13 @@ func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) err
 // restKeyPatchset is ePortal's /admin/api/kcare/patchset/{key}: for each
 // server of the key, [ip, kernel_id, level].
 func (s *Server) restKeyPatchset(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
+	key := r.PathValue("key")
+	if _, err := s.cfg.Store.KeySettings(r.Context(), key); errors.Is(err, store.ErrNotFound) {
+		s.wrongKey(r) // the answer is the same empty list, but guessing is throttled
+	} else if err != nil {
 		return err
 	}
-	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: r.PathValue("key")})
+	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: key})
 	if err != nil {
 		return err
 	}
