@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/kcare/kcare/internal/portal/httpbound"
 )
 
 // The HTTP server's bounds. A request's headers must arrive within
@@ -15,14 +17,13 @@ import (
 // WriteTimeout plus the time its bytes take at minWriteRate, so a large
 // bundle reaches a slow link while a client that stops reading is cut off.
 const (
-	ReadHeaderTimeout = 10 * time.Second
-	ReadTimeout       = 30 * time.Second
-	WriteTimeout      = 60 * time.Second
+	ReadHeaderTimeout = httpbound.ReadHeaderTimeout
+	ReadTimeout       = httpbound.ReadTimeout
+	WriteTimeout      = httpbound.WriteTimeout
 	IdleTimeout       = 60 * time.Second
 	MaxHeaderBytes    = 64 << 10
 
-	minReadRate  = 128 << 10 // bytes per second an authenticated upload must keep up
-	minWriteRate = 64 << 10  // bytes per second a download must keep up
+	minWriteRate = 64 << 10 // bytes per second a download must keep up
 )
 
 // Defaults of eportal serve's connection bounds.

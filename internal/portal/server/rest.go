@@ -78,8 +78,19 @@ func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
 	out := make([]ServerJSON, len(list))
 	for i, srv := range list {
 		out[i] = serverJSON(srv)
+		out[i].Key = keyFor(r, srv.Key)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+// keyFor is an activation key as the caller may see it: whole for an
+// admin, masked (store.MaskKey) for a read-only operator, who can read the
+// fleet but must not be able to register servers with its keys.
+func keyFor(r *http.Request, key string) string {
+	if a := authnOf(r); a != nil && a.user != nil && a.user.Role == roleAdmin {
+		return key
+	}
+	return store.MaskKey(key)
 }
 
 func intParam(v string, def int) (int, error) {
@@ -112,7 +123,7 @@ func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]KeyJSON, len(keys))
 	for i, k := range keys {
-		out[i] = KeyJSON{Key: k.Key, Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
+		out[i] = KeyJSON{Key: keyFor(r, k.Key), Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
 		if out[i].IPRanges == nil {
 			out[i].IPRanges = []string{}
 		}

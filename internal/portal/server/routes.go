@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/portal/httpbound"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -131,10 +132,7 @@ func (s *Server) guard(rt route) func(w http.ResponseWriter, r *http.Request) er
 		if rt.body > restBodyMax {
 			// An authenticated upload may take longer than ReadTimeout,
 			// and its answer (or error) comes after it.
-			upload := time.Duration(rt.body/minReadRate) * time.Second
-			rc.SetReadDeadline(start.Add(ReadTimeout + upload))
-			rc.SetWriteDeadline(start.Add(upload + WriteTimeout))
-			start = start.Add(upload)
+			start = httpbound.ExtendForUpload(w, start, rt.body)
 		}
 		w = &paced{ResponseWriter: w, rc: rc, start: start}
 		if a != nil {
