@@ -15,6 +15,7 @@ targets=(
 	./internal/trust:FuzzVerify
 	./internal/index:FuzzVerify
 	./internal/kimage:FuzzVmlinux
+	./internal/klp:FuzzRelocations
 )
 for t in "${targets[@]}"; do
 	pkg=${t%%:*} fn=${t##*:}
