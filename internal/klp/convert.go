@@ -32,7 +32,7 @@ type Resolved struct {
 	Name     string
 	Object   string
 	Pos      int
-	Explicit bool           // the position was the author's choice
+	Given    string         // where the author chose the position ("" when it is unique)
 	Exported bool           // exported by Object, a module that may load after the patch
 	Relocs   map[string]int // relocations moved, by target section
 }
@@ -283,7 +283,11 @@ func resolve(s *symbol, opts Options, targets map[string]bool, choices map[strin
 	if err != nil {
 		return nil, err
 	}
-	return &Resolved{Name: name, Object: obj, Pos: pos, Explicit: explicit, Exported: exported}, nil
+	r := &Resolved{Name: name, Object: obj, Pos: pos, Exported: exported}
+	if explicit {
+		r.Given = choice.From
+	}
+	return r, nil
 }
 
 // position returns the livepatch position of name among entries: 0 when it

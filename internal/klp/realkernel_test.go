@@ -55,11 +55,20 @@ var (
 
 func testKernel(t *testing.T) *realKernel {
 	t.Helper()
-	headers := need(t, "KCARE_TEST_HEADERS")
-	vmlinuz := need(t, "KCARE_TEST_VMLINUZ")
-	release := need(t, "KCARE_TEST_RELEASE")
-	kallsyms := need(t, "KCARE_TEST_KALLSYMS")
+	for _, v := range []string{"KCARE_TEST_HEADERS", "KCARE_TEST_VMLINUZ", "KCARE_TEST_RELEASE", "KCARE_TEST_KALLSYMS"} {
+		need(t, v)
+	}
+	k, err := benchKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// benchKernel reads the test kernel's headers, exports and kallsyms once.
+func benchKernel() (*realKernel, error) {
 	rkOnce.Do(func() {
+		headers := os.Getenv("KCARE_TEST_HEADERS")
 		rk = &realKernel{}
 		rk.headers, rkErr = kbuild.FindHeaders(headers)
 		if rkErr != nil {
@@ -72,19 +81,16 @@ func testKernel(t *testing.T) *realKernel {
 		if rk.exports, rkErr = ParseSymvers(data, "Module.symvers"); rkErr != nil {
 			return
 		}
-		if data, rkErr = os.ReadFile(kallsyms); rkErr != nil {
+		if data, rkErr = os.ReadFile(os.Getenv("KCARE_TEST_KALLSYMS")); rkErr != nil {
 			return
 		}
 		if rk.kallsyms, rkErr = ParseKallsyms(data, "kallsyms"); rkErr != nil {
 			return
 		}
-		root := filepath.Dir(filepath.Dir(vmlinuz))
-		rk.binfmtKo = filepath.Join(root, "lib/modules", release, "kernel/fs/binfmt_misc.ko")
+		root := filepath.Dir(filepath.Dir(os.Getenv("KCARE_TEST_VMLINUZ")))
+		rk.binfmtKo = filepath.Join(root, "lib/modules", os.Getenv("KCARE_TEST_RELEASE"), "kernel/fs/binfmt_misc.ko")
 	})
-	if rkErr != nil {
-		t.Fatal(rkErr)
-	}
-	return rk
+	return rk, rkErr
 }
 
 // build builds the livepatch in src with modpost's undefined-symbol
@@ -295,7 +301,7 @@ func resolvedSummary(rs []Resolved) []string {
 		for _, s := range sortedKeys(r.Relocs) {
 			secs = append(secs, fmt.Sprintf("%s:%d", s, r.Relocs[s]))
 		}
-		out = append(out, fmt.Sprintf("%s explicit=%v %s", r.KlpName(), r.Explicit, strings.Join(secs, ",")))
+		out = append(out, fmt.Sprintf("%s explicit=%v %s", r.KlpName(), r.Given != "", strings.Join(secs, ",")))
 	}
 	sort.Strings(out)
 	return out
@@ -483,7 +489,7 @@ func TestConvertChoices(t *testing.T) {
 					t.Fatalf("Convert: %v", err)
 				}
 				for _, r := range res.Symbols {
-					if r.Name == "skip_atoi" && (r.Pos != 1 || !r.Explicit) {
+					if r.Name == "skip_atoi" && (r.Pos != 1 || r.Given != "--sympos") {
 						t.Errorf("skip_atoi resolved %+v, want position 1 as given", r)
 					}
 				}
@@ -539,4 +545,48 @@ func TestSystemMapMatchesKallsyms(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, resolvedSummary(got.Symbols), resolvedSummary(want.Symbols))
 		}
 	}
+}
+
+// BenchmarkConvert measures the rewrite of the klp fixture, and reading
+// the kallsyms dump it resolves against.
+func BenchmarkConvert(b *testing.B) {
+	for _, v := range []string{"KCARE_TEST_HEADERS", "KCARE_TEST_KALLSYMS", "KCARE_TEST_VMLINUZ", "KCARE_TEST_RELEASE"} {
+		if os.Getenv(v) == "" {
+			b.Skipf("%s is not set", v)
+		}
+	}
+	k, err := benchKernel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(b.TempDir(), "kcare_test_klp.ko")
+	if err := kbuild.Build(context.Background(), kbuild.Options{
+		Headers: k.headers, Src: "../../testdata/livepatch/klp", Name: "kcare_test_klp", Out: out,
+		Files: map[string][]byte{HeaderPath: Header}, AllowUndefined: true,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ko, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("convert", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := Convert(ko, k.options()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	dump, err := os.ReadFile(os.Getenv("KCARE_TEST_KALLSYMS"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("parse_kallsyms", func(b *testing.B) {
+		b.SetBytes(int64(len(dump)))
+		for b.Loop() {
+			if _, err := ParseKallsyms(dump, "kallsyms"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
