@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -308,6 +309,49 @@ func TestConvertTiny(t *testing.T) {
 	ko3, _ := odd.write()
 	if _, err := Convert(ko3, Options{Exports: Exports{"bar": "vmlinux"}, Tables: map[string]*Table{Vmlinux: vmlinux}}); !errors.Is(err, ErrUnsupportedReloc) {
 		t.Errorf("Convert(GOTPCREL) = %v, want ErrUnsupportedReloc", err)
+	}
+}
+
+// TestConvertExportedByModuleObject: a symbol exported by a module the
+// patch patches becomes a livepatch symbol of that module, so the patch
+// does not need the module loaded first; exported by another module, it
+// stays ordinary.
+func TestConvertExportedByModuleObject(t *testing.T) {
+	ko := tinyModule(t)
+	vmlinux := newTable(Vmlinux, "test")
+	vmlinux.add("foo", Entry{Type: 't'})
+	fat := newTable("fat", "fat.ko")
+	fat.add("bar", Entry{Type: 'T'})
+	res, err := Convert(ko, Options{
+		Exports: Exports{"bar": "fat"},
+		Tables:  map[string]*Table{Vmlinux: vmlinux, "fat": fat},
+		Objects: []string{"fat"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range res.Symbols {
+		got = append(got, fmt.Sprintf("%s exported=%v", r.KlpName(), r.Exported))
+	}
+	if diff := cmp.Diff([]string{".klp.sym.vmlinux.foo,0 exported=false", ".klp.sym.fat.bar,0 exported=true"}, got); diff != "" {
+		t.Errorf("resolved (-want +got):\n%s", diff)
+	}
+	rels, err := Relocations(res.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secs []string
+	for _, r := range rels {
+		secs = append(secs, r.Section+" "+r.Symbol)
+	}
+	if diff := cmp.Diff([]string{".klp.rela.vmlinux..text .klp.sym.vmlinux.foo,0", ".klp.rela.fat..text .klp.sym.fat.bar,0"}, secs); diff != "" {
+		t.Errorf("klp relocations (-want +got):\n%s", diff)
+	}
+
+	res, err = Convert(ko, Options{Exports: Exports{"bar": "fat"}, Tables: map[string]*Table{Vmlinux: vmlinux}})
+	if err != nil || len(res.Symbols) != 1 || res.Symbols[0].Name != "foo" {
+		t.Errorf("bar exported by a module not patched: %v, %+v; want it left ordinary", err, res)
 	}
 }
 
