@@ -93,15 +93,31 @@ func benchKernel() (*realKernel, error) {
 	return rk, rkErr
 }
 
+var (
+	builtMu sync.Mutex
+	built   = map[string][]byte{}
+)
+
 // build builds the livepatch in src with modpost's undefined-symbol
-// errors turned into warnings, and returns the .ko.
+// errors turned into warnings, and returns the .ko; each source and
+// defines once per test binary.
 func build(t *testing.T, k *realKernel, src, name string, defines ...string) []byte {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), name+".ko")
-	var log bytes.Buffer
-	err := kbuild.Build(context.Background(), kbuild.Options{
+	key := strings.Join(append([]string{src, name}, defines...), " ")
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if ko, ok := built[key]; ok {
+		return ko
+	}
+	dir, err := os.MkdirTemp("", "klp-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, name+".ko")
+	err = kbuild.Build(context.Background(), kbuild.Options{
 		Headers: k.headers, Src: src, Name: name, Defines: defines, Out: out,
-		Files: map[string][]byte{HeaderPath: Header}, AllowUndefined: true, Log: &log,
+		Files: map[string][]byte{HeaderPath: Header}, AllowUndefined: true,
 	})
 	if err != nil {
 		t.Fatalf("build %s: %v", name, err)
@@ -110,6 +126,7 @@ func build(t *testing.T, k *realKernel, src, name string, defines ...string) []b
 	if err != nil {
 		t.Fatal(err)
 	}
+	built[key] = ko
 	return ko
 }
 
@@ -432,14 +449,9 @@ func TestConvertRefusals(t *testing.T) {
 		{"marker_and_flag_disagree", "5", nil, []Sympos{{Name: "_acpi_module_name", Pos: 3, From: "--sympos"}}, ErrBadSympos,
 			"_acpi_module_name: bad symbol position: given as _acpi_module_name=3 (--sympos) and _acpi_module_name=1000 (KCARE_SYMPOS in the source)"},
 	}
-	built := map[string][]byte{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ko := built[tt.kcase]
-			if ko == nil {
-				ko = build(t, k, "testdata/refuse", "kcare_refuse", "KCARE_CASE="+tt.kcase)
-				built[tt.kcase] = ko
-			}
+			ko := build(t, k, "testdata/refuse", "kcare_refuse", "KCARE_CASE="+tt.kcase)
 			opts := k.options(tt.objects...)
 			opts.Sympos = tt.sympos
 			_, err := Convert(ko, opts)

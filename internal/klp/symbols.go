@@ -127,7 +127,7 @@ func ParseKallsyms(data []byte, source string) (map[string]*Table, error) {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	if tables[Vmlinux].Len() == 0 {
-		return nil, fmt.Errorf("%s: no vmlinux symbols (a dump read without root lists none)", source)
+		return nil, fmt.Errorf("%s: no vmlinux symbols", source)
 	}
 	return tables, nil
 }
