@@ -271,8 +271,17 @@ func resolve(s *symbol, opts Options, targets map[string]bool, choices map[strin
 		return nil, &SymbolError{Symbol: name, Err: ErrUnresolved,
 			Detail: "not exported, and no symbol table of the target kernel given (--kallsyms or --system-map)"}
 	case len(found) == 0:
-		return nil, &SymbolError{Symbol: name, Err: ErrUnresolved,
-			Detail: fmt.Sprintf("not exported, and not in %s", strings.Join(searched, ", "))}
+		detail := fmt.Sprintf("not exported, and not in %s", strings.Join(searched, ", "))
+		var others []string
+		for _, obj := range sortedKeys(opts.Tables) {
+			if !targets[obj] && obj != Vmlinux && len(opts.Tables[obj].Lookup(name)) > 0 {
+				others = append(others, obj)
+			}
+		}
+		if len(others) > 0 {
+			detail += fmt.Sprintf("; module %s has it: is it an object the patch patches (--object)?", strings.Join(others, ", "))
+		}
+		return nil, &SymbolError{Symbol: name, Err: ErrUnresolved, Detail: detail}
 	case len(found) > 1:
 		return nil, &SymbolError{Symbol: name, Err: ErrAmbiguous,
 			Detail: fmt.Sprintf("in %s; say which with KCARE_SYMPOS_OBJ(OBJECT, %s, POS) or --sympos OBJECT:%s=POS", strings.Join(found, " and "), name, name)}

@@ -416,9 +416,13 @@ func TestConvertModuleObject(t *testing.T) {
 		t.Errorf("resolved against binfmt_misc.ko: err %v, same module %v; want the same module as from kallsyms", err, err == nil && bytes.Equal(res2.Module, res.Module))
 	}
 
-	// Without the object, the names are nowhere.
-	if _, err := Convert(ko, k.options()); !errors.Is(err, ErrUnresolved) || !strings.Contains(err.Error(), "entries_lock: unresolved symbol") {
-		t.Errorf("Convert without binfmt_misc = %v, want ErrUnresolved naming entries_lock", err)
+	// Without the object, the names are not looked up in it, but the
+	// error says where they are.
+	noObject := k.options()
+	noObject.Tables["binfmt_misc"] = fromKallsyms
+	if _, err := Convert(ko, noObject); !errors.Is(err, ErrUnresolved) || !strings.Contains(err.Error(),
+		"entries_lock: unresolved symbol: not exported, and not in kallsyms; module binfmt_misc has it: is it an object the patch patches (--object)?") {
+		t.Errorf("Convert without binfmt_misc = %v, want ErrUnresolved naming entries_lock and binfmt_misc", err)
 	}
 }
 

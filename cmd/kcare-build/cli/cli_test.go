@@ -288,3 +288,34 @@ func tail(s string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+func TestFindModule(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"kernel/fs/binfmt_misc.ko", "kernel/fs/nls/nls-utf8.ko", "kernel/fs/zstd_mod.ko.zst",
+		"kernel/a/dup.ko", "kernel/b/dup.ko"} {
+		p := filepath.Join(dir, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, nil, 0o644)
+	}
+	tests := []struct {
+		name, want, err string
+	}{
+		{"binfmt_misc", "kernel/fs/binfmt_misc.ko", ""},
+		{"nls_utf8", "kernel/fs/nls/nls-utf8.ko", ""},
+		{"zstd_mod", "", "compressed module; decompress it and give --object zstd_mod=FILE.ko"},
+		{"dup", "", "2 files under"},
+		{"ext4", "", "no ext4.ko under"},
+	}
+	for _, tt := range tests {
+		got, err := findModule(dir, tt.name)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("findModule(%s) = %q, %v; want error %q", tt.name, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != filepath.Join(dir, tt.want) {
+			t.Errorf("findModule(%s) = %q, %v; want %s", tt.name, got, err, tt.want)
+		}
+	}
+}
