@@ -93,4 +93,16 @@ SH
 	chmod +x "$dir/bin/$prog"
 done
 export PATH="$dir/bin:$PATH"
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-overlay=$dir/overlay.json"
+
+# Check that the overlay took: a Go program's clock against date(1)'s.
+mkdir "$dir/check"
+printf 'package main\n\nimport (\n\t"fmt"\n\t"time"\n)\n\nfunc main() { fmt.Println(time.Now().Unix()) }\n' >"$dir/check/main.go"
+printf 'module check\n\ngo 1.21\n' >"$dir/check/go.mod"
+got=$(cd "$dir/check" && go run .)
+want=$(($(date +%s) + days * 86400))
+if [ $((got - want)) -gt 60 ] || [ $((want - got)) -gt 60 ]; then
+	echo "clockshift.sh: a Go program's clock reads $got, want about $want" >&2
+	exit 1
+fi
 "$@"

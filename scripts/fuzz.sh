@@ -16,6 +16,8 @@ targets=(
 	./internal/index:FuzzVerify
 	./internal/kimage:FuzzVmlinux
 	./internal/klp:FuzzRelocations
+	./internal/portal/web:FuzzReadUpload
+	./internal/portal/server:FuzzDecodeCheckIn
 )
 for t in "${targets[@]}"; do
 	pkg=${t%%:*} fn=${t##*:}

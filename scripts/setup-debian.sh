@@ -23,7 +23,7 @@ apt-get $apt_opts update -q
 apt-get $apt_opts install -y -q --no-install-recommends \
 	make gcc libc6-dev build-essential libelf-dev bc flex bison \
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd \
-	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent tinyproxy rpm chromium \
+	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent tinyproxy rpm chromium faketime \
 	debootstrap e2fsprogs openssh-client dpkg-dev lintian ansible
 
 mkdir -p /var/cache/kcare-test

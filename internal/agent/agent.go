@@ -17,8 +17,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
 	"github.com/kcare/kcare/internal/livepatch"
@@ -50,6 +52,10 @@ var (
 	ErrStalled     = errors.New("transition stalled and was reversed")
 	ErrLocked      = errors.New("another kcarectl is changing the kernel")
 	ErrLoad        = errors.New("kernel refused the module")
+	// ErrDowngrade is a signed index offering a level below the one in
+	// effect with no rollback order for this server, and no change of
+	// this host's own PREFIX or STICKY_PATCH to ask for it.
+	ErrDowngrade = errors.New("downgrade refused")
 )
 
 // Agent applies and removes patch levels on one kernel.
@@ -111,9 +117,9 @@ func (a *Agent) lock(ctx context.Context) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
 	path := filepath.Join(a.stateDir(), "kcarectl.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := atomicfile.OpenLock(path, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
+		return nil, err
 	}
 	wait := a.LockWait
 	if wait <= 0 {
@@ -160,10 +166,12 @@ func (a *Agent) Apply(ctx context.Context, data, sig []byte) (*Result, error) {
 		return nil, err
 	}
 	defer unlock()
-	return a.apply(ctx, data, sig)
+	return a.apply(ctx, data, sig, nil)
 }
 
-func (a *Agent) apply(ctx context.Context, data, sig []byte) (*Result, error) {
+// apply applies a verified bundle; req is the index request it was
+// fetched with, recorded with it, or nil for a bundle given by hand.
+func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request) (*Result, error) {
 	start := time.Now()
 	b, id, err := a.check(data, sig)
 	if err != nil {
@@ -173,7 +181,7 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte) (*Result, error) {
 	sys := a.sysfs()
 	if p, err := sys.Patch(m.Module.Name); err == nil && p.Enabled && !p.Transition {
 		// Already in effect: make sure the record says so too.
-		if err := a.record(b, data, sig); err != nil {
+		if err := a.record(b, data, sig, req); err != nil {
 			return nil, err
 		}
 		return &Result{Manifest: *m}, fmt.Errorf("level %d (%s) is already applied: %w", m.Level, m.Module.Name, ErrNothingToDo)
@@ -207,7 +215,7 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte) (*Result, error) {
 
 	// The new level is in effect. Record it before cleaning up, so that a
 	// crash from here on leaves a record that agrees with the kernel.
-	if err := a.record(b, data, sig); err != nil {
+	if err := a.record(b, data, sig, req); err != nil {
 		return nil, err
 	}
 	replaced, err := a.removeReplaced(ctx, m.Module.Name)
@@ -334,8 +342,10 @@ func (a *Agent) moduleLoaded(name string) bool {
 	return err == nil
 }
 
-// record caches the bundle and writes the state for an applied level.
-func (a *Agent) record(b *bundle.Bundle, data, sig []byte) error {
+// record caches the bundle and writes the state for an applied level,
+// with the index request it was fetched with (nil: kept from the record
+// of the same bundle, if any).
+func (a *Agent) record(b *bundle.Bundle, data, sig []byte, req *index.Request) error {
 	rel, err := a.cacheBundle(&b.Manifest, data, sig)
 	if err != nil {
 		return err
@@ -346,9 +356,15 @@ func (a *Agent) record(b *bundle.Bundle, data, sig []byte) error {
 		Digest:   bundle.Digest(data),
 		Bundle:   rel,
 		Signer:   b.Signer.Fingerprint,
+		Request:  req,
 	}
-	if old, _ := a.readState(); old != nil && old.Digest == st.Digest && a.sysfs().Exists(old.Manifest.Module.Name) {
-		st.Applied = old.Applied
+	if old, _ := a.readState(); old != nil && old.Digest == st.Digest {
+		if a.sysfs().Exists(old.Manifest.Module.Name) {
+			st.Applied = old.Applied
+		}
+		if st.Request == nil {
+			st.Request = old.Request
+		}
 	}
 	if err := a.writeState(st); err != nil {
 		return fmt.Errorf("record state: %w", err)
@@ -448,7 +464,7 @@ func (a *Agent) UpdateLocal(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("read cached bundle signature: %w", err)
 	}
 	a.logf("re-applying cached %s", path)
-	return a.apply(ctx, data, sig)
+	return a.apply(ctx, data, sig, nil)
 }
 
 // cachedBundle finds the bundle to re-apply: the recorded one if it is for

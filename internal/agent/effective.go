@@ -14,6 +14,7 @@ import (
 
 	"github.com/package-url/packageurl-go"
 
+	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 )
 
@@ -189,7 +190,7 @@ func (a *Agent) clearEffective() error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	return syncDir(a.stateDir())
+	return atomicfile.SyncDir(a.stateDir())
 }
 
 // Package is the installed package of the running kernel.

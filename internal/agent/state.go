@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/index"
 )
 
 // State is what /var/lib/kcare/state.json records: the level last applied
@@ -19,6 +21,9 @@ type State struct {
 	Digest   string          `json:"bundle_sha256"`
 	Bundle   string          `json:"bundle"` // cached bundle, relative to the cache dir
 	Signer   string          `json:"signer"` // fingerprint of the publisher key
+	// Request is the index request the level was fetched with; nil for
+	// a level applied by hand (--apply) or recorded by an older agent.
+	Request *index.Request `json:"request,omitempty"`
 }
 
 func (a *Agent) stateDir() string { return filepath.Join(a.root(), "var/lib/kcare") }
@@ -49,7 +54,7 @@ func (a *Agent) writeState(s *State) error {
 		if err := os.Remove(a.statePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("clear state: %w", err)
 		}
-		return syncDir(a.stateDir())
+		return atomicfile.SyncDir(a.stateDir())
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -58,51 +63,13 @@ func (a *Agent) writeState(s *State) error {
 	return writeAtomic(a.statePath(), append(b, '\n'), 0o644)
 }
 
-// writeAtomic writes data to path through a temporary file in the same
-// directory, synced and renamed, so a reader sees the old or the new file.
-func writeAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// writeAtomic writes data to path atomically, making its directory if
+// needed; see atomicfile.WriteFile.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(path, data, perm)
 }
 
 // cacheBundle keeps a verified bundle and its signature for offline

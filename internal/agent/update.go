@@ -16,6 +16,10 @@ import (
 
 // Portal is where Update fetches from (portalclient.Client).
 type Portal interface {
+	// Server returns the registered server id requests authenticate as,
+	// "" for a server known by its IP license: a rollback order in the
+	// index must name it.
+	Server() string
 	Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error)
 	Download(ctx context.Context, path string, size int64, progress func(done, total int64)) ([]byte, error)
 }
@@ -25,6 +29,11 @@ type UpdateOptions struct {
 	Prefix   string // PREFIX: "", test, 12h, 24h, 48h
 	Sticky   string // STICKY_PATCH
 	Progress func(done, total int64)
+}
+
+// request is the index request o makes for the kernel buildID.
+func (o UpdateOptions) request(buildID string) index.Request {
+	return index.Request{BuildID: buildID, Prefix: o.Prefix, Sticky: o.Sticky}
 }
 
 // indexState is /var/lib/kcare/index.json: the last index accepted.
@@ -79,7 +88,8 @@ func (a *Agent) FetchIndex(ctx context.Context, p Portal, o UpdateOptions) (*ind
 	if err != nil {
 		return nil, id, err
 	}
-	v := index.Verifier{Keys: keys, BuildID: id.BuildID, LastVersion: last.Version, Now: a.Now}
+	v := index.Verifier{Keys: keys, BuildID: id.BuildID, Prefix: o.Prefix, Sticky: o.Sticky, ServerID: p.Server(),
+		LastVersion: last.Version, Now: a.Now}
 	idx, err := v.Verify(body, sig)
 	if err != nil {
 		return nil, id, fmt.Errorf("verify index: %w", err)
@@ -97,7 +107,9 @@ func (a *Agent) FetchIndex(ctx context.Context, p Portal, o UpdateOptions) (*ind
 // Update fetches the index from the portal and applies the level it
 // names, if it is not the one in effect: resolve -> fetch -> verify ->
 // apply. Nothing touches the kernel until the index, the download's size
-// and digest, and the bundle have passed every check.
+// and digest, and the bundle have passed every check. A level below the
+// one in effect is applied only as mayLower allows; else the error wraps
+// ErrDowngrade.
 func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result, error) {
 	unlock, err := a.lock(ctx)
 	if err != nil {
@@ -115,10 +127,18 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 		}
 		return nil, fmt.Errorf("no patch level allowed yet for kernel %s (newest published: %d): %w", id.Release, idx.Latest, ErrNothingToDo)
 	}
-	if info, err := a.Info(); err == nil && info.State == "applied" && info.Level == l.Level {
-		if st, _ := a.readState(); st != nil && st.Digest == l.Digest {
-			return &Result{Manifest: st.Manifest}, fmt.Errorf("level %d is already applied: %w", l.Level, ErrNothingToDo)
+	info, err := a.Info()
+	if err != nil {
+		return nil, err
+	}
+	st, _ := a.readState() // unreadable: as if nothing recorded
+	if info.State == "applied" && l.Level < info.Level {
+		if err := a.mayLower(idx, info.Level, o, st); err != nil {
+			return nil, err
 		}
+	}
+	if info.State == "applied" && info.Level == l.Level && st != nil && st.Digest == l.Digest {
+		return &Result{Manifest: st.Manifest}, fmt.Errorf("level %d is already applied: %w", l.Level, ErrNothingToDo)
 	}
 	a.logf("downloading level %d (%d bytes)", l.Level, l.Size)
 	data, err := p.Download(ctx, l.URL, l.Size, o.Progress)
@@ -134,7 +154,42 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 	if d := bundle.Digest(data); d != l.Digest {
 		return nil, fmt.Errorf("%w: downloaded bundle has sha256 %s, the index announced %s", bundle.ErrDigestMismatch, d, l.Digest)
 	}
-	return a.apply(ctx, data, []byte(l.Signature))
+	req := o.request(id.BuildID)
+	return a.apply(ctx, data, []byte(l.Signature), &req)
+}
+
+// mayLower decides whether a verified index may take the kernel from level
+// cur, in effect, down to its level: only when the index carries the
+// portal's rollback order for this server (the verifier has checked that
+// it names this server), or when this host's own settings asked for it
+// (hostAsked). Else it returns an error wrapping ErrDowngrade, and nothing
+// is fetched or applied.
+func (a *Agent) mayLower(idx *index.Index, cur int, o UpdateOptions, st *State) error {
+	to := idx.Level.Level
+	switch {
+	case idx.Rollback != nil && idx.Rollback.Level == to:
+		a.logf("the portal orders a rollback from level %d to level %d", cur, to)
+		return nil
+	case hostAsked(o, st):
+		a.logf("going down from level %d to level %d, as this host's PREFIX or STICKY_PATCH asks", cur, to)
+		return nil
+	}
+	return fmt.Errorf("%w: the index offers level %d, below level %d in effect, and carries no rollback order for this server; "+
+		"level %d stays (kcarectl --unload or --apply to change it by hand)", ErrDowngrade, to, cur, cur)
+}
+
+// hostAsked reports whether this host's own settings, which no one on the
+// network can change, ask for the lower level: the PREFIX or STICKY_PATCH
+// it sends differ from those the level in effect was fetched with; or, for
+// a level not fetched by Update (applied by hand, or recorded by an older
+// agent), it sends a PREFIX or a sticky date of its own. STICKY_PATCH=KEY
+// is not a date of its own: the key's date is the portal's to move, and
+// the portal orders a rollback when it moves back.
+func hostAsked(o UpdateOptions, st *State) bool {
+	if st != nil && st.Request != nil {
+		return o.Prefix != st.Request.Prefix || o.Sticky != st.Request.Sticky
+	}
+	return o.Prefix != "" || (o.Sticky != "" && o.Sticky != "KEY")
 }
 
 // Status is what the portal's index says beside the kernel's state, for

@@ -23,7 +23,10 @@ type fakePortal struct {
 	body, sig []byte
 	blobs     map[string][]byte
 	downloads int
+	server    string // the server id requests authenticate as
 }
+
+func (p *fakePortal) Server() string { return p.server }
 
 func (p *fakePortal) Index(ctx context.Context, buildID, prefix, sticky string) ([]byte, []byte, error) {
 	return p.body, p.sig, nil
@@ -51,6 +54,7 @@ func (p *fakePortal) serve(t *testing.T, signer *trust.Signer, edit func(*index.
 	idx := &index.Index{
 		Type: index.Type, Version: 10, Issued: now, Expires: now.Add(time.Hour),
 		BuildID: fakekernel.BuildID, Latest: b.Manifest.Level,
+		Request: &index.Request{BuildID: fakekernel.BuildID},
 		Level: &index.Level{
 			Level: b.Manifest.Level, Name: b.Manifest.Name, Patchset: "K20261127_01", Digest: d,
 			Size: int64(len(data)), URL: index.BlobPath(d), Signature: string(sig),
@@ -127,7 +131,10 @@ func TestUpdateAttacks(t *testing.T) {
 			}, data, sig)
 		}, index.ErrExpired},
 		{"other_build_id", func(t *testing.T, p *fakePortal, data, sig []byte) {
-			p.serve(t, portalKey, func(i *index.Index) { i.BuildID = "eb4fbcd037e7253717950bf2b93bd5566f47c56f"; i.Version = 20 }, data, sig)
+			p.serve(t, portalKey, func(i *index.Index) {
+				i.BuildID, i.Request.BuildID = "eb4fbcd037e7253717950bf2b93bd5566f47c56f", "eb4fbcd037e7253717950bf2b93bd5566f47c56f"
+				i.Version = 20
+			}, data, sig)
 		}, index.ErrWrongKernel},
 		{"unknown_key", func(t *testing.T, p *fakePortal, data, sig []byte) {
 			p.serve(t, stranger, func(i *index.Index) { i.Version = 20 }, data, sig)
@@ -144,6 +151,12 @@ func TestUpdateAttacks(t *testing.T) {
 			_, sig2 := pack(t, publisher, manifest(2))
 			p.serve(t, portalKey, func(i *index.Index) { i.Version = 20 }, data, sig2)
 		}, trust.ErrBadSignature},
+		{"no_request_stated", func(t *testing.T, p *fakePortal, data, sig []byte) {
+			p.serve(t, portalKey, func(i *index.Index) { i.Version = 20; i.Request = nil }, data, sig)
+		}, index.ErrWrongRequest},
+		{"answer_for_a_sticky_date", func(t *testing.T, p *fakePortal, data, sig []byte) {
+			p.serve(t, portalKey, func(i *index.Index) { i.Version = 20; i.Request.Sticky = "2026-11-01" }, data, sig)
+		}, index.ErrWrongRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,6 +175,80 @@ func TestUpdateAttacks(t *testing.T) {
 			}
 			if n := e.k.Loads(); n != 0 {
 				t.Errorf("%d modules loaded, want none", n)
+			}
+		})
+	}
+}
+
+// TestUpdateDowngrade: a verified index offering a level below the one in
+// effect is applied only with a rollback order for this server, or when
+// this host's own PREFIX or STICKY_PATCH asked for it.
+func TestUpdateDowngrade(t *testing.T) {
+	const self = "5e1f0c2a9b8d7e6f5a4b3c2d"
+	tests := []struct {
+		name   string
+		byHand bool            // level 3 was applied with --apply, not fetched
+		server string          // this server's id; "" under an IP license
+		before UpdateOptions   // the request level 3 was fetched with
+		now    UpdateOptions   // the request now
+		order  *index.Rollback // in the index offering level 1
+		want   error           // nil: level 1 is applied
+	}{
+		{"no_order", false, self, UpdateOptions{}, UpdateOptions{}, nil, ErrDowngrade},
+		{"order_for_this_server", false, self, UpdateOptions{}, UpdateOptions{},
+			&index.Rollback{Level: 1, From: 3, ServerID: self}, nil},
+		{"order_for_another_server", false, self, UpdateOptions{}, UpdateOptions{},
+			&index.Rollback{Level: 1, From: 3, ServerID: "0000aaaa0000aaaa0000aaaa"}, index.ErrWrongRequest},
+		{"order_for_ip_licensed_server", false, "", UpdateOptions{}, UpdateOptions{},
+			&index.Rollback{Level: 1, From: 3, ServerID: "ip-192-0-2-7"}, nil},
+		{"registered_server_refuses_ip_order", false, self, UpdateOptions{}, UpdateOptions{},
+			&index.Rollback{Level: 1, From: 3, ServerID: "ip-192-0-2-7"}, index.ErrWrongRequest},
+		{"ip_licensed_server_refuses_registered_order", false, "", UpdateOptions{}, UpdateOptions{},
+			&index.Rollback{Level: 1, From: 3, ServerID: self}, index.ErrWrongRequest},
+		{"host_sticky_moved_back", false, self, UpdateOptions{}, UpdateOptions{Sticky: "2026-11-01"}, nil, nil},
+		{"host_prefix_set", false, self, UpdateOptions{}, UpdateOptions{Prefix: "48h"}, nil, nil},
+		{"host_sticky_unchanged", false, self, UpdateOptions{Sticky: "2026-11-20"}, UpdateOptions{Sticky: "2026-11-20"}, nil, ErrDowngrade},
+		{"host_sticky_key_unchanged", false, self, UpdateOptions{Sticky: "KEY"}, UpdateOptions{Sticky: "KEY"}, nil, ErrDowngrade},
+		{"by_hand_no_order", true, self, UpdateOptions{}, UpdateOptions{}, nil, ErrDowngrade},
+		{"by_hand_host_sticky_date", true, self, UpdateOptions{}, UpdateOptions{Sticky: "2026-11-01"}, nil, nil},
+		{"by_hand_host_sticky_key", true, self, UpdateOptions{}, UpdateOptions{Sticky: "KEY"}, nil, ErrDowngrade},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, t.TempDir(), true)
+			e.a.Keys = keyring(t, publisher, portalKey)
+			p := &fakePortal{server: tt.server}
+			asked := func(o UpdateOptions) func(*index.Index) {
+				return func(i *index.Index) { i.Request.Prefix, i.Request.Sticky = o.Prefix, o.Sticky }
+			}
+			if tt.byHand {
+				e.apply(t, 3)
+			} else {
+				data, sig := pack(t, publisher, manifest(3))
+				p.serve(t, portalKey, asked(tt.before), data, sig)
+				if res, err := e.a.Update(context.Background(), p, tt.before); err != nil || res.Manifest.Level != 3 {
+					t.Fatalf("update to level 3: %v, %v", res, err)
+				}
+			}
+			loads := e.k.Loads()
+			data, sig := pack(t, publisher, manifest(1))
+			p.serve(t, portalKey, func(i *index.Index) {
+				asked(tt.now)(i)
+				i.Latest, i.Rollback = 3, tt.order
+			}, data, sig)
+			_, err := e.a.Update(context.Background(), p, tt.now)
+			want, wantLoads := 1, loads+1
+			if tt.want != nil {
+				want, wantLoads = 3, loads
+			}
+			if !errors.Is(err, tt.want) {
+				t.Errorf("Update = %v, want %v", err, tt.want)
+			}
+			if got := e.info(t).Level; got != want {
+				t.Errorf("level %d after the update, want %d", got, want)
+			}
+			if n := e.k.Loads(); n != wantLoads {
+				t.Errorf("%d modules loaded, want %d", n-loads, wantLoads-loads)
 			}
 		})
 	}

@@ -8,6 +8,8 @@ package config
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -50,6 +52,10 @@ type Config struct {
 	HTTPSProxy          string        // HTTPS_PROXY, as written
 	IgnoreUnknownKernel bool          // IGNORE_UNKNOWN_KERNEL, default false
 	CABundle            string        // CA_BUNDLE: a PEM file of CAs trusted beside the system's, absolute path
+	// PatchServerPins are PATCH_SERVER_PIN's pins of the portal's public
+	// key, each "sha256//" and the standard base64 of the sha256 of the
+	// DER SubjectPublicKeyInfo (curl's --pinnedpubkey form).
+	PatchServerPins []string
 }
 
 // Default returns the configuration of an empty file.
@@ -144,6 +150,33 @@ var fields = []struct {
 		return nil
 	}},
 	{"IGNORE_UNKNOWN_KERNEL", func(c *Config, v string) error { return setBool(&c.IgnoreUnknownKernel, v) }},
+	{"PATCH_SERVER_PIN", func(c *Config, v string) error {
+		pins, err := ParsePins(v)
+		c.PatchServerPins = pins
+		return err
+	}},
+}
+
+// PinPrefix starts a public key pin: the hash that follows is sha256.
+const PinPrefix = "sha256//"
+
+// ParsePins parses a PATCH_SERVER_PIN value: pins separated by ";" (as
+// curl's --pinnedpubkey takes them), each PinPrefix and the standard
+// base64, padded, of a 32-byte sha256. An empty value is no pins.
+func ParsePins(v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var pins []string
+	for _, p := range strings.Split(v, ";") {
+		b64, ok := strings.CutPrefix(p, PinPrefix)
+		sum, err := base64.StdEncoding.Strict().DecodeString(b64)
+		if !ok || err != nil || len(sum) != sha256.Size {
+			return nil, errors.New("want sha256//BASE64 (the base64 of the sha256 of the portal's public key, as curl's --pinnedpubkey), several separated by ;")
+		}
+		pins = append(pins, p)
+	}
+	return pins, nil
 }
 
 // Config returns the configuration the file describes: Default, overridden

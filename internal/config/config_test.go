@@ -93,6 +93,11 @@ IGNORE_UNKNOWN_KERNEL=on
 		{"policy-remote", "UPDATE_POLICY=remote\n", func(c *Config) {}},
 		{"ignore-unknown-kernel", "IGNORE_UNKNOWN_KERNEL=True\n", func(c *Config) { c.IgnoreUnknownKernel = true }},
 		{"delay-empty", "UPDATE_DELAY=\n", func(c *Config) {}},
+		{"pin", "PATCH_SERVER_PIN=sha256//OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=\n", func(c *Config) { c.PatchServerPins = []string{"sha256//OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o="} }},
+		{"pins-for-rotation", "PATCH_SERVER_PIN=sha256//OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=;sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", func(c *Config) {
+			c.PatchServerPins = []string{"sha256//OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=", "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+		}},
+		{"pin-empty", "PATCH_SERVER_PIN=\n", func(c *Config) {}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,6 +163,13 @@ func TestConfigErrors(t *testing.T) {
 		{"patch-server-ftp", "PATCH_SERVER=ftp://patches.example.com/\n", "PATCH_SERVER", 1, "http or https URL"},
 		{"registration-url-no-host", "REGISTRATION_URL=https:///admin\n", "REGISTRATION_URL", 1, "http or https URL"},
 		{"last-counts", "PREFIX=test\nPREFIX=bad\n", "PREFIX", 2, "line 2: PREFIX"},
+		{"pin-no-prefix", "PATCH_SERVER_PIN=OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
+		{"pin-sha1", "PATCH_SERVER_PIN=sha1//2jmj7l5rSw0yVb/vlWAYkK/YBwk=\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
+		{"pin-short", "PATCH_SERVER_PIN=sha256//AAAA\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
+		{"pin-url-base64", "PATCH_SERVER_PIN=sha256//OJ-e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
+		{"pin-unpadded", "PATCH_SERVER_PIN=sha256//OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
+		{"pin-trailing-semicolon", "PATCH_SERVER_PIN=sha256//OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=;\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
+		{"pin-spaces", "PATCH_SERVER_PIN=\"sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= ; sha256//OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=\"\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

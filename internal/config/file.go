@@ -6,8 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/kcare/kcare/internal/atomicfile"
 )
 
 // MaxSize is the largest configuration file Load reads.
@@ -291,48 +292,15 @@ func (f *File) Bytes() []byte {
 	return []byte(b.String())
 }
 
-// Save writes the file to path with permissions perm, atomically: it writes
-// a temporary file in the same directory, syncs it, renames it over path and
-// syncs the directory, so that path holds either the old contents or the new
-// ones, even after a crash. A symbolic link at path is replaced, not
-// followed.
-func (f *File) Save(path string, perm os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+// Save writes the file to path with permissions perm, atomically (see
+// atomicfile.WriteFile): path holds either the old contents or the new
+// ones, even after a crash, and neither a symbolic link at path nor one
+// planted at a temporary name is followed.
+func (f *File) Save(path string, perm os.FileMode) error {
+	if err := atomicfile.WriteFile(path, f.Bytes(), perm); err != nil {
+		return fmt.Errorf("save config: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("save config %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("save config %s: %w", path, err)
-		}
-	}()
-	if _, err := tmp.Write(f.Bytes()); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // ValidKey reports whether key can be assigned in a File: a letter or '_'

@@ -29,8 +29,11 @@ func FuzzVerify(f *testing.F) {
 		testIndex(),
 		with(func(i *Index) { i.Level = nil; i.Latest = 0 }),
 		with(func(i *Index) { i.Version = 41; i.Level.CVEs = nil }),
-		with(func(i *Index) { i.BuildID = otherBuild }),
+		with(func(i *Index) { i.BuildID, i.Request.BuildID = otherBuild, otherBuild }),
 		with(func(i *Index) { i.Issued, i.Expires = now.Add(-48*time.Hour), now.Add(-time.Hour) }),
+		with(func(i *Index) { i.Rollback = &Rollback{Level: 3, From: 4, ServerID: testServerID} }),
+		with(func(i *Index) { i.Request.Sticky = "2026-11-01" }),
+		with(func(i *Index) { i.Request = nil }),
 	} {
 		body, _ := mustSign(f, idx, portal)
 		f.Add(body)
@@ -53,7 +56,7 @@ func FuzzVerify(f *testing.F) {
 			if idx != nil {
 				t.Fatalf("got an index with error %v", err)
 			}
-			for _, typed := range []error{ErrMalformed, ErrTooLarge, ErrWrongKernel, ErrExpired, ErrFuture, ErrRollback} {
+			for _, typed := range []error{ErrMalformed, ErrTooLarge, ErrWrongKernel, ErrWrongRequest, ErrExpired, ErrFuture, ErrRollback} {
 				if errors.Is(err, typed) {
 					return
 				}
@@ -66,6 +69,10 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("accepted type %q", idx.Type)
 		case idx.BuildID != testBuildID:
 			t.Fatalf("accepted build-id %q, want %s", idx.BuildID, testBuildID)
+		case idx.Request == nil || *idx.Request != (Request{BuildID: testBuildID, Prefix: testPrefix, Sticky: testSticky}):
+			t.Fatalf("accepted an index for request %v", idx.Request)
+		case idx.Rollback != nil && (idx.Rollback.ServerID != testServerID || idx.Level == nil || idx.Rollback.Level != idx.Level.Level):
+			t.Fatalf("accepted rollback order %+v with level %v", idx.Rollback, idx.Level)
 		case idx.Version < last || v.LastVersion != idx.Version:
 			t.Fatalf("accepted version %d after %d; LastVersion now %d", idx.Version, last, v.LastVersion)
 		case !now.Before(idx.Expires):

@@ -8,6 +8,12 @@
 // after The Update Framework: a stranger's or tampered index, a replayed
 // older one (rollback), a stale one held back (freeze) and one for another
 // kernel (mix-and-match) are each refused with their own error.
+//
+// An index states the question it answers (Request: the build-id, PREFIX
+// and sticky date the agent sent), so that an agent refuses an answer to a
+// question it did not ask, and it carries a rollback order (Rollback) when
+// the portal wants a server back at a lower level than the one it
+// reported: without one an agent never moves down.
 package index
 
 import (
@@ -55,6 +61,11 @@ var (
 	// ErrTooLarge means an index body, or a download through LimitedReader,
 	// is over its size limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrWrongRequest means the index answers another question than the
+	// one the agent asked: other request inputs, none stated, or a rollback
+	// order for another server. A man in the middle rewrote the request or
+	// replayed another server's answer.
+	ErrWrongRequest = errors.New("index answers another request")
 )
 
 // Index is what the portal says one server's kernel may apply. Fields are
@@ -70,7 +81,39 @@ type Index struct {
 	Feed     string    `json:"feed,omitempty"`
 	Level    *Level    `json:"level"`  // the newest level allowed, nil when there is none
 	Latest   int       `json:"latest"` // the newest level published for this kernel at all, ignoring feed, prefix and sticky date; for --check and --status messages
+	// Request is the question this index answers, as the agent asked it.
+	// Agents refuse an index that states none, or other inputs than their
+	// own (ErrWrongRequest).
+	Request *Request `json:"request,omitempty"`
+	// Rollback, when set, orders the server it names back to Level, below
+	// the level it reported. Agents never apply a level lower than the one
+	// in effect without it (unless their own PREFIX or STICKY_PATCH asked).
+	Rollback *Rollback `json:"rollback,omitempty"`
 }
+
+// Request is the inputs an index answers: what the agent sent, as it sent
+// them. It names no server, so that servers asking the same question may
+// share one signed answer.
+type Request struct {
+	BuildID string `json:"build_id"` // the kernel's GNU build-id: the index's BuildID
+	Prefix  string `json:"prefix"`   // the prefix query parameter: "", test, 12h, 24h or 48h
+	Sticky  string `json:"sticky"`   // the sticky query parameter: "", KEY or a date, as sent
+}
+
+// Rollback is the portal's order to one server to go back to a lower
+// level: an operator's undeploy, a withdrawn level, a sticky date moved
+// back, a move to a feed at a lower level. It is bound to the server
+// because the portal decides it from that server's reported level.
+type Rollback struct {
+	Level    int    `json:"level"`     // the level to return to: the index's Level
+	From     int    `json:"from"`      // the level the server last reported, above Level
+	ServerID string `json:"server_id"` // the server ordered back
+}
+
+// IPServerPrefix starts the server id the portal gives a server known only
+// by its IP license; such a server has no id of its own to check an order
+// against.
+const IPServerPrefix = "ip-"
 
 // Level is one cumulative patch level and where to fetch its bundle.
 type Level struct {
@@ -166,6 +209,9 @@ var (
 // maxText bounds the free-text fields an agent prints.
 const maxText = 200
 
+// maxInput bounds a stated request input: a PREFIX or a sticky date.
+const maxInput = 16
+
 // armoredSignature starts the publisher's signature.
 const armoredSignature = "-----BEGIN PGP SIGNATURE-----"
 
@@ -195,6 +241,28 @@ func (idx *Index) validate() error {
 		return bad("bad feed %q", idx.Feed)
 	case idx.Latest < 0:
 		return bad("latest level %d is negative", idx.Latest)
+	}
+	if r := idx.Request; r != nil {
+		switch {
+		case r.BuildID != idx.BuildID:
+			return bad("request build-id %q is not the index's %q", r.BuildID, idx.BuildID)
+		case !printable(r.Prefix) || len(r.Prefix) > maxInput:
+			return bad("bad request prefix %q", r.Prefix)
+		case !printable(r.Sticky) || len(r.Sticky) > maxInput:
+			return bad("bad request sticky date %q", r.Sticky)
+		}
+	}
+	if r := idx.Rollback; r != nil {
+		switch {
+		case idx.Level == nil:
+			return bad("rollback order with no level to return to")
+		case r.Level != idx.Level.Level:
+			return bad("rollback order to level %d, but the index names level %d", r.Level, idx.Level.Level)
+		case r.From <= r.Level:
+			return bad("rollback order from level %d to level %d is not a rollback", r.From, r.Level)
+		case r.ServerID == "" || !printable(r.ServerID):
+			return bad("rollback order for bad server id %q", r.ServerID)
+		}
 	}
 	if idx.Level == nil {
 		return nil

@@ -21,9 +21,12 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const (
-	testBuildID = "eb4fbcd037e7253717950bf2b93bd5566f47c56f"
-	otherBuild  = "4b1a05bb2ba8e1d9e8a6a3c4b1d1b71f2f38a0c6"
-	testDigest  = "9f2c4e1d7a0b8c3e5f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a"
+	testServerID = "srv-7c1e2a9d"
+	testPrefix   = "24h"
+	testSticky   = "KEY"
+	testBuildID  = "eb4fbcd037e7253717950bf2b93bd5566f47c56f"
+	otherBuild   = "4b1a05bb2ba8e1d9e8a6a3c4b1d1b71f2f38a0c6"
+	testDigest   = "9f2c4e1d7a0b8c3e5f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a"
 )
 
 // publisherSig stands in for the publisher's signature over the .kcp; this
@@ -42,7 +45,7 @@ func testIndex() *Index {
 		Version:  42,
 		Issued:   issued,
 		Expires:  issued.Add(24 * time.Hour),
-		ServerID: "srv-7c1e2a9d",
+		ServerID: testServerID,
 		BuildID:  testBuildID,
 		KernelID: "f78293328fd93c8717bc4ed0f0ae1f4243d5b898",
 		Feed:     "main",
@@ -61,7 +64,8 @@ func testIndex() *Index {
 			},
 			Released: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC),
 		},
-		Latest: 4,
+		Latest:  4,
+		Request: &Request{BuildID: testBuildID, Prefix: testPrefix, Sticky: testSticky},
 	}
 }
 
@@ -114,7 +118,8 @@ func signBytes(t testing.TB, s *trust.Signer, body []byte) []byte {
 }
 
 func verifier(keys *trust.Keyring) *Verifier {
-	return &Verifier{Keys: keys, BuildID: testBuildID, LastVersion: 41, Now: func() time.Time { return now }}
+	return &Verifier{Keys: keys, BuildID: testBuildID, Prefix: testPrefix, Sticky: testSticky, ServerID: testServerID,
+		LastVersion: 41, Now: func() time.Time { return now }}
 }
 
 // with returns testIndex changed by edit.
@@ -164,6 +169,7 @@ func TestVerifyAccepts(t *testing.T) {
 		{"issued-5m-ahead", with(func(i *Index) { i.Issued = now.Add(MaxClockSkew) }), portal, false, 41, 42},
 		{"version-zero", with(func(i *Index) { i.Version = 0 }), portal, false, 0, 0},
 		{"other-time-zone", with(func(i *Index) { i.Issued = i.Issued.In(time.FixedZone("CET", 3600)) }), portal, false, 41, 42},
+		{"rollback-order-for-this-server", with(func(i *Index) { i.Rollback = &Rollback{Level: 3, From: 4, ServerID: testServerID} }), portal, false, 41, 42},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,7 +234,7 @@ func TestVerifyRefusals(t *testing.T) {
 		{"replayed-older", signed(with(func(i *Index) { i.Version = 40 })), 41, ErrRollback},
 		{"expired", signed(with(func(i *Index) { i.Expires = now.Add(-time.Minute); i.Issued = now.Add(-25 * time.Hour) })), 41, ErrExpired},
 		{"expires-now", signed(with(func(i *Index) { i.Expires = now })), 41, ErrExpired},
-		{"other-kernel", signed(with(func(i *Index) { i.BuildID = otherBuild })), 41, ErrWrongKernel},
+		{"other-kernel", signed(with(func(i *Index) { i.BuildID, i.Request.BuildID = otherBuild, otherBuild })), 41, ErrWrongKernel},
 		{"issued-in-future", signed(with(func(i *Index) { i.Issued = now.Add(MaxClockSkew + time.Second) })), 41, ErrFuture},
 		{"unknown-key", [2][]byte{good, signBytes(t, stranger, good)}, 41, trust.ErrUnknownKey},
 		{"tampered-body", [2][]byte{tampered, goodSig}, 41, trust.ErrBadSignature},
@@ -256,9 +262,20 @@ func TestVerifyRefusals(t *testing.T) {
 		{"bad-cve", raw(strings.Replace(string(good), `"id": "CVE-2026-0003"`, `"id": "cve 3"`, 1)), 41, ErrMalformed},
 		// The signature is checked first: a stranger's garbage is not parsed.
 		{"unknown-key-garbage", [2][]byte{[]byte("{"), signBytes(t, stranger, []byte("{"))}, 41, trust.ErrUnknownKey},
+		// The request stated must be the one made, and a rollback order
+		// must be for this server: else a man in the middle rewrote the
+		// request or replayed another server's answer.
+		{"no-request-stated", signed(with(func(i *Index) { i.Request = nil })), 41, ErrWrongRequest},
+		{"other-sticky", signed(with(func(i *Index) { i.Request.Sticky = "2026-11-01" })), 41, ErrWrongRequest},
+		{"no-sticky", signed(with(func(i *Index) { i.Request.Sticky = "" })), 41, ErrWrongRequest},
+		{"other-prefix", signed(with(func(i *Index) { i.Request.Prefix = "48h" })), 41, ErrWrongRequest},
+		{"rollback-order-for-other-server", signed(with(func(i *Index) { i.Rollback = &Rollback{Level: 3, From: 4, ServerID: "srv-0000"} })), 41, ErrWrongRequest},
+		{"request-other-build-id", raw(strings.Replace(string(good), `"build_id": "`+testBuildID+`",
+    "prefix"`, `"build_id": "`+otherBuild+`",
+    "prefix"`, 1)), 41, ErrMalformed},
 		// The kernel is checked before the clock and the version.
 		{"other-kernel-expired-older", signed(with(func(i *Index) {
-			i.BuildID, i.Version, i.Issued, i.Expires = otherBuild, 1, now.Add(-48*time.Hour), now.Add(-24*time.Hour)
+			i.BuildID, i.Request.BuildID, i.Version, i.Issued, i.Expires = otherBuild, otherBuild, 1, now.Add(-48*time.Hour), now.Add(-24*time.Hour)
 		})), 41, ErrWrongKernel},
 	}
 	for _, tt := range tests {
@@ -324,9 +341,12 @@ func TestVerifyMessages(t *testing.T) {
 	}{
 		{"rollback", mustMarshal(t, with(func(i *Index) { i.Version = 41 })), "index version 41 is older than the last accepted 42: rollback refused"},
 		{"expired", mustMarshal(t, with(func(i *Index) { i.Issued, i.Expires = now.Add(-26*time.Hour), now.Add(-2*time.Hour) })), "index expired at 2026-11-21T09:00:00Z, 2h0m0s ago"},
-		{"wrong-kernel", mustMarshal(t, with(func(i *Index) { i.BuildID = otherBuild })), "index is for another kernel: issued for build-id " + otherBuild + ", this kernel is " + testBuildID},
+		{"wrong-kernel", mustMarshal(t, with(func(i *Index) { i.BuildID, i.Request.BuildID = otherBuild, otherBuild })), "index is for another kernel: issued for build-id " + otherBuild + ", this kernel is " + testBuildID},
 		{"future", mustMarshal(t, with(func(i *Index) { i.Issued = now.Add(time.Hour) })), "index issued in the future: at 2026-11-21T12:00:00Z, 1h0m0s ahead of this clock, more than the 5m0s allowed; check the clocks"},
 		{"malformed", []byte(strings.Replace(good, `"latest": 4`, `"latest": 2`, 1)), "malformed index: level 3 is newer than the latest published, 2"},
+		{"wrong-request", mustMarshal(t, with(func(i *Index) { i.Request.Sticky = "2026-11-01" })), `index answers another request: the index answers build-id ` + testBuildID + `, prefix "24h", sticky "2026-11-01", this agent asked build-id ` + testBuildID + `, prefix "24h", sticky "KEY"`},
+		{"no-request", mustMarshal(t, with(func(i *Index) { i.Request = nil })), "index answers another request: the index states no request (build-id, prefix, sticky); it was signed by a portal that does not bind them"},
+		{"other-servers-order", mustMarshal(t, with(func(i *Index) { i.Rollback = &Rollback{Level: 3, From: 4, ServerID: "srv-0000"} })), "index answers another request: its rollback order is for server srv-0000, this server is " + testServerID},
 		{"oversize", bytes.Repeat([]byte(" "), DefaultMaxSize+1), "index body: too large: 1048577 bytes, limit 1048576"},
 	}
 	for _, tt := range tests {
@@ -367,6 +387,13 @@ func TestSignRefuses(t *testing.T) {
 		{"slash-in-name", with(func(i *Index) { i.Level.Name = "../6.1.0-56-amd64-3" })},
 		{"no-release-time", with(func(i *Index) { i.Level.Released = time.Time{} })},
 		{"bad-kernel-id", with(func(i *Index) { i.KernelID = "6.1.0-56-amd64" })},
+		{"request-other-build-id", with(func(i *Index) { i.Request.BuildID = otherBuild })},
+		{"request-long-sticky", with(func(i *Index) { i.Request.Sticky = strings.Repeat("1", 17) })},
+		{"request-control-prefix", with(func(i *Index) { i.Request.Prefix = "24h\n" })},
+		{"rollback-no-level", with(func(i *Index) { i.Level = nil; i.Rollback = &Rollback{Level: 3, From: 4, ServerID: testServerID} })},
+		{"rollback-other-level", with(func(i *Index) { i.Rollback = &Rollback{Level: 2, From: 4, ServerID: testServerID} })},
+		{"rollback-upward", with(func(i *Index) { i.Rollback = &Rollback{Level: 3, From: 3, ServerID: testServerID} })},
+		{"rollback-no-server", with(func(i *Index) { i.Rollback = &Rollback{Level: 3, From: 4} })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

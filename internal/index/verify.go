@@ -3,6 +3,8 @@ package index
 import (
 	"bytes"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kcare/kcare/internal/trust"
@@ -16,6 +18,14 @@ type Verifier struct {
 	Keys *trust.Keyring
 	// BuildID is the running kernel's GNU build-id, hex.
 	BuildID string
+	// Prefix and Sticky are the prefix and sticky inputs the agent sent
+	// with its request, as sent ("" when it sent none). An index must
+	// state exactly these, and BuildID, as its request.
+	Prefix, Sticky string
+	// ServerID is the agent's registered server id; "" for a server
+	// known only by its IP license. A rollback order must name it (or,
+	// with no id, a server id starting with IPServerPrefix).
+	ServerID string
 	// LastVersion is the version of the last index accepted, 0 if none.
 	// The agent loads it from its state, and saves it after Verify.
 	LastVersion int64
@@ -34,9 +44,11 @@ type Verifier struct {
 //     trust.ErrUnsigned, trust.ErrUnknownKey, trust.ErrBadSignature, ...);
 //  3. the body is a well-formed index (ErrMalformed);
 //  4. it is for BuildID (ErrWrongKernel);
-//  5. it has not expired (ErrExpired);
-//  6. it was not issued more than MaxClockSkew in the future (ErrFuture);
-//  7. its version is not older than LastVersion (ErrRollback). The same
+//  5. it states the request the agent made, BuildID, Prefix and Sticky,
+//     and a rollback order in it names this server (ErrWrongRequest);
+//  6. it has not expired (ErrExpired);
+//  7. it was not issued more than MaxClockSkew in the future (ErrFuture);
+//  8. its version is not older than LastVersion (ErrRollback). The same
 //     version is accepted: the same index may be fetched twice.
 //
 // On success LastVersion is set to the index's version.
@@ -58,6 +70,9 @@ func (v *Verifier) Verify(body, sig []byte) (*Index, error) {
 	if idx.BuildID != v.BuildID {
 		return nil, fmt.Errorf("%w: issued for build-id %s, this kernel is %s", ErrWrongKernel, idx.BuildID, v.BuildID)
 	}
+	if err := v.checkRequest(idx); err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	if v.Now != nil {
 		now = v.Now()
@@ -73,4 +88,44 @@ func (v *Verifier) Verify(body, sig []byte) (*Index, error) {
 	}
 	v.LastVersion = idx.Version
 	return idx, nil
+}
+
+// checkRequest refuses an index that answers another question than the
+// one asked: one that states no request or another one, or that orders
+// another server back.
+func (v *Verifier) checkRequest(idx *Index) error {
+	want := Request{BuildID: v.BuildID, Prefix: v.Prefix, Sticky: v.Sticky}
+	switch {
+	case idx.Request == nil:
+		return fmt.Errorf("%w: the index states no request (build-id, prefix, sticky); it was signed by a portal that does not bind them", ErrWrongRequest)
+	case *idx.Request != want:
+		return fmt.Errorf("%w: the index answers %s, this agent asked %s", ErrWrongRequest, idx.Request, want)
+	}
+	if r := idx.Rollback; r != nil && !v.orderFor(r.ServerID) {
+		this := v.ServerID
+		if this == "" {
+			this = "none (IP license)"
+		}
+		return fmt.Errorf("%w: its rollback order is for server %s, this server is %s", ErrWrongRequest, r.ServerID, this)
+	}
+	return nil
+}
+
+// orderFor reports whether a rollback order naming id is for this server.
+func (v *Verifier) orderFor(id string) bool {
+	if v.ServerID == "" {
+		return strings.HasPrefix(id, IPServerPrefix)
+	}
+	return id == v.ServerID
+}
+
+// String returns r as a message names it: build-id, prefix and sticky.
+func (r Request) String() string {
+	q := func(s string) string {
+		if s == "" {
+			return "none"
+		}
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("build-id %s, prefix %s, sticky %s", r.BuildID, q(r.Prefix), q(r.Sticky))
 }

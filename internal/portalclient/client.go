@@ -132,6 +132,10 @@ func apiError(resp *http.Response) error {
 	return fmt.Errorf("portal answered %s: %s", resp.Status, e.Error)
 }
 
+// Server returns the registered server id requests authenticate as; ""
+// for a server known by its IP license.
+func (c *Client) Server() string { return c.ServerID }
+
 // Register registers this server with an activation key and returns its
 // id and secret.
 func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret string, err error) {

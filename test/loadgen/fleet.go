@@ -71,6 +71,7 @@ func registerAgents(ctx context.Context, url, key string, hc *http.Client, keys 
 				}
 				lat[i] = time.Since(t)
 				a.c.ServerID, a.c.Secret = id, secret
+				a.v.ServerID = id // a rollback order must name it
 				agents[i] = a
 			}
 		})

@@ -61,7 +61,7 @@ func TestRoutesNeedSession(t *testing.T) {
 	}
 	n := 0
 	for _, rt := range web.Routes() {
-		if rt.Public {
+		if rt.Access == web.Public {
 			continue
 		}
 		check(rt, false)

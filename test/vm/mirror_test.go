@@ -21,7 +21,11 @@ func TestMirrorAndAirGap(t *testing.T) {
 	up.publish(1, time.Now().Add(-72*time.Hour))
 
 	mir := newHostPortal(t, f)
-	out := mir.eportal("", "sync", "--upstream", up.URL(), "--upstream-token", up.Token)
+	tokenFile := filepath.Join(t.TempDir(), "upstream-token")
+	if err := os.WriteFile(tokenFile, []byte(up.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := mir.eportal("", "sync", "--upstream", up.URL(), "--upstream-token-file", tokenFile)
 	if !strings.Contains(out, "fetched 1 levels, refused 0") {
 		t.Fatalf("eportal sync: %q", out)
 	}

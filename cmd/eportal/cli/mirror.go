@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portalclient"
+	"github.com/kcare/kcare/internal/secretflag"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -36,7 +38,7 @@ func runSync(ctx context.Context, e *env, args []string) error {
 	var db dbFlags
 	db.register(fs)
 	upstream := fs.String("upstream", "", "the upstream portal's `URL`")
-	token := fs.String("upstream-token", "", "an API `TOKEN` on the upstream")
+	tokenFlags := registerUpstreamToken(fs)
 	pubKeys := fs.String("publisher-keys", "", "publisher public key `PATH` (default DATA/publishers)")
 	proxy := fs.String("upstream-proxy", "", "reach the upstream through this proxy `URL` (default: the environment's https_proxy/http_proxy)")
 	status := fs.Bool("status", false, "print the last sync's status as JSON; exit 1 when unhealthy")
@@ -61,8 +63,12 @@ func runSync(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
-	if *upstream == "" || *token == "" {
-		return usageErr("--upstream and --upstream-token are required")
+	token, err := upstreamToken(tokenFlags, "sync", e)
+	if err != nil {
+		return err
+	}
+	if *upstream == "" || token == "" {
+		return usageErr("--upstream and an upstream token (--upstream-token-file FILE or %s) are required", upstreamTokenSource.Env)
 	}
 	keys, err := publisherKeys(db.data, *pubKeys)
 	if err != nil {
@@ -77,7 +83,7 @@ func runSync(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s := &mirror.Syncer{Upstream: *upstream, Token: *token, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
+	s := &mirror.Syncer{Upstream: *upstream, Token: token, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
 		Publishers: keys, DataDir: db.data, HTTP: client}
 	res, err := s.Sync(ctx)
 	if res != nil {
@@ -94,6 +100,24 @@ func runSync(ctx context.Context, e *env, args []string) error {
 		return errors.New("some levels were refused")
 	}
 	return nil
+}
+
+// upstreamTokenSource is where eportal serve and sync take the
+// upstream's API token from.
+var upstreamTokenSource = secretflag.Source{Flag: "upstream-token", FileFlag: "upstream-token-file", Env: "KCARE_UPSTREAM_TOKEN"}
+
+func registerUpstreamToken(fs *flag.FlagSet) *secretflag.Value {
+	return secretflag.Register(fs, upstreamTokenSource, "an API token on the upstream")
+}
+
+// upstreamToken returns the upstream token given to eportal cmd, "" if
+// none. Given more than one way is a usage error.
+func upstreamToken(v *secretflag.Value, cmd string, e *env) (string, error) {
+	tok, err := v.Get("eportal "+cmd, e.stderr)
+	if errors.Is(err, secretflag.ErrConflict) {
+		return "", usageErr("%v", err)
+	}
+	return tok, err
 }
 
 // upstreamClient is the mirror's HTTP client: through proxy when given,
@@ -138,7 +162,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	tmp := *out + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := datadir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
 	}

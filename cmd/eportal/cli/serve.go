@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/fleet"
 	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portal/server"
@@ -35,17 +37,54 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ttl := fs.Duration("index-ttl", server.DefaultIndexTTL, "how long a signed index stays valid")
 	jsonLog := fs.Bool("log-json", false, "log JSON lines instead of text")
 	upstream := fs.String("upstream", "", "mirror the upstream portal at `URL`")
-	upToken := fs.String("upstream-token", "", "an API `TOKEN` on the upstream")
+	upTokenFlags := registerUpstreamToken(fs)
 	upProxy := fs.String("upstream-proxy", "", "reach the upstream through this proxy `URL`")
 	syncEvery := fs.Duration("sync-interval", 10*time.Minute, "how often to sync from the upstream")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
 	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
+	tlsSelf := fs.Bool("tls-self-signed", false, "serve HTTPS with a self-signed certificate, made on first start in DATA/tls/ and kept (its pin: eportal tls-pin)")
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
+	externalURL := fs.String("external-url", "", "the portal's `URL` as agents reach it (https://HOST[:PORT]), for /installer; without it /installer refuses")
+	metricsTokenFile := fs.String("metrics-token-file", "", "GET /metrics needs the bearer token in `FILE`")
+	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "hold at most `N` connections open (lowered to fit the open file limit)")
+	maxPerSource := fs.Int("max-conns-per-source", server.DefaultMaxConnsPerSource, "hold at most `N` connections from one address (0: no bound; behind a proxy, raise it)")
+	var metricsAllowed listFlag
+	fs.Var(&metricsAllowed, "metrics-allow", "serve GET /metrics only to this `CIDR` (repeatable)")
 	if _, err := parse(fs, e, args); err != nil {
 		return err
 	}
+	allow, err := metricsAllow(metricsAllowed)
+	if err != nil {
+		return err
+	}
+	var scrapeToken string
+	if *metricsTokenFile != "" {
+		if scrapeToken, err = metricsToken(*metricsTokenFile); err != nil {
+			return err
+		}
+	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
+	}
+	if *tlsSelf && *tlsCert != "" {
+		return usageErr("--tls-self-signed or --tls-cert, not both")
+	}
+	if *externalURL != "" {
+		u, err := server.ParseExternalURL(*externalURL)
+		if err != nil {
+			return usageErr("--external-url: %v", err)
+		}
+		*externalURL = u
+		if (*tlsSelf || *tlsCert != "") && strings.HasPrefix(u, "http://") {
+			return usageErr("--external-url %s is http://, but eportal serves HTTPS", u)
+		}
+	}
+	upToken, err := upstreamToken(upTokenFlags, "serve", e)
+	if err != nil {
+		return err
+	}
+	if *upstream != "" && upToken == "" {
+		return usageErr("--upstream needs an upstream token (--upstream-token-file FILE or %s)", upstreamTokenSource.Env)
 	}
 	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
 	if *jsonLog {
@@ -53,10 +92,18 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	log := slog.New(h)
 
-	if err := os.MkdirAll(db.data, 0o755); err != nil {
+	if err := datadir.MkdirAll(db.data); err != nil {
 		return err
 	}
 	signer, err := portalKey(db.data)
+	if err != nil {
+		return err
+	}
+	tlsOn, err := serveTLS(db.data, *listen, *externalURL, *tlsCert, *tlsKey, *tlsSelf, log.Info)
+	if err != nil {
+		return err
+	}
+	salt, err := metricsSalt(db.data)
 	if err != nil {
 		return err
 	}
@@ -81,23 +128,35 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		IndexTTL:    *ttl,
 		InactiveAge: *inactive,
 		Log:         log,
+
+		MetricsToken: scrapeToken,
+		MetricsAllow: allow,
+		MetricsSalt:  salt,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler, err := server.WithInstaller(srv.Handler(), server.InstallerOptions{ExternalURL: *externalURL, CACert: tlsOn.caPEM, Pin: tlsOn.pin})
+	if err != nil {
+		return err
+	}
+	conns, lowered := server.MaxConnsWithin(*maxConns)
+	if lowered {
+		log.Warn("the open file limit lowers --max-conns; raise it (LimitNOFILE)", "max_conns", conns, "asked", *maxConns)
+	}
+	lim := server.NewConnLimit(conns, *maxPerSource)
+	ln = lim.Listen(ln)
+	hs := server.HTTPServer(handler, lim)
+	hs.TLSConfig = tlsOn.config
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *upstream != "" {
-		if *upToken == "" {
-			return usageErr("--upstream needs --upstream-token")
-		}
 		client, err := upstreamClient(*upProxy)
 		if err != nil {
 			return err
 		}
-		syncer := &mirror.Syncer{Upstream: *upstream, Token: *upToken, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
+		syncer := &mirror.Syncer{Upstream: *upstream, Token: upToken, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
 			Publishers: publishers, DataDir: db.data, Log: log, HTTP: client}
 		go func() {
 			for {
@@ -117,14 +176,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if *tlsCert != "" {
-			errc <- hs.ServeTLS(ln, *tlsCert, *tlsKey)
+		if tlsOn.config != nil {
+			errc <- hs.ServeTLS(ln, "", "")
 			return
 		}
 		errc <- hs.Serve(ln)
 	}()
-	log.Info("eportal serving", "addr", ln.Addr().String(), "tls", *tlsCert != "", "store", st.Kind(), "data", db.data,
-		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len())
+	log.Info("eportal serving", "addr", ln.Addr().String(), "tls", tlsOn.config != nil, "tls_pin", tlsOn.pin, "store", st.Kind(), "data", db.data,
+		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len(), "external_url", *externalURL)
 	select {
 	case err := <-errc:
 		return err
@@ -149,10 +208,10 @@ func portalKey(data string) (*trust.Signer, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+		if err := datadir.WriteFile(keyPath, priv); err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(data, "portal.pub"), pub, 0o644); err != nil {
+		if err := datadir.WriteFile(filepath.Join(data, "portal.pub"), pub); err != nil {
 			return nil, err
 		}
 		b = priv

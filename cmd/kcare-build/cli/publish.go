@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,12 +15,16 @@ import (
 
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/secretflag"
 )
+
+// publishTokenSource is where publish takes the portal's API token from.
+var publishTokenSource = secretflag.Source{Flag: "token", FileFlag: "token-file", Env: "KCARE_PUBLISH_TOKEN"}
 
 func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
 	portal := fs.String("portal", "", "the portal's `URL`, e.g. http://eportal.example.com")
-	token := fs.String("token", "", "an admin's API `TOKEN` (eportal token add)")
+	tokenFlags := secretflag.Register(fs, publishTokenSource, "an admin's API token (eportal token add)")
 	released := fs.String("released", "", "release `TIME`, RFC 3339 (default: the manifest's)")
 	channel := fs.String("channel", "", "`CHANNEL`: stable (default) or test")
 	patchset := fs.String("patchset", "", "`PATCHSET` name (default K<date>_01)")
@@ -27,8 +32,18 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if err := required("portal", *portal, "token", *token); err != nil {
+	if err := required("portal", *portal); err != nil {
 		return err
+	}
+	token, err := tokenFlags.Get("kcare-build publish", stderr)
+	if errors.Is(err, secretflag.ErrConflict) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err != nil {
+		return err
+	}
+	if token == "" {
+		return fmt.Errorf("%w: a token is required: --%s FILE or %s", errUsage, publishTokenSource.FileFlag, publishTokenSource.Env)
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: give one bundle file", errUsage)
@@ -68,7 +83,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("X-Api-Key", *token)
+	req.Header.Set("X-Api-Key", token)
 	resp, err := (&http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}).Do(req)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kmod"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -242,7 +243,8 @@ func ExitCode(err error) int {
 		errors.Is(err, trust.ErrBadSignature), errors.Is(err, trust.ErrMalformedSignature),
 		errors.Is(err, bundle.ErrMalformed), errors.Is(err, bundle.ErrDigestMismatch),
 		errors.Is(err, bundle.ErrTooLarge), errors.Is(err, agent.ErrWrongKernel),
-		errors.Is(err, agent.ErrVermagic), errors.Is(err, agent.ErrNotPatch):
+		errors.Is(err, agent.ErrVermagic), errors.Is(err, agent.ErrNotPatch),
+		errors.Is(err, index.ErrWrongRequest), errors.Is(err, agent.ErrDowngrade):
 		return ExitRefused
 	}
 	return ExitError

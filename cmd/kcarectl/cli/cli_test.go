@@ -353,3 +353,36 @@ func editFile(t *testing.T, p, old, new string) {
 	t.Helper()
 	os.WriteFile(p, []byte(strings.Replace(string(mustRead(t, p)), old, new, 1)), 0o644)
 }
+
+// TestUpdateRefusesDowngrade: --update never takes the kernel below the
+// level in effect on an index with no rollback order (exit 3, one line
+// saying so); once the check-in told the portal the level in effect, the
+// portal orders the rollback and the next --update follows it.
+func TestUpdateRefusesDowngrade(t *testing.T) {
+	e, _, publish := portalEnv(t)
+	publish(1, time.Now().Add(-time.Hour))
+	if _, stderr, code := e.run("--register", "fleet"); code != 0 {
+		t.Fatalf("--register: exit %d: %s", code, stderr)
+	}
+	if stdout, stderr, code := e.run("--apply", filepath.Join(e.dir, "l2.kcp")); code != 0 {
+		t.Fatalf("--apply level 2: exit %d: %s%s", code, stdout, stderr)
+	}
+	loads := e.k.Loads()
+	stdout, stderr, code := e.run("--update")
+	want := "kcarectl: downgrade refused: the index offers level 1, below level 2 in effect, and carries no rollback order for this server; " +
+		"level 2 stays (kcarectl --unload or --apply to change it by hand)\n"
+	if code != ExitRefused || stdout != "" || stderr != want {
+		t.Errorf("--update to a lower level: exit %d, stdout %q, stderr %q; want exit %d, stderr %q", code, stdout, stderr, ExitRefused, want)
+	}
+	if n := e.k.Loads(); n != loads {
+		t.Errorf("%d modules loaded by the refused update, want none", n-loads)
+	}
+	// That run checked in at level 2; the portal now orders level 1.
+	stdout, stderr, code = e.run("--update")
+	if code != 0 || !strings.Contains(stderr, "kcarectl: the portal orders a rollback from level 2 to level 1\n") {
+		t.Errorf("--update after the check-in: exit %d, stdout %q, stderr %q; want exit 0 and the rollback order", code, stdout, stderr)
+	}
+	if stdout, _, _ := e.run("--info", "--json"); !strings.Contains(stdout, `"level": 1,`) {
+		t.Errorf("--info after the ordered rollback:\n%s", stdout)
+	}
+}

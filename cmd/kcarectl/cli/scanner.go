@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/atomicfile"
 )
 
 // The scanner interface's files, relative to --root. See docs/compliance.md.
@@ -96,8 +97,8 @@ func runScannerInterface(a *agent.Agent, action string, users []string, stdout i
 		if err := os.MkdirAll(filepath.Dir(profilePath), 0o755); err != nil {
 			return err
 		}
-		if err := writeFile(profilePath, scannerProfileText, 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", scannerProfile, err)
+		if err := atomicfile.WriteFile(profilePath, []byte(scannerProfileText), 0o644); err != nil {
+			return err
 		}
 		if _, err := os.Stat(filepath.Join(root, ScannerLibrary)); err != nil {
 			fmt.Fprintf(stdout, "Warning: %s is not installed; the scanner interface does nothing without it\n", ScannerLibrary)
@@ -193,10 +194,7 @@ func writeScannerUsers(path string, list []scannerUser) error {
 			fmt.Fprintf(&b, "%s\n", u.name)
 		}
 	}
-	if err := writeFile(path, b.String(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", scannerUsersFile, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // lookupUser resolves a user name (or uid) through ROOT/etc/passwd, then

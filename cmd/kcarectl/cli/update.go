@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portalclient"
@@ -42,7 +43,7 @@ func client(a *agent.Agent, o *options) *portalclient.Client {
 		c.Secret = strings.TrimSpace(string(s))
 	}
 	tr, err := portalclient.NewTransport(portalclient.TransportOptions{
-		HTTPProxy: a.Config.HTTPProxy, HTTPSProxy: a.Config.HTTPSProxy, CABundle: caBundle(a, o),
+		HTTPProxy: a.Config.HTTPProxy, HTTPSProxy: a.Config.HTTPSProxy, CABundle: caBundle(a, o), Pins: a.Config.PatchServerPins,
 	})
 	if err != nil {
 		// A bad setting must not silently fall back to another route.
@@ -162,25 +163,14 @@ func runRegister(ctx context.Context, a *agent.Agent, o *options, stdout, stderr
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, secretFile), secret+"\n", 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, secretFile), []byte(secret+"\n"), 0o600); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, systemIDFile), id+"\n", 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, systemIDFile), []byte(id+"\n"), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Server registered (id %s)\n", id)
 	return remoteUpdate(ctx, a, o, stdout, stderr)
-}
-
-func writeFile(path, content string, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), perm); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func runUnregister(ctx context.Context, a *agent.Agent, o *options, stdout io.Writer) error {

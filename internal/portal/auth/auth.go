@@ -3,6 +3,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -26,8 +28,64 @@ const (
 	argonKeyLen  = 32
 )
 
+// HashMemory is the memory, in bytes, that one password hash at these
+// parameters takes.
+const HashMemory = argonMemory * 1024
+
+// DefaultHashMemory is the memory that concurrent password hashes may
+// take together by default: four at once.
+const DefaultHashMemory = 4 * HashMemory
+
 // ErrMismatch is a wrong password.
 var ErrMismatch = errors.New("wrong password")
+
+// ErrBusy is a password hash refused because as many are running as the
+// memory allows, and none finished in time.
+var ErrBusy = errors.New("too many password hashes at once")
+
+// Limiter bounds how many password hashes run at once, so that the
+// memory they take together stays within a budget: each is HashMemory,
+// and a caller beyond the budget waits for one to finish.
+type Limiter struct {
+	slots chan struct{}
+}
+
+// NewLimiter returns a Limiter for hashes that may take memory bytes
+// together: memory/HashMemory hashes at once, at least one.
+func NewLimiter(memory int64) *Limiter {
+	return &Limiter{slots: make(chan struct{}, max(1, memory/HashMemory))}
+}
+
+// Cap is how many hashes may run at once.
+func (l *Limiter) Cap() int { return cap(l.slots) }
+
+// Acquire takes a slot for one hash, waiting up to wait for one to free.
+// It returns ErrBusy when none did, or ctx's error; else a release func
+// the caller must call when its hash is done.
+func (l *Limiter) Acquire(ctx context.Context, wait time.Duration) (release func(), err error) {
+	release = func() { <-l.slots }
+	select {
+	case l.slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		return nil, ErrBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// DummyHash is a well-formed hash of HashPassword's cost that no password
+// matches: checking a password against it for an unknown user takes as long
+// as for a known one. A constant, so that no process pays a hash at start.
+var DummyHash = fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+	"a2NhcmUtZHVtbXktc2FsdA", "a2NhcmUgZHVtbXkgaGFzaCwgbWF0Y2hpbmcgbm9uZS4")
 
 // HashPassword returns the argon2id hash of password in the PHC string
 // format: "$argon2id$v=19$m=65536,t=3,p=4$SALT$HASH".

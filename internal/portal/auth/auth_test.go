@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPassword(t *testing.T) {
@@ -59,5 +61,66 @@ func TestSecret(t *testing.T) {
 	}
 	if !SecretMatches(HashSecret(s), s) || SecretMatches(HashSecret(s), s+"x") {
 		t.Error("SecretMatches disagrees with HashSecret")
+	}
+}
+
+// TestLimiter: the memory budget sets how many hashes run at once; one
+// beyond waits for a slot, and gets ErrBusy when none frees in time.
+func TestLimiter(t *testing.T) {
+	if got := NewLimiter(DefaultHashMemory).Cap(); got != 4 {
+		t.Errorf("NewLimiter(DefaultHashMemory).Cap() = %d, want 4", got)
+	}
+	if got := NewLimiter(HashMemory - 1).Cap(); got != 1 {
+		t.Errorf("NewLimiter(less than one hash).Cap() = %d, want 1", got)
+	}
+	l := NewLimiter(2 * HashMemory)
+	ctx := context.Background()
+	r1, err1 := l.Acquire(ctx, 0)
+	r2, err2 := l.Acquire(ctx, 0)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("two slots of two: %v, %v", err1, err2)
+	}
+	if _, err := l.Acquire(ctx, time.Nanosecond); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a third of two slots: %v, want ErrBusy", err)
+	}
+	// A waiter gets the slot that frees.
+	got := make(chan error)
+	go func() {
+		r, err := l.Acquire(ctx, time.Hour)
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	r1()
+	if err := <-got; err != nil {
+		t.Errorf("waiting for a freed slot: %v", err)
+	}
+	r2()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	l1 := NewLimiter(HashMemory)
+	r, _ := l1.Acquire(ctx, 0)
+	defer r()
+	if _, err := l1.Acquire(cctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("a canceled wait: %v, want context.Canceled", err)
+	}
+}
+
+// TestDummyHash: the dummy hash is well formed, of HashPassword's cost, and
+// matches no password.
+func TestDummyHash(t *testing.T) {
+	real, err := HashPassword("a real password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cost := func(h string) string { return strings.Join(strings.Split(h, "$")[:4], "$") }
+	if cost(DummyHash) != cost(real) {
+		t.Errorf("DummyHash cost %q, want %q", cost(DummyHash), cost(real))
+	}
+	for _, pw := range []string{"", "a real password", "no such user, a dummy password"} {
+		if err := CheckPassword(DummyHash, pw); !errors.Is(err, ErrMismatch) {
+			t.Errorf("CheckPassword(DummyHash, %q) = %v, want ErrMismatch", pw, err)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/kcare/kcare/internal/portal/datadir"
 )
 
 // Store is a directory of blobs: DIR/sha256/ab/abcdef….
@@ -38,10 +40,10 @@ func (s Store) Put(data []byte) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return d, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := datadir.MkdirAll(filepath.Dir(p)); err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	f, err := datadir.CreateTemp(filepath.Dir(p), ".tmp-*")
 	if err != nil {
 		return "", err
 	}
@@ -55,8 +57,10 @@ func (s Store) Put(data []byte) (string, error) {
 		os.Remove(f.Name())
 		return "", err
 	}
-	f.Close()
-	os.Chmod(f.Name(), 0o644)
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
 	if err := os.Rename(f.Name(), p); err != nil {
 		os.Remove(f.Name())
 		return "", err

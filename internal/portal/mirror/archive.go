@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -26,11 +28,24 @@ import (
 //	blobs/<sha256>     each level's bundle
 //	SHA256SUMS         "<sha256>  <name>" for every other file
 //
-// Import checks SHA256SUMS, every bundle's digest and publisher signature,
-// and every manifest against its level before it stores anything.
+// Import reads the archive once, as a stream: each bundle goes to a spool
+// directory in the blob directory (DATA/blobs/.import-*) while its sha256 is
+// taken, and is refused at once when that is not its name. At the end it
+// checks every file against SHA256SUMS, then every bundle's size, digest,
+// publisher signature and manifest against its level, one bundle in
+// memory at a time, and only then stores anything. The spool is removed
+// whatever happens.
 
-// MaxArchiveSize bounds what Import reads.
-const MaxArchiveSize = 4 << 30
+// Bounds of what Import reads.
+const (
+	MaxArchiveSize = 4 << 30 // all of the archive
+	maxLevelsJSON  = 64 << 20
+	maxSHA256SUMS  = 16 << 20
+)
+
+// maxArchiveEntries bounds the files in an archive (a variable for the
+// tests).
+var maxArchiveEntries = 100_000
 
 // ErrBadArchive is an archive that fails any check: nothing is imported.
 var ErrBadArchive = errors.New("bad archive")
@@ -113,30 +128,23 @@ type ImportResult struct {
 // Import verifies a whole archive and only then stores its levels. It is
 // idempotent: levels already stored are skipped.
 func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *trust.Keyring, r io.Reader) (*ImportResult, error) {
-	files, sums, err := readArchive(r)
-	if err != nil {
+	if err := datadir.MkdirAll(bs.Dir); err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
+	spool, err := datadir.MkdirTemp(bs.Dir, ".import-*")
+	if err != nil {
+		return nil, fmt.Errorf("import spool: %w", err)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		sum := sha256.Sum256(files[n])
-		if sums[n] != hex.EncodeToString(sum[:]) {
-			return nil, fmt.Errorf("%w: %s does not match SHA256SUMS", ErrBadArchive, n)
-		}
-	}
-	for n := range sums {
-		if _, ok := files[n]; !ok {
-			return nil, fmt.Errorf("%w: %s is in SHA256SUMS but not in the archive", ErrBadArchive, n)
-		}
+	defer os.RemoveAll(spool)
+
+	a, err := readArchive(ctx, r, spool)
+	if err != nil {
+		return nil, err
 	}
 	var doc struct {
 		Levels []Level `json:"levels"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(files["levels.json"]))
+	dec := json.NewDecoder(bytes.NewReader(a.levelsJSON))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("%w: levels.json: %v", ErrBadArchive, err)
@@ -144,9 +152,12 @@ func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *tru
 	now := time.Now().UTC()
 	checked := make([]*store.Level, 0, len(doc.Levels))
 	for _, l := range doc.Levels {
-		data, ok := files["blobs/"+l.Digest]
-		if !ok {
-			return nil, fmt.Errorf("%w: no bundle for level %d of %s", ErrBadArchive, l.Level, l.BuildID)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := a.bundle(l.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("%w: level %d of %s: %v", ErrBadArchive, l.Level, l.BuildID, err)
 		}
 		sl, err := l.Check(data, publishers, now)
 		if err != nil {
@@ -156,8 +167,14 @@ func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *tru
 	}
 	res := &ImportResult{Levels: len(checked)}
 	for _, sl := range checked {
-		if _, err := bs.Put(files["blobs/"+sl.Digest]); err != nil {
+		data, err := a.bundle(sl.Digest)
+		if err != nil {
 			return res, err
+		}
+		if d, err := bs.Put(data); err != nil {
+			return res, err
+		} else if d != sl.Digest {
+			return res, fmt.Errorf("bundle %s changed in the import spool (now %s)", sl.Digest, d)
 		}
 		switch err := st.AddLevel(ctx, sl); {
 		case errors.Is(err, store.ErrExists):
@@ -171,49 +188,171 @@ func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *tru
 	return res, nil
 }
 
-func readArchive(r io.Reader) (map[string][]byte, map[string]string, error) {
-	tr := tar.NewReader(io.LimitReader(r, MaxArchiveSize))
-	files := map[string][]byte{}
+// spooledArchive is an archive read by readArchive: its small files in
+// memory, its bundles in the spool directory by digest, each checked
+// against SHA256SUMS.
+type spooledArchive struct {
+	dir        string
+	levelsJSON []byte
+	bundles    map[string]bool // digests spooled
+}
+
+// bundle reads the spooled bundle with digest d.
+func (a *spooledArchive) bundle(d string) ([]byte, error) {
+	if !a.bundles[d] {
+		return nil, fmt.Errorf("no bundle %s in the archive", d)
+	}
+	return os.ReadFile(filepath.Join(a.dir, d))
+}
+
+// readArchive reads r, a tar, once: levels.json and SHA256SUMS into
+// memory, each blobs/<sha256> into dir, where its content must have the
+// sha256 it is named by. Then every file must match SHA256SUMS, and
+// SHA256SUMS name nothing else.
+func readArchive(ctx context.Context, r io.Reader, dir string) (*spooledArchive, error) {
+	tr := tar.NewReader(&boundedReader{r: r, left: MaxArchiveSize})
+	a := &spooledArchive{dir: dir, bundles: map[string]bool{}}
+	got := map[string]string{} // file name -> its sha256, SHA256SUMS aside
 	var sumsText []byte
-	for {
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrBadArchive, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadArchive, err)
+		}
+		if n >= maxArchiveEntries {
+			return nil, fmt.Errorf("%w: more than %d files", ErrBadArchive, maxArchiveEntries)
 		}
 		if h.Typeflag != tar.TypeReg {
-			return nil, nil, fmt.Errorf("%w: %s is not a regular file", ErrBadArchive, h.Name)
+			return nil, fmt.Errorf("%w: %s is not a regular file", ErrBadArchive, h.Name)
 		}
-		ok := h.Name == "levels.json" || h.Name == "SHA256SUMS" ||
-			(strings.HasPrefix(h.Name, "blobs/") && blobs.ValidDigest(strings.TrimPrefix(h.Name, "blobs/")))
-		if !ok || h.Size < 0 || h.Size > bundle.MaxBundleSize {
-			return nil, nil, fmt.Errorf("%w: unexpected entry %q", ErrBadArchive, h.Name)
+		digest, isBlob := strings.CutPrefix(h.Name, "blobs/")
+		var limit int64
+		switch {
+		case h.Name == "levels.json":
+			limit = maxLevelsJSON
+		case h.Name == "SHA256SUMS":
+			limit = maxSHA256SUMS
+		case isBlob && blobs.ValidDigest(digest):
+			limit = bundle.MaxBundleSize
+		default:
+			return nil, fmt.Errorf("%w: unexpected entry %q", ErrBadArchive, h.Name)
+		}
+		if h.Size < 0 || h.Size > limit {
+			return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrBadArchive, h.Name, h.Size, limit)
+		}
+		if _, dup := got[h.Name]; dup || h.Name == "SHA256SUMS" && sumsText != nil {
+			return nil, fmt.Errorf("%w: %s twice", ErrBadArchive, h.Name)
+		}
+		if isBlob {
+			sum, err := spool(tr, h.Size, filepath.Join(dir, digest))
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrBadArchive, h.Name, err)
+			}
+			if sum != digest {
+				return nil, fmt.Errorf("%w: %s has sha256 %s", ErrBadArchive, h.Name, sum)
+			}
+			got[h.Name] = sum
+			a.bundles[digest] = true
+			continue
 		}
 		data, err := io.ReadAll(io.LimitReader(tr, h.Size+1))
 		if err != nil || int64(len(data)) != h.Size {
-			return nil, nil, fmt.Errorf("%w: %s is truncated", ErrBadArchive, h.Name)
+			return nil, fmt.Errorf("%w: %s is truncated", ErrBadArchive, h.Name)
 		}
 		if h.Name == "SHA256SUMS" {
 			sumsText = data
 			continue
 		}
-		if _, dup := files[h.Name]; dup {
-			return nil, nil, fmt.Errorf("%w: %s twice", ErrBadArchive, h.Name)
+		sum := sha256.Sum256(data)
+		got[h.Name] = hex.EncodeToString(sum[:])
+		a.levelsJSON = data
+	}
+	if sumsText == nil || a.levelsJSON == nil {
+		return nil, fmt.Errorf("%w: no SHA256SUMS or levels.json", ErrBadArchive)
+	}
+	sums, err := parseSums(sumsText)
+	if err != nil {
+		return nil, err
+	}
+	for name, sum := range got {
+		if sums[name] != sum {
+			return nil, fmt.Errorf("%w: %s does not match SHA256SUMS", ErrBadArchive, name)
 		}
-		files[h.Name] = data
 	}
-	if sumsText == nil || files["levels.json"] == nil {
-		return nil, nil, fmt.Errorf("%w: no SHA256SUMS or levels.json", ErrBadArchive)
+	for name := range sums {
+		if _, ok := got[name]; !ok {
+			return nil, fmt.Errorf("%w: %s is in SHA256SUMS but not in the archive", ErrBadArchive, name)
+		}
 	}
+	return a, nil
+}
+
+// spool copies size bytes of r to a new file at path and returns their
+// sha256.
+func spool(r io.Reader, size int64, path string) (string, error) {
+	f, err := datadir.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, size))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	if n != size {
+		return "", errors.New("truncated")
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// parseSums parses SHA256SUMS: "<sha256>  <name>" lines, each name once.
+func parseSums(text []byte) (map[string]string, error) {
 	sums := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(sumsText)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(text)), "\n") {
 		sum, name, ok := strings.Cut(line, "  ")
-		if !ok || len(sum) != 64 {
-			return nil, nil, fmt.Errorf("%w: SHA256SUMS line %q", ErrBadArchive, line)
+		if !ok || !blobs.ValidDigest(sum) {
+			return nil, fmt.Errorf("%w: SHA256SUMS line %q", ErrBadArchive, line)
+		}
+		if _, dup := sums[name]; dup {
+			return nil, fmt.Errorf("%w: SHA256SUMS names %s twice", ErrBadArchive, name)
 		}
 		sums[name] = sum
 	}
-	return files, sums, nil
+	return sums, nil
+}
+
+// errArchiveTooLarge is an archive longer than MaxArchiveSize.
+var errArchiveTooLarge = fmt.Errorf("larger than %d bytes", MaxArchiveSize)
+
+// boundedReader reads at most left bytes of r, then fails with
+// errArchiveTooLarge.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a longer stream from one that ends here.
+		var one [1]byte
+		if n, _ := b.r.Read(one[:]); n > 0 {
+			return 0, errArchiveTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }

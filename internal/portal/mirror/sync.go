@@ -20,6 +20,7 @@ import (
 
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -210,11 +211,11 @@ func (s *Syncer) one(ctx context.Context, l Level) (bool, error) {
 // an earlier attempt stopped (HTTP Range), and returns it once complete.
 func (s *Syncer) fetch(ctx context.Context, l Level) ([]byte, error) {
 	dir := filepath.Join(s.DataDir, "partial")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := datadir.MkdirAll(dir); err != nil {
 		return nil, err
 	}
 	part := filepath.Join(dir, l.Digest)
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := datadir.OpenFile(part, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, err
 	}
@@ -275,10 +276,10 @@ func (s *Syncer) fetch(ctx context.Context, l Level) ([]byte, error) {
 }
 
 func lockFile(ctx context.Context, path string, bound time.Duration) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := datadir.MkdirAll(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := datadir.OpenFile(path, os.O_CREATE|os.O_RDWR)
 	if err != nil {
 		return nil, err
 	}
@@ -306,9 +307,5 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return datadir.WriteFile(path, append(b, '\n'))
 }

@@ -1,6 +1,7 @@
 // Package resolve decides which patch level a server may have: of the
 // levels its feed shows, the newest one old enough for the feed's delay
-// and the server's PREFIX, and not newer than its sticky date.
+// and the server's PREFIX, and not newer than its sticky date; and when
+// the server must be ordered back to it from a higher one.
 package resolve
 
 import (
@@ -77,4 +78,25 @@ func Pick(levels []store.Level, feed *store.Feed, req Request) (*store.Level, er
 		}
 	}
 	return best, nil
+}
+
+// RollbackFrom returns the level a server is to be ordered back from to
+// picked, the level it is allowed now: the level its last check-in
+// reported for the kernel buildID, when that is above picked. It returns 0
+// when no order is due: no level is allowed (an order names a level to
+// return to), the server last reported another kernel or none, or it is
+// at or below picked.
+//
+// The rule needs no record of why the allowed level fell, so it covers
+// every way the portal lowers one: an operator's undeploy or disabled
+// patchset (a withdrawn level), a key's sticky date moved back, a key or
+// license moved to a feed at a lower level or with a longer delay. A
+// server that went above its allowed level by its own doing (a level
+// applied by hand, a PREFIX since removed) is ordered back too: the
+// portal's answer is the one it follows.
+func RollbackFrom(srv *store.Server, buildID string, picked *store.Level) int {
+	if srv == nil || picked == nil || srv.BuildID != buildID || srv.Level <= picked.Level {
+		return 0
+	}
+	return srv.Level
 }

@@ -58,3 +58,29 @@ func TestPick(t *testing.T) {
 		})
 	}
 }
+
+func TestRollbackFrom(t *testing.T) {
+	const build, other = "eb4fbcd037e7253717950bf2b93bd5566f47c56f", "4b1a05bb2ba8e1d9e8a6a3c4b1d1b71f2f38a0c6"
+	l2 := &store.Level{Level: 2}
+	tests := []struct {
+		name   string
+		srv    *store.Server
+		picked *store.Level
+		want   int
+	}{
+		{"reported_above_allowed", &store.Server{BuildID: build, Level: 3}, l2, 3},
+		{"reported_allowed", &store.Server{BuildID: build, Level: 2}, l2, 0},
+		{"reported_below_allowed", &store.Server{BuildID: build, Level: 1}, l2, 0},
+		{"never_checked_in", &store.Server{}, l2, 0},
+		{"reported_another_kernel", &store.Server{BuildID: other, Level: 3}, l2, 0},
+		{"nothing_allowed", &store.Server{BuildID: build, Level: 3}, nil, 0},
+		{"unknown_server", nil, l2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RollbackFrom(tt.srv, build, tt.picked); got != tt.want {
+				t.Errorf("RollbackFrom = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

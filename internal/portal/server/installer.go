@@ -2,11 +2,13 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,7 +23,11 @@ import (
 // installs the newest agent package this portal holds, trusts this
 // portal's keys, points kcare.conf at it and, given a key, registers:
 //
-//	curl -s http://PORTAL/installer | bash -s -- KEY
+//	curl -fsS https://PORTAL/installer | sh -s -- KEY
+//
+// PORTAL is the portal's external URL, set by its administrator
+// (WithInstaller): never the request's Host header, which whoever sends
+// the request chooses. Without one the installer refuses.
 //
 // The packages are the files an administrator places in the packages
 // directory beside the data directory's blobs (DATA/packages), served by
@@ -43,9 +49,71 @@ var packageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*\.(deb|rpm)
 // installer.
 var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*\.(pub|asc)$`)
 
-// hostRE is what the installer accepts as the portal's host and port,
-// from the request, before writing it into a shell script.
+// hostRE is what an external URL's host and port may be.
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+
+// urlPathRE is what an external URL's path may be.
+var urlPathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)*/?$`)
+
+// InstallerOptions say how the installer names this portal.
+type InstallerOptions struct {
+	// ExternalURL is the portal's address as agents reach it, e.g.
+	// https://eportal.example.com:8443; the script points them there.
+	// Empty: /installer refuses, saying how to set it.
+	ExternalURL string
+	// CACert is the portal's self-signed certificate (PEM), when it
+	// serves one: the script fetches with it and makes it the agent's
+	// CA_BUNDLE. Pin is its public key pin, for the script's comments.
+	CACert []byte
+	Pin    string
+}
+
+// ParseExternalURL checks u, a portal's external URL: http or https, a
+// host name or IP address and an optional port and path, nothing else.
+// It returns u without a trailing slash.
+func ParseExternalURL(u string) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("external URL %q: %w", u, err)
+	}
+	switch {
+	case p.Scheme != "http" && p.Scheme != "https":
+		return "", fmt.Errorf("external URL %q: want http:// or https://", u)
+	case p.User != nil || p.RawQuery != "" || p.Fragment != "" || p.Opaque != "" || strings.HasSuffix(u, "?") || strings.HasSuffix(u, "#"):
+		return "", fmt.Errorf("external URL %q: want no user, query or fragment", u)
+	case !hostRE.MatchString(p.Host):
+		return "", fmt.Errorf("external URL %q: bad host %q", u, p.Host)
+	case !urlPathRE.MatchString(p.Path) || p.RawPath != "":
+		return "", fmt.Errorf("external URL %q: bad path %q", u, p.Path)
+	}
+	return strings.TrimSuffix(p.Scheme+"://"+p.Host+p.Path, "/"), nil
+}
+
+type installerOptionsKey struct{}
+
+// WithInstaller returns h, the portal's handler, with its installer set
+// up by o.
+func WithInstaller(h http.Handler, o InstallerOptions) (http.Handler, error) {
+	if o.ExternalURL != "" {
+		u, err := ParseExternalURL(o.ExternalURL)
+		if err != nil {
+			return nil, err
+		}
+		o.ExternalURL = u
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/installer" {
+			r = r.WithContext(context.WithValue(r.Context(), installerOptionsKey{}, o))
+		}
+		h.ServeHTTP(w, r)
+	}), nil
+}
+
+// installerOptions returns the options WithInstaller gave r.
+func installerOptions(r *http.Request) InstallerOptions {
+	o, _ := r.Context().Value(installerOptionsKey{}).(InstallerOptions)
+	return o
+}
 
 // installerRoutes adds the installer's routes through h.
 func (s *Server) installerRoutes(h func(pattern string, f func(w http.ResponseWriter, r *http.Request) error)) {
@@ -60,10 +128,13 @@ func (s *Server) packagesDir() string { return filepath.Join(s.dataDir(), "packa
 
 // installerData is what the script template needs.
 type installerData struct {
-	Portal  string // the portal's URL, as the client reached it
-	Package string // file name under /packages/
-	SHA256  string
-	Keys    []installerKey
+	Portal    string // the portal's external URL
+	PlainHTTP bool   // Portal is http://
+	Package   string // file name under /packages/
+	SHA256    string
+	Keys      []installerKey
+	CACert    string // the portal's self-signed certificate, PEM, or ""
+	Pin       string // its pin
 }
 
 type installerKey struct {
@@ -74,13 +145,15 @@ type installerKey struct {
 func (s *Server) installer(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/x-shellscript; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	portal, err := requestPortalURL(r)
-	if err != nil {
+	o := installerOptions(r)
+	if o.ExternalURL == "" {
 		// Whatever the client does with the answer, it is a script that
 		// says what went wrong.
-		w.WriteHeader(http.StatusBadRequest)
-		return writeRefusal(w, err.Error())
+		s.cfg.Log.Warn("installer requested, but the portal has no external URL (eportal serve --external-url)")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return writeRefusal(w, "this portal does not know its own address: its administrator starts eportal serve with --external-url https://HOST[:PORT]")
 	}
+	portal := o.ExternalURL
 	pkg, err := newestAgentPackage(s.packagesDir())
 	if err != nil {
 		return err
@@ -99,7 +172,16 @@ func (s *Server) installer(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("installer: %w", err)
 	}
 	var b bytes.Buffer
-	if err := installerTemplate.Execute(&b, installerData{Portal: portal, Package: pkg, SHA256: sum, Keys: keys}); err != nil {
+	data := installerData{Portal: portal, PlainHTTP: strings.HasPrefix(portal, "http://"), Package: pkg, SHA256: sum, Keys: keys}
+	if cert := strings.TrimSpace(string(o.CACert)); cert != "" && !data.PlainHTTP {
+		// Only a certificate goes into the script, never the heredoc's
+		// terminator.
+		if !strings.HasPrefix(cert, "-----BEGIN CERTIFICATE-----") || strings.Contains(cert, "KCARE_CERT_END") {
+			return fmt.Errorf("installer: the portal's certificate is not a PEM certificate")
+		}
+		data.CACert, data.Pin = cert, o.Pin
+	}
+	if err := installerTemplate.Execute(&b, data); err != nil {
 		return fmt.Errorf("installer: %w", err)
 	}
 	_, err = w.Write(b.Bytes())
@@ -110,21 +192,6 @@ func (s *Server) installer(w http.ResponseWriter, r *http.Request) error {
 func writeRefusal(w io.Writer, msg string) error {
 	_, err := fmt.Fprintf(w, "#!/bin/sh\necho %s >&2\nexit 1\n", shellQuote("kcare installer: "+msg))
 	return err
-}
-
-// requestPortalURL returns the portal's URL as the client reached it:
-// the Host header, with https when the request came over TLS or through
-// a proxy that says so in X-Forwarded-Proto.
-func requestPortalURL(r *http.Request) (string, error) {
-	host := r.Host
-	if !hostRE.MatchString(host) {
-		return "", fmt.Errorf("bad Host header %q", host)
-	}
-	scheme := "http"
-	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
-		scheme = "https"
-	}
-	return scheme + "://" + host, nil
 }
 
 // newestAgentPackage returns the name of the newest kcare_*_amd64.deb in
@@ -295,7 +362,11 @@ var installerTemplate = template.Must(template.New("installer").Funcs(template.F
 const installerScript = `#!/bin/sh
 # kcare installer, served by the kcare portal at {{.Portal}}.
 #
-#   curl -s {{.Portal}}/installer | bash -s -- [ACTIVATION_KEY]
+{{- if .CACert}}
+#   curl -fsS -k --pinnedpubkey {{.Pin}} {{.Portal}}/installer | sh -s -- [ACTIVATION_KEY]
+{{- else}}
+#   curl -fsS {{.Portal}}/installer | sh -s -- [ACTIVATION_KEY]
+{{- end}}
 #
 # Installs the kcare agent package from this portal (checking its
 # sha256), trusts the portal's keys, points PATCH_SERVER and
@@ -320,6 +391,10 @@ die() {
 say() {
 	echo "kcare installer: $*" >&2
 }
+{{- if .PlainHTTP}}
+
+say "warning: $PORTAL is plain http: the agent's secret and its updates cross the network unencrypted; ask the portal's administrator for HTTPS (eportal serve --tls-self-signed)"
+{{- end}}
 
 # The system.
 [ -r "$OS_RELEASE" ] || die "cannot read $OS_RELEASE: unsupported system ($SUPPORTED)"
@@ -336,16 +411,27 @@ command -v dpkg >/dev/null 2>&1 || die "dpkg not found ($SUPPORTED)"
 [ -d /run/systemd/system ] || die "systemd is not running ($SUPPORTED)"
 [ "$(id -u)" = 0 ] || die "run me as root"
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+TLS_CA=
+{{- if .CACert}}
+
+# The portal's certificate (self-signed, pin {{.Pin}}): the
+# downloads here trust it, and so does the agent, as its CA_BUNDLE.
+CA_BUNDLE=$CONF_DIR/portal-ca.pem
+TLS_CA=$tmp/portal-ca.pem
+cat > "$TLS_CA" <<'KCARE_CERT_END'
+{{.CACert}}
+KCARE_CERT_END
+{{- end}}
+
 if command -v curl >/dev/null 2>&1; then
-	fetch() { curl -fsS --retry 3 -o "$2" "$1"; }
+	fetch() { curl -fsS --retry 3 ${TLS_CA:+--cacert "$TLS_CA"} -o "$2" "$1"; }
 elif command -v wget >/dev/null 2>&1; then
-	fetch() { wget -q -O "$2" "$1"; }
+	fetch() { wget -q ${TLS_CA:+--ca-certificate="$TLS_CA"} -O "$2" "$1"; }
 else
 	die "neither curl nor wget found"
 fi
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
 
 # The package, checked.
 say "downloading $PACKAGE from $PORTAL"
@@ -372,6 +458,12 @@ set_conf() {
 }
 set_conf PATCH_SERVER "$PORTAL"
 set_conf REGISTRATION_URL "$PORTAL/admin/api"
+{{- if .CACert}}
+cp "$TLS_CA" "$CA_BUNDLE"
+chmod 0644 "$CA_BUNDLE"
+set_conf CA_BUNDLE "$CA_BUNDLE"
+say "CA_BUNDLE=$CA_BUNDLE in $CONF: the agent trusts the portal's certificate"
+{{- end}}
 say "PATCH_SERVER=$PORTAL in $CONF"
 
 if [ -n "${KCARE_SCANNER_USER:-}" ]; then

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/kcare/kcare/internal/portal/datadir"
 )
 
 // DBFile is the SQLite database's name in the data directory.
@@ -33,7 +35,7 @@ func Open(ctx context.Context, dataDir, dsn string) (Store, error) {
 	if dsn != "" {
 		return OpenPostgres(ctx, dsn)
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := datadir.MkdirAll(dataDir); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return OpenSQLite(ctx, filepath.Join(dataDir, DBFile))
@@ -48,6 +50,13 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, ErrInvalidInput)
 	}
+	// SQLite would make a new database 0644 and its -wal and -shm files
+	// like it: make it private first.
+	f, err := datadir.OpenFile(path, os.O_RDWR|os.O_CREATE)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	f.Close()
 	// Two processes opening a new database at once can meet on the switch
 	// to WAL, where SQLite answers busy at once instead of waiting: try
 	// again, for up to openBusyBound.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/fleet"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -196,15 +194,11 @@ func (u *UI) deleteServers(w http.ResponseWriter, r *http.Request, c *reqCtx) er
 		}
 		u.audit(r, c, "server.delete", id, "", serverAudit(before), nil)
 	}
-	back := r.PostFormValue("back")
-	if !strings.HasPrefix(back, "/admin/") {
-		back = "/admin/servers"
-	}
-	return redirect(w, r, back)
+	return redirect(w, r, safeNext(r.PostForm.Get("back"), "/admin/servers"))
 }
 
 func serverAudit(v *store.Server) map[string]any {
-	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": v.Key,
+	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": store.MaskKey(v.Key),
 		"kernel": v.Release, "level": v.Level, "registered": v.Registered}
 }
 
@@ -266,9 +260,6 @@ func (u *UI) key(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) keyForm(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if !c.admin() {
-		return errorf(http.StatusForbidden, "read-only users cannot change anything")
-	}
 	k := &store.Key{Feed: "main"}
 	if name := r.PathValue("key"); name != "" {
 		var err error
@@ -346,13 +337,10 @@ func keyAudit(k *store.Key) map[string]any {
 	if ranges == nil {
 		ranges = []string{}
 	}
-	return map[string]any{"key": k.Key, "note": k.Note, "limit": k.Limit, "feed": k.Feed, "sticky": k.Sticky, "ip_ranges": ranges}
+	return map[string]any{"key": store.MaskKey(k.Key), "note": k.Note, "limit": k.Limit, "feed": k.Feed, "sticky": k.Sticky, "ip_ranges": ranges}
 }
 
 func (u *UI) confirmDeleteKey(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if !c.admin() {
-		return errorf(http.StatusForbidden, "read-only users cannot change anything")
-	}
 	k, err := u.cfg.Store.Key(r.Context(), r.PathValue("key"))
 	if err != nil {
 		return storeError(err)
@@ -441,9 +429,6 @@ func (u *UI) editFeed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) confirmDeleteFeed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if !c.admin() {
-		return errorf(http.StatusForbidden, "read-only users cannot change anything")
-	}
 	f, err := u.cfg.Store.Feed(r.Context(), r.PathValue("feed"))
 	if err != nil {
 		return storeError(err)
@@ -562,32 +547,16 @@ func (u *UI) patches(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	return nil
 }
 
-func formFile(r *http.Request, name string, max int64) ([]byte, error) {
-	f, _, err := r.FormFile(name)
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "choose the %s file", name)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "%s too large", name)
-	}
-	return b, nil
-}
-
 func (u *UI) upload(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	data, err := formFile(r, "bundle", bundle.MaxBundleSize)
-	if err != nil {
-		return err
+	data, sig := c.upload["bundle"], c.upload["signature"]
+	if len(data) == 0 {
+		return errorf(http.StatusBadRequest, "choose the bundle file")
 	}
-	sig, err := formFile(r, "signature", bundle.MaxSignatureSize)
-	if err != nil {
-		return err
+	if len(sig) == 0 {
+		return errorf(http.StatusBadRequest, "choose the signature file")
 	}
-	l, err := u.cfg.Publish(r.Context(), data, sig, r.PostFormValue("channel"), strings.TrimSpace(r.PostFormValue("patchset")))
+	channel, patchset := string(c.upload["channel"]), strings.TrimSpace(string(c.upload["patchset"]))
+	l, err := u.cfg.Publish(r.Context(), data, sig, channel, patchset)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return &webError{code: http.StatusConflict, msg: "this level is already published", err: err}
@@ -614,7 +583,12 @@ func (u *UI) users(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 
 func (u *UI) addUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	name, role := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("role")
+	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
+	if err != nil {
+		return tooMany(time.Second, "the portal is busy checking sign-ins")
+	}
 	hash, err := auth.HashPassword(r.PostFormValue("password"))
+	release()
 	if err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}

@@ -2,6 +2,8 @@ package web
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"html/template"
 	"io/fs"
@@ -19,8 +21,10 @@ type page struct {
 	Role  string
 	Admin bool
 	CSRF  string
-	CSS   template.CSS
-	Data  any
+	// CSSVersion names this build's stylesheet, so a browser that
+	// cached another fetches it again.
+	CSSVersion string
+	Data       any
 }
 
 var funcs = template.FuncMap{
@@ -65,12 +69,15 @@ func itoa(n int) string {
 	return string(b)
 }
 
-var css = func() template.CSS {
+// css is the stylesheet, served at /admin/style.css; cssVersion is a
+// digest of it.
+var css, cssVersion = func() ([]byte, string) {
 	b, err := files.ReadFile("style.css")
 	if err != nil {
 		panic(err)
 	}
-	return template.CSS(b)
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:6])
 }()
 
 // parsePages parses each page template with the layout.
@@ -92,7 +99,7 @@ func parsePages() map[string]*template.Template {
 
 // render writes the page name with data, in the layout.
 func (u *UI) render(w http.ResponseWriter, r *http.Request, c *reqCtx, code int, name, title string, data any) {
-	p := page{Title: title, Nav: name, CSS: css, Data: data}
+	p := page{Title: title, Nav: name, CSSVersion: cssVersion, Data: data}
 	if c != nil && c.user != nil {
 		p.User, p.Role, p.Admin, p.CSRF = c.user.Name, c.user.Role, c.admin(), c.sess.CSRF
 	}
@@ -117,4 +124,13 @@ func auditJSON(v any) string {
 		return ""
 	}
 	return string(b)
+}
+
+// stylesheet serves the UI's one stylesheet, which browsers may cache:
+// its address changes with it.
+func (u *UI) stylesheet(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	_, err := w.Write(css)
+	return err
 }

@@ -2,18 +2,22 @@ package web
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/httpbound"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -39,50 +43,72 @@ func tokenMatches(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// authorize fills c from the session cookie. Without a valid session a
-// page redirects to the sign-in form and a change is 401; a change also
-// needs the admin role (else 403) and the session's CSRF token (else 403).
+// authorize checks the request against its route, in this order,
+// reading no body before the last step: the session (without one a page
+// redirects to the sign-in form and a change is 401), the role (403),
+// then the body up to the route's limit (413), and for a change the
+// session's CSRF token in it (403). The sign-in form is public: its body
+// is read up to its limit and it checks its own token.
 func (u *UI) authorize(w http.ResponseWriter, r *http.Request, rt Route, c *reqCtx) error {
-	if r.Method == http.MethodPost {
-		max := int64(1 << 20)
-		if rt.Path == "/admin/patches" {
-			max = bundle.MaxBundleSize + bundle.MaxSignatureSize + 1<<20
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-		var err error
-		if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
-			err = r.ParseMultipartForm(8 << 20)
-		} else {
-			err = r.ParseForm()
-		}
+	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
+	if rt.Access != Public {
+		sess, user, err := u.session(r)
 		if err != nil {
-			return &webError{code: http.StatusBadRequest, msg: "bad form", err: err}
+			return err
+		}
+		if sess == nil {
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				return redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()))
+			}
+			return errorf(http.StatusUnauthorized, "sign in first")
+		}
+		c.sess, c.user = sess, user
+		if rt.Access == Admin && !c.admin() {
+			return errorf(http.StatusForbidden, "read-only users cannot change anything")
 		}
 	}
-	if rt.Public {
-		return nil
-	}
-	sess, user, err := u.session(r)
-	if err != nil {
-		return err
-	}
-	if sess == nil {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()))
-		}
-		return errorf(http.StatusUnauthorized, "sign in first")
-	}
-	c.sess, c.user = sess, user
 	if r.Method != http.MethodPost {
 		return nil
 	}
-	if !tokenMatches(r.PostFormValue("csrf"), sess.CSRF) {
+	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if rt.Upload {
+		if mediaType != "multipart/form-data" {
+			return errorf(http.StatusUnsupportedMediaType, "the upload must be a multipart/form-data form")
+		}
+		// Authenticated as an admin: the upload may take longer than the
+		// server's ReadTimeout.
+		httpbound.ExtendForUpload(w, time.Now(), rt.MaxBody)
+		parts, err := readUpload(r.Body, params["boundary"], c.sess.CSRF)
+		switch {
+		case errors.Is(err, ErrUploadCSRF):
+			return &webError{code: http.StatusForbidden, msg: "missing or wrong CSRF token; reload the page and try again", err: err}
+		case errors.Is(err, ErrUploadTooLarge) || isTooLarge(err):
+			return &webError{code: http.StatusRequestEntityTooLarge, msg: "the upload is too large", err: err}
+		case err != nil:
+			return &webError{code: http.StatusBadRequest, msg: "bad upload form", err: err}
+		}
+		c.upload = parts
+		return nil
+	}
+	if mediaType != "application/x-www-form-urlencoded" {
+		return errorf(http.StatusUnsupportedMediaType, "the form must be application/x-www-form-urlencoded")
+	}
+	if err := r.ParseForm(); err != nil {
+		if isTooLarge(err) {
+			return &webError{code: http.StatusRequestEntityTooLarge, msg: "the form is too large", err: err}
+		}
+		return &webError{code: http.StatusBadRequest, msg: "bad form", err: err}
+	}
+	if rt.Access != Public && !tokenMatches(r.PostForm.Get("csrf"), c.sess.CSRF) {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the page and try again")
 	}
-	if rt.Path != "/admin/logout" && !c.admin() {
-		return errorf(http.StatusForbidden, "read-only users cannot change anything")
-	}
 	return nil
+}
+
+// isTooLarge reports whether err is a body over its route's limit.
+func isTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
 }
 
 // session returns the request's live session and its user, or nils.
@@ -131,7 +157,10 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 func (u *UI) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	tok := randomHex(16)
 	setCookie(w, r, loginCookie, tok, 3600)
-	next := r.FormValue("next")
+	next := r.URL.Query().Get("next")
+	if r.Method == http.MethodPost {
+		next = r.PostForm.Get("next")
+	}
 	u.render(w, r, &reqCtx{}, code, "login", "Sign in", map[string]any{"Token": tok, "Error": msg, "Next": next})
 }
 
@@ -141,24 +170,35 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the sign-in page")
 	}
 	name, password, ip := r.PostFormValue("user"), r.PostFormValue("password"), remoteIP(r)
-	if wait := u.throttle.wait(name, ip); wait > 0 {
-		secs := int((wait + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		return errorf(http.StatusTooManyRequests, "too many failed sign-ins; try again in %d s", secs)
+	src := throttleSource(ip)
+	// The throttle's slot first, then memory for the hash: a guess that
+	// would be refused costs no hash.
+	wait, busy := u.throttle.begin(name, src)
+	if wait > 0 {
+		if busy {
+			return tooMany(wait, "another sign-in from your address is being checked")
+		}
+		return tooMany(wait, "too many failed sign-ins")
+	}
+	defer u.throttle.end(src)
+	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
+	if err != nil {
+		return tooMany(time.Second, "the portal is busy checking other sign-ins")
 	}
 	user, err := u.cfg.Store.User(r.Context(), name)
 	if err == nil {
-		err = auth.CheckPassword(user.PasswordHash, password)
+		err = u.cfg.CheckPassword(user.PasswordHash, password)
 	} else if errors.Is(err, store.ErrNotFound) {
 		// Spend the same time as a wrong password.
-		auth.CheckPassword(dummyHash, password)
+		u.cfg.CheckPassword(auth.DummyHash, password)
 	}
+	release()
 	if err != nil {
-		u.throttle.fail(name, ip)
+		u.throttle.fail(name, src)
 		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
 		return errorf(http.StatusUnauthorized, "wrong user name or password")
 	}
-	u.throttle.reset(name, ip)
+	u.throttle.reset(name, src)
 	id := randomHex(32)
 	sess := &store.Session{IDHash: auth.HashSecret(id), User: user.Name, Created: u.now(), CSRF: randomHex(32), IP: ip}
 	if err := u.cfg.Store.AddSession(r.Context(), sess); err != nil {
@@ -167,14 +207,43 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	u.cfg.Store.DeleteSessions(r.Context(), u.now().Add(-u.cfg.MaxAge))
 	setCookie(w, r, sessionCookie, id, 0)
 	setCookie(w, r, loginCookie, "", -1)
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/admin/") || strings.HasPrefix(next, "/admin/login") || strings.Contains(next, "//") {
-		next = "/admin/"
-	}
-	return redirect(w, r, next)
+	return redirect(w, r, safeNext(r.PostForm.Get("next"), "/admin/"))
 }
 
-var dummyHash, _ = auth.HashPassword("no such user, a dummy password")
+// safeNext returns next if it is a clean path under /admin/ on this
+// portal (with a query, if any), else fallback. Browsers read a
+// backslash as a slash, drop tabs and newlines, resolve dot segments
+// and decode %2e, so anything that could lead elsewhere is refused:
+// a scheme or host, any backslash, control character or fragment, an
+// empty or dot segment before or after decoding, and the sign-in page.
+func safeNext(next, fallback string) string {
+	for _, c := range []byte(next) {
+		if c < 0x21 || c == 0x7f || c == '\\' || c == '#' {
+			return fallback
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Opaque != "" || u.User != nil || u.Host != "" {
+		return fallback
+	}
+	for _, p := range []string{u.Path, u.EscapedPath()} {
+		if !strings.HasPrefix(p, "/admin/") || strings.ContainsAny(p, "\\") || strings.Contains(p, "//") ||
+			path.Clean(p) != strings.TrimSuffix(p, "/") {
+			return fallback
+		}
+	}
+	if u.Path == "/admin/login" || strings.HasPrefix(u.Path, "/admin/login/") {
+		return fallback
+	}
+	return u.RequestURI()
+}
+
+// tooMany is a 429 whose Retry-After says wait, in whole seconds.
+func tooMany(wait time.Duration, reason string) error {
+	secs := int((wait + time.Second - 1) / time.Second)
+	return &webError{code: http.StatusTooManyRequests, msg: fmt.Sprintf("%s; try again in %d s", reason, secs),
+		retryAfter: secs}
+}
 
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if ck, err := r.Cookie(sessionCookie); err == nil {
@@ -184,14 +253,41 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	return redirect(w, r, "/admin/login")
 }
 
-// Failed sign-ins are slowed down per user name and per address: after
-// freeFailures in a row, each further attempt waits a lockout that
-// doubles from lockoutBase up to lockoutMax.
+// Failed sign-ins lock out the pair of user name and source address
+// that failed: after pairFreeFailures in a row, each further attempt
+// waits a lockout that doubles from lockoutBase up to lockoutMax. So that
+// nobody can lock an operator out from elsewhere, other addresses are not
+// affected; an address that fails sourceFreeFailures times, for any
+// users, is locked out as a whole in the same way. Only one sign-in from
+// an address is checked at a time, so parallel guesses count one by one.
 const (
-	freeFailures = 5
-	lockoutBase  = 30 * time.Second
-	lockoutMax   = 15 * time.Minute
+	pairFreeFailures   = 5
+	sourceFreeFailures = 20
+	lockoutBase        = 30 * time.Second
+	lockoutMax         = 15 * time.Minute
+	// busyRetry is the Retry-After of a sign-in refused because another
+	// from its address is being checked.
+	busyRetry = time.Second
+	// maxFailStates bounds the failures remembered; beyond it, those
+	// older than failMemory are forgotten.
+	maxFailStates = 100_000
+	failMemory    = time.Hour
 )
+
+// throttleSource is the source the throttle counts a sign-in from ip
+// against: the address, or for IPv6 its /64, the least one host gets.
+func throttleSource(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
+}
 
 type failState struct {
 	n     int
@@ -199,62 +295,96 @@ type failState struct {
 	last  time.Time
 }
 
+// failKey names a pair (user, source) or a source alone, hashed so a
+// long user name costs no memory.
+type failKey [sha256.Size]byte
+
+func pairKey(user, src string) failKey {
+	return sha256.Sum256([]byte("pair\x00" + src + "\x00" + user))
+}
+
+func sourceKey(src string) failKey { return sha256.Sum256([]byte("source\x00" + src)) }
+
+func freeFailures(k, source failKey) int {
+	if k == source {
+		return sourceFreeFailures
+	}
+	return pairFreeFailures
+}
+
 type throttle struct {
 	mu    sync.Mutex
 	now   func() time.Time
-	fails map[string]*failState
+	fails map[failKey]*failState
+	busy  map[string]bool // sources with a sign-in being checked
 }
 
 func newThrottle(now func() time.Time) *throttle {
-	return &throttle{now: now, fails: map[string]*failState{}}
+	return &throttle{now: now, fails: map[failKey]*failState{}, busy: map[string]bool{}}
 }
 
-func throttleKeys(user, ip string) []string { return []string{"user:" + user, "ip:" + ip} }
-
-// wait returns how long a sign-in as user from ip must still wait.
-func (t *throttle) wait(user, ip string) time.Duration {
+// begin starts a sign-in as user from src. It returns how long the caller
+// must wait instead, and whether that is because another sign-in from src
+// is being checked; else the caller must call end when done.
+func (t *throttle) begin(user, src string) (wait time.Duration, busy bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var d time.Duration
 	now := t.now()
-	for _, k := range throttleKeys(user, ip) {
+	for _, k := range []failKey{pairKey(user, src), sourceKey(src)} {
 		if f := t.fails[k]; f != nil && f.until.After(now) {
-			d = max(d, f.until.Sub(now))
+			wait = max(wait, f.until.Sub(now))
 		}
 	}
-	return d
+	if wait > 0 {
+		return wait, false
+	}
+	if t.busy[src] {
+		return busyRetry, true
+	}
+	t.busy[src] = true
+	return 0, false
 }
 
-func (t *throttle) fail(user, ip string) {
+// end finishes the sign-in from src that begin started.
+func (t *throttle) end(src string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.busy, src)
+}
+
+// fail counts a failed sign-in as user from src.
+func (t *throttle) fail(user, src string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	if len(t.fails) > 100_000 {
+	if len(t.fails) > maxFailStates {
 		for k, f := range t.fails {
-			if now.Sub(f.last) > time.Hour {
+			if now.Sub(f.last) > failMemory {
 				delete(t.fails, k)
 			}
 		}
 	}
-	for _, k := range throttleKeys(user, ip) {
+	source := sourceKey(src)
+	for _, k := range []failKey{pairKey(user, src), source} {
 		f := t.fails[k]
-		if f == nil || now.Sub(f.last) > time.Hour {
+		if f == nil || now.Sub(f.last) > failMemory {
 			f = &failState{}
 			t.fails[k] = f
 		}
 		f.n++
 		f.last = now
-		if f.n >= freeFailures {
-			d := lockoutBase << min(f.n-freeFailures, 10)
+		if free := freeFailures(k, source); f.n >= free {
+			d := lockoutBase << min(f.n-free, 10)
 			f.until = now.Add(min(d, lockoutMax))
 		}
 	}
 }
 
-func (t *throttle) reset(user, ip string) {
+// reset forgets the failures of user from src after a sign-in succeeds.
+// The address's own count stays: signing in to one account must not
+// clear its guesses at others.
+func (t *throttle) reset(user, src string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range throttleKeys(user, ip) {
-		delete(t.fails, k)
-	}
+	delete(t.fails, pairKey(user, src))
 }

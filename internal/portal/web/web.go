@@ -5,6 +5,8 @@
 // SameSite=Strict cookie, every form carries the session's CSRF token,
 // read-only users see no edit controls and get 403 on any change, and
 // every change is written to the audit log with its before and after.
+// The route table says who may use each route and how large its body may
+// be; no body is read before the session and the role are checked.
 package web
 
 import (
@@ -16,10 +18,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -31,6 +35,9 @@ const (
 	DefaultIdleTimeout = 30 * time.Minute
 	DefaultMaxAge      = 12 * time.Hour
 	DefaultInactiveAge = 48 * time.Hour
+	// DefaultHashWait is how long a sign-in waits for memory to hash its
+	// password before it is refused with 429.
+	DefaultHashWait = 2 * time.Second
 	// PageSize is how many servers a page of the servers list shows.
 	PageSize = 50
 )
@@ -49,8 +56,17 @@ type Config struct {
 	InactiveAge time.Duration // 0: DefaultInactiveAge
 	IdleTimeout time.Duration // 0: DefaultIdleTimeout
 	MaxAge      time.Duration // a session's absolute lifetime; 0: DefaultMaxAge
-	Log         *slog.Logger
-	Now         func() time.Time
+	// CheckPassword checks a sign-in's password against the user's
+	// stored hash; nil is auth.CheckPassword.
+	CheckPassword func(hash, password string) error
+	// HashMemory is the memory that concurrent password hashes may take
+	// together; 0: auth.DefaultHashMemory.
+	HashMemory int64
+	// HashWait is how long a sign-in waits for a hash to finish when as
+	// many run as HashMemory allows, before it is refused; 0: DefaultHashWait.
+	HashWait time.Duration
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 // UI serves the admin pages.
@@ -59,59 +75,102 @@ type UI struct {
 	mux      *http.ServeMux
 	pages    map[string]*template.Template
 	throttle *throttle
+	hashes   *auth.Limiter
 
 	statsMu sync.Mutex
 	stats   *overview
 	statsAt time.Time
 }
 
-// Route is one page or action of the UI.
-type Route struct {
-	Method string
-	Path   string // a ServeMux pattern path, with {name} wildcards
-	Public bool   // served without a session (the sign-in page)
+// Access is who may use a route.
+type Access int
+
+const (
+	Public Access = iota // anyone, signed in or not
+	Reader               // any signed-in user
+	Admin                // a signed-in admin
+)
+
+func (a Access) String() string {
+	switch a {
+	case Public:
+		return "public"
+	case Reader:
+		return "reader"
+	case Admin:
+		return "admin"
+	}
+	return fmt.Sprintf("Access(%d)", int(a))
 }
+
+// Route is one page or action of the UI: who may use it, and for a POST
+// the most its body may hold. A body is read only after the session and
+// the role have been checked.
+type Route struct {
+	Method  string
+	Path    string // a ServeMux pattern path, with {name} wildcards
+	Access  Access
+	Upload  bool  // the body is the patch upload (multipart/form-data), not a URL-encoded form
+	MaxBody int64 // 0 for a GET: its body is never read
+}
+
+// Body limits of the forms.
+const (
+	buttonForm = 4 << 10  // a button: the CSRF token and a name or two
+	loginForm  = 8 << 10  // the sign-in form
+	editForm   = 16 << 10 // a form of a few short fields
+	listForm   = 1 << 20  // a key's IP ranges; the servers selected for deletion
+)
 
 type handler func(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 
 type route struct {
 	Route
-	h func(u *UI) handler
+	h func(u *UI, w http.ResponseWriter, r *http.Request, c *reqCtx) error
+}
+
+func get(path string, a Access, h func(*UI, http.ResponseWriter, *http.Request, *reqCtx) error) route {
+	return route{Route{Method: "GET", Path: path, Access: a}, h}
+}
+
+func post(path string, a Access, maxBody int64, h func(*UI, http.ResponseWriter, *http.Request, *reqCtx) error) route {
+	return route{Route{Method: "POST", Path: path, Access: a, MaxBody: maxBody}, h}
 }
 
 // routes is the UI's route table; Routes exports it for tests.
 var routes = []route{
-	{Route{"GET", "/admin/login", true}, func(u *UI) handler { return u.loginPage }},
-	{Route{"POST", "/admin/login", true}, func(u *UI) handler { return u.login }},
-	{Route{"POST", "/admin/logout", false}, func(u *UI) handler { return u.logout }},
-	{Route{"GET", "/admin/{$}", false}, func(u *UI) handler { return u.overview }},
-	{Route{"GET", "/admin/servers", false}, func(u *UI) handler { return u.servers }},
-	{Route{"POST", "/admin/servers/delete", false}, func(u *UI) handler { return u.deleteServers }},
-	{Route{"GET", "/admin/servers/{id}", false}, func(u *UI) handler { return u.server }},
-	{Route{"GET", "/admin/keys", false}, func(u *UI) handler { return u.keys }},
-	{Route{"GET", "/admin/keys/new", false}, func(u *UI) handler { return u.keyForm }},
-	{Route{"POST", "/admin/keys", false}, func(u *UI) handler { return u.saveKey }},
-	{Route{"GET", "/admin/keys/{key}", false}, func(u *UI) handler { return u.key }},
-	{Route{"GET", "/admin/keys/{key}/edit", false}, func(u *UI) handler { return u.keyForm }},
-	{Route{"POST", "/admin/keys/{key}", false}, func(u *UI) handler { return u.saveKey }},
-	{Route{"GET", "/admin/keys/{key}/delete", false}, func(u *UI) handler { return u.confirmDeleteKey }},
-	{Route{"POST", "/admin/keys/{key}/delete", false}, func(u *UI) handler { return u.deleteKey }},
-	{Route{"GET", "/admin/feeds", false}, func(u *UI) handler { return u.feeds }},
-	{Route{"POST", "/admin/feeds", false}, func(u *UI) handler { return u.addFeed }},
-	{Route{"GET", "/admin/feeds/{feed}", false}, func(u *UI) handler { return u.feed }},
-	{Route{"POST", "/admin/feeds/{feed}", false}, func(u *UI) handler { return u.editFeed }},
-	{Route{"GET", "/admin/feeds/{feed}/delete", false}, func(u *UI) handler { return u.confirmDeleteFeed }},
-	{Route{"POST", "/admin/feeds/{feed}/delete", false}, func(u *UI) handler { return u.deleteFeed }},
-	{Route{"POST", "/admin/feeds/{feed}/patchsets", false}, func(u *UI) handler { return u.managePatchsets }},
-	{Route{"GET", "/admin/patches", false}, func(u *UI) handler { return u.patches }},
-	{Route{"POST", "/admin/patches", false}, func(u *UI) handler { return u.upload }},
-	{Route{"GET", "/admin/users", false}, func(u *UI) handler { return u.users }},
-	{Route{"POST", "/admin/users", false}, func(u *UI) handler { return u.addUser }},
-	{Route{"POST", "/admin/users/{name}/delete", false}, func(u *UI) handler { return u.deleteUser }},
-	{Route{"GET", "/admin/apikeys", false}, func(u *UI) handler { return u.apiKeys }},
-	{Route{"POST", "/admin/apikeys", false}, func(u *UI) handler { return u.addAPIKey }},
-	{Route{"POST", "/admin/apikeys/{id}/delete", false}, func(u *UI) handler { return u.deleteAPIKey }},
-	{Route{"GET", "/admin/audit", false}, func(u *UI) handler { return u.auditLog }},
+	get("/admin/login", Public, (*UI).loginPage),
+	get("/admin/style.css", Public, (*UI).stylesheet),
+	post("/admin/login", Public, loginForm, (*UI).login),
+	post("/admin/logout", Reader, buttonForm, (*UI).logout),
+	get("/admin/{$}", Reader, (*UI).overview),
+	get("/admin/servers", Reader, (*UI).servers),
+	post("/admin/servers/delete", Admin, listForm, (*UI).deleteServers),
+	get("/admin/servers/{id}", Reader, (*UI).server),
+	get("/admin/keys", Reader, (*UI).keys),
+	get("/admin/keys/new", Admin, (*UI).keyForm),
+	post("/admin/keys", Admin, listForm, (*UI).saveKey),
+	get("/admin/keys/{key}", Reader, (*UI).key),
+	get("/admin/keys/{key}/edit", Admin, (*UI).keyForm),
+	post("/admin/keys/{key}", Admin, listForm, (*UI).saveKey),
+	get("/admin/keys/{key}/delete", Admin, (*UI).confirmDeleteKey),
+	post("/admin/keys/{key}/delete", Admin, buttonForm, (*UI).deleteKey),
+	get("/admin/feeds", Reader, (*UI).feeds),
+	post("/admin/feeds", Admin, editForm, (*UI).addFeed),
+	get("/admin/feeds/{feed}", Reader, (*UI).feed),
+	post("/admin/feeds/{feed}", Admin, editForm, (*UI).editFeed),
+	get("/admin/feeds/{feed}/delete", Admin, (*UI).confirmDeleteFeed),
+	post("/admin/feeds/{feed}/delete", Admin, buttonForm, (*UI).deleteFeed),
+	post("/admin/feeds/{feed}/patchsets", Admin, buttonForm, (*UI).managePatchsets),
+	get("/admin/patches", Reader, (*UI).patches),
+	{Route{Method: "POST", Path: "/admin/patches", Access: Admin, Upload: true, MaxBody: uploadMaxBody}, (*UI).upload},
+	get("/admin/users", Reader, (*UI).users),
+	post("/admin/users", Admin, editForm, (*UI).addUser),
+	post("/admin/users/{name}/delete", Admin, buttonForm, (*UI).deleteUser),
+	get("/admin/apikeys", Reader, (*UI).apiKeys),
+	post("/admin/apikeys", Admin, editForm, (*UI).addAPIKey),
+	post("/admin/apikeys/{id}/delete", Admin, buttonForm, (*UI).deleteAPIKey),
+	get("/admin/audit", Reader, (*UI).auditLog),
 }
 
 // Routes lists the UI's pages and actions.
@@ -140,12 +199,25 @@ func New(cfg Config) *UI {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CheckPassword == nil {
+		cfg.CheckPassword = auth.CheckPassword
+	}
+	if cfg.HashMemory <= 0 {
+		cfg.HashMemory = auth.DefaultHashMemory
+	}
+	if cfg.HashWait <= 0 {
+		cfg.HashWait = DefaultHashWait
+	}
 	u := &UI{cfg: cfg, mux: http.NewServeMux(), pages: parsePages()}
 	u.throttle = newThrottle(u.now)
+	u.hashes = auth.NewLimiter(cfg.HashMemory)
 	for _, rt := range routes {
-		u.mux.Handle(rt.Method+" "+rt.Path, u.serve(rt.Route, rt.h(u)))
+		h := rt.h
+		u.mux.Handle(rt.Method+" "+rt.Path, u.serve(rt.Route, func(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+			return h(u, w, r, c)
+		}))
 	}
-	u.mux.Handle("/admin/", u.serve(Route{Method: "GET"}, func(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	u.mux.Handle("/admin/", u.serve(Route{Method: "GET", Access: Reader}, func(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		return errorf(http.StatusNotFound, "no such page")
 	}))
 	return u
@@ -158,9 +230,10 @@ func (u *UI) now() time.Time { return u.cfg.Now().UTC() }
 // webError is an error with a status and a message for the operator; the
 // wrapped error is for the log only.
 type webError struct {
-	code int
-	msg  string
-	err  error
+	code       int
+	msg        string
+	err        error
+	retryAfter int // seconds, for a 429
 }
 
 func (e *webError) Error() string {
@@ -197,19 +270,29 @@ func storeError(err error) error {
 
 // reqCtx is what a handler knows of the request beyond it.
 type reqCtx struct {
-	user *store.User // nil on public pages
-	sess *store.Session
+	user   *store.User // nil on public pages
+	sess   *store.Session
+	upload map[string][]byte // the patch upload's parts, by name
 }
 
 func (c *reqCtx) admin() bool { return c.user != nil && c.user.Role == "admin" }
 
-// serve authenticates, checks the role and the CSRF token of a change,
-// runs h, and renders its error: the one place errors become pages.
+// contentSecurityPolicy lets a page load only its own stylesheet and
+// post forms only to this portal: no script, inline style, frame, plugin
+// or other origin. The pages need nothing else.
+const contentSecurityPolicy = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// serve sets the security headers of every answer, authenticates, checks
+// the role and the CSRF token of a change, runs h, and renders its error:
+// the one place errors become pages.
 func (u *UI) serve(rt Route, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		hd := w.Header()
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("Content-Security-Policy", contentSecurityPolicy)
+		hd.Set("Referrer-Policy", "same-origin")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
 		c := &reqCtx{}
 		err := u.authorize(w, r, rt, c)
 		if err == nil {
@@ -227,7 +310,10 @@ func (u *UI) serve(rt Route, h handler) http.Handler {
 			level = slog.LevelError
 		}
 		u.cfg.Log.Log(r.Context(), level, "admin request failed", "method", r.Method, "path", r.URL.Path, "status", we.code, "error", we.Error())
-		if we.code == http.StatusTooManyRequests || we.code == http.StatusUnauthorized && rt.Public {
+		if we.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(we.retryAfter))
+		}
+		if we.code == http.StatusTooManyRequests || we.code == http.StatusUnauthorized && rt.Access == Public {
 			// The sign-in form again, with the reason.
 			u.renderLogin(w, r, we.code, we.msg)
 			return
@@ -255,7 +341,7 @@ func remoteIP(r *http.Request) string {
 
 // audit records a change made in the UI.
 func (u *UI) audit(r *http.Request, c *reqCtx, action, object, detail string, before, after any) {
-	e := store.AuditEntry{At: u.now(), Actor: c.user.Name, IP: remoteIP(r), Action: action, Object: object,
+	e := store.AuditEntry{At: u.now(), Actor: c.user.Name, IP: remoteIP(r), Action: action, Object: store.AuditObject(action, object),
 		Detail: detail, Before: auditJSON(before), After: auditJSON(after)}
 	if err := u.cfg.Store.Audit(r.Context(), e); err != nil {
 		u.cfg.Log.Error("audit", "action", action, "error", err)

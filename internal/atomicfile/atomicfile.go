@@ -1,0 +1,135 @@
+// Package atomicfile writes a file so that a reader sees its old contents
+// or its new ones, never a part, even after a crash; and so that a
+// symbolic link planted in the file's directory cannot redirect the write
+// to another file. Every file kcarectl writes goes through WriteFile.
+package atomicfile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// createTries bounds how many random temporary names WriteFile tries
+// before it gives up; each clash is 2^-64 likely unless someone made it.
+const createTries = 8
+
+// tempName returns a new temporary name for a file named base: hidden,
+// with 16 random hex digits, unguessable by anyone planting a link.
+var tempName = func(base string) string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "." + base + ".tmp-" + hex.EncodeToString(b[:])
+}
+
+// WriteFile writes data to path with permissions exactly perm (whatever
+// the umask). It creates a temporary file in path's directory under a
+// random name with O_CREAT|O_EXCL|O_NOFOLLOW, so that nothing already at
+// that name, a symbolic link included, is opened; writes and syncs it,
+// created 0600 until it holds all of data; renames it over path, which
+// replaces a symbolic link at path instead of following it; and syncs the
+// directory. The directory must exist. On failure path is unchanged and
+// the temporary file removed.
+func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := create(dir, base)
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// create makes a new temporary file in dir for a file named base.
+func create(dir, base string) (*os.File, error) {
+	var err error
+	for range createTries {
+		name := filepath.Join(dir, tempName(base))
+		var f *os.File
+		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) && !errors.Is(err, unix.ELOOP) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("no free temporary name after %d tries: %w", createTries, err)
+}
+
+// SyncDir syncs a directory, so that a rename or removal in it lasts
+// through a crash. A directory that does not exist needs none.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ErrSymlink is a lock or other file found to be a symbolic link where
+// kcarectl opens a file of its own: someone planted it, and it is not
+// followed.
+var ErrSymlink = errors.New("is a symbolic link; refusing to follow it")
+
+// OpenLock opens the lock file at path for flock, creating it with perm
+// if it does not exist, without following a symbolic link at path
+// (ErrSymlink) and refusing anything but a regular file. Its contents are
+// never read or written.
+func OpenLock(path string, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("lock %s: %w", path, ErrSymlink)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
