@@ -15,6 +15,7 @@ targets=(
 	./internal/trust:FuzzVerify
 	./internal/index:FuzzVerify
 	./internal/kimage:FuzzVmlinux
+	./internal/klp:FuzzRelocations
 	./internal/portal/web:FuzzReadUpload
 	./internal/portal/server:FuzzDecodeCheckIn
 )
