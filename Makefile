@@ -37,10 +37,11 @@ vmtest:
 	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
 
 # Everything CI runs. The kernel is fetched first so that the unit tests
-# that read a real Debian kernel image and headers find them, and a local
-# PostgreSQL is started for the portal's store tests.
+# that read a real Debian kernel image, headers and kallsyms find them (the
+# kallsyms dump is taken in a guest once per build-id and cached), and a
+# local PostgreSQL is started for the portal's store tests.
 test: vet
-	@set -e; eval "$$($(GO) run ./test/vm/fetchkernel)"; \
+	@set -e; eval "$$($(GO) run ./test/vm/fetchkernel -kallsyms)"; \
 	eval "$$(scripts/postgres-test.sh)"; \
 	export KCARE_TEST_VMLINUZ KCARE_TEST_HEADERS KCARE_TEST_RELEASE KCARE_TEST_POSTGRES; \
 	$(MAKE) --no-print-directory unit unit-later fuzz vmtest

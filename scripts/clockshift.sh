@@ -9,7 +9,7 @@
 # compares a fixed date with the wall clock. It works by a build overlay of
 # the standard library's time.Now (go build -overlay), so nothing in the
 # project's own code can move the clock. The programs the tests start that
-# are not Go (gpg, nagios) see the same moved clock through
+# are not Go (gpg, nagios, curl, openssl) see the same moved clock through
 # Debian's libfaketime (package faketime), so that a key gpg makes and a
 # signature kcare checks share one clock, as on a real machine.
 set -eu
@@ -83,7 +83,7 @@ esac
 # LD_PRELOAD: Chromium's launcher fails under it, and the scanner tests set
 # LD_PRELOAD themselves.
 mkdir "$dir/bin"
-for prog in gpg nagios4 zabbix_agentd; do
+for prog in gpg nagios4 zabbix_agentd curl wget openssl; do
 	real=$(command -v "$prog" || true)
 	[ -n "$real" ] || continue
 	cat >"$dir/bin/$prog" <<SH

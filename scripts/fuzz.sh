@@ -15,8 +15,24 @@ targets=(
 	./internal/trust:FuzzVerify
 	./internal/index:FuzzVerify
 	./internal/kimage:FuzzVmlinux
+	./internal/klp:FuzzRelocations
 	./internal/portal/web:FuzzReadUpload
+	./internal/portal/server:FuzzDecodeCheckIn
 )
+# Every fuzz target in the tree is in the list above: a new one that is
+# not would never run in CI.
+missing=0
+while IFS= read -r line; do
+	file=${line%%:*} fn=${line#*func }
+	fn=${fn%%(*}
+	t="./$(dirname "$file"):$fn"
+	if ! printf '%s\n' "${targets[@]}" | grep -qxF "$t"; then
+		echo "fuzz.sh: $t is not in the list of targets" >&2
+		missing=1
+	fi
+done < <(git grep -n '^func Fuzz' -- '*_test.go' | sed 's/:[0-9]*:/:/')
+[ $missing -eq 0 ] || exit 1
+
 for t in "${targets[@]}"; do
 	pkg=${t%%:*} fn=${t##*:}
 	for try in 1 2; do

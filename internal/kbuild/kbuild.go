@@ -70,6 +70,14 @@ type Options struct {
 	Defines []string // NAME or NAME=VALUE, passed as -D
 	Out     string   // where to write NAME.ko
 	Log     io.Writer
+	// Files are written into the build directory beside the sources,
+	// by path relative to it: headers the sources include, such as
+	// kcare/klp.h.
+	Files map[string][]byte
+	// AllowUndefined has modpost warn about, rather than refuse, symbols
+	// the kernel does not export (KBUILD_MODPOST_WARN=1), for a caller
+	// that turns them into livepatch relocations afterwards.
+	AllowUndefined bool
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9_]{1,55}$`)
@@ -98,6 +106,18 @@ func Build(ctx context.Context, o Options) error {
 	if len(objs) == 0 {
 		return fmt.Errorf("build: no .c files in %s", o.Src)
 	}
+	for rel, data := range o.Files {
+		p := filepath.Join(tmp, filepath.FromSlash(rel))
+		if !filepath.IsLocal(rel) || strings.HasSuffix(rel, ".c") {
+			return fmt.Errorf("build: bad extra file %q", rel)
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+	}
 	for _, obj := range objs {
 		if obj == o.Name+".o" && len(objs) > 1 {
 			return fmt.Errorf("build: source %s.c has the module's name; rename it", o.Name)
@@ -120,6 +140,9 @@ func Build(ctx context.Context, o Options) error {
 	}
 	args = append(args, "M="+tmp, "modules")
 	cmd := exec.CommandContext(ctx, "make", args...)
+	if o.AllowUndefined {
+		cmd.Env = append(os.Environ(), "KBUILD_MODPOST_WARN=1")
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if o.Log != nil {

@@ -71,6 +71,11 @@ func (v *Value) Get(prog string, warn io.Writer) (string, error) {
 	return "", nil
 }
 
+// ReadFile reads a secret from the file at path, given by flagName, as Get
+// reads a FileFlag's: one line, at most MaxFileSize, not empty. It is for
+// secrets that may only come from a file.
+func ReadFile(path, flagName string) (string, error) { return readFile(path, flagName) }
+
 func readFile(path, flagName string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -264,7 +264,27 @@ func TestScenarios(t *testing.T) {
 			"livepatch: 'kcare_test_l2': unpatching complete")
 	})
 
-	t.Run("4_refusals", func(t *testing.T) {
+	t.Run("4_klp_vmlinux", func(t *testing.T) {
+		g.t = t
+		testKlpVmlinux(t, g, f)
+	})
+
+	t.Run("5_klp_module_loaded_first", func(t *testing.T) {
+		g.t = t
+		testKlpModuleLoadedFirst(t, g, f)
+	})
+
+	t.Run("6_klp_module_loaded_later", func(t *testing.T) {
+		g.t = t
+		testKlpModuleLoadedLater(t, g, f)
+	})
+
+	t.Run("7_klp_unconverted_refused", func(t *testing.T) {
+		g.t = t
+		testKlpUnconverted(t, g)
+	})
+
+	t.Run("8_refusals", func(t *testing.T) {
 		g.t = t
 		for _, tt := range []struct{ file, reason string }{
 			{"flipped.kcp", "bad signature"},
@@ -289,7 +309,7 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 
-	t.Run("5_stall_reversed", func(t *testing.T) {
+	t.Run("9_stall_reversed", func(t *testing.T) {
 		g.t = t
 		if r := g.kcarectl("--apply /mnt/host/l2.kcp"); r.Exit != 0 {
 			t.Fatalf("kcarectl --apply l2: exit %d: %s", r.Exit, r.Stderr)
@@ -333,7 +353,7 @@ func TestScenarios(t *testing.T) {
 
 	g.vm.Stop()
 
-	t.Run("6_reboot_update_local", func(t *testing.T) {
+	t.Run("10_reboot_update_local", func(t *testing.T) {
 		g := boot(t, f, shares[1:], true)
 		g.unpatched()
 		if r := g.sh("wget -q -T 3 -O- http://10.0.2.2:1/ >/dev/null 2>&1"); r.Exit == 0 {

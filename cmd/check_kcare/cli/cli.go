@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/textline"
 )
 
 // Nagios plugin exit codes.
@@ -117,9 +118,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, status)
 		return status
 	}
-	fmt.Fprintf(stdout, "KERNELCARE %s - %s | %s\n", stateNames[status], rep.summary, rep.perfdata)
+	// The portal's text is escaped again (textline.Escape is idempotent): a
+	// portal from before it escaped hostnames must not add perfdata here.
+	fmt.Fprintf(stdout, "KERNELCARE %s - %s | %s\n", stateNames[status], textline.Escape(rep.summary), rep.perfdata)
 	for _, l := range rep.details {
-		fmt.Fprintln(stdout, l)
+		fmt.Fprintln(stdout, textline.Escape(l))
 	}
 	return status
 }

@@ -164,8 +164,21 @@ func audit(ctx context.Context, st store.Store, action, object, detail string) {
 }
 
 // auditChange records a change made from the command line with the
-// object before and after it (nil: none, as for a creation's before).
+// object before and after it (nil: none, as for a creation's before). An
+// activation key is masked: as the object of a key.* action, and as a key
+// before or after.
 func auditChange(ctx context.Context, st store.Store, action, object, detail string, before, after any) {
-	st.Audit(ctx, store.AuditEntry{Actor: "cli", IP: "cli", Action: action, Object: object, Detail: detail, At: now(),
-		Before: server.AuditJSON(before), After: server.AuditJSON(after)})
+	st.Audit(ctx, store.AuditEntry{Actor: "cli", IP: "cli", Action: action, Object: store.AuditObject(action, object), Detail: detail, At: now(),
+		Before: server.AuditJSON(auditValue(before)), After: server.AuditJSON(auditValue(after))})
+}
+
+// auditValue is v as the audit log may hold it: a key with its key masked.
+func auditValue(v any) any {
+	switch k := v.(type) {
+	case *store.Key:
+		return store.AuditKey(k)
+	case store.Key:
+		return store.AuditKey(&k)
+	}
+	return v
 }

@@ -45,8 +45,23 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	tlsSelf := fs.Bool("tls-self-signed", false, "serve HTTPS with a self-signed certificate, made on first start in DATA/tls/ and kept (its pin: eportal tls-pin)")
 	inactive := fs.Duration("inactive-age", fleet.DefaultInactiveAge, "a server with no check-in for this long is inactive")
 	externalURL := fs.String("external-url", "", "the portal's `URL` as agents reach it (https://HOST[:PORT]), for /installer; without it /installer refuses")
+	metricsTokenFile := fs.String("metrics-token-file", "", "GET /metrics needs the bearer token in `FILE`")
+	maxConns := fs.Int("max-conns", server.DefaultMaxConns, "hold at most `N` connections open (lowered to fit the open file limit)")
+	maxPerSource := fs.Int("max-conns-per-source", server.DefaultMaxConnsPerSource, "hold at most `N` connections from one address (0: no bound; behind a proxy, raise it)")
+	var metricsAllowed listFlag
+	fs.Var(&metricsAllowed, "metrics-allow", "serve GET /metrics only to this `CIDR` (repeatable)")
 	if _, err := parse(fs, e, args); err != nil {
 		return err
+	}
+	allow, err := metricsAllow(metricsAllowed)
+	if err != nil {
+		return err
+	}
+	var scrapeToken string
+	if *metricsTokenFile != "" {
+		if scrapeToken, err = metricsToken(*metricsTokenFile); err != nil {
+			return err
+		}
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
@@ -88,6 +103,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	salt, err := metricsSalt(db.data)
+	if err != nil {
+		return err
+	}
 	if *pubKeys == "" {
 		*pubKeys = filepath.Join(db.data, "publishers")
 	}
@@ -109,6 +128,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		IndexTTL:    *ttl,
 		InactiveAge: *inactive,
 		Log:         log,
+
+		MetricsToken: scrapeToken,
+		MetricsAllow: allow,
+		MetricsSalt:  salt,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -118,7 +141,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsOn.config}
+	conns, lowered := server.MaxConnsWithin(*maxConns)
+	if lowered {
+		log.Warn("the open file limit lowers --max-conns; raise it (LimitNOFILE)", "max_conns", conns, "asked", *maxConns)
+	}
+	lim := server.NewConnLimit(conns, *maxPerSource)
+	ln = lim.Listen(ln)
+	hs := server.HTTPServer(handler, lim)
+	hs.TLSConfig = tlsOn.config
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *upstream != "" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/textline"
 )
 
 func runServer(ctx context.Context, e *env, args []string) error {
@@ -44,7 +45,9 @@ func runServer(ctx context.Context, e *env, args []string) error {
 			if !s.LastCheckin.IsZero() {
 				ci = s.LastCheckin.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.ID, dash(s.Hostname), s.IP, dash(s.Key), dash(s.Release), s.Level, dash(s.EffectiveRelease), ci)
+			// What a server reported is escaped: it cannot add a row or a column.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.ID, dash(textline.Escape(s.Hostname)), s.IP, dash(s.Key),
+				dash(textline.Escape(s.Release)), s.Level, dash(textline.Escape(s.EffectiveRelease)), ci)
 		}
 		return tw.Flush()
 	case "delete":

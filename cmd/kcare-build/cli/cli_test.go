@@ -6,9 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/kcare/kcare/internal/bundle"
 )
@@ -166,4 +170,152 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestModuleUsage(t *testing.T) {
+	base := []string{"module", "--headers", "h", "--src", "s", "--out", "x.ko"}
+	tests := []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"--kallsyms", "k", "--system-map", "m"}, "give --kallsyms or --system-map, not both"},
+		{[]string{"--sympos", "enabled"}, "sympos \"enabled\": want [OBJECT:]NAME=POS"},
+		{[]string{"--sympos", "enabled=first"}, "not a number from 0 up"},
+	}
+	for _, tt := range tests {
+		_, stderr, code := run(t, append(append([]string(nil), base...), tt.args...)...)
+		if code != ExitUsage || !strings.Contains(stderr, tt.stderr) {
+			t.Errorf("kcare-build module %v: exit %d, stderr %q; want %d containing %q", tt.args, code, stderr, ExitUsage, tt.stderr)
+		}
+	}
+}
+
+// TestModuleKlpRealKernel builds the klp fixtures against the Debian
+// kernel's headers and kallsyms, packs one, and has verify list its
+// livepatch relocations.
+func TestModuleKlpRealKernel(t *testing.T) {
+	vmlinuz := need(t, "KCARE_TEST_VMLINUZ")
+	headers := need(t, "KCARE_TEST_HEADERS")
+	release := need(t, "KCARE_TEST_RELEASE")
+	kallsyms := need(t, "KCARE_TEST_KALLSYMS")
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+
+	stdout, stderr, code := run(t, "module", "--headers", headers, "--src", "../../../testdata/livepatch/klp",
+		"--kallsyms", kallsyms, "--out", p("kcare_test_klp.ko"), "-v")
+	if code != 0 {
+		t.Fatalf("module: exit %d: %s", code, stderr)
+	}
+	if stdout != p("kcare_test_klp.ko")+"\n" {
+		t.Errorf("module stdout = %q, want the module's path", stdout)
+	}
+	var got []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "klp: ") {
+			got = append(got, l)
+		}
+	}
+	sort.Strings(got)
+	want := []string{
+		"klp: _acpi_module_name -> vmlinux position 2 (KCARE_SYMPOS in the source), relocations .text 1",
+		"klp: get_cmdline -> vmlinux position 0, relocations .rodata 1",
+		"klp: saved_command_line -> vmlinux position 0, relocations .data 1",
+		"klp: sched_schedstats -> vmlinux position 0, relocations __jump_table 1",
+		"klp: skip_atoi -> vmlinux position 0, relocations .text 1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("module -v resolved (-want +got):\n%s", diff)
+	}
+
+	if _, stderr, code := run(t, "keygen", "--name", "kcare publisher", "--out", p("publisher")); code != 0 {
+		t.Fatalf("keygen: %s", stderr)
+	}
+	if _, stderr, code := run(t, "pack", "--module", p("kcare_test_klp.ko"), "--kernel", vmlinuz, "--level", "1",
+		"--sign-key", p("publisher.key"), "--out", p("klp.kcp")); code != 0 {
+		t.Fatalf("pack: exit %d: %s", code, stderr)
+	}
+	stdout, stderr, code = run(t, "verify", "--keyring", p("publisher.pub"), p("klp.kcp"))
+	if code != 0 {
+		t.Fatalf("verify: exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 8 || lines[2] != "livepatch relocations: 5" ||
+		lines[1] != p("klp.kcp")+": level 1, module kcare_test_klp, kernel "+release+lines[1][len(p("klp.kcp")+": level 1, module kcare_test_klp, kernel "+release):] {
+		t.Fatalf("verify stdout:\n%s\nwant the signature, the summary and 5 livepatch relocations", stdout)
+	}
+	relLine := regexp.MustCompile(`^  (\S+)\+0x[0-9a-f]+ (R_X86_64_\w+) vmlinux (\S+) [+-]\d+$`)
+	var rels []string
+	for _, l := range lines[3:] {
+		m := relLine.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("verify relocation line %q does not read SECTION+OFFSET TYPE OBJECT NAME,POS ADDEND", l)
+			continue
+		}
+		rels = append(rels, m[1]+" "+m[3])
+	}
+	sort.Strings(rels)
+	wantRels := []string{".data saved_command_line,0", ".rodata get_cmdline,0", ".text _acpi_module_name,2", ".text skip_atoi,0", "__jump_table sched_schedstats,0"}
+	if diff := cmp.Diff(wantRels, rels); diff != "" {
+		t.Errorf("verify relocations (-want +got):\n%s", diff)
+	}
+
+	// A module object: binfmt_misc, its symbols from the image's .ko.
+	modules := filepath.Join(filepath.Dir(filepath.Dir(vmlinuz)), "lib/modules", release)
+	_, stderr, code = run(t, "module", "--headers", headers, "--src", "../../../testdata/livepatch/klpmod",
+		"--kallsyms", kallsyms, "--object", "binfmt_misc", "--modules", modules, "--out", p("kcare_test_klpmod.ko"), "-v")
+	if code != 0 {
+		t.Fatalf("module (binfmt_misc): exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "klp: enabled -> binfmt_misc position 0, relocations .text 1\n") {
+		t.Errorf("module -v does not say enabled resolved in binfmt_misc:\n%s", tail(stderr))
+	}
+
+	// A symbol nobody has: exit 1, named.
+	_, stderr, code = run(t, "module", "--headers", headers, "--src", "../../../internal/klp/testdata/refuse",
+		"--define", "KCARE_CASE=2", "--kallsyms", kallsyms, "--out", p("kcare_refuse.ko"))
+	if code != ExitError || !strings.Contains(stderr, "kcare-build module: build kcare_refuse: kcare_no_such_symbol: unresolved symbol: not exported, and not in "+kallsyms+"\n") {
+		t.Errorf("module with an unknown symbol: exit %d, stderr %q; want %d naming kcare_no_such_symbol", code, tail(stderr), ExitError)
+	}
+	if _, err := os.Stat(p("kcare_refuse.ko")); err == nil {
+		t.Error("a refused module was written")
+	}
+}
+
+func tail(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestFindModule(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"kernel/fs/binfmt_misc.ko", "kernel/fs/nls/nls-utf8.ko", "kernel/fs/zstd_mod.ko.zst",
+		"kernel/a/dup.ko", "kernel/b/dup.ko"} {
+		p := filepath.Join(dir, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, nil, 0o644)
+	}
+	tests := []struct {
+		name, want, err string
+	}{
+		{"binfmt_misc", "kernel/fs/binfmt_misc.ko", ""},
+		{"nls_utf8", "kernel/fs/nls/nls-utf8.ko", ""},
+		{"zstd_mod", "", "compressed module; decompress it and give --object zstd_mod=FILE.ko"},
+		{"dup", "", "2 files under"},
+		{"ext4", "", "no ext4.ko under"},
+	}
+	for _, tt := range tests {
+		got, err := findModule(dir, tt.name)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("findModule(%s) = %q, %v; want error %q", tt.name, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != filepath.Join(dir, tt.want) {
+			t.Errorf("findModule(%s) = %q, %v; want %s", tt.name, got, err, tt.want)
+		}
+	}
 }

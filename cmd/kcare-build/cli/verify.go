@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/klp"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -58,5 +60,25 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	m := b.Manifest
 	fmt.Fprintf(stdout, "good signature by %s\n%s: level %d, module %s, kernel %s (build-id %s)\n",
 		b.Signer.Fingerprint, path, m.Level, m.Module.Name, m.Kernel.Release, m.Kernel.BuildID)
+	rels, err := klp.Relocations(b.Module)
+	if err != nil {
+		return fmt.Errorf("%w: module %s: %w", errRefused, m.Module.File, err)
+	}
+	writeRelocations(stdout, rels)
 	return nil
+}
+
+// writeRelocations lists a module's livepatch relocations, one a line:
+// "  .text+0x3f R_X86_64_32S vmlinux _acpi_module_name,2 +0", under a
+// line that counts them.
+func writeRelocations(w io.Writer, rels []klp.Reloc) {
+	if len(rels) == 0 {
+		fmt.Fprintln(w, "livepatch relocations: none")
+		return
+	}
+	fmt.Fprintf(w, "livepatch relocations: %d\n", len(rels))
+	for _, r := range rels {
+		obj, sym, _ := strings.Cut(strings.TrimPrefix(r.Symbol, ".klp.sym."), ".")
+		fmt.Fprintf(w, "  %s+%#x %v %s %s %+d\n", r.Target, r.Offset, r.Type, obj, sym, r.Addend)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/kcare/kcare/internal/textline"
 )
 
 // Perfdata is the Nagios performance data of a set of servers.
@@ -33,7 +35,9 @@ func Summary(counts map[State]int) string {
 
 // NagiosReport is the body of KernelCare's Nagios API: the summary, "|",
 // the perfdata, then one line per server that is not up to date, as
-// "<hostname> (<ip>) is OUTOFDATE", sorted by state then hostname.
+// "<hostname> (<ip>) is OUTOFDATE", sorted by state then hostname. What
+// servers reported is escaped (textline.Escape): a hostname cannot add a line
+// or perfdata.
 func NagiosReport(cs []Classified) string {
 	counts := Counts(cs)
 	var b strings.Builder
@@ -59,7 +63,7 @@ func NagiosReport(cs []Classified) string {
 		if host == "" {
 			host = c.ID
 		}
-		fmt.Fprintf(&b, "%s (%s) is %s\n", host, c.IP, strings.ToUpper(string(c.State)))
+		fmt.Fprintf(&b, "%s (%s) is %s\n", textline.Escape(host), textline.Escape(c.IP), strings.ToUpper(string(c.State)))
 	}
 	return b.String()
 }

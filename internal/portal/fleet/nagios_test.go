@@ -26,6 +26,10 @@ func TestNagiosReportGolden(t *testing.T) {
 		{"out_of_date", []Classified{server("web1", "192.0.2.10", UpToDate), server("web2", "192.0.2.11", OutOfDate), server("db1", "192.0.2.20", OutOfDate), server("db2", "192.0.2.21", OutOfDate)}},
 		{"unsupported", []Classified{server("web1", "192.0.2.10", UpToDate), server("old1", "192.0.2.30", Unsupported)}},
 		{"inactive", []Classified{server("web1", "192.0.2.10", UpToDate), server("gone", "192.0.2.40", Inactive)}},
+		// A hostname stored before check-ins were validated: a newline and
+		// a "|" must not forge a line or perfdata.
+		{"forged_hostname", []Classified{server("web1", "192.0.2.10", UpToDate), server("evil\nfake (192.0.2.99) is OUTOFDATE|outofdate=99", "192.0.2.20", OutOfDate),
+			server("tab\there\\", "192.0.2.21\r\n", Inactive)}},
 		{"mixed", []Classified{server("web1", "192.0.2.10", UpToDate), server("web2", "192.0.2.11", OutOfDate), server("old1", "192.0.2.30", Unsupported), server("gone", "192.0.2.40", Inactive), server("", "192.0.2.50", Inactive)}},
 	}
 	for _, tt := range tests {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -26,16 +25,15 @@ var (
 // register is ePortal's POST /admin/api/register (form key, hostname).
 // The activation key is the credential.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return errorf(http.StatusBadRequest, "bad-request")
+		return &httpError{code: http.StatusBadRequest, msg: "bad-request", err: err}
 	}
 	key := strings.TrimSpace(r.PostForm.Get("key"))
 	hostname := strings.TrimSpace(r.PostForm.Get("hostname"))
 	if key == "" {
 		return errorf(http.StatusBadRequest, "invalid-key")
 	}
-	if hostname != "" && !hostnameRE.MatchString(hostname) {
+	if !validHostname(hostname) {
 		return errorf(http.StatusBadRequest, "bad-hostname")
 	}
 	secret := auth.NewSecret()
@@ -49,6 +47,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	err := s.cfg.Store.Register(r.Context(), key, srv)
 	switch {
 	case errors.Is(err, store.ErrInvalidKey):
+		s.wrongKey(r)
 		return &httpError{code: http.StatusBadRequest, msg: "invalid-key", err: err}
 	case errors.Is(err, store.ErrLimitReached):
 		return &httpError{code: http.StatusBadRequest, msg: "key-limit-reached", err: err}
@@ -57,16 +56,13 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	s.auditChange(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, key),
+	s.auditChange(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, store.MaskKey(key)),
 		nil, ServerAudit(srv))
 	return writeJSON(w, http.StatusOK, map[string]string{"server_id": srv.ID, "server_secret": secret})
 }
 
 func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.agentAuth(r.Context(), r)
-	if err != nil {
-		return err
-	}
+	c := authnOf(r).caller
 	if c.key == nil {
 		return errorf(http.StatusBadRequest, "not-registered")
 	}
@@ -211,61 +207,9 @@ func toBundleCVEs(in []store.CVE) []bundle.CVE {
 	return out
 }
 
-// CheckIn is what an agent sends after every run.
-type CheckIn struct {
-	Hostname         string  `json:"hostname"`
-	Release          string  `json:"release"`
-	BuildID          string  `json:"build_id"`
-	KernelID         string  `json:"kernel_id"`
-	Level            int     `json:"level"`
-	EffectiveRelease string  `json:"effective_release"`
-	Result           string  `json:"result"`
-	AgentVersion     string  `json:"agent_version"`
-	Tags             *string `json:"tags,omitempty"`
-}
-
-func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	c, err := s.agentAuth(ctx, r)
-	if err != nil {
-		return err
-	}
-	var in CheckIn
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	if err := dec.Decode(&in); err != nil {
-		return &httpError{code: http.StatusBadRequest, msg: "bad-request", err: err}
-	}
-	if len(in.Result) > 1000 {
-		in.Result = in.Result[:1000]
-	}
-	ci := store.CheckIn{
-		Hostname: in.Hostname, IP: remoteIP(r), Release: in.Release, BuildID: in.BuildID,
-		KernelID: in.KernelID, Level: in.Level, EffectiveRelease: in.EffectiveRelease,
-		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: s.now(),
-	}
-	if c.key == nil {
-		srv := *c.server
-		srv.Hostname, srv.Release, srv.BuildID, srv.KernelID = in.Hostname, in.Release, in.BuildID, in.KernelID
-		srv.Level, srv.EffectiveRelease, srv.LastResult, srv.AgentVersion = in.Level, in.EffectiveRelease, in.Result, in.AgentVersion
-		srv.Registered, srv.LastCheckin = s.now(), s.now()
-		if in.Tags != nil {
-			srv.Tags = *in.Tags
-		}
-		if err := s.cfg.Store.UpsertIPServer(ctx, &srv); err != nil {
-			return err
-		}
-	} else if err := s.cfg.Store.CheckIn(ctx, c.server.ID, ci); err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
-}
-
 // license tells a server what it is licensed by.
 func (s *Server) license(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.agentAuth(r.Context(), r)
-	if err != nil {
-		return err
-	}
+	c := authnOf(r).caller
 	out := map[string]any{"server_id": c.server.ID, "feed": c.feed, "type": "ip"}
 	if c.key != nil {
 		// The caller's key was read without its server count; count now.
@@ -297,11 +241,28 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if n := rangeCount(r.Header.Get("Range")); n > maxBlobRanges {
+		// Many small ranges would cost more in part headers than the
+		// bytes asked for: refuse rather than amplify.
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", fi.Size()))
+		return errorf(http.StatusRequestedRangeNotSatisfiable, "at most %d ranges", maxBlobRanges)
+	}
 	w.Header().Set("ETag", `"sha256:`+d+`"`)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 	return nil
+}
+
+// maxBlobRanges is the most ranges one blob request may ask for.
+const maxBlobRanges = 4
+
+// rangeCount is how many ranges a Range header asks for.
+func rangeCount(h string) int {
+	if h == "" {
+		return 0
+	}
+	return strings.Count(h, ",") + 1
 }
 
 func (s *Server) portalKey(w http.ResponseWriter, r *http.Request) error {
@@ -323,7 +284,7 @@ func (s *Server) audit(r *http.Request, actor, action, object, detail string) {
 // auditChange records a change with the object as it was before and is
 // after, each as JSON; nil (a creation's before, a deletion's after) is "".
 func (s *Server) auditChange(r *http.Request, actor, action, object, detail string, before, after any) {
-	e := store.AuditEntry{At: s.now(), Actor: actor, Action: action, Object: object, Detail: detail,
+	e := store.AuditEntry{At: s.now(), Actor: actor, Action: action, Object: store.AuditObject(action, object), Detail: detail,
 		IP: remoteIP(r), Before: AuditJSON(before), After: AuditJSON(after)}
 	if err := s.cfg.Store.Audit(r.Context(), e); err != nil {
 		s.cfg.Log.Error("audit", "action", action, "error", err)
@@ -342,8 +303,9 @@ func AuditJSON(v any) string {
 	return string(b)
 }
 
-// ServerAudit is a server as the audit log shows it (no secret).
+// ServerAudit is a server as the audit log shows it: no secret, its key
+// masked.
 func ServerAudit(v *store.Server) map[string]any {
-	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": v.Key,
+	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": store.MaskKey(v.Key),
 		"kernel": v.Release, "level": v.Level, "registered": v.Registered}
 }

@@ -2,9 +2,15 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,9 +26,11 @@ import (
 var Version = "0.1.0"
 
 // metrics are the portal's Prometheus metrics. Label values are bounded:
-// routes, status codes, states, keys and feeds — never a server.
+// routes, status codes, states, feeds and activation keys by key_id and
+// note — never a server, never a key itself.
 type metrics struct {
 	reg      *prometheus.Registry
+	handler  http.Handler // serves reg
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
@@ -47,6 +55,7 @@ func newMetrics(s *Server) *metrics {
 	info.WithLabelValues(Version, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.requests, m.latency, info, &fleetCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }
 
@@ -74,8 +83,50 @@ func (w *statusWriter) WriteHeader(code int) {
 // Unwrap lets http.ServeContent and friends reach the real writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (s *Server) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+// serveMetrics is GET /metrics; its route's guard has run metricsAuth.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	s.metrics.handler.ServeHTTP(w, r)
+	return nil
+}
+
+// metricsAuth lets a scrape through when it comes from an allowed network
+// (Config.MetricsAllow) and carries the bearer token (Config.MetricsToken);
+// either check is off when its setting is empty.
+func (s *Server) metricsAuth(r *http.Request) error {
+	if len(s.cfg.MetricsAllow) > 0 {
+		ip, err := netip.ParseAddr(remoteIP(r))
+		allowed := false
+		for _, p := range s.cfg.MetricsAllow {
+			allowed = allowed || (err == nil && p.Contains(ip.Unmap()))
+		}
+		if !allowed {
+			return errorf(http.StatusForbidden, "metrics are not served to this address")
+		}
+	}
+	if s.cfg.MetricsToken != "" {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Compare digests so that the comparison takes the same time
+		// whatever the length of what was sent.
+		got, want := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.cfg.MetricsToken))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return &httpError{code: http.StatusUnauthorized, msg: "metrics need a bearer token", header: http.Header{
+				"Www-Authenticate": {`Bearer realm="eportal metrics"`}}}
+		}
+	}
+	return nil
+}
+
+// KeyID names an activation key where the key itself must not appear (the
+// metrics' key_id label): the first 12 hex digits of HMAC-SHA256 of the
+// key under the portal's metrics salt. It is stable for as long as the
+// salt is, and cannot be turned back into the key without the salt.
+func (s *Server) KeyID(key string) string {
+	if key == "" {
+		return ""
+	}
+	m := hmac.New(sha256.New, s.cfg.MetricsSalt)
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil))[:12]
 }
 
 // fleetCollector reports the fleet's state at scrape time, from the store,
@@ -92,8 +143,8 @@ const fleetCacheFor = 15 * time.Second
 
 var (
 	serversDesc = prometheus.NewDesc("kcare_servers",
-		"Servers by patch state, activation key and feed (IP-licensed servers have key \"\").",
-		[]string{"state", "key", "feed"}, nil)
+		"Servers by patch state, activation key (key_id, a salted hash, and its note) and feed; IP-licensed servers have key_id \"\".",
+		[]string{"state", "key_id", "note", "feed"}, nil)
 	patchsetsDesc = prometheus.NewDesc("kcare_patchsets",
 		"Patchsets by feed and state (enabled or disabled).", []string{"feed", "state"}, nil)
 	levelsDesc = prometheus.NewDesc("kcare_patch_levels",
@@ -127,16 +178,22 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1)
 }
 
-// FleetCounts classifies every server and counts them by state, key and
-// feed.
-func (s *Server) FleetCounts(ctx context.Context) (map[[3]string]int, error) {
+// fleetLabels are the labels of one kcare_servers gauge.
+type fleetLabels struct {
+	state, keyID, note, feed string
+}
+
+// fleetCounts classifies every server and counts them by state, key and
+// feed, naming each key by KeyID and its note.
+func (s *Server) fleetCounts(ctx context.Context) (map[fleetLabels]int, error) {
 	keys, err := s.cfg.Store.Keys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	feedOf := map[string]string{"": "main"}
+	type keyLabels struct{ id, note, feed string }
+	labelsOf := map[string]keyLabels{"": {feed: "main"}}
 	for _, k := range keys {
-		feedOf[k.Key] = k.Feed
+		labelsOf[k.Key] = keyLabels{s.KeyID(k.Key), k.Note, k.Feed}
 	}
 	lics, err := s.cfg.Store.IPLicenses(ctx)
 	if err != nil {
@@ -150,18 +207,23 @@ func (s *Server) FleetCounts(ctx context.Context) (map[[3]string]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	counts := map[[3]string]int{}
+	counts := map[fleetLabels]int{}
 	for _, k := range keys {
+		kl := labelsOf[k.Key]
 		for _, st := range fleet.States {
-			counts[[3]string{string(st), k.Key, k.Feed}] = 0
+			counts[fleetLabels{string(st), kl.id, kl.note, kl.feed}] += 0
 		}
 	}
 	for _, c := range cs {
-		feed := feedOf[c.Key]
-		if c.Key == "" && len(lics) > 0 {
-			feed = licenseFeed(lics, c.IP)
+		kl, ok := labelsOf[c.Key]
+		if !ok {
+			// A server whose key went away between the two reads.
+			kl = keyLabels{id: s.KeyID(c.Key), feed: "main"}
 		}
-		counts[[3]string{string(c.State), c.Key, feed}]++
+		if c.Key == "" && len(lics) > 0 {
+			kl.feed = licenseFeed(lics, c.IP)
+		}
+		counts[fleetLabels{string(c.State), kl.id, kl.note, kl.feed}]++
 	}
 	return counts, nil
 }
@@ -176,13 +238,13 @@ func licenseFeed(lics []store.IPLicense, ip string) string {
 }
 
 func (s *Server) fleetMetrics(ctx context.Context) ([]prometheus.Metric, error) {
-	counts, err := s.FleetCounts(ctx)
+	counts, err := s.fleetCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []prometheus.Metric
 	for k, n := range counts {
-		out = append(out, prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(n), k[0], k[1], k[2]))
+		out = append(out, prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(n), k.state, k.keyID, k.note, k.feed))
 	}
 	feeds, err := s.cfg.Store.Feeds(ctx)
 	if err != nil {

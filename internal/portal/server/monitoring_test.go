@@ -106,7 +106,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("/metrics: %d", code)
 	}
 	for _, st := range []string{"uptodate", "outofdate", "unsupported", "inactive"} {
-		re := regexp.MustCompile(`(?m)^kcare_servers\{feed="main",key="mon",state="` + st + `"\} (\d+)$`)
+		re := regexp.MustCompile(`(?m)^kcare_servers\{feed="main",key_id="` + p.srv.KeyID("mon") + `",note="",state="` + st + `"\} (\d+)$`)
 		got := re.FindStringSubmatch(m)
 		perf := regexp.MustCompile(st + `=(\d+)`).FindStringSubmatch(nag)
 		if got == nil || perf == nil || got[1] != perf[1] {

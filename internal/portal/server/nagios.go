@@ -17,6 +17,7 @@ func (s *Server) nagiosKey(w http.ResponseWriter, r *http.Request) error {
 	key := r.PathValue("key")
 	if _, err := s.cfg.Store.Key(ctx, key); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
+			s.wrongKey(r)
 			return nagiosText(w, http.StatusNotFound, "Servers not found for key\n")
 		}
 		return err
@@ -46,12 +47,14 @@ func (s *Server) nagiosReseller(w http.ResponseWriter, r *http.Request) error {
 	}
 	res, err := rs.Reseller(ctx, r.PathValue("login"))
 	if errors.Is(err, store.ErrNotFound) {
+		s.wrongKey(r)
 		return nagiosText(w, http.StatusNotFound, "Reseller not found\n")
 	}
 	if err != nil {
 		return err
 	}
 	if len(res.TokenHash) == 0 || !auth.SecretMatches(res.TokenHash, r.PathValue("token")) {
+		s.wrongKey(r)
 		return nagiosText(w, http.StatusNotFound, "Registration token not found for reseller\n")
 	}
 	all, err := s.cfg.Store.Servers(ctx, store.ServerFilter{})

@@ -83,11 +83,7 @@ func manifestJSON(b *bundle.Bundle) ([]byte, error) {
 // "bundle" and "signature" and the fields released (RFC 3339), channel,
 // patchset. It needs an admin's API token.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
-	user, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, bundle.MaxBundleSize+bundle.MaxSignatureSize+1<<20)
+	user := userOf(r)
 	if err := r.ParseMultipartForm(8 << 20); err != nil {
 		return &httpError{code: http.StatusBadRequest, msg: "bad multipart form", err: err}
 	}

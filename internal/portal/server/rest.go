@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,9 +47,6 @@ func serverJSON(s store.Server) ServerJSON {
 }
 
 func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	q := r.URL.Query()
 	f := store.ServerFilter{Hostname: q.Get("hostname"), IP: q.Get("ip"), Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag"), Now: s.now()}
 	var err error
@@ -82,8 +78,19 @@ func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
 	out := make([]ServerJSON, len(list))
 	for i, srv := range list {
 		out[i] = serverJSON(srv)
+		out[i].Key = keyFor(r, srv.Key)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+// keyFor is an activation key as the caller may see it: whole for an
+// admin, masked (store.MaskKey) for a read-only operator, who can read the
+// fleet but must not be able to register servers with its keys.
+func keyFor(r *http.Request, key string) string {
+	if a := authnOf(r); a != nil && a.user != nil && a.user.Role == roleAdmin {
+		return key
+	}
+	return store.MaskKey(key)
 }
 
 func intParam(v string, def int) (int, error) {
@@ -110,16 +117,13 @@ type KeyJSON struct {
 }
 
 func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	keys, err := s.cfg.Store.Keys(r.Context())
 	if err != nil {
 		return err
 	}
 	out := make([]KeyJSON, len(keys))
 	for i, k := range keys {
-		out[i] = KeyJSON{Key: k.Key, Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
+		out[i] = KeyJSON{Key: keyFor(r, k.Key), Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
 		if out[i].IPRanges == nil {
 			out[i].IPRanges = []string{}
 		}
@@ -128,10 +132,10 @@ func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec := json.NewDecoder(r.Body) // bounded by the route's body limit
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &httpError{code: http.StatusBadRequest, msg: "bad JSON body: " + err.Error()}
+		return &httpError{code: http.StatusBadRequest, msg: "bad JSON body: " + err.Error(), err: err}
 	}
 	return nil
 }
@@ -151,10 +155,7 @@ func storeError(err error) error {
 }
 
 func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	var in KeyJSON
 	if err := decodeBody(r, &in); err != nil {
 		return err
@@ -169,16 +170,13 @@ func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.AddKey(r.Context(), k); err != nil {
 		return storeError(err)
 	}
-	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, k)
+	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, store.AuditKey(k))
 	in.Created = k.Created
 	return writeJSON(w, http.StatusCreated, in)
 }
 
 func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	key := r.PathValue("key")
 	before, err := s.cfg.Store.Key(r.Context(), key)
 	if err != nil {
@@ -187,7 +185,7 @@ func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.DeleteKey(r.Context(), key); err != nil {
 		return storeError(err)
 	}
-	s.auditChange(r, u.Name, "key.delete", key, "", before, nil)
+	s.auditChange(r, u.Name, "key.delete", key, "", store.AuditKey(before), nil)
 	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 }
 
@@ -200,9 +198,6 @@ type FeedJSON struct {
 }
 
 func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	feeds, err := s.cfg.Store.Feeds(r.Context())
 	if err != nil {
 		return err
@@ -215,10 +210,7 @@ func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) restAddFeed(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	var in FeedJSON
 	if err := decodeBody(r, &in); err != nil {
 		return err
@@ -243,9 +235,6 @@ type PatchsetJSON struct {
 }
 
 func (s *Server) restPatchsets(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
-		return err
-	}
 	feed := r.URL.Query().Get("feed")
 	if feed == "" {
 		feed = "main"
@@ -301,10 +290,7 @@ func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action
 }
 
 func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.apiUser(r, true)
-	if err != nil {
-		return err
-	}
+	u := userOf(r)
 	q := r.URL.Query()
 	feed, patchset, action := q.Get("feed"), q.Get("patchset"), q.Get("action")
 	if feed == "" {
@@ -323,10 +309,13 @@ func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) err
 // restKeyPatchset is ePortal's /admin/api/kcare/patchset/{key}: for each
 // server of the key, [ip, kernel_id, level].
 func (s *Server) restKeyPatchset(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.apiUser(r, false); err != nil {
+	key := r.PathValue("key")
+	if _, err := s.cfg.Store.KeySettings(r.Context(), key); errors.Is(err, store.ErrNotFound) {
+		s.wrongKey(r) // the answer is the same empty list, but guessing is throttled
+	} else if err != nil {
 		return err
 	}
-	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: r.PathValue("key")})
+	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: key})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,16 @@ type Config struct {
 	// SessionIdle is how long a web UI session lives without a request;
 	// 0 means web.DefaultIdleTimeout.
 	SessionIdle time.Duration
+	// MetricsToken, when not empty, is the bearer token GET /metrics
+	// requires (Authorization: Bearer TOKEN).
+	MetricsToken string
+	// MetricsAllow, when not empty, are the only networks GET /metrics
+	// answers; others get 403.
+	MetricsAllow []netip.Prefix
+	// MetricsSalt keys the hash that names activation keys in /metrics
+	// (KeyID). Empty means a random salt for this process, so the names
+	// change when it restarts.
+	MetricsSalt []byte
 	Log         *slog.Logger
 	Now         func() time.Time
 }
@@ -47,6 +58,7 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	metrics *metrics
+	guesses *guessThrottle
 }
 
 // New returns a Server for cfg.
@@ -60,53 +72,33 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if len(cfg.MetricsSalt) == 0 {
+		cfg.MetricsSalt = make([]byte, 32)
+		rand.Read(cfg.MetricsSalt)
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.guesses = newGuessThrottle(s.now)
 	s.metrics = newMetrics(s)
 	s.routes()
 	return s
 }
 
-// Handler returns the portal's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the portal's HTTP handler. Over TLS every answer says
+// Strict-Transport-Security, so a browser that has seen the portal over
+// HTTPS does not go back to plain HTTP.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil {
+			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
 
 func (s *Server) now() time.Time { return s.cfg.Now().UTC() }
 
 func (s *Server) routes() {
-	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
-		s.mux.Handle(pattern, s.metrics.instrument(pattern, s.wrap(f)))
-	}
-	s.mux.Handle("GET /metrics", s.metricsHandler())
-	// The agent.
-	h("POST /admin/api/register", s.register)
-	h("POST /api/v1/unregister", s.unregister)
-	h("GET /api/v1/index/{build_id}", s.index)
-	h("POST /api/v1/checkin", s.checkin)
-	h("GET /api/v1/license", s.license)
-	h("GET /blobs/sha256/{digest}", s.blob)
-	h("GET /keys/portal.pub", s.portalKey)
-	s.installerRoutes(h) // GET /installer, GET /packages/{name}: installer.go
-	h("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
-		_, err := fmt.Fprintln(w, "ok")
-		return err
-	})
-	// Publishing.
-	h("POST /api/v1/publish", s.publish)
-	h("GET /api/v1/mirror/levels", s.mirrorLevels)
-	// ePortal's REST API.
-	h("GET /admin/api/servers", s.restServers)
-	h("GET /admin/api/servers/{id}/vex", s.serverVEX)
-	h("GET /admin/api/keys/", s.restKeys)
-	h("POST /admin/api/keys/", s.restAddKey)
-	h("DELETE /admin/api/keys/{key}", s.restDeleteKey)
-	h("GET /admin/api/feeds/", s.restFeeds)
-	h("POST /admin/api/feeds/", s.restAddFeed)
-	h("GET /admin/api/patchsets/", s.restPatchsets)
-	h("POST /admin/api/patchsets/manage", s.restManagePatchsets)
-	h("GET /admin/api/kcare/patchset/{key}", s.restKeyPatchset)
-	// KernelCare's Nagios API.
-	h("GET /admin/api/kcare/nagios/{key}", s.nagiosKey)
-	h("GET /api/kcare/nagios/{key}", s.nagiosKey)
-	h("GET /api/kcare/nagios-res/{login}/{token}", s.nagiosReseller)
+	s.mount() // routes.go
 	// The admin web UI; the /admin/api/ routes above are more specific.
 	ui := web.New(web.Config{
 		Store: s.cfg.Store,
@@ -118,17 +110,15 @@ func (s *Server) routes() {
 	})
 	s.mux.Handle("GET /admin/", ui)
 	s.mux.Handle("POST /admin/", ui)
-	// KernelCare's patch-server paths: /[PREFIX/]KERNEL_ID/version and
-	// /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info.
-	h("GET /", s.kcarePaths)
 }
 
 // httpError is an error with a status and a message for the client; the
 // wrapped error, if any, is for the log only.
 type httpError struct {
-	code int
-	msg  string // shown to the client; for the agent API a short code like "invalid-key"
-	err  error
+	code   int
+	msg    string // shown to the client; for the agent API a short code like "invalid-key"
+	err    error
+	header http.Header // set on the response, such as WWW-Authenticate
 }
 
 func (e *httpError) Error() string {
@@ -160,7 +150,15 @@ func (s *Server) wrap(f func(w http.ResponseWriter, r *http.Request) error) http
 		if he.code >= 500 {
 			level = slog.LevelError
 		}
-		s.cfg.Log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", he.code, "error", he.Error())
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			he = errBodyTooLarge
+		}
+		// The route's pattern, not the path: a path can hold a key.
+		s.cfg.Log.Log(r.Context(), level, "request failed", "method", r.Method, "route", r.Pattern, "status", he.code, "error", he.Error())
+		for k, v := range he.header {
+			w.Header()[k] = v
+		}
 		writeJSON(w, he.code, map[string]string{"error": he.msg})
 	})
 }
@@ -181,6 +179,9 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
+// unknownServerHash is compared against when a server id is unknown.
+var unknownServerHash = auth.HashSecret("no server has this secret")
+
 // caller is who an agent request is from.
 type caller struct {
 	server *store.Server
@@ -191,19 +192,25 @@ type caller struct {
 // agentAuth authenticates a server by its id and secret (HTTP basic), or
 // by an IP license when it sent none.
 func (s *Server) agentAuth(ctx context.Context, r *http.Request) (*caller, error) {
+	if a := authnOf(r); a != nil && a.caller != nil {
+		return a.caller, nil // the route's guard has done it
+	}
 	id, secret, ok := r.BasicAuth()
 	if !ok {
 		return s.ipLicensed(ctx, r)
 	}
+	// An unknown server and a wrong secret get one answer, so that the
+	// answer does not tell which server ids exist.
 	srv, err := s.cfg.Store.Server(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "unknown-server"}
+		auth.SecretMatches(unknownServerHash, secret) // as long as a wrong secret takes
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered", err: errors.New("unknown server id")}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !auth.SecretMatches(srv.SecretHash, secret) {
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "bad-secret"}
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered", err: errors.New("wrong server secret")}
 	}
 	c := &caller{server: srv, feed: "main"}
 	if srv.Key != "" {

@@ -541,13 +541,13 @@ func checkKey(k *Key) (rangesJSON string, err error) {
 		return "", fmt.Errorf("key %q: %w", k.Key, ErrInvalidInput)
 	}
 	if k.Limit < 0 {
-		return "", fmt.Errorf("key %s: negative server limit: %w", k.Key, ErrInvalidInput)
+		return "", fmt.Errorf("key %s: negative server limit: %w", MaskKey(k.Key), ErrInvalidInput)
 	}
 	ranges := make([]string, 0, len(k.IPRanges))
 	for _, r := range k.IPRanges {
 		p, err := parseCIDR(r)
 		if err != nil {
-			return "", fmt.Errorf("key %s: %w", k.Key, err)
+			return "", fmt.Errorf("key %s: %w", MaskKey(k.Key), err)
 		}
 		ranges = append(ranges, p.String())
 	}
@@ -583,7 +583,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.Key, k.Note, k.Limit, k.Feed, k.Sticky, 
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("add key %s: %w", k.Key, err)
+		return fmt.Errorf("add key %s: %w", MaskKey(k.Key), err)
 	}
 	return nil
 }
@@ -608,7 +608,7 @@ func scanKeyCols(r scanner, count bool) (Key, error) {
 		return k, err
 	}
 	if err := json.Unmarshal([]byte(ranges), &k.IPRanges); err != nil {
-		return k, fmt.Errorf("key %s: ip ranges: %w", k.Key, err)
+		return k, fmt.Errorf("key %s: ip ranges: %w", MaskKey(k.Key), err)
 	}
 	if len(k.IPRanges) == 0 {
 		k.IPRanges = nil
@@ -624,7 +624,7 @@ func (s *sqlStore) Key(ctx context.Context, key string) (*Key, error) {
 	// Counted on its own, with the key as a parameter, so that PostgreSQL
 	// plans it on the servers_key index rather than a scan.
 	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers WHERE key = $1`, key).Scan(&k.Servers); err != nil {
-		return nil, fmt.Errorf("key %s: count servers: %w", key, err)
+		return nil, fmt.Errorf("key %s: count servers: %w", MaskKey(key), err)
 	}
 	return k, nil
 }
@@ -635,7 +635,7 @@ func (s *sqlStore) KeySettings(ctx context.Context, key string) (*Key, error) {
 		err = ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", key, err)
+		return nil, fmt.Errorf("key %s: %w", MaskKey(key), err)
 	}
 	return &k, nil
 }
@@ -676,7 +676,7 @@ func (s *sqlStore) UpdateKey(ctx context.Context, k *Key) error {
 	ip_ranges = $6 WHERE key = $1`, k.Key, k.Note, k.Limit, k.Feed, k.Sticky, ranges))
 	})
 	if err != nil {
-		return fmt.Errorf("update key %s: %w", k.Key, err)
+		return fmt.Errorf("update key %s: %w", MaskKey(k.Key), err)
 	}
 	return nil
 }
@@ -692,7 +692,7 @@ func (s *sqlStore) DeleteKey(ctx context.Context, key string) error {
 		return affected(tx.ExecContext(ctx, `DELETE FROM keys WHERE key = $1`, key))
 	})
 	if err != nil {
-		return fmt.Errorf("delete key %s: %w", key, err)
+		return fmt.Errorf("delete key %s: %w", MaskKey(key), err)
 	}
 	return nil
 }
@@ -812,7 +812,7 @@ func ipAllowed(ip string, ranges []string) bool {
 
 func (s *sqlStore) Register(ctx context.Context, key string, v *Server) error {
 	if v.ID == "" {
-		return fmt.Errorf("register server under key %s: no server id: %w", key, ErrInvalidInput)
+		return fmt.Errorf("register server under key %s: no server id: %w", MaskKey(key), ErrInvalidInput)
 	}
 	if v.Registered.IsZero() {
 		v.Registered = now()
@@ -854,7 +854,7 @@ func (s *sqlStore) Register(ctx context.Context, key string, v *Server) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("register server %s under key %s: %w", v.ID, key, err)
+		return fmt.Errorf("register server %s under key %s: %w", v.ID, MaskKey(key), err)
 	}
 	return nil
 }

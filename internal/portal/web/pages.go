@@ -198,7 +198,7 @@ func (u *UI) deleteServers(w http.ResponseWriter, r *http.Request, c *reqCtx) er
 }
 
 func serverAudit(v *store.Server) map[string]any {
-	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": v.Key,
+	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": store.MaskKey(v.Key),
 		"kernel": v.Release, "level": v.Level, "registered": v.Registered}
 }
 
@@ -337,7 +337,7 @@ func keyAudit(k *store.Key) map[string]any {
 	if ranges == nil {
 		ranges = []string{}
 	}
-	return map[string]any{"key": k.Key, "note": k.Note, "limit": k.Limit, "feed": k.Feed, "sticky": k.Sticky, "ip_ranges": ranges}
+	return map[string]any{"key": store.MaskKey(k.Key), "note": k.Note, "limit": k.Limit, "feed": k.Feed, "sticky": k.Sticky, "ip_ranges": ranges}
 }
 
 func (u *UI) confirmDeleteKey(w http.ResponseWriter, r *http.Request, c *reqCtx) error {

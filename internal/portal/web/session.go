@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/httpbound"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -74,6 +75,9 @@ func (u *UI) authorize(w http.ResponseWriter, r *http.Request, rt Route, c *reqC
 		if mediaType != "multipart/form-data" {
 			return errorf(http.StatusUnsupportedMediaType, "the upload must be a multipart/form-data form")
 		}
+		// Authenticated as an admin: the upload may take longer than the
+		// server's ReadTimeout.
+		httpbound.ExtendForUpload(w, time.Now(), rt.MaxBody)
 		parts, err := readUpload(r.Body, params["boundary"], c.sess.CSRF)
 		switch {
 		case errors.Is(err, ErrUploadCSRF):

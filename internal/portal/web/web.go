@@ -341,7 +341,7 @@ func remoteIP(r *http.Request) string {
 
 // audit records a change made in the UI.
 func (u *UI) audit(r *http.Request, c *reqCtx, action, object, detail string, before, after any) {
-	e := store.AuditEntry{At: u.now(), Actor: c.user.Name, IP: remoteIP(r), Action: action, Object: object,
+	e := store.AuditEntry{At: u.now(), Actor: c.user.Name, IP: remoteIP(r), Action: action, Object: store.AuditObject(action, object),
 		Detail: detail, Before: auditJSON(before), After: auditJSON(after)}
 	if err := u.cfg.Store.Audit(r.Context(), e); err != nil {
 		u.cfg.Log.Error("audit", "action", action, "error", err)
