@@ -13,7 +13,8 @@ import (
 // TestPackCheckAgainst builds the real livepatch of CVE-2026-53287 (it
 // replaces __audit_log_capset) against the test kernel's headers and packs
 // it against two analyses of that kernel: one listing __audit_log_capset,
-// which it passes, and one also listing vfs_tmpfile, which it fails, named.
+// which it passes, and one also listing vfs_tmpfile, which it fails, named;
+// module --check-against refuses to write it too.
 func TestPackCheckAgainst(t *testing.T) {
 	vmlinuz := need(t, "KCARE_TEST_VMLINUZ")
 	headers := need(t, "KCARE_TEST_HEADERS")
@@ -53,7 +54,21 @@ func TestPackCheckAgainst(t *testing.T) {
 		t.Fatalf("pack against an analysis it covers: exit %d: %s", code, stderr)
 	}
 	a.Replace = append(a.Replace, analyze.Target{Object: "vmlinux", Function: "vfs_tmpfile"})
-	stderr, code := pack(write("more.json", a))
+	more := write("more.json", a)
+
+	// module refuses to write it.
+	_, stderr, code := run(t, "module", "--headers", headers, "--src", "../../../testdata/cve/CVE-2026-53287/livepatch",
+		"--check-against", more, "--out", p("kcare_more.ko"))
+	wantModule := "kcare-build module: build kcare_more: refused: the livepatch does not replace every changed function: it lacks vmlinux:vfs_tmpfile, which the analysis of fix.patch on " + release + " lists\n"
+	if code != ExitRefused || stderr != wantModule {
+		t.Errorf("module against an analysis listing one more function: exit %d, stderr %q; want %d, %q", code, stderr, ExitRefused, wantModule)
+	}
+	if _, err := os.Stat(p("kcare_more.ko")); !os.IsNotExist(err) {
+		t.Errorf("module wrote the refused module: %v", err)
+	}
+
+	// pack refuses to pack it.
+	stderr, code = pack(more)
 	want := "kcare-build pack: module " + p("kcare_cve_53287.ko") + ": refused: the livepatch does not replace every changed function: it lacks vmlinux:vfs_tmpfile, which the analysis of fix.patch on " + release + " lists\n"
 	if code != ExitRefused || stderr != want {
 		t.Errorf("pack against an analysis listing one more function: exit %d, stderr %q; want %d, %q", code, stderr, ExitRefused, want)
