@@ -33,7 +33,8 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	modules := fs.String("modules", "", "`DIR` of the target kernel's modules (/lib/modules/RELEASE) where --object finds NAME.ko")
 	fs.Var(&sympos, "sympos", "which of several same-named symbols the patch means, `[OBJECT:]NAME=POS` counting from 1 in kallsyms order (repeatable)")
 	verbose := fs.Bool("v", false, "show the kbuild output and every symbol resolved")
-	against := fs.String("check-against", "", "refuse to write a module that does not replace every function the analysis `FILE` (kcare-build analyze --out) lists")
+	var against listFlag
+	fs.Var(&against, "check-against", "refuse to write a module that does not replace every function the analysis `FILE` (kcare-build analyze --out) lists (repeatable: one per fix of a cumulative level)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -94,12 +95,12 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintln(stderr, describeResolved(r))
 		}
 	}
-	if *against != "" {
+	if len(against) > 0 {
 		info, err := kmod.ReadInfo(res.Module)
 		if err != nil {
 			return fmt.Errorf("build %s: %w", *name, err)
 		}
-		if err := checkAgainst(*against, res.Module, info.Release()); err != nil {
+		if err := checkAgainst(against, res.Module, info.Release()); err != nil {
 			return fmt.Errorf("build %s: %w", *name, err)
 		}
 	}
