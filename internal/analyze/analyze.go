@@ -312,6 +312,33 @@ func compare(obj, source, klpObj string, beforeData, afterData []byte, patched [
 			}
 		}
 	}
+	// Static callees the new code reaches only through a clone: a call
+	// to "scale.constprop.0" is a call with GCC's own arguments, which
+	// the livepatch's source cannot make.
+	for _, c := range changes {
+		if c.After == nil {
+			continue
+		}
+		for _, r := range c.After.Relocs {
+			callee := baseName(r.Target)
+			if r.Target == callee || seen[callee] || isPatched[callee] || strings.HasPrefix(r.Target, "string ") {
+				continue
+			}
+			var clones []string
+			for name, f := range b.Funcs {
+				if f.Key == r.Target && f.IsClone() && !f.Global {
+					clones = append(clones, name)
+				}
+			}
+			if len(clones) == 0 {
+				continue
+			}
+			sort.Strings(clones)
+			seen[callee] = true
+			notes = append(notes, fmt.Sprintf("%s: %s calls the static %s through %s, a copy GCC specialised: the livepatch cannot call it; copy %s into the livepatch",
+				obj, c.Base(), callee, strings.Join(clones, ", "), callee))
+		}
+	}
 	return res, notes, nil
 }
 

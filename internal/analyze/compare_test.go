@@ -91,6 +91,59 @@ int unrelated(int x)
 	}
 }
 
+// TestCompareCloneCallee: the fixed function calls a static helper the
+// running kernel has only as a constprop clone; the livepatch must carry
+// its own copy, and the analysis says so.
+func TestCompareCloneCallee(t *testing.T) {
+	before := common + `
+static __attribute__((noinline)) int scale(int x, int factor)
+{
+	return ext_a(x) * factor;
+}
+
+int user(int x)
+{
+	return scale(x, 5);
+}
+
+int fixed(int x)
+{
+	return scale(x + 1, 5);
+}
+`
+	after := strings.Replace(before, "return scale(x + 1, 5);", "if (x < 0)\n\t\treturn 0;\n\treturn scale(x + 1, 5);", 1)
+	files, err := ParsePatch(unifiedDiff(t, before, after))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched := touchedFunctions([]byte(after), files[0].Lines)
+	b, a := compile(t, "before", before), compile(t, "after", after)
+	bo, err := ReadObject(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clone string
+	for name := range bo.Funcs {
+		if strings.HasPrefix(name, "scale.") {
+			clone = name
+		}
+	}
+	if clone == "" {
+		t.Fatalf("gcc made no clone of scale: %v", names(bo))
+	}
+	res, notes, err := compare("x.o", "x.c", "vmlinux", b, a, patched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprint(replaceTargets([]ObjectRes{res})); s != "[vmlinux:fixed]" {
+		t.Errorf("replace %s; want [vmlinux:fixed]", s)
+	}
+	want := "x.o: fixed calls the static scale through " + clone + ", a copy GCC specialised: the livepatch cannot call it; copy scale into the livepatch"
+	if len(notes) != 1 || notes[0] != want {
+		t.Errorf("notes %q; want [%q]", notes, want)
+	}
+}
+
 func TestParsePatch(t *testing.T) {
 	for _, tc := range []struct {
 		name, patch string
