@@ -78,6 +78,36 @@ func TestAnalyzeRealFixes(t *testing.T) {
 	}
 }
 
+// TestAnalyzeModuleObject: a change to code built into a module is listed
+// under that module's klp_object, as kbuild compiled it (-DMODULE).
+func TestAnalyzeModuleObject(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("fetches and prepares a Debian kernel source tree; runs in CI")
+	}
+	cache := os.Getenv("KCARE_TEST_CACHE")
+	if cache == "" {
+		cache = "/var/cache/kcare-test"
+	}
+	release := os.Getenv("KCARE_TEST_VULNERABLE_RELEASE")
+	if release == "" {
+		release = "6.1.0-47-amd64"
+	}
+	patch, err := os.ReadFile(filepath.Join("testdata", "binfmt_misc.patch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	defer cancel()
+	a, err := Run(ctx, Options{Release: release, Patch: patch, PatchName: "binfmt_misc.patch",
+		Source: SourceOptions{Cache: filepath.Join(cache, "analyze"), Logf: t.Logf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(a.Replace), "[binfmt_misc:bm_status_read]"; got != want {
+		t.Errorf("replace %s; want %s", got, want)
+	}
+}
+
 // livepatchTargets reads the old_name of each klp_func in a livepatch
 // source: the .old_name = "…" lines (every one in vmlinux here).
 func livepatchTargets(t *testing.T, dir string) map[Target]bool {
