@@ -77,3 +77,25 @@ func TestPackCheckAgainst(t *testing.T) {
 		t.Errorf("the refusal names a function the module replaces: %s", stderr)
 	}
 }
+
+func TestAnalyzeUsage(t *testing.T) {
+	patch := filepath.Join(t.TempDir(), "fix.patch")
+	os.WriteFile(patch, []byte("--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n"), 0o644)
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"analyze", patch}, ExitUsage, "kcare-build analyze: --kernel is required\n"},
+		{[]string{"analyze", "--kernel", "6.1.0-47-amd64"}, ExitUsage, "kcare-build analyze: give one patch file\n"},
+		{[]string{"analyze", "--kernel", "6.1.0-47-amd64", patch, patch}, ExitUsage, "kcare-build analyze: give one patch file\n"},
+		{[]string{"analyze", "--kernel", "6.1.0-47", "--cache", t.TempDir(), patch}, ExitError,
+			"kcare-build analyze: prepare source: \"6.1.0-47\" is not a Debian kernel release such as 6.1.0-47-amd64\n"},
+		{[]string{"pack", "--module", "x.ko", "--kernel", "k", "--level", "1", "--sign-key", "k", "--out", "o", "--check-against"}, ExitUsage, "flag needs an argument: -check-against"},
+	} {
+		_, stderr, code := run(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.stderr) {
+			t.Errorf("kcare-build %q: exit %d, stderr %q; want %d, %q", tc.args, code, stderr, tc.code, tc.stderr)
+		}
+	}
+}
