@@ -25,6 +25,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"analyze": {"list the functions a kernel fix changes", runAnalyze},
 	"keygen":  {"make a publisher signing key pair", runKeygen},
 	"module":  {"build a livepatch module against a kernel's headers", runModule},
 	"pack":    {"pack and sign a module as a patch bundle", runPack},
@@ -88,7 +89,7 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		}
 		return errUsage
 	}
-	if fs.NArg() > 0 && fs.Name() != "verify" && fs.Name() != "publish" {
+	if fs.NArg() > 0 && fs.Name() != "verify" && fs.Name() != "publish" && fs.Name() != "analyze" {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcare/kcare/internal/kbuild"
 	"github.com/kcare/kcare/internal/klp"
+	"github.com/kcare/kcare/internal/kmod"
 )
 
 func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,6 +33,8 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	modules := fs.String("modules", "", "`DIR` of the target kernel's modules (/lib/modules/RELEASE) where --object finds NAME.ko")
 	fs.Var(&sympos, "sympos", "which of several same-named symbols the patch means, `[OBJECT:]NAME=POS` counting from 1 in kallsyms order (repeatable)")
 	verbose := fs.Bool("v", false, "show the kbuild output and every symbol resolved")
+	var against listFlag
+	fs.Var(&against, "check-against", "refuse to write a module that does not replace every function the analysis `FILE` (kcare-build analyze --out) lists (repeatable: one per fix of a cumulative level)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -90,6 +93,15 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *verbose {
 		for _, r := range res.Symbols {
 			fmt.Fprintln(stderr, describeResolved(r))
+		}
+	}
+	if len(against) > 0 {
+		info, err := kmod.ReadInfo(res.Module)
+		if err != nil {
+			return fmt.Errorf("build %s: %w", *name, err)
+		}
+		if err := checkAgainst(against, res.Module, info.Release()); err != nil {
+			return fmt.Errorf("build %s: %w", *name, err)
 		}
 	}
 	if err := os.WriteFile(*out, res.Module, 0o644); err != nil {

@@ -32,6 +32,8 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	released := fs.String("released", "", "release `TIME`, RFC 3339 (default: now)")
 	key := fs.String("sign-key", "", "the publisher's private key `FILE`")
 	out := fs.String("out", "", "write the bundle to `FILE`.kcp and its signature to FILE.kcp.sig")
+	var against listFlag
+	fs.Var(&against, "check-against", "refuse a module that does not replace every function the analysis `FILE` (kcare-build analyze --out) lists (repeatable: one per fix of a cumulative level)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -70,6 +72,11 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if !info.Livepatch {
 		return fmt.Errorf("module %s is not a livepatch (no livepatch=Y tag)", *module)
+	}
+	if len(against) > 0 {
+		if err := checkAgainst(against, ko, info.Release()); err != nil {
+			return fmt.Errorf("module %s: %w", *module, err)
+		}
 	}
 	id, err := kimage.IdentifyFile(*kimg)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -70,8 +71,8 @@ func DefaultCacheDir() string {
 // downloading and extracting it into cacheDir unless a complete tree is
 // already there. logf, if not nil, is told what is downloaded and extracted.
 //
-// When apt cannot tell the current kernel (no package lists and no network)
-// and cacheDir holds exactly one complete tree, Fetch returns that one.
+// When apt cannot tell the current kernel (no package lists and no network),
+// Fetch returns the newest complete tree in cacheDir, if any.
 func Fetch(ctx context.Context, cacheDir string, logf func(format string, args ...any)) (*Kernel, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -87,7 +88,7 @@ func Fetch(ctx context.Context, cacheDir string, logf func(format string, args .
 
 	release, err := currentRelease(ctx, logf)
 	if err != nil {
-		if k, ok := onlyCachedKernel(cacheDir); ok {
+		if k, ok := newestCachedKernel(cacheDir); ok {
 			logf("debkernel: %v; using the cached kernel %s (%s)", err, k.Release, k.Version)
 			if err := ensureVmlinux(k, logf); err != nil {
 				return nil, fmt.Errorf("fetch debian kernel %s: %w", k.Release, err)
@@ -96,6 +97,13 @@ func Fetch(ctx context.Context, cacheDir string, logf func(format string, args .
 		}
 		return nil, fmt.Errorf("fetch debian kernel: %w", err)
 	}
+	return fetchRelease(ctx, cacheDir, release, logf)
+}
+
+// fetchRelease downloads and extracts the kernel release (with its
+// headers and kbuild) unless cacheDir has it already. The caller holds the
+// cache lock.
+func fetchRelease(ctx context.Context, cacheDir, release string, logf func(string, ...any)) (*Kernel, error) {
 	abi, ok := strings.CutSuffix(release, "-amd64")
 	if !ok {
 		return nil, fmt.Errorf("fetch debian kernel: release %q is not an amd64 kernel", release)
@@ -171,21 +179,32 @@ func complete(root string) bool {
 	return err == nil
 }
 
-// onlyCachedKernel returns the complete tree in cacheDir if there is exactly one.
-func onlyCachedKernel(cacheDir string) (*Kernel, bool) {
+// newestCachedKernel returns the complete tree in cacheDir with the
+// highest ABI number: the one linux-image-amd64 last depended on, when
+// tests have also fetched older kernels by release.
+func newestCachedKernel(cacheDir string) (*Kernel, bool) {
 	matches, _ := filepath.Glob(filepath.Join(cacheDir, "kernel", "*", markerName))
-	if len(matches) != 1 {
-		return nil, false
+	var best *Kernel
+	bestABI := -1
+	for _, p := range matches {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var m marker
+		if err := json.Unmarshal(data, &m); err != nil || m.Release == "" {
+			continue
+		}
+		i := strings.LastIndexByte(m.ABI, '-')
+		n, err := strconv.Atoi(m.ABI[i+1:])
+		if i < 0 || err != nil {
+			continue
+		}
+		if n > bestABI {
+			best, bestABI = newKernel(filepath.Dir(p), m.ABI, m.Release, m.Version), n
+		}
 	}
-	data, err := os.ReadFile(matches[0])
-	if err != nil {
-		return nil, false
-	}
-	var m marker
-	if err := json.Unmarshal(data, &m); err != nil || m.Release == "" {
-		return nil, false
-	}
-	return newKernel(filepath.Dir(matches[0]), m.ABI, m.Release, m.Version), true
+	return best, best != nil
 }
 
 // currentRelease returns the kernel release linux-image-amd64 depends on,
