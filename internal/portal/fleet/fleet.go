@@ -92,9 +92,13 @@ func (e *Evaluator) Classify(ctx context.Context, servers []store.Server) ([]Cla
 }
 
 // level returns whether any level exists for the server's kernel, and the
-// newest its key's feed and sticky date allow.
+// newest its feed (its key's, or its IP license's as its last check-in
+// recorded it) and its key's sticky date allow.
 func (e *Evaluator) level(ctx context.Context, s *store.Server) (bool, int, error) {
 	feedName, sticky := "main", ""
+	if s.LicenseFeed != "" {
+		feedName = s.LicenseFeed
+	}
 	if s.Key != "" {
 		k, ok := e.keys[s.Key]
 		if !ok {

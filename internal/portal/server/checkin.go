@@ -146,7 +146,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
 		if in.Tags != nil {
 			srv.Tags = *in.Tags
 		}
-		if err := s.cfg.Store.UpsertIPServer(ctx, &srv); err != nil {
+		if err := s.cfg.Store.UpsertIPServer(ctx, &srv, c.feed); err != nil {
 			return err
 		}
 	} else if err := s.cfg.Store.CheckIn(ctx, c.server.ID, ci); err != nil {

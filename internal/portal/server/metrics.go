@@ -195,10 +195,6 @@ func (s *Server) fleetCounts(ctx context.Context) (map[fleetLabels]int, error) {
 	for _, k := range keys {
 		labelsOf[k.Key] = keyLabels{s.KeyID(k.Key), k.Note, k.Feed}
 	}
-	lics, err := s.cfg.Store.IPLicenses(ctx)
-	if err != nil {
-		return nil, err
-	}
 	list, err := s.cfg.Store.Servers(ctx, store.ServerFilter{})
 	if err != nil {
 		return nil, err
@@ -220,21 +216,14 @@ func (s *Server) fleetCounts(ctx context.Context) (map[fleetLabels]int, error) {
 			// A server whose key went away between the two reads.
 			kl = keyLabels{id: s.KeyID(c.Key), feed: "main"}
 		}
-		if c.Key == "" && len(lics) > 0 {
-			kl.feed = licenseFeed(lics, c.IP)
+		if c.Key == "" && c.LicenseFeed != "" {
+			// The feed its IP license gave it (resolve.IPLicense) when it
+			// last checked in, as the store's feed filter counts it.
+			kl.feed = c.LicenseFeed
 		}
 		counts[fleetLabels{string(c.State), kl.id, kl.note, kl.feed}]++
 	}
 	return counts, nil
-}
-
-func licenseFeed(lics []store.IPLicense, ip string) string {
-	for _, l := range lics {
-		if cidrContains(l.CIDR, ip) {
-			return l.Feed
-		}
-	}
-	return "main"
 }
 
 func (s *Server) fleetMetrics(ctx context.Context) ([]prometheus.Metric, error) {

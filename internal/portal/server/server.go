@@ -18,6 +18,7 @@ import (
 
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/web"
 	"github.com/kcare/kcare/internal/trust"
@@ -235,22 +236,22 @@ func cidrContains(cidr, ip string) bool {
 	return err == nil && p.Contains(a.Unmap())
 }
 
+// ipLicensed authenticates a server that sent no credentials by the IP
+// license covering its address (resolve.IPLicense).
 func (s *Server) ipLicensed(ctx context.Context, r *http.Request) (*caller, error) {
 	ip, err := netip.ParseAddr(remoteIP(r))
 	if err != nil {
 		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered"}
 	}
+	ip = ip.Unmap()
 	lics, err := s.cfg.Store.IPLicenses(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range lics {
-		p, err := netip.ParsePrefix(l.CIDR)
-		if err != nil || !p.Contains(ip.Unmap()) {
-			continue
-		}
-		srv := &store.Server{ID: "ip-" + strings.NewReplacer(":", "-", ".", "-").Replace(ip.String()), IP: ip.String()}
-		return &caller{server: srv, feed: l.Feed}, nil
+	l := resolve.IPLicense(lics, ip.String())
+	if l == nil {
+		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered"}
 	}
-	return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered"}
+	srv := &store.Server{ID: "ip-" + strings.NewReplacer(":", "-", ".", "-").Replace(ip.String()), IP: ip.String()}
+	return &caller{server: srv, feed: l.Feed}, nil
 }

@@ -768,13 +768,13 @@ func (s *sqlStore) DeleteIPLicense(ctx context.Context, cidr string) error {
 
 // Servers.
 
-const serverCols = `s.id, s.secret_hash, s.key, s.hostname, s.ip, s.kernel_release, s.build_id,
+const serverCols = `s.id, s.secret_hash, s.key, s.ip_feed, s.hostname, s.ip, s.kernel_release, s.build_id,
 	s.kernel_id, s.level, s.effective_release, s.last_result, s.agent_version, s.tags,
 	s.registered, s.last_checkin`
 
 func scanServer(r scanner) (Server, error) {
 	var v Server
-	err := r.Scan(&v.ID, &v.SecretHash, nullString{&v.Key}, &v.Hostname, &v.IP, &v.Release, &v.BuildID,
+	err := r.Scan(&v.ID, &v.SecretHash, nullString{&v.Key}, nullString{&v.LicenseFeed}, &v.Hostname, &v.IP, &v.Release, &v.BuildID,
 		&v.KernelID, &v.Level, &v.EffectiveRelease, &v.LastResult, &v.AgentVersion, &v.Tags,
 		timeCol{&v.Registered}, timeCol{&v.LastCheckin})
 	return v, err
@@ -859,44 +859,12 @@ func (s *sqlStore) Register(ctx context.Context, key string, v *Server) error {
 	return nil
 }
 
-// ipLicenseFeed returns the feed of the narrowest IP license holding ip.
-func (s *sqlStore) ipLicenseFeed(ctx context.Context, ip string) (string, error) {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return "", fmt.Errorf("%q: %w", ip, ErrIPNotAllowed)
-	}
-	a = a.Unmap()
-	rows, err := s.r.QueryContext(ctx, `SELECT cidr, feed FROM ip_licenses`)
-	if err != nil {
-		return "", err
-	}
-	defer rows.Close()
-	bits, feed := -1, ""
-	for rows.Next() {
-		var cidr, f string
-		if err := rows.Scan(&cidr, &f); err != nil {
-			return "", err
-		}
-		if p, err := netip.ParsePrefix(cidr); err == nil && p.Contains(a) && p.Bits() > bits {
-			bits, feed = p.Bits(), f
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return "", err
-	}
-	if bits < 0 {
-		return "", fmt.Errorf("%s: no IP license: %w", ip, ErrIPNotAllowed)
-	}
-	return feed, nil
-}
-
-func (s *sqlStore) UpsertIPServer(ctx context.Context, v *Server) error {
-	if v.ID == "" {
+func (s *sqlStore) UpsertIPServer(ctx context.Context, v *Server, feed string) error {
+	switch {
+	case v.ID == "":
 		return fmt.Errorf("record IP-licensed server: no server id: %w", ErrInvalidInput)
-	}
-	feed, err := s.ipLicenseFeed(ctx, v.IP)
-	if err != nil {
-		return fmt.Errorf("record IP-licensed server %s: %w", v.ID, err)
+	case feed == "":
+		return fmt.Errorf("record IP-licensed server %s: no feed: %w", v.ID, ErrInvalidInput)
 	}
 	t := now()
 	if v.Registered.IsZero() {
@@ -906,7 +874,7 @@ func (s *sqlStore) UpsertIPServer(ctx context.Context, v *Server) error {
 		v.LastCheckin = t
 	}
 	v.Registered, v.LastCheckin = norm(v.Registered), norm(v.LastCheckin)
-	v.Key = ""
+	v.Key, v.LicenseFeed = "", feed
 	n, err := s.exec(ctx, insertServer+`
 ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash, ip_feed = excluded.ip_feed,
 	hostname = excluded.hostname, ip = excluded.ip, kernel_release = excluded.kernel_release,

@@ -119,9 +119,12 @@ type IPLicense struct {
 
 // Server is a registered (or IP-licensed) server.
 type Server struct {
-	ID               string
-	SecretHash       []byte // sha256 of the per-server secret
-	Key              string // activation key; "" for an IP-licensed server
+	ID         string
+	SecretHash []byte // sha256 of the per-server secret
+	Key        string // activation key; "" for an IP-licensed server
+	// LicenseFeed is an IP-licensed server's feed as its last check-in
+	// recorded it (UpsertIPServer); "" for a server under a key.
+	LicenseFeed      string
 	Hostname         string
 	IP               string
 	Release          string
@@ -365,12 +368,11 @@ type Store interface {
 	// taken one is ErrExists); Register sets s.Key, and s.Registered when
 	// zero.
 	Register(ctx context.Context, key string, s *Server) error
-	// UpsertIPServer records a server known only by its IP license: it
-	// adds s, or updates the server with its ID (keeping Registered).
-	// The narrowest IP license holding s.IP gives its feed; none is
-	// ErrIPNotAllowed. An ID registered under a key is ErrExists. A zero
-	// LastCheckin is now.
-	UpsertIPServer(ctx context.Context, s *Server) error
+	// UpsertIPServer records a server known only by its IP license, in
+	// feed (the license's, as resolve.IPLicense picks it): it adds s, or
+	// updates the server with its ID (keeping Registered). An ID
+	// registered under a key is ErrExists. A zero LastCheckin is now.
+	UpsertIPServer(ctx context.Context, s *Server, feed string) error
 	Server(ctx context.Context, id string) (*Server, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
