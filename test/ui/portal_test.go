@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/fakekernel"
@@ -76,7 +77,7 @@ func newPortal(t testing.TB) *portal {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.AddUser(context.Background(), &store.User{Name: u.name, PasswordHash: hash, Role: u.role}); err != nil {
+		if err := st.AddUser(context.Background(), &store.User{Name: u.name, PasswordHash: hash, Role: apitype.Role(u.role)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -40,7 +41,7 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the feed's name")
 		}
-		f := &store.Feed{Name: pos[0], Channel: *channel, DeployAfter: time.Duration(*after) * time.Hour, Auto: *auto, Created: now()}
+		f := &store.Feed{Name: pos[0], Channel: apitype.Channel(*channel), DeployAfter: time.Duration(*after) * time.Hour, Auto: *auto, Created: now()}
 		if err := st.AddFeed(ctx, f); err != nil {
 			return err
 		}
@@ -66,7 +67,7 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		}
 		before := *f
 		if set["channel"] {
-			f.Channel = *channel
+			f.Channel = apitype.Channel(*channel)
 		}
 		if set["deploy-after"] {
 			f.DeployAfter = time.Duration(*after) * time.Hour

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 )
@@ -45,7 +46,7 @@ func runPatchset(ctx context.Context, e *env, args []string) error {
 		return usageErr("give the patchset")
 	}
 	before, _ := store.EnabledPatchsets(ctx, st, *feed)
-	names, err := server.ManagePatchsets(ctx, st, *feed, pos[0], cmd)
+	names, err := server.ManagePatchsets(ctx, st, *feed, pos[0], apitype.PatchsetAction(cmd))
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/store"
 )
@@ -47,7 +48,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := st.AddUser(ctx, &store.User{Name: pos[0], PasswordHash: hash, Role: *role, Created: now()}); err != nil {
+		if err := st.AddUser(ctx, &store.User{Name: pos[0], PasswordHash: hash, Role: apitype.Role(*role), Created: now()}); err != nil {
 			return err
 		}
 		auditChange(ctx, st, "user.add", pos[0], "role="+*role, nil, map[string]string{"name": pos[0], "role": *role})

@@ -7,23 +7,24 @@ import (
 	"context"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
 // State is a server's patch state.
-type State string
+type State = apitype.ServerState
 
 // The states, in the order reports list them.
 const (
-	UpToDate    State = "uptodate"
-	OutOfDate   State = "outofdate"
-	Unsupported State = "unsupported"
-	Inactive    State = "inactive"
+	UpToDate    = apitype.StateUpToDate
+	OutOfDate   = apitype.StateOutOfDate
+	Unsupported = apitype.StateUnsupported
+	Inactive    = apitype.StateInactive
 )
 
 // States lists every state.
-var States = []State{UpToDate, OutOfDate, Unsupported, Inactive}
+var States = apitype.ServerStates
 
 // DefaultInactiveAge is how long a server may go without checking in
 // before it is inactive.
@@ -95,7 +96,7 @@ func (e *Evaluator) Classify(ctx context.Context, servers []store.Server) ([]Cla
 // newest its feed (its key's, or its IP license's as its last check-in
 // recorded it) and its key's sticky date allow.
 func (e *Evaluator) level(ctx context.Context, s *store.Server) (bool, int, error) {
-	feedName, sticky := "main", ""
+	feedName, sticky := apitype.MainFeed, ""
 	if s.LicenseFeed != "" {
 		feedName = s.LicenseFeed
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/datadir"
@@ -24,7 +25,7 @@ import (
 
 // An export archive is a tar of:
 //
-//	levels.json        the levels, as Level, oldest first
+//	levels.json        the levels, as apitype.MirrorLevel, oldest first
 //	blobs/<sha256>     each level's bundle
 //	SHA256SUMS         "<sha256>  <name>" for every other file
 //
@@ -70,7 +71,7 @@ func Export(ctx context.Context, st store.Store, bs blobs.Store, o ExportOptions
 	for _, k := range o.Kernels {
 		want[k] = true
 	}
-	var levels []Level
+	var levels []apitype.MirrorLevel
 	for _, l := range all {
 		if len(want) == 0 || want[l.BuildID] {
 			levels = append(levels, FromStore(l))
@@ -142,7 +143,7 @@ func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *tru
 		return nil, err
 	}
 	var doc struct {
-		Levels []Level `json:"levels"`
+		Levels []apitype.MirrorLevel `json:"levels"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(a.levelsJSON))
 	dec.DisallowUnknownFields()
@@ -159,7 +160,7 @@ func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *tru
 		if err != nil {
 			return nil, fmt.Errorf("%w: level %d of %s: %v", ErrBadArchive, l.Level, l.BuildID, err)
 		}
-		sl, err := l.Check(data, publishers, now)
+		sl, err := Check(l, data, publishers, now)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadArchive, err)
 		}

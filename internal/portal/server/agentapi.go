@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/portal/auth"
@@ -17,24 +17,19 @@ import (
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-var (
-	buildIDRE  = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
-	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
-)
-
 // register is ePortal's POST /admin/api/register (form key, hostname).
 // The activation key is the credential.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
-		return &httpError{code: http.StatusBadRequest, msg: "bad-request", err: err}
+		return &httpError{code: http.StatusBadRequest, msg: string(apitype.CodeBadRequest), err: err}
 	}
-	key := strings.TrimSpace(r.PostForm.Get("key"))
-	hostname := strings.TrimSpace(r.PostForm.Get("hostname"))
+	key := strings.TrimSpace(r.PostForm.Get(apitype.RegisterKeyArg))
+	hostname := strings.TrimSpace(r.PostForm.Get(apitype.RegisterHostArg))
 	if key == "" {
-		return errorf(http.StatusBadRequest, "invalid-key")
+		return agentError(http.StatusBadRequest, apitype.CodeInvalidKey, nil)
 	}
-	if !validHostname(hostname) {
-		return errorf(http.StatusBadRequest, "bad-hostname")
+	if !apitype.ValidHostname(hostname) {
+		return agentError(http.StatusBadRequest, apitype.CodeBadHostname, nil)
 	}
 	secret := auth.NewSecret()
 	srv := &store.Server{
@@ -48,44 +43,44 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, store.ErrInvalidKey):
 		s.wrongKey(r)
-		return &httpError{code: http.StatusBadRequest, msg: "invalid-key", err: err}
+		return agentError(http.StatusBadRequest, apitype.CodeInvalidKey, err)
 	case errors.Is(err, store.ErrLimitReached):
-		return &httpError{code: http.StatusBadRequest, msg: "key-limit-reached", err: err}
+		return agentError(http.StatusBadRequest, apitype.CodeLimitReached, err)
 	case errors.Is(err, store.ErrIPNotAllowed):
-		return &httpError{code: http.StatusBadRequest, msg: "ip-not-allowed", err: err}
+		return agentError(http.StatusBadRequest, apitype.CodeIPNotAllowed, err)
 	case err != nil:
 		return err
 	}
 	s.auditChange(r, "agent:"+srv.ID, "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, srv.IP, store.MaskKey(key)),
 		nil, ServerAudit(srv))
-	return writeJSON(w, http.StatusOK, map[string]string{"server_id": srv.ID, "server_secret": secret})
+	return writeJSON(w, http.StatusOK, apitype.Registered{ServerID: srv.ID, ServerSecret: secret})
 }
 
 func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
 	c := authnOf(r).caller
 	if c.key == nil {
-		return errorf(http.StatusBadRequest, "not-registered")
+		return agentError(http.StatusBadRequest, apitype.CodeNotRegistered, nil)
 	}
 	if err := s.cfg.Store.DeleteServer(r.Context(), c.server.ID); err != nil {
 		return err
 	}
 	s.auditChange(r, "agent:"+c.server.ID, "server.unregister", c.server.ID, "", ServerAudit(c.server), nil)
-	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+	return writeJSON(w, http.StatusOK, apitype.OK)
 }
 
 // index answers a server with the signed index for its kernel.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	buildID := r.PathValue("build_id")
-	if !buildIDRE.MatchString(buildID) {
-		return errorf(http.StatusBadRequest, "bad-build-id")
+	if !apitype.BuildIDRE.MatchString(buildID) {
+		return agentError(http.StatusBadRequest, apitype.CodeBadBuildID, nil)
 	}
 	c, err := s.agentAuth(ctx, r)
 	if err != nil {
 		return err
 	}
 	q := r.URL.Query()
-	req := resolve.Request{Prefix: q.Get("prefix"), Sticky: q.Get("sticky"), Now: s.now()}
+	req := resolve.Request{Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg), Now: s.now()}
 	if req.Sticky == "KEY" {
 		req.Sticky = ""
 		if c.key != nil {
@@ -111,7 +106,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 	if testPrefix {
 		// PREFIX=test admits the test channel's levels too.
 		for _, l := range all {
-			if l.Channel == "test" {
+			if l.Channel == apitype.ChannelTest {
 				levels = append(levels, l)
 			}
 		}
@@ -134,7 +129,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 		BuildID:  buildID,
 		Feed:     c.feed,
 		// The question as the agent asked it, which it checks.
-		Request: &index.Request{BuildID: buildID, Prefix: q.Get("prefix"), Sticky: q.Get("sticky")},
+		Request: &index.Request{BuildID: buildID, Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)},
 	}
 	reported, err := s.reported(ctx, c)
 	if err != nil {
@@ -156,7 +151,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 			Patchset:         picked.Patchset,
 			Digest:           picked.Digest,
 			Size:             picked.Size,
-			URL:              "/blobs/sha256/" + picked.Digest,
+			URL:              apitype.BlobPath + picked.Digest,
 			Signature:        string(picked.Signature),
 			EffectiveRelease: picked.EffectiveRelease,
 			CVEs:             toBundleCVEs(picked.CVEs),
@@ -210,18 +205,14 @@ func toBundleCVEs(in []store.CVE) []bundle.CVE {
 // license tells a server what it is licensed by.
 func (s *Server) license(w http.ResponseWriter, r *http.Request) error {
 	c := authnOf(r).caller
-	out := map[string]any{"server_id": c.server.ID, "feed": c.feed, "type": "ip"}
+	out := apitype.License{Type: apitype.LicenseIP, ServerID: c.server.ID, Feed: c.feed}
 	if c.key != nil {
 		// The caller's key was read without its server count; count now.
 		if k, err := s.cfg.Store.Key(r.Context(), c.key.Key); err == nil {
 			c.key = k
 		}
-		out["type"] = "key"
-		out["key"] = c.key.Key
-		out["limit"] = c.key.Limit
-		out["servers"] = c.key.Servers
-		out["note"] = c.key.Note
-		out["sticky"] = c.key.Sticky
+		out.Type = apitype.LicenseKey
+		out.Key = &apitype.KeyLicense{Key: c.key.Key, Limit: c.key.Limit, Servers: c.key.Servers, Note: c.key.Note, Sticky: c.key.Sticky}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -231,7 +222,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
 	d := r.PathValue("digest")
 	f, err := s.cfg.Blobs.Open(d)
 	if errors.Is(err, blobs.ErrNotFound) {
-		return errorf(http.StatusNotFound, "not-found")
+		return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
 	}
 	if err != nil {
 		return err

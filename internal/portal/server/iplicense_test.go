@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/portal/store"
-	"github.com/kcare/kcare/internal/portalclient"
 )
 
 // TestOverlappingIPLicenses: a server inside two IP licenses gets the
@@ -40,7 +40,7 @@ func TestOverlappingIPLicenses(t *testing.T) {
 		if idx.Feed != "narrow" {
 			t.Errorf("signed index feed = %q, want narrow", idx.Feed)
 		}
-		if err := h.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "lab1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, Result: "ok"}); err != nil {
+		if err := h.c.CheckIn(ctx, apitype.CheckIn{Hostname: "lab1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, Result: "ok"}); err != nil {
 			t.Fatalf("check-in: %v", err)
 		}
 		for _, feed := range []string{"narrow", "wide"} {

@@ -3,15 +3,13 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
 )
-
-var kernelIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // kcarePaths serves KernelCare's patch-server paths for existing tools:
 //
@@ -20,14 +18,14 @@ var kernelIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	prefix := ""
-	if len(parts) > 0 && !kernelIDRE.MatchString(parts[0]) {
+	if len(parts) > 0 && !apitype.KernelIDRE.MatchString(parts[0]) {
 		prefix, parts = parts[0], parts[1:]
 	}
-	if len(parts) < 2 || !kernelIDRE.MatchString(parts[0]) {
-		return errorf(http.StatusNotFound, "not-found")
+	if len(parts) < 2 || !apitype.KernelIDRE.MatchString(parts[0]) {
+		return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
 	}
 	if _, _, err := resolve.PrefixDelay(prefix); err != nil {
-		return errorf(http.StatusNotFound, "not-found")
+		return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
 	}
 	ctx := r.Context()
 	all, err := s.cfg.Store.LevelsByKernelID(ctx, parts[0])
@@ -37,11 +35,11 @@ func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 	if len(all) == 0 {
 		return errorf(http.StatusNotFound, "unknown kernel")
 	}
-	feed, err := s.cfg.Store.Feed(ctx, "main")
+	feed, err := s.cfg.Store.Feed(ctx, apitype.MainFeed)
 	if err != nil {
 		return err
 	}
-	visible, err := s.cfg.Store.VisibleLevels(ctx, "main", all[0].BuildID)
+	visible, err := s.cfg.Store.VisibleLevels(ctx, apitype.MainFeed, all[0].BuildID)
 	if err != nil {
 		return err
 	}
@@ -60,7 +58,7 @@ func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 	case len(parts) == 3 && parts[2] == "kpatch.info":
 		n, err := strconv.Atoi(parts[1])
 		if err != nil {
-			return errorf(http.StatusNotFound, "not-found")
+			return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
 		}
 		for _, l := range visible {
 			if l.Level == n {
@@ -71,7 +69,7 @@ func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errorf(http.StatusNotFound, "no such level")
 	}
-	return errorf(http.StatusNotFound, "not-found")
+	return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
 }
 
 // KpatchInfo renders a level in KernelCare's kpatch.info format: one block

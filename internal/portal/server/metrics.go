@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/fleet"
 	"github.com/kcare/kcare/internal/portal/store"
 )
@@ -191,7 +192,7 @@ func (s *Server) fleetCounts(ctx context.Context) (map[fleetLabels]int, error) {
 		return nil, err
 	}
 	type keyLabels struct{ id, note, feed string }
-	labelsOf := map[string]keyLabels{"": {feed: "main"}}
+	labelsOf := map[string]keyLabels{"": {feed: apitype.MainFeed}}
 	for _, k := range keys {
 		labelsOf[k.Key] = keyLabels{s.KeyID(k.Key), k.Note, k.Feed}
 	}
@@ -214,7 +215,7 @@ func (s *Server) fleetCounts(ctx context.Context) (map[fleetLabels]int, error) {
 		kl, ok := labelsOf[c.Key]
 		if !ok {
 			// A server whose key went away between the two reads.
-			kl = keyLabels{id: s.KeyID(c.Key), feed: "main"}
+			kl = keyLabels{id: s.KeyID(c.Key), feed: apitype.MainFeed}
 		}
 		if c.Key == "" && c.LicenseFeed != "" {
 			// The feed its IP license gave it (resolve.IPLicense) when it

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portal/store"
 )
@@ -29,9 +30,9 @@ func (s *Server) mirrorLevels(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]mirror.Level, len(all))
+	out := apitype.MirrorLevels{Levels: make([]apitype.MirrorLevel, len(all))}
 	for i, l := range all {
-		out[i] = mirror.FromStore(l)
+		out.Levels[i] = mirror.FromStore(l)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"levels": out})
+	return writeJSON(w, http.StatusOK, out)
 }

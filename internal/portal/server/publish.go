@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -19,9 +20,9 @@ var patchsetRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // PublishOptions are what a publisher may set beside the bundle.
 type PublishOptions struct {
-	Released time.Time // zero: the manifest's release time
-	Channel  string    // "stable" (default) or "test"
-	Patchset string    // default K<YYYYMMDD>_01 of the release time
+	Released time.Time       // zero: the manifest's release time
+	Channel  apitype.Channel // stable (default) or test
+	Patchset string          // default K<YYYYMMDD>_01 of the release time
 }
 
 // Publish verifies a bundle against the publisher keyring and stores it
@@ -49,9 +50,9 @@ func (s *Server) Publish(ctx context.Context, data, sig []byte, o PublishOptions
 		l.Released = o.Released.UTC()
 	}
 	if l.Channel == "" {
-		l.Channel = "stable"
+		l.Channel = apitype.ChannelStable
 	}
-	if l.Channel != "stable" && l.Channel != "test" {
+	if !l.Channel.Valid() {
 		return nil, fmt.Errorf("%w: channel %q (stable or test)", store.ErrInvalidInput, l.Channel)
 	}
 	if l.Patchset == "" {
@@ -116,7 +117,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusBadRequest, "released: %v", err)
 		}
 	}
-	o.Channel, o.Patchset = r.FormValue("channel"), r.FormValue("patchset")
+	o.Channel, o.Patchset = apitype.Channel(r.FormValue("channel")), r.FormValue("patchset")
 	l, err := s.Publish(r.Context(), data, sig, o)
 	if err != nil {
 		code := http.StatusBadRequest
@@ -131,9 +132,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.auditChange(r, user.Name, "level.publish", fmt.Sprintf("%s/%d", l.BuildID, l.Level),
 		fmt.Sprintf("release=%s patchset=%s channel=%s digest=%s", l.Release, l.Patchset, l.Channel, l.Digest), nil, LevelAudit(l))
-	return writeJSON(w, http.StatusOK, map[string]any{
-		"build_id": l.BuildID, "release": l.Release, "level": l.Level, "patchset": l.Patchset,
-		"channel": l.Channel, "digest": l.Digest, "size": l.Size, "released": l.Released,
+	return writeJSON(w, http.StatusOK, apitype.Published{
+		BuildID: l.BuildID, Release: l.Release, Level: l.Level, Patchset: l.Patchset,
+		Channel: l.Channel, Digest: l.Digest, Size: l.Size, Released: l.Released,
 	})
 }
 
@@ -154,7 +155,7 @@ func (s *Server) apiUser(r *http.Request, admin bool) (*store.User, error) {
 	if err != nil {
 		return nil, errorf(http.StatusUnauthorized, "bad API key")
 	}
-	if admin && u.Role != "admin" {
+	if admin && u.Role != apitype.RoleAdmin {
 		return nil, errorf(http.StatusForbidden, "admin role required")
 	}
 	return u, nil

@@ -10,31 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// ServerJSON is a server in the REST API.
-type ServerJSON struct {
-	ID              string     `json:"server_id"`
-	Hostname        string     `json:"hostname"`
-	IP              string     `json:"ip"`
-	Key             string     `json:"key"`
-	Kernel          string     `json:"kernel"`
-	KernelID        string     `json:"kernel_id"`
-	BuildID         string     `json:"build_id"`
-	PatchLevel      int        `json:"patch_level"`
-	EffectiveKernel string     `json:"effective_kernel"`
-	LastResult      string     `json:"last_result"`
-	AgentVersion    string     `json:"agent_version"`
-	Tags            string     `json:"tags"`
-	Registered      time.Time  `json:"registered"`
-	Checkin         *time.Time `json:"checkin"`
-}
-
-func serverJSON(s store.Server) ServerJSON {
-	out := ServerJSON{
+func serverJSON(s store.Server) apitype.Server {
+	out := apitype.Server{
 		ID: s.ID, Hostname: s.Hostname, IP: s.IP, Key: s.Key, Kernel: s.Release, KernelID: s.KernelID,
 		BuildID: s.BuildID, PatchLevel: s.Level, EffectiveKernel: s.EffectiveRelease, LastResult: s.LastResult,
 		AgentVersion: s.AgentVersion, Tags: s.Tags, Registered: s.Registered,
@@ -75,19 +58,19 @@ func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]ServerJSON, len(list))
+	out := make([]apitype.Server, len(list))
 	for i, srv := range list {
 		out[i] = serverJSON(srv)
 		out[i].Key = keyFor(r, srv.Key)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
 }
 
 // keyFor is an activation key as the caller may see it: whole for an
 // admin, masked (store.MaskKey) for a read-only operator, who can read the
 // fleet but must not be able to register servers with its keys.
 func keyFor(r *http.Request, key string) string {
-	if a := authnOf(r); a != nil && a.user != nil && a.user.Role == roleAdmin {
+	if a := authnOf(r); a != nil && a.user != nil && a.user.Role == apitype.RoleAdmin {
 		return key
 	}
 	return store.MaskKey(key)
@@ -104,31 +87,19 @@ func intParam(v string, def int) (int, error) {
 	return n, nil
 }
 
-// KeyJSON is an activation key in the REST API.
-type KeyJSON struct {
-	Key      string    `json:"key"`
-	Note     string    `json:"note"`
-	Limit    int       `json:"server_limit"`
-	Feed     string    `json:"feed"`
-	Sticky   string    `json:"sticky_patch"`
-	IPRanges []string  `json:"ip_ranges"`
-	Servers  int       `json:"servers"`
-	Created  time.Time `json:"created"`
-}
-
 func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
 	keys, err := s.cfg.Store.Keys(r.Context())
 	if err != nil {
 		return err
 	}
-	out := make([]KeyJSON, len(keys))
+	out := make([]apitype.Key, len(keys))
 	for i, k := range keys {
-		out[i] = KeyJSON{Key: keyFor(r, k.Key), Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
+		out[i] = apitype.Key{Key: keyFor(r, k.Key), Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
 		if out[i].IPRanges == nil {
 			out[i].IPRanges = []string{}
 		}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
 }
 
 func decodeBody(r *http.Request, v any) error {
@@ -156,7 +127,7 @@ func storeError(err error) error {
 
 func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
 	u := userOf(r)
-	var in KeyJSON
+	var in apitype.Key
 	if err := decodeBody(r, &in); err != nil {
 		return err
 	}
@@ -164,7 +135,7 @@ func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
 		in.Key = NewKey()
 	}
 	if in.Feed == "" {
-		in.Feed = "main"
+		in.Feed = apitype.MainFeed
 	}
 	k := &store.Key{Key: in.Key, Note: in.Note, Limit: in.Limit, Feed: in.Feed, Sticky: in.Sticky, IPRanges: in.IPRanges, Created: s.now()}
 	if err := s.cfg.Store.AddKey(r.Context(), k); err != nil {
@@ -186,15 +157,7 @@ func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
 		return storeError(err)
 	}
 	s.auditChange(r, u.Name, "key.delete", key, "", store.AuditKey(before), nil)
-	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
-}
-
-// FeedJSON is a feed in the REST API.
-type FeedJSON struct {
-	Name             string `json:"name"`
-	Channel          string `json:"channel"`
-	DeployAfterHours int    `json:"deploy_after"`
-	Auto             bool   `json:"auto"`
+	return writeJSON(w, http.StatusOK, apitype.OK)
 }
 
 func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
@@ -202,58 +165,50 @@ func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]FeedJSON, len(feeds))
+	out := make([]apitype.Feed, len(feeds))
 	for i, f := range feeds {
-		out[i] = FeedJSON{Name: f.Name, Channel: f.Channel, DeployAfterHours: int(f.DeployAfter / time.Hour), Auto: f.Auto}
+		out[i] = apitype.Feed{Name: f.Name, Channel: f.Channel, DeployAfterHours: int(f.DeployAfter / time.Hour), Auto: f.Auto}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
 }
 
 func (s *Server) restAddFeed(w http.ResponseWriter, r *http.Request) error {
 	u := userOf(r)
-	var in FeedJSON
+	var in apitype.Feed
 	if err := decodeBody(r, &in); err != nil {
 		return err
 	}
 	if in.Channel == "" {
-		in.Channel = "stable"
+		in.Channel = apitype.ChannelStable
 	}
 	f := &store.Feed{Name: in.Name, Channel: in.Channel, DeployAfter: time.Duration(in.DeployAfterHours) * time.Hour, Auto: in.Auto, Created: s.now()}
 	if err := s.cfg.Store.AddFeed(r.Context(), f); err != nil {
 		return storeError(err)
 	}
-	s.auditChange(r, u.Name, "feed.add", f.Name, "channel="+f.Channel, nil, f)
+	s.auditChange(r, u.Name, "feed.add", f.Name, "channel="+string(f.Channel), nil, f)
 	return writeJSON(w, http.StatusCreated, in)
-}
-
-// PatchsetJSON is a patchset's state in a feed.
-type PatchsetJSON struct {
-	Name     string    `json:"patchset"`
-	Feed     string    `json:"feed"`
-	Enabled  bool      `json:"enabled"`
-	Released time.Time `json:"released"`
 }
 
 func (s *Server) restPatchsets(w http.ResponseWriter, r *http.Request) error {
 	feed := r.URL.Query().Get("feed")
 	if feed == "" {
-		feed = "main"
+		feed = apitype.MainFeed
 	}
 	list, err := s.cfg.Store.FeedPatchsets(r.Context(), feed)
 	if err != nil {
 		return storeError(err)
 	}
-	out := make([]PatchsetJSON, len(list))
+	out := make([]apitype.Patchset, len(list))
 	for i, p := range list {
-		out[i] = PatchsetJSON{Name: p.Patchset, Feed: p.Feed, Enabled: p.Enabled, Released: p.Released}
+		out[i] = apitype.Patchset{Name: p.Patchset, Feed: p.Feed, Enabled: p.Enabled, Released: p.Released}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
 }
 
 // ManagePatchsets applies an ePortal patchset action in a feed: enable or
 // disable one patchset, enable-upto (it and every older one), or
 // undeploy-downto (disable it and every newer one).
-func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action string) ([]string, error) {
+func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset string, action apitype.PatchsetAction) ([]string, error) {
 	list, err := st.FeedPatchsets(ctx, feed)
 	if err != nil {
 		return nil, err
@@ -270,15 +225,15 @@ func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action
 	var names []string
 	enable := true
 	switch action {
-	case "enable":
+	case apitype.ActionEnable:
 		names = []string{patchset}
-	case "disable":
+	case apitype.ActionDisable:
 		names, enable = []string{patchset}, false
-	case "enable-upto":
+	case apitype.ActionEnableUpTo:
 		for _, p := range list[:pos+1] {
 			names = append(names, p.Patchset)
 		}
-	case "undeploy-downto":
+	case apitype.ActionUndeployDownTo:
 		for _, p := range list[pos:] {
 			names = append(names, p.Patchset)
 		}
@@ -292,9 +247,9 @@ func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action
 func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) error {
 	u := userOf(r)
 	q := r.URL.Query()
-	feed, patchset, action := q.Get("feed"), q.Get("patchset"), q.Get("action")
+	feed, patchset, action := q.Get("feed"), q.Get("patchset"), apitype.PatchsetAction(q.Get("action"))
 	if feed == "" {
-		feed = "main"
+		feed = apitype.MainFeed
 	}
 	before, _ := store.EnabledPatchsets(r.Context(), s.cfg.Store, feed)
 	names, err := ManagePatchsets(r.Context(), s.cfg.Store, feed, patchset, action)
@@ -302,8 +257,8 @@ func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) err
 		return storeError(err)
 	}
 	after, _ := store.EnabledPatchsets(r.Context(), s.cfg.Store, feed)
-	s.auditChange(r, u.Name, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","), before, after)
-	return writeJSON(w, http.StatusOK, map[string]any{"result": "ok", "patchsets": names})
+	s.auditChange(r, u.Name, "patchset."+string(action), feed+"/"+patchset, strings.Join(names, ","), before, after)
+	return writeJSON(w, http.StatusOK, apitype.Managed{Patchsets: names, Result: apitype.ResultOK})
 }
 
 // restKeyPatchset is ePortal's /admin/api/kcare/patchset/{key}: for each
@@ -319,9 +274,9 @@ func (s *Server) restKeyPatchset(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	data := make([][]any, len(list))
+	data := make([]apitype.ServerLevel, len(list))
 	for i, srv := range list {
-		data[i] = []any{srv.IP, srv.KernelID, srv.Level}
+		data[i] = apitype.ServerLevel{IP: srv.IP, KernelID: srv.KernelID, Level: srv.Level}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": data})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(data))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
@@ -62,13 +63,13 @@ func TestRoutesAuthBeforeBody(t *testing.T) {
 	s := New(Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: bundletest.Signer("routes test index key"),
 		Now: func() time.Time { return now }, MetricsToken: "scrape-token"})
 	ctx := context.Background()
-	tokens := map[string]string{}
-	for _, role := range []string{"admin", "readonly"} {
-		if err := st.AddUser(ctx, &store.User{Name: role + "-user", PasswordHash: "x", Role: role, Created: now}); err != nil {
+	tokens := map[apitype.Role]string{}
+	for _, role := range apitype.Roles {
+		if err := st.AddUser(ctx, &store.User{Name: string(role) + "-user", PasswordHash: "x", Role: role, Created: now}); err != nil {
 			t.Fatal(err)
 		}
 		tok := auth.NewSecret()
-		if err := st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(tok), User: role + "-user", Created: now}); err != nil {
+		if err := st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(tok), User: string(role) + "-user", Created: now}); err != nil {
 			t.Fatal(err)
 		}
 		tokens[role] = tok
@@ -110,7 +111,7 @@ func TestRoutesAuthBeforeBody(t *testing.T) {
 				{"wrong_token", map[string]string{"X-Api-Key": auth.NewSecret()}, []int{401}},
 			}
 			if rt.role == roleAdmin {
-				attempts = append(attempts, attempt{"readonly_token", map[string]string{"X-Api-Key": tokens["readonly"]}, []int{403}})
+				attempts = append(attempts, attempt{"readonly_token", map[string]string{"X-Api-Key": tokens[apitype.RoleReadOnly]}, []int{403}})
 			}
 		case authMetrics:
 			attempts = []attempt{

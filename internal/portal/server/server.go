@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/resolve"
@@ -103,7 +104,7 @@ func (s *Server) routes() {
 	// The admin web UI; the /admin/api/ routes above are more specific.
 	ui := web.New(web.Config{
 		Store: s.cfg.Store,
-		Publish: func(ctx context.Context, data, sig []byte, channel, patchset string) (*store.Level, error) {
+		Publish: func(ctx context.Context, data, sig []byte, channel apitype.Channel, patchset string) (*store.Level, error) {
 			return s.Publish(ctx, data, sig, PublishOptions{Channel: channel, Patchset: patchset})
 		},
 		ManagePatchsets: ManagePatchsets, NewKey: NewKey,
@@ -117,7 +118,7 @@ func (s *Server) routes() {
 // wrapped error, if any, is for the log only.
 type httpError struct {
 	code   int
-	msg    string // shown to the client; for the agent API a short code like "invalid-key"
+	msg    string // shown to the client; for the agent API an apitype.ErrorCode
 	err    error
 	header http.Header // set on the response, such as WWW-Authenticate
 }
@@ -133,6 +134,12 @@ func (e *httpError) Unwrap() error { return e.err }
 
 func errorf(code int, format string, args ...any) error {
 	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// agentError answers the agent API with one of its error codes; err, if
+// any, is for the log.
+func agentError(status int, code apitype.ErrorCode, err error) error {
+	return &httpError{code: status, msg: string(code), err: err}
 }
 
 // wrap turns a handler's error into a JSON response, keeping the detail
@@ -160,7 +167,7 @@ func (s *Server) wrap(f func(w http.ResponseWriter, r *http.Request) error) http
 		for k, v := range he.header {
 			w.Header()[k] = v
 		}
-		writeJSON(w, he.code, map[string]string{"error": he.msg})
+		writeJSON(w, he.code, apitype.Error{Error: he.msg})
 	})
 }
 
@@ -205,19 +212,19 @@ func (s *Server) agentAuth(ctx context.Context, r *http.Request) (*caller, error
 	srv, err := s.cfg.Store.Server(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		auth.SecretMatches(unknownServerHash, secret) // as long as a wrong secret takes
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered", err: errors.New("unknown server id")}
+		return nil, agentError(http.StatusUnauthorized, apitype.CodeUnregistered, errors.New("unknown server id"))
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !auth.SecretMatches(srv.SecretHash, secret) {
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered", err: errors.New("wrong server secret")}
+		return nil, agentError(http.StatusUnauthorized, apitype.CodeUnregistered, errors.New("wrong server secret"))
 	}
-	c := &caller{server: srv, feed: "main"}
+	c := &caller{server: srv, feed: apitype.MainFeed}
 	if srv.Key != "" {
 		k, err := s.cfg.Store.KeySettings(ctx, srv.Key)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, &httpError{code: http.StatusUnauthorized, msg: "key-revoked"}
+			return nil, agentError(http.StatusUnauthorized, apitype.CodeKeyRevoked, nil)
 		}
 		if err != nil {
 			return nil, err
@@ -241,7 +248,7 @@ func cidrContains(cidr, ip string) bool {
 func (s *Server) ipLicensed(ctx context.Context, r *http.Request) (*caller, error) {
 	ip, err := netip.ParseAddr(remoteIP(r))
 	if err != nil {
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered"}
+		return nil, agentError(http.StatusUnauthorized, apitype.CodeUnregistered, nil)
 	}
 	ip = ip.Unmap()
 	lics, err := s.cfg.Store.IPLicenses(ctx)
@@ -250,7 +257,7 @@ func (s *Server) ipLicensed(ctx context.Context, r *http.Request) (*caller, erro
 	}
 	l := resolve.IPLicense(lics, ip.String())
 	if l == nil {
-		return nil, &httpError{code: http.StatusUnauthorized, msg: "unregistered"}
+		return nil, agentError(http.StatusUnauthorized, apitype.CodeUnregistered, nil)
 	}
 	srv := &store.Server{ID: "ip-" + strings.NewReplacer(":", "-", ".", "-").Replace(ip.String()), IP: ip.String()}
 	return &caller{server: srv, feed: l.Feed}, nil

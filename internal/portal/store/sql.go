@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // sqlStore is Store on database/sql, for both backends; d holds what
@@ -113,8 +115,8 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
-func feedChannel(ctx context.Context, q queryer, name string) (string, error) {
-	var ch string
+func feedChannel(ctx context.Context, q queryer, name string) (apitype.Channel, error) {
+	var ch apitype.Channel
 	err := q.QueryRowContext(ctx, `SELECT channel FROM feeds WHERE name = $1`, name).Scan(&ch)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("feed %s: %w", name, ErrNotFound)
@@ -172,18 +174,16 @@ func (s *sqlStore) levels(ctx context.Context, what, q string, args ...any) ([]L
 	return out, nil
 }
 
-func validChannel(ch string) bool { return ch == "stable" || ch == "test" }
-
 func (s *sqlStore) AddLevel(ctx context.Context, l *Level) error {
 	if l.Channel == "" {
-		l.Channel = "stable"
+		l.Channel = apitype.ChannelStable
 	}
 	switch {
 	case l.BuildID == "", l.Patchset == "", l.Digest == "":
 		return fmt.Errorf("add level: build-id, patchset and digest are required: %w", ErrInvalidInput)
 	case l.Level < 0, l.Size < 0:
 		return fmt.Errorf("add level %s/%d: negative level or size: %w", l.BuildID, l.Level, ErrInvalidInput)
-	case !validChannel(l.Channel):
+	case !l.Channel.Valid():
 		return fmt.Errorf("add level %s/%d: channel %q: %w", l.BuildID, l.Level, l.Channel, ErrInvalidInput)
 	}
 	if l.Published.IsZero() {
@@ -272,7 +272,7 @@ func (s *sqlStore) VisibleLevels(ctx context.Context, feed, buildID string) ([]L
 		`SELECT `+levelCols+` FROM levels l
 JOIN feed_patchsets fp ON fp.patchset = l.patchset AND fp.feed = $1 AND fp.enabled
 WHERE l.build_id = $2 AND (l.channel = 'stable' OR $3)
-ORDER BY l.level`, feed, buildID, ch == "test")
+ORDER BY l.level`, feed, buildID, ch == apitype.ChannelTest)
 }
 
 // Patchsets and feeds.
@@ -375,12 +375,12 @@ func validName(name string) bool {
 
 func checkFeed(f *Feed) error {
 	if f.Channel == "" {
-		f.Channel = "stable"
+		f.Channel = apitype.ChannelStable
 	}
 	switch {
 	case !validName(f.Name):
 		return fmt.Errorf("feed name %q: %w", f.Name, ErrInvalidInput)
-	case !validChannel(f.Channel):
+	case !f.Channel.Valid():
 		return fmt.Errorf("feed %s: channel %q: %w", f.Name, f.Channel, ErrInvalidInput)
 	case f.DeployAfter < 0:
 		return fmt.Errorf("feed %s: negative deploy delay: %w", f.Name, ErrInvalidInput)
@@ -473,7 +473,7 @@ func (s *sqlStore) UpdateFeed(ctx context.Context, f *Feed) error {
 }
 
 func (s *sqlStore) DeleteFeed(ctx context.Context, name string) error {
-	if name == "main" {
+	if name == apitype.MainFeed {
 		return fmt.Errorf("delete feed main: %w", ErrInUse)
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -535,7 +535,7 @@ func validKey(k string) bool {
 
 func checkKey(k *Key) (rangesJSON string, err error) {
 	if k.Feed == "" {
-		k.Feed = "main"
+		k.Feed = apitype.MainFeed
 	}
 	if !validKey(k.Key) {
 		return "", fmt.Errorf("key %q: %w", k.Key, ErrInvalidInput)
@@ -704,7 +704,7 @@ func (s *sqlStore) AddIPLicense(ctx context.Context, l *IPLicense) error {
 	}
 	l.CIDR = p.String()
 	if l.Feed == "" {
-		l.Feed = "main"
+		l.Feed = apitype.MainFeed
 	}
 	if l.Created.IsZero() {
 		l.Created = now()
@@ -1120,7 +1120,7 @@ func (s *sqlStore) AddUser(ctx context.Context, u *User) error {
 	switch {
 	case !validName(u.Name):
 		return fmt.Errorf("add user %q: %w", u.Name, ErrInvalidInput)
-	case u.Role != "admin" && u.Role != "readonly":
+	case !u.Role.Valid():
 		return fmt.Errorf("add user %s: role %q: %w", u.Name, u.Role, ErrInvalidInput)
 	}
 	if u.Created.IsZero() {

@@ -14,15 +14,17 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // Errors a caller tells apart with errors.Is.
 var (
 	ErrNotFound     = errors.New("not found")
 	ErrExists       = errors.New("already exists")
-	ErrInvalidKey   = errors.New("invalid-key")
-	ErrLimitReached = errors.New("key-limit-reached")
-	ErrIPNotAllowed = errors.New("ip-not-allowed")
+	ErrInvalidKey   = errors.New("no such activation key")
+	ErrLimitReached = errors.New("the key's server limit is reached")
+	ErrIPNotAllowed = errors.New("address outside the key's IP ranges")
 	ErrInUse        = errors.New("in use")
 	ErrInvalidInput = errors.New("invalid input")
 )
@@ -35,7 +37,7 @@ type Level struct {
 	Release          string // its uname -r
 	Level            int
 	Patchset         string // the release it belongs to, e.g. K20261127_01
-	Channel          string // "stable" or "test"
+	Channel          apitype.Channel
 	Digest           string // sha256 hex of the .kcp; the blob's name
 	Size             int64
 	Signature        []byte // the publisher's detached signature, armored
@@ -46,12 +48,8 @@ type Level struct {
 	Published        time.Time
 }
 
-// CVE is one fix in a level.
-type CVE struct {
-	ID          string `json:"id"`
-	Description string `json:"description,omitempty"`
-	URL         string `json:"url,omitempty"`
-}
+// CVE is one fix in a level, kept as the wire has it.
+type CVE = apitype.CVE
 
 // Patchset groups the levels released together, across kernels.
 type Patchset struct {
@@ -65,9 +63,9 @@ type Patchset struct {
 // its channel, and at least DeployAfter old.
 type Feed struct {
 	Name        string
-	Channel     string        // "stable" (default) or "test": test also sees test-channel levels
-	DeployAfter time.Duration // hold levels back this long after release
-	Auto        bool          // new patchsets are enabled here when published
+	Channel     apitype.Channel // stable (default) or test: test also sees test-channel levels
+	DeployAfter time.Duration   // hold levels back this long after release
+	Auto        bool            // new patchsets are enabled here when published
 	Created     time.Time
 }
 
@@ -78,8 +76,8 @@ type Feed struct {
 // stamped with the day its data dir was made.
 func SortFeeds(feeds []Feed) {
 	slices.SortStableFunc(feeds, func(a, b Feed) int {
-		if (a.Name == "main") != (b.Name == "main") {
-			if a.Name == "main" {
+		if (a.Name == apitype.MainFeed) != (b.Name == apitype.MainFeed) {
+			if a.Name == apitype.MainFeed {
 				return -1
 			}
 			return 1
@@ -264,7 +262,7 @@ type AuditFilter struct {
 type User struct {
 	Name         string
 	PasswordHash string // as made by package portal/auth
-	Role         string // "admin" or "readonly"
+	Role         apitype.Role
 	Created      time.Time
 }
 

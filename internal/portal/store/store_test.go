@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 const (
@@ -78,7 +80,7 @@ func digest(build string, level int) string {
 }
 
 // level makes a level of the Debian or Ubuntu test kernel.
-func level(build string, n int, patchset, channel string, released time.Time) *Level {
+func level(build string, n int, patchset string, channel apitype.Channel, released time.Time) *Level {
 	rel, kid := relDebian, kidDebian
 	if build == buildUbuntu {
 		rel, kid = relUbuntu, kidUbuntu

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/web"
@@ -207,7 +208,7 @@ func TestRouteBodyLimits(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	published := -1
-	u := newTestUI(t, web.Config{Publish: func(ctx context.Context, data, sig []byte, channel, patchset string) (*store.Level, error) {
+	u := newTestUI(t, web.Config{Publish: func(ctx context.Context, data, sig []byte, channel apitype.Channel, patchset string) (*store.Level, error) {
 		published = len(data)
 		return nil, errors.New("not a bundle")
 	}})

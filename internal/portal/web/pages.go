@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/fleet"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -260,7 +261,7 @@ func (u *UI) key(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) keyForm(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	k := &store.Key{Feed: "main"}
+	k := &store.Key{Feed: apitype.MainFeed}
 	if name := r.PathValue("key"); name != "" {
 		var err error
 		if k, err = u.cfg.Store.Key(r.Context(), name); err != nil {
@@ -302,7 +303,7 @@ func (u *UI) saveKey(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	}
 	k := &store.Key{Note: f.Get("note"), Limit: limit, Feed: f.Get("feed"), Sticky: sticky, IPRanges: splitList(f.Get("ip_ranges"))}
 	if k.Feed == "" {
-		k.Feed = "main"
+		k.Feed = apitype.MainFeed
 	}
 	if name := r.PathValue("key"); name != "" {
 		before, err := u.cfg.Store.Key(ctx, name)
@@ -384,9 +385,9 @@ func feedFromForm(f url.Values, name string) (*store.Feed, error) {
 		}
 		hours = n
 	}
-	ch := f.Get("channel")
+	ch := apitype.Channel(f.Get("channel"))
 	if ch == "" {
-		ch = "stable"
+		ch = apitype.ChannelStable
 	}
 	return &store.Feed{Name: name, Channel: ch, DeployAfter: time.Duration(hours) * time.Hour, Auto: f.Get("auto") != ""}, nil
 }
@@ -407,7 +408,7 @@ func (u *UI) addFeed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := u.cfg.Store.AddFeed(r.Context(), f); err != nil {
 		return storeError(err)
 	}
-	u.audit(r, c, "feed.add", f.Name, "channel="+f.Channel, nil, feedAudit(f))
+	u.audit(r, c, "feed.add", f.Name, "channel="+string(f.Channel), nil, feedAudit(f))
 	return redirect(w, r, "/admin/feeds/"+url.PathEscape(f.Name))
 }
 
@@ -491,7 +492,7 @@ func (u *UI) kernelLevels(ctx context.Context, feed *store.Feed) ([]kernelLevels
 			if feed != nil {
 				p := states[l.Patchset]
 				switch {
-				case l.Channel == "test" && feed.Channel != "test":
+				case !feed.Channel.Admits(l.Channel):
 					row.State = "test"
 				case !p.Deployed:
 					row.State = "not deployed"
@@ -521,7 +522,7 @@ func (u *UI) feed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) managePatchsets(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	feed, patchset, action := r.PathValue("feed"), r.PostFormValue("patchset"), r.PostFormValue("action")
+	feed, patchset, action := r.PathValue("feed"), r.PostFormValue("patchset"), apitype.PatchsetAction(r.PostFormValue("action"))
 	ctx := r.Context()
 	before, err := store.EnabledPatchsets(ctx, u.cfg.Store, feed)
 	if err != nil {
@@ -532,7 +533,7 @@ func (u *UI) managePatchsets(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return storeError(err)
 	}
 	after, _ := store.EnabledPatchsets(ctx, u.cfg.Store, feed)
-	u.audit(r, c, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","), before, after)
+	u.audit(r, c, "patchset."+string(action), feed+"/"+patchset, strings.Join(names, ","), before, after)
 	return redirect(w, r, "/admin/feeds/"+url.PathEscape(feed))
 }
 
@@ -555,7 +556,7 @@ func (u *UI) upload(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if len(sig) == 0 {
 		return errorf(http.StatusBadRequest, "choose the signature file")
 	}
-	channel, patchset := string(c.upload["channel"]), strings.TrimSpace(string(c.upload["patchset"]))
+	channel, patchset := apitype.Channel(c.upload["channel"]), strings.TrimSpace(string(c.upload["patchset"]))
 	l, err := u.cfg.Publish(r.Context(), data, sig, channel, patchset)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -582,7 +583,7 @@ func (u *UI) users(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) addUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	name, role := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("role")
+	name, role := strings.TrimSpace(r.PostFormValue("name")), apitype.Role(r.PostFormValue("role"))
 	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
 	if err != nil {
 		return tooMany(time.Second, "the portal is busy checking sign-ins")
@@ -596,7 +597,7 @@ func (u *UI) addUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := u.cfg.Store.AddUser(r.Context(), usr); err != nil {
 		return storeError(err)
 	}
-	u.audit(r, c, "user.add", name, "role="+role, nil, map[string]string{"name": name, "role": role})
+	u.audit(r, c, "user.add", name, "role="+string(role), nil, map[string]any{"name": name, "role": role})
 	return redirect(w, r, "/admin/users")
 }
 
@@ -612,7 +613,7 @@ func (u *UI) deleteUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 	if err := u.cfg.Store.DeleteUser(r.Context(), name); err != nil {
 		return storeError(err)
 	}
-	u.audit(r, c, "user.delete", name, "", map[string]string{"name": name, "role": before.Role}, nil)
+	u.audit(r, c, "user.delete", name, "", map[string]any{"name": name, "role": before.Role}, nil)
 	return redirect(w, r, "/admin/users")
 }
 

@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // page is what every template gets.
@@ -18,7 +20,7 @@ type page struct {
 	Title string
 	Nav   string
 	User  string
-	Role  string
+	Role  apitype.Role
 	Admin bool
 	CSRF  string
 	// CSSVersion names this build's stylesheet, so a browser that

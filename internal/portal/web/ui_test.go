@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -51,7 +52,7 @@ func newTestUI(t testing.TB, cfg web.Config) *testUI {
 	t.Helper()
 	u := &testUI{t: t, st: storetest.Open(t, "sqlite"), now: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
 	for _, usr := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
-		if err := u.st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: usr.role}); err != nil {
+		if err := u.st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: apitype.Role(usr.role)}); err != nil {
 			t.Fatal(err)
 		}
 	}

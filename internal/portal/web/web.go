@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/store"
 )
@@ -47,10 +48,10 @@ type Config struct {
 	Store store.Store
 	// Publish verifies a bundle and its signature and stores it, as the
 	// publish API does.
-	Publish func(ctx context.Context, data, sig []byte, channel, patchset string) (*store.Level, error)
+	Publish func(ctx context.Context, data, sig []byte, channel apitype.Channel, patchset string) (*store.Level, error)
 	// ManagePatchsets applies enable, disable, enable-upto or
 	// undeploy-downto to a patchset in a feed.
-	ManagePatchsets func(ctx context.Context, st store.Store, feed, patchset, action string) ([]string, error)
+	ManagePatchsets func(ctx context.Context, st store.Store, feed, patchset string, action apitype.PatchsetAction) ([]string, error)
 	// NewKey makes a random activation key.
 	NewKey      func() string
 	InactiveAge time.Duration // 0: DefaultInactiveAge
@@ -275,7 +276,7 @@ type reqCtx struct {
 	upload map[string][]byte // the patch upload's parts, by name
 }
 
-func (c *reqCtx) admin() bool { return c.user != nil && c.user.Role == "admin" }
+func (c *reqCtx) admin() bool { return c.user != nil && c.user.Role == apitype.RoleAdmin }
 
 // contentSecurityPolicy lets a page load only its own stylesheet and
 // post forms only to this portal: no script, inline style, frame, plugin
