@@ -21,6 +21,9 @@ const (
 	// The index and bundles.
 	CodeBadBuildID ErrorCode = "bad-build-id" // not a GNU build-id
 	CodeNotFound   ErrorCode = "not-found"    // no such bundle or path
+
+	// Throttling: too many wrong keys from one source.
+	CodeTooManyAttempts ErrorCode = "too-many-attempts"
 )
 
 // Codes an older portal answered with for a server it does not know; the

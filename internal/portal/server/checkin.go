@@ -8,7 +8,7 @@ import (
 	"net/http"
 
 	"github.com/kcare/kcare/internal/apitype"
-	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/portal/httperr"
 )
 
 // decodeCheckIn reads a check-in: exactly one JSON object, with only the
@@ -31,32 +31,14 @@ func decodeCheckIn(r io.Reader) (*apitype.CheckIn, error) {
 }
 
 func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	c := authnOf(r).caller
 	in, err := decodeCheckIn(r.Body) // bounded by the route's body limit
 	switch {
 	case errors.Is(err, apitype.ErrBadField):
-		return &httpError{code: http.StatusBadRequest, msg: err.Error(), err: err}
+		return agentError(http.StatusBadRequest, apitype.ErrorCode(err.Error()), err)
 	case err != nil:
-		return &httpError{code: http.StatusBadRequest, msg: string(apitype.CodeBadRequest), err: err}
+		return agentError(http.StatusBadRequest, apitype.CodeBadRequest, err)
 	}
-	ci := store.CheckIn{
-		Hostname: in.Hostname, IP: remoteIP(r), Release: in.Release, BuildID: in.BuildID,
-		KernelID: in.KernelID, Level: in.Level, EffectiveRelease: in.EffectiveRelease,
-		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: s.now(),
-	}
-	if c.key == nil {
-		srv := *c.server
-		srv.Hostname, srv.Release, srv.BuildID, srv.KernelID = in.Hostname, in.Release, in.BuildID, in.KernelID
-		srv.Level, srv.EffectiveRelease, srv.LastResult, srv.AgentVersion = in.Level, in.EffectiveRelease, in.Result, in.AgentVersion
-		srv.Registered, srv.LastCheckin = s.now(), s.now()
-		if in.Tags != nil {
-			srv.Tags = *in.Tags
-		}
-		if err := s.cfg.Store.UpsertIPServer(ctx, &srv, c.feed); err != nil {
-			return err
-		}
-	} else if err := s.cfg.Store.CheckIn(ctx, c.server.ID, ci); err != nil {
+	if err := s.core.CheckIn(r.Context(), authnOf(r).caller, in, httperr.RemoteIP(r)); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, apitype.OK)

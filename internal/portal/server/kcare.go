@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -21,44 +22,31 @@ func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 	if len(parts) > 0 && !apitype.KernelIDRE.MatchString(parts[0]) {
 		prefix, parts = parts[0], parts[1:]
 	}
+	notFound := agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
 	if len(parts) < 2 || !apitype.KernelIDRE.MatchString(parts[0]) {
-		return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
+		return notFound
 	}
-	if _, _, err := resolve.PrefixDelay(prefix); err != nil {
-		return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
-	}
-	ctx := r.Context()
-	all, err := s.cfg.Store.LevelsByKernelID(ctx, parts[0])
-	if err != nil {
-		return err
-	}
-	if len(all) == 0 {
+	visible, newest, err := s.core.KernelCareLevels(r.Context(), parts[0], prefix)
+	switch {
+	case errors.Is(err, resolve.ErrBadPrefix):
+		return notFound // an unknown PREFIX is no path of ours
+	case errors.Is(err, store.ErrNotFound):
 		return errorf(http.StatusNotFound, "unknown kernel")
-	}
-	feed, err := s.cfg.Store.Feed(ctx, apitype.MainFeed)
-	if err != nil {
-		return err
-	}
-	visible, err := s.cfg.Store.VisibleLevels(ctx, apitype.MainFeed, all[0].BuildID)
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	switch {
 	case len(parts) == 2 && parts[1] == "version":
-		picked, err := resolve.Pick(visible, feed, resolve.Request{Prefix: prefix, Now: s.now()})
-		if err != nil {
-			return err
-		}
-		if picked == nil {
+		if newest == nil {
 			return errorf(http.StatusNotFound, "no patches")
 		}
 		w.Header().Set("Content-Type", "text/plain")
-		_, err = fmt.Fprintf(w, "%d\n", picked.Level)
+		_, err := fmt.Fprintf(w, "%d\n", newest.Level)
 		return err
 	case len(parts) == 3 && parts[2] == "kpatch.info":
 		n, err := strconv.Atoi(parts[1])
 		if err != nil {
-			return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
+			return notFound
 		}
 		for _, l := range visible {
 			if l.Level == n {
@@ -69,7 +57,7 @@ func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errorf(http.StatusNotFound, "no such level")
 	}
-	return agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
+	return notFound
 }
 
 // KpatchInfo renders a level in KernelCare's kpatch.info format: one block

@@ -12,6 +12,7 @@ import (
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
 )
@@ -60,8 +61,7 @@ func fillPattern(pattern string) (method, path string) {
 func TestRoutesAuthBeforeBody(t *testing.T) {
 	st := storetest.Open(t, "sqlite")
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	s := New(Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: bundletest.Signer("routes test index key"),
-		Now: func() time.Time { return now }, MetricsToken: "scrape-token"})
+	s := New(Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: bundletest.Signer("routes test index key"), Now: func() time.Time { return now }}), MetricsToken: "scrape-token"})
 	ctx := context.Background()
 	tokens := map[apitype.Role]string{}
 	for _, role := range apitype.Roles {
@@ -171,4 +171,13 @@ func basicAuth(user, pass string) string {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.SetBasicAuth(user, pass)
 	return r.Header.Get("Authorization")
+}
+
+// TestRouteDefaultsStrictest: a route that says nothing of its caller
+// needs an admin's API token and takes no body; being open is said.
+func TestRouteDefaultsStrictest(t *testing.T) {
+	var rt route
+	if rt.auth != authToken || rt.role != roleAdmin || rt.body != 0 || rt.guess {
+		t.Errorf("the zero route is %v/%q/body %d, want an admin's token and no body", rt.auth, rt.role, rt.body)
+	}
 }

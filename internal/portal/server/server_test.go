@@ -26,6 +26,7 @@ import (
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -55,10 +56,7 @@ func newPortal(t *testing.T, kind string) *portal {
 	t.Helper()
 	st := storetest.Open(t, kind)
 	p := &portal{st: st, now: testStart}
-	p.srv = server.New(server.Config{
-		Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
-		Publishers: ring(t, publisher), Now: func() time.Time { return p.now },
-	})
+	p.srv = server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: func() time.Time { return p.now }})})
 	p.http = httptest.NewServer(p.srv.Handler())
 	t.Cleanup(p.http.Close)
 	ctx := context.Background()

@@ -116,18 +116,6 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, c *reqCtx, code int,
 	w.Write(buf.Bytes())
 }
 
-// auditJSON is v as an audit entry's before or after: JSON, "" for nil.
-func auditJSON(v any) string {
-	if v == nil {
-		return ""
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
-	}
-	return string(b)
-}
-
 // stylesheet serves the UI's one stylesheet, which browsers may cache:
 // its address changes with it.
 func (u *UI) stylesheet(w http.ResponseWriter, r *http.Request, c *reqCtx) error {

@@ -13,11 +13,15 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
 	"github.com/kcare/kcare/internal/portal/web"
 )
+
+var publisher = bundletest.Signer("kcare web test publisher")
 
 // testUI is the UI over a SQLite store with an admin (alice) and a
 // read-only user (bob), on a clock the test moves. Requests go straight
@@ -56,12 +60,9 @@ func newTestUI(t testing.TB, cfg web.Config) *testUI {
 			t.Fatal(err)
 		}
 	}
-	cfg.Store, cfg.Now = u.st, u.clock
+	cfg.Core = core.New(core.Config{Store: u.st, Now: u.clock, Publishers: bundletest.Keyring(t, publisher)})
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = plainCheck
-	}
-	if cfg.NewKey == nil {
-		cfg.NewKey = func() string { return "newkey" }
 	}
 	u.ui = web.New(cfg)
 	return u
