@@ -101,11 +101,7 @@ func (c *Core) Publish(ctx context.Context, a Actor, data, sig []byte, o Publish
 // after since, oldest first, as one portal hands them to another.
 func (c *Core) MirrorLevels(ctx context.Context, since time.Time) (apitype.MirrorLevels, error) {
 	out := apitype.MirrorLevels{Levels: []apitype.MirrorLevel{}}
-	ll, ok := c.st.(store.LevelLister)
-	if !ok {
-		return out, fmt.Errorf("this store cannot list its levels")
-	}
-	all, err := ll.AllLevels(ctx, since)
+	all, err := c.st.AllLevels(ctx, since)
 	if err != nil {
 		return out, err
 	}

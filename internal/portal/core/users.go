@@ -123,14 +123,8 @@ func (c *Core) TokenUser(ctx context.Context, secret string, admin bool) (*store
 	return u, nil
 }
 
-// resellers is the store's resellers, or an error if it keeps none.
-func (c *Core) resellers() (store.ResellerStore, error) {
-	rs, ok := c.st.(store.ResellerStore)
-	if !ok {
-		return nil, errors.New("this store keeps no resellers")
-	}
-	return rs, nil
-}
+// resellers is the store's resellers.
+func (c *Core) resellers() (store.ResellerStore, error) { return c.st, nil }
 
 // resellerAudit is a reseller as the audit log shows it: never its token.
 func resellerAudit(r *store.Reseller) any {

@@ -46,10 +46,19 @@ func Classify(s *store.Server, now time.Time, age time.Duration, kernelKnown boo
 	return UpToDate
 }
 
+// Source is what an Evaluator reads: the servers' keys, the levels of
+// their kernels and what their feeds show.
+type Source interface {
+	KeySettings(ctx context.Context, key string) (*store.Key, error)
+	Feed(ctx context.Context, name string) (*store.Feed, error)
+	Levels(ctx context.Context, buildID string) ([]store.Level, error)
+	VisibleLevels(ctx context.Context, feed, buildID string) ([]store.Level, error)
+}
+
 // Evaluator classifies servers against a store, remembering per kernel
 // and feed what it has looked up.
 type Evaluator struct {
-	Store       store.Store
+	Store       Source
 	Now         time.Time
 	InactiveAge time.Duration // 0: DefaultInactiveAge
 

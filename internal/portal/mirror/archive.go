@@ -58,12 +58,8 @@ type ExportOptions struct {
 }
 
 // Export writes the selected levels and their bundles to w.
-func Export(ctx context.Context, st store.Store, bs blobs.Store, o ExportOptions, w io.Writer) (int, error) {
-	ll, ok := st.(store.LevelLister)
-	if !ok {
-		return 0, errors.New("this store cannot list its levels")
-	}
-	all, err := ll.AllLevels(ctx, o.Since)
+func Export(ctx context.Context, st store.LevelStore, bs blobs.Store, o ExportOptions, w io.Writer) (int, error) {
+	all, err := st.AllLevels(ctx, o.Since)
 	if err != nil {
 		return 0, err
 	}
@@ -128,7 +124,7 @@ type ImportResult struct {
 
 // Import verifies a whole archive and only then stores its levels. It is
 // idempotent: levels already stored are skipped.
-func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *trust.Keyring, r io.Reader) (*ImportResult, error) {
+func Import(ctx context.Context, st store.LevelStore, bs blobs.Store, publishers *trust.Keyring, r io.Reader) (*ImportResult, error) {
 	if err := datadir.MkdirAll(bs.Dir); err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ type Syncer struct {
 	Upstream   string // the upstream portal's base URL
 	Token      string // an API token on the upstream (any role)
 	HTTP       *http.Client
-	Store      store.Store
+	Store      store.LevelStore
 	Blobs      blobs.Store
 	Publishers *trust.Keyring
 	DataDir    string // sync state: sync.lock, sync-status.json, partial downloads

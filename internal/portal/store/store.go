@@ -293,17 +293,33 @@ type AuditEntry struct {
 // Methods that name a missing object return ErrNotFound, invalid fields
 // ErrInvalidInput, a duplicate ErrExists. The store records nothing in
 // the audit log by itself: the caller calls Audit.
+//
+// Store is the sum of the narrow interfaces below, one per kind of
+// object; a consumer that needs only some takes those (the fleet's
+// evaluator, a mirror), and only the portal's core takes the whole.
 type Store interface {
 	Close() error
 	// Kind is "sqlite" or "postgres".
 	Kind() string
-
 	// Version is a counter bumped, in the same transaction, by every
 	// change that can change an index (levels, patchsets enabled or
 	// disabled, feeds, keys, IP licenses); indexes carry it.
 	// Registrations and check-ins leave it alone.
 	Version(ctx context.Context) (int64, error)
 
+	LevelStore
+	FeedStore
+	KeyStore
+	IPLicenseStore
+	ServerStore
+	UserStore
+	SessionStore
+	AuditStore
+	ResellerStore
+}
+
+// LevelStore keeps the published levels.
+type LevelStore interface {
 	// AddLevel records a published level and sets l.ID; a level with the
 	// same build-id and number is ErrExists. Channel "" is "stable". Its
 	// patchset is created if new, and then enabled in every Auto feed;
@@ -313,6 +329,15 @@ type Store interface {
 	Levels(ctx context.Context, buildID string) ([]Level, error)            // ascending level
 	LevelsByKernelID(ctx context.Context, kernelID string) ([]Level, error) // by build-id, ascending level
 	LevelByDigest(ctx context.Context, digest string) (*Level, error)
+	// AllLevels returns the levels published at or after since, oldest
+	// first: what a mirror fetches from its upstream and an export packs.
+	AllLevels(ctx context.Context, since time.Time) ([]Level, error)
+	// Kernels lists the kernel builds with levels, by release.
+	Kernels(ctx context.Context) ([]Kernel, error)
+}
+
+// FeedStore keeps the feeds and the patchsets' state in each.
+type FeedStore interface {
 	// VisibleLevels returns the levels of buildID visible in feed: their
 	// patchset enabled there, and the feed's channel admitting theirs.
 	// (a "stable" feed admits stable levels, a "test" feed both). Time
@@ -337,7 +362,10 @@ type Store interface {
 	// DeleteFeed moves the feed's keys and IP licenses to main; main
 	// cannot be deleted (ErrInUse).
 	DeleteFeed(ctx context.Context, name string) error
+}
 
+// KeyStore keeps the activation keys.
+type KeyStore interface {
 	// AddKey adds an activation key. Feed "" is main; an unknown feed is
 	// ErrNotFound. IPRanges are CIDRs (a bare address is its /32 or
 	// /128), stored in canonical form; a bad one is ErrInvalidInput.
@@ -352,13 +380,19 @@ type Store interface {
 	UpdateKey(ctx context.Context, k *Key) error
 	// DeleteKey removes the key and unregisters its servers.
 	DeleteKey(ctx context.Context, key string) error
+}
 
+// IPLicenseStore keeps the IP licenses.
+type IPLicenseStore interface {
 	// AddIPLicense adds a license for l.CIDR (stored in canonical form);
 	// Feed "" is main.
 	AddIPLicense(ctx context.Context, l *IPLicense) error
 	IPLicenses(ctx context.Context) ([]IPLicense, error) // in order of creation
 	DeleteIPLicense(ctx context.Context, cidr string) error
+}
 
+// ServerStore keeps the servers, their check-ins and the counts of them.
+type ServerStore interface {
 	// Register adds s under key atomically: ErrInvalidKey for a missing
 	// key, ErrIPNotAllowed outside the key's IP ranges, ErrLimitReached
 	// when the key already has Limit servers — exact under concurrent
@@ -384,25 +418,6 @@ type Store interface {
 	// (those that never did: registered before it) and returns how many.
 	CleanServers(ctx context.Context, before time.Time) (int, error)
 
-	// AddUser adds a user; Role must be "admin" or "readonly".
-	AddUser(ctx context.Context, u *User) error
-	User(ctx context.Context, name string) (*User, error)
-	Users(ctx context.Context) ([]User, error) // by name
-	// DeleteUser deletes a user and its tokens.
-	DeleteUser(ctx context.Context, name string) error
-	// AddToken adds a token of an existing user and sets t.ID.
-	AddToken(ctx context.Context, t *Token) error
-	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
-	DeleteToken(ctx context.Context, id int64) error
-
-	Audit(ctx context.Context, e AuditEntry) error
-	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first; limit 0: all
-	// AuditQuery lists the entries f selects, newest first.
-	AuditQuery(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
-
-	// Tokens lists the API tokens of user ("" for all), by id.
-	Tokens(ctx context.Context, user string) ([]Token, error)
-
 	// CheckinHistory returns a server's newest check-ins, newest first.
 	CheckinHistory(ctx context.Context, serverID string, limit int) ([]Checkin, error)
 	// PruneCheckins keeps the newest CheckinHistoryKeep check-ins of
@@ -415,9 +430,26 @@ type Store interface {
 	// TopKernels returns the most common kernel releases and effective
 	// releases, limit of each, most common first.
 	TopKernels(ctx context.Context, limit int) (kernels, effective []Count, err error)
-	// Kernels lists the kernel builds with levels, by release.
-	Kernels(ctx context.Context) ([]Kernel, error)
+}
 
+// UserStore keeps the operators and their API tokens.
+type UserStore interface {
+	// AddUser adds a user; Role must be "admin" or "readonly".
+	AddUser(ctx context.Context, u *User) error
+	User(ctx context.Context, name string) (*User, error)
+	Users(ctx context.Context) ([]User, error) // by name
+	// DeleteUser deletes a user and its tokens.
+	DeleteUser(ctx context.Context, name string) error
+	// AddToken adds a token of an existing user and sets t.ID.
+	AddToken(ctx context.Context, t *Token) error
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	DeleteToken(ctx context.Context, id int64) error
+	// Tokens lists the API tokens of user ("" for all), by id.
+	Tokens(ctx context.Context, user string) ([]Token, error)
+}
+
+// SessionStore keeps the web UI's sessions.
+type SessionStore interface {
 	// AddSession records a web UI session.
 	AddSession(ctx context.Context, s *Session) error
 	// Session returns the session with the id hash; ErrNotFound if none.
@@ -426,4 +458,12 @@ type Store interface {
 	DeleteSession(ctx context.Context, idHash []byte) error
 	// DeleteSessions deletes the sessions last seen before t.
 	DeleteSessions(ctx context.Context, before time.Time) (int, error)
+}
+
+// AuditStore keeps the audit log.
+type AuditStore interface {
+	Audit(ctx context.Context, e AuditEntry) error
+	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first; limit 0: all
+	// AuditQuery lists the entries f selects, newest first.
+	AuditQuery(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }
