@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portalclient"
@@ -182,7 +183,7 @@ func TestBrowser(t *testing.T) {
 	p.st.AddKey(bg, &store.Key{Key: "other", Note: "staging"})
 	p.st.Register(bg, "other", &store.Server{ID: "other-1", Hostname: "db1.staging.example", IP: "192.0.2.50"})
 	for i, h := range []*host{h1, h2} {
-		h.c.CheckIn(bg, portalclient.CheckIn{Hostname: []string{"web1.acme.example", "web2.acme.example"}[i],
+		h.c.CheckIn(bg, apitype.CheckIn{Hostname: []string{"web1.acme.example", "web2.acme.example"}[i],
 			Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: i + 1, EffectiveRelease: "6.1.0-56.kcare1-amd64", Result: "ok", AgentVersion: "1.0.0"})
 	}
 	run(t, ctx, "key page", chromedp.Navigate(base+"/admin/keys/acme"), chromedp.WaitVisible("#servers", chromedp.ByID))

@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -67,8 +69,7 @@ func newPortal(t testing.TB) *portal {
 	t.Helper()
 	st := storetest.Open(t, "sqlite")
 	p := &portal{st: st, clock: testStart}
-	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
-		Publishers: ring(t, publisher), Now: p.now})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: p.now})})
 	p.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(p.http.Close)
 	for _, u := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
@@ -76,7 +77,7 @@ func newPortal(t testing.TB) *portal {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.AddUser(context.Background(), &store.User{Name: u.name, PasswordHash: hash, Role: u.role}); err != nil {
+		if err := st.AddUser(context.Background(), &store.User{Name: u.name, PasswordHash: hash, Role: apitype.Role(u.role)}); err != nil {
 			t.Fatal(err)
 		}
 	}

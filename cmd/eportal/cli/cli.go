@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 
-	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/trust"
 )
 
 // Exit codes.
@@ -116,8 +118,21 @@ func (d *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.dsn, "db", "", "PostgreSQL `DSN` (postgres://…) instead of SQLite in the data dir")
 }
 
-func (d *dbFlags) open(ctx context.Context) (store.Store, error) {
-	return store.Open(ctx, d.data, d.dsn)
+// open opens the store and returns the core over it, and the store to
+// close when done. Changes are made as core.CLI.
+func (d *dbFlags) open(ctx context.Context, e *env) (*core.Core, io.Closer, error) {
+	return d.openWith(ctx, e, nil)
+}
+
+// openWith is open with the publisher keys a bundle must be signed by.
+func (d *dbFlags) openWith(ctx context.Context, e *env, publishers *trust.Keyring) (*core.Core, io.Closer, error) {
+	st, err := store.Open(ctx, d.data, d.dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := core.New(core.Config{Store: st, DataDir: d.data, Publishers: publishers,
+		Log: slog.New(slog.NewTextHandler(e.stderr, nil)), Now: now})
+	return c, st, nil
 }
 
 // parse parses flags that may come before or after positional arguments.
@@ -157,28 +172,4 @@ func sub(args []string, names ...string) (string, []string, error) {
 		}
 	}
 	return "", nil, usageErr("unknown subcommand %q (one of: %s)", args[0], strings.Join(names, ", "))
-}
-
-func audit(ctx context.Context, st store.Store, action, object, detail string) {
-	auditChange(ctx, st, action, object, detail, nil, nil)
-}
-
-// auditChange records a change made from the command line with the
-// object before and after it (nil: none, as for a creation's before). An
-// activation key is masked: as the object of a key.* action, and as a key
-// before or after.
-func auditChange(ctx context.Context, st store.Store, action, object, detail string, before, after any) {
-	st.Audit(ctx, store.AuditEntry{Actor: "cli", IP: "cli", Action: action, Object: store.AuditObject(action, object), Detail: detail, At: now(),
-		Before: server.AuditJSON(auditValue(before)), After: server.AuditJSON(auditValue(after))})
-}
-
-// auditValue is v as the audit log may hold it: a key with its key masked.
-func auditValue(v any) any {
-	switch k := v.(type) {
-	case *store.Key:
-		return store.AuditKey(k)
-	case store.Key:
-		return store.AuditKey(&k)
-	}
-	return v
 }

@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -27,10 +29,10 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *channel != "stable" && *channel != "test" {
+	if !apitype.Channel(*channel).Valid() {
 		return usageErr("--channel: stable or test")
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -40,13 +42,9 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the feed's name")
 		}
-		f := &store.Feed{Name: pos[0], Channel: *channel, DeployAfter: time.Duration(*after) * time.Hour, Auto: *auto, Created: now()}
-		if err := st.AddFeed(ctx, f); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "feed.add", f.Name, fmt.Sprintf("channel=%s deploy_after=%dh auto=%v", f.Channel, *after, f.Auto), nil, f)
+		return c.AddFeed(ctx, core.CLI, &store.Feed{Name: pos[0], Channel: apitype.Channel(*channel), DeployAfter: time.Duration(*after) * time.Hour, Auto: *auto})
 	case "list":
-		feeds, err := st.Feeds(ctx)
+		feeds, err := c.Feeds(ctx)
 		if err != nil {
 			return err
 		}
@@ -60,36 +58,23 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the feed to edit")
 		}
-		f, err := st.Feed(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		before := *f
-		if set["channel"] {
-			f.Channel = *channel
-		}
-		if set["deploy-after"] {
-			f.DeployAfter = time.Duration(*after) * time.Hour
-		}
-		if set["auto"] {
-			f.Auto = *auto
-		}
-		if err := st.UpdateFeed(ctx, f); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "feed.edit", f.Name, fmt.Sprintf("channel=%s deploy_after=%s auto=%v", f.Channel, f.DeployAfter, f.Auto), before, f)
+		_, err := c.EditFeed(ctx, core.CLI, pos[0], func(f *store.Feed) {
+			if set["channel"] {
+				f.Channel = apitype.Channel(*channel)
+			}
+			if set["deploy-after"] {
+				f.DeployAfter = time.Duration(*after) * time.Hour
+			}
+			if set["auto"] {
+				f.Auto = *auto
+			}
+		})
+		return err
 	case "delete":
 		if len(pos) != 1 {
 			return usageErr("give the feed to delete")
 		}
-		before, err := st.Feed(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		if err := st.DeleteFeed(ctx, pos[0]); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "feed.delete", pos[0], "keys moved to main", before, nil)
+		return c.DeleteFeed(ctx, core.CLI, pos[0])
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kcare/kcare/internal/config"
-	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -38,7 +38,7 @@ func runKey(ctx context.Context, e *env, args []string) error {
 			return usageErr("--sticky: %v", err)
 		}
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -48,17 +48,13 @@ func runKey(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 0 {
 			return usageErr("unexpected argument %q", pos[0])
 		}
-		k := &store.Key{Key: *value, Note: *note, Limit: *limit, Feed: *feed, Sticky: *sticky, IPRanges: ranges, Created: now()}
-		if k.Key == "" {
-			k.Key = server.NewKey()
-		}
-		if err := st.AddKey(ctx, k); err != nil {
+		k := &store.Key{Key: *value, Note: *note, Limit: *limit, Feed: *feed, Sticky: *sticky, IPRanges: ranges}
+		if err := c.AddKey(ctx, core.CLI, k); err != nil {
 			return err
 		}
-		auditChange(ctx, st, "key.add", k.Key, fmt.Sprintf("feed=%s limit=%d", k.Feed, k.Limit), nil, k)
 		fmt.Fprintln(e.stdout, k.Key)
 	case "list":
-		keys, err := st.Keys(ctx)
+		keys, err := c.Keys(ctx)
 		if err != nil {
 			return err
 		}
@@ -72,42 +68,29 @@ func runKey(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the key to edit")
 		}
-		k, err := st.Key(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		before := *k
-		if set["note"] {
-			k.Note = *note
-		}
-		if set["limit"] {
-			k.Limit = *limit
-		}
-		if set["feed"] {
-			k.Feed = *feed
-		}
-		if set["sticky"] {
-			k.Sticky = *sticky
-		}
-		if set["ip-range"] {
-			k.IPRanges = ranges
-		}
-		if err := st.UpdateKey(ctx, k); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "key.edit", k.Key, fmt.Sprintf("feed=%s limit=%d sticky=%s", k.Feed, k.Limit, k.Sticky), before, k)
+		_, err := c.EditKey(ctx, core.CLI, pos[0], func(k *store.Key) {
+			if set["note"] {
+				k.Note = *note
+			}
+			if set["limit"] {
+				k.Limit = *limit
+			}
+			if set["feed"] {
+				k.Feed = *feed
+			}
+			if set["sticky"] {
+				k.Sticky = *sticky
+			}
+			if set["ip-range"] {
+				k.IPRanges = ranges
+			}
+		})
+		return err
 	case "delete":
 		if len(pos) != 1 {
 			return usageErr("give the key to delete")
 		}
-		before, err := st.Key(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		if err := st.DeleteKey(ctx, pos[0]); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "key.delete", pos[0], "", before, nil)
+		return c.DeleteKey(ctx, core.CLI, pos[0])
 	}
 	return nil
 }

@@ -6,15 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
+	"github.com/kcare/kcare/internal/portal/daemon"
 	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/mirror"
-	"github.com/kcare/kcare/internal/portalclient"
 	"github.com/kcare/kcare/internal/secretflag"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -74,18 +73,16 @@ func runSync(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.openWith(ctx, e, keys)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	client, err := upstreamClient(*proxy)
+	client, err := daemon.UpstreamClient(*proxy)
 	if err != nil {
-		return err
+		return usageErr("%v", err)
 	}
-	s := &mirror.Syncer{Upstream: *upstream, Token: token, Store: st, Blobs: blobs.Store{Dir: filepath.Join(db.data, "blobs")},
-		Publishers: keys, DataDir: db.data, HTTP: client}
-	res, err := s.Sync(ctx)
+	res, err := c.Sync(ctx, core.CLI, mirror.Syncer{Upstream: *upstream, Token: token, DataDir: db.data, HTTP: client})
 	if res != nil {
 		fmt.Fprintf(e.stdout, "fetched %d levels, refused %d\n", res.Fetched, len(res.Refused))
 		for _, r := range res.Refused {
@@ -95,7 +92,6 @@ func runSync(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	audit(ctx, st, "mirror.sync", *upstream, fmt.Sprintf("fetched=%d refused=%d", res.Fetched, len(res.Refused)))
 	if len(res.Refused) > 0 {
 		return errors.New("some levels were refused")
 	}
@@ -118,16 +114,6 @@ func upstreamToken(v *secretflag.Value, cmd string, e *env) (string, error) {
 		return "", usageErr("%v", err)
 	}
 	return tok, err
-}
-
-// upstreamClient is the mirror's HTTP client: through proxy when given,
-// else as the environment's proxy variables say.
-func upstreamClient(proxy string) (*http.Client, error) {
-	tr, err := portalclient.NewTransport(portalclient.TransportOptions{HTTPProxy: proxy, HTTPSProxy: proxy})
-	if err != nil {
-		return nil, fmt.Errorf("--upstream-proxy: %w", err)
-	}
-	return &http.Client{Timeout: 30 * time.Minute, Transport: tr}, nil
 }
 
 // errUnhealthy makes sync --status exit 1 without another message.
@@ -156,7 +142,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		}
 		o.Since = t
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -166,7 +152,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := mirror.Export(ctx, st, blobs.Store{Dir: filepath.Join(db.data, "blobs")}, o, f)
+	n, err := c.Export(ctx, o, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -202,16 +188,15 @@ func runImport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer f.Close()
-	st, err := db.open(ctx)
+	c, st, err := db.openWith(ctx, e, keys)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	res, err := mirror.Import(ctx, st, blobs.Store{Dir: filepath.Join(db.data, "blobs")}, keys, f)
+	res, err := c.Import(ctx, core.CLI, filepath.Base(pos[0]), f)
 	if err != nil {
 		return err
 	}
-	audit(ctx, st, "mirror.import", filepath.Base(pos[0]), fmt.Sprintf("levels=%d stored=%d already=%d", res.Levels, res.Stored, res.Already))
 	fmt.Fprintf(e.stdout, "imported %d levels (%d new, %d already here)\n", res.Levels, res.Stored, res.Already)
 	return nil
 }

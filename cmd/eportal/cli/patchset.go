@@ -7,8 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/kcare/kcare/internal/portal/server"
-	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/portal/core"
 )
 
 func runPatchset(ctx context.Context, e *env, args []string) error {
@@ -24,13 +24,13 @@ func runPatchset(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	if cmd == "list" {
-		list, err := st.FeedPatchsets(ctx, *feed)
+		list, err := c.FeedPatchsets(ctx, *feed)
 		if err != nil {
 			return err
 		}
@@ -44,13 +44,10 @@ func runPatchset(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("give the patchset")
 	}
-	before, _ := store.EnabledPatchsets(ctx, st, *feed)
-	names, err := server.ManagePatchsets(ctx, st, *feed, pos[0], cmd)
+	names, err := c.ManagePatchsets(ctx, core.CLI, *feed, pos[0], apitype.PatchsetAction(cmd))
 	if err != nil {
 		return err
 	}
-	after, _ := store.EnabledPatchsets(ctx, st, *feed)
-	auditChange(ctx, st, "patchset."+cmd, *feed+"/"+pos[0], strings.Join(names, ","), before, after)
 	fmt.Fprintf(e.stdout, "%s in %s: %s\n", cmd, *feed, strings.Join(names, " "))
 	return nil
 }

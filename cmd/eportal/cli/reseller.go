@@ -2,13 +2,12 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -28,37 +27,28 @@ func runReseller(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	rs, ok := st.(store.ResellerStore)
-	if !ok {
-		return errors.New("this store keeps no resellers")
-	}
 	switch cmd {
 	case "add":
 		if len(pos) != 1 {
 			return usageErr("give the reseller's login")
 		}
-		r := &store.Reseller{Login: pos[0], CIDRs: cidrs, Created: now()}
-		if err := rs.AddReseller(ctx, r); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "reseller.add", r.Login, "", nil, r)
+		return c.AddReseller(ctx, core.CLI, &store.Reseller{Login: pos[0], CIDRs: cidrs})
 	case "token":
 		if len(pos) != 1 {
 			return usageErr("give the reseller's login")
 		}
-		tok := auth.NewSecret()
-		if err := rs.SetResellerToken(ctx, pos[0], auth.HashSecret(tok)); err != nil {
+		tok, err := c.NewResellerToken(ctx, core.CLI, pos[0])
+		if err != nil {
 			return err
 		}
-		auditChange(ctx, st, "reseller.token", pos[0], "new API token", nil, nil)
 		fmt.Fprintln(e.stdout, tok)
 	case "list":
-		list, err := rs.Resellers(ctx)
+		list, err := c.Resellers(ctx)
 		if err != nil {
 			return err
 		}
@@ -76,10 +66,7 @@ func runReseller(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the reseller's login")
 		}
-		if err := rs.DeleteReseller(ctx, pos[0]); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "reseller.delete", pos[0], "", nil, nil)
+		return c.DeleteReseller(ctx, core.CLI, pos[0])
 	}
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/textline"
 )
@@ -27,14 +27,14 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	switch cmd {
 	case "list":
-		list, err := st.Servers(ctx, store.ServerFilter{Key: *key, Limit: *limit})
+		list, err := c.Servers(ctx, store.ServerFilter{Key: *key, Limit: *limit})
 		if err != nil {
 			return err
 		}
@@ -54,23 +54,15 @@ func runServer(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the server id")
 		}
-		before, err := st.Server(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		if err := st.DeleteServer(ctx, pos[0]); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "server.delete", pos[0], "", server.ServerAudit(before), nil)
+		return c.DeleteServer(ctx, core.CLI, pos[0])
 	case "clean":
 		if *inactive <= 0 {
 			return usageErr("--inactive DAYS is required")
 		}
-		n, err := st.CleanServers(ctx, now().Add(-time.Duration(*inactive)*24*time.Hour))
+		n, err := c.CleanServers(ctx, core.CLI, time.Duration(*inactive)*24*time.Hour)
 		if err != nil {
 			return err
 		}
-		audit(ctx, st, "server.clean", fmt.Sprintf("inactive %dd", *inactive), fmt.Sprintf("%d deleted", n))
 		fmt.Fprintf(e.stdout, "%d servers deleted\n", n)
 	}
 	return nil

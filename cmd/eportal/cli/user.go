@@ -9,7 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -29,7 +31,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 	if *role != "admin" && *role != "readonly" {
 		return usageErr("--role: admin or readonly")
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -47,12 +49,9 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := st.AddUser(ctx, &store.User{Name: pos[0], PasswordHash: hash, Role: *role, Created: now()}); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "user.add", pos[0], "role="+*role, nil, map[string]string{"name": pos[0], "role": *role})
+		return c.AddUser(ctx, core.CLI, pos[0], hash, apitype.Role(*role))
 	case "list":
-		users, err := st.Users(ctx)
+		users, err := c.Users(ctx)
 		if err != nil {
 			return err
 		}
@@ -66,10 +65,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the user name")
 		}
-		if err := st.DeleteUser(ctx, pos[0]); err != nil {
-			return err
-		}
-		audit(ctx, st, "user.delete", pos[0], "")
+		return c.DeleteUser(ctx, core.CLI, pos[0])
 	}
 	return nil
 }
@@ -90,19 +86,15 @@ func runToken(ctx context.Context, e *env, args []string) error {
 	if *user == "" {
 		return usageErr("--user is required")
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if _, err := st.User(ctx, *user); err != nil {
-		return fmt.Errorf("user %s: %w", *user, err)
-	}
-	tok := auth.NewSecret()
-	if err := st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(tok), User: *user, Note: *note, Created: now()}); err != nil {
+	_, tok, err := c.AddToken(ctx, core.CLI, *user, *note)
+	if err != nil {
 		return err
 	}
-	audit(ctx, st, "token.add", *user, *note)
 	fmt.Fprintln(e.stdout, tok)
 	return nil
 }
@@ -121,7 +113,7 @@ func runIP(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := db.open(ctx)
+	c, st, err := db.open(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -131,12 +123,9 @@ func runIP(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the CIDR")
 		}
-		if err := st.AddIPLicense(ctx, &store.IPLicense{CIDR: pos[0], Feed: *feed, Note: *note, Created: now()}); err != nil {
-			return err
-		}
-		audit(ctx, st, "ip.add", pos[0], "feed="+*feed)
+		return c.AddIPLicense(ctx, core.CLI, &store.IPLicense{CIDR: pos[0], Feed: *feed, Note: *note})
 	case "list":
-		list, err := st.IPLicenses(ctx)
+		list, err := c.IPLicenses(ctx)
 		if err != nil {
 			return err
 		}
@@ -150,10 +139,7 @@ func runIP(ctx context.Context, e *env, args []string) error {
 		if len(pos) != 1 {
 			return usageErr("give the CIDR")
 		}
-		if err := st.DeleteIPLicense(ctx, pos[0]); err != nil {
-			return err
-		}
-		audit(ctx, st, "ip.delete", pos[0], "")
+		return c.DeleteIPLicense(ctx, core.CLI, pos[0])
 	}
 	return nil
 }

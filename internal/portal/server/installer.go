@@ -121,8 +121,8 @@ func (s *Server) installerRoutes(h func(pattern string, f func(w http.ResponseWr
 	h("GET /packages/{name}", s.packageFile)
 }
 
-// dataDir is the data directory, the parent of the blobs.
-func (s *Server) dataDir() string { return filepath.Dir(s.cfg.Blobs.Dir) }
+// dataDir is the portal's data directory.
+func (s *Server) dataDir() string { return s.core.DataDir() }
 
 func (s *Server) packagesDir() string { return filepath.Join(s.dataDir(), "packages") }
 
@@ -291,7 +291,7 @@ func packageSHA256(path string) (string, error) {
 // installerKeys returns the portal's index key and the publisher keys in
 // DATA/publishers, armored.
 func (s *Server) installerKeys() ([]installerKey, error) {
-	pub, err := s.cfg.IndexKey.PublicKey()
+	pub, err := s.core.IndexPublicKey()
 	if err != nil {
 		return nil, fmt.Errorf("portal key: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -160,8 +161,7 @@ func TestUnknownServerAndWrongSecretAlike(t *testing.T) {
 func TestHSTSOverTLS(t *testing.T) {
 	st := storetest.Open(t, "sqlite")
 	now := time.Now().UTC()
-	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
-		Publishers: ring(t, publisher), Now: func() time.Time { return now }})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: func() time.Time { return now }})})
 	ts := httptest.NewTLSServer(srv.Handler())
 	defer ts.Close()
 	plain := httptest.NewServer(srv.Handler())

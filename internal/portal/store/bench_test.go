@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // benchServers is how many servers the benchmarks seed: 1,000,000, or
@@ -34,9 +36,9 @@ func seeded(b *testing.B, be backend, n int) (Store, []Server) {
 	}
 	for _, k := range seedKernels {
 		for lv := 1; lv <= 3; lv++ {
-			ch := "stable"
+			ch := apitype.ChannelStable
 			if lv == 3 {
-				ch = "test"
+				ch = apitype.ChannelTest
 			}
 			l := &Level{BuildID: k.buildID, KernelID: k.kernelID, Release: k.release, Level: lv,
 				Patchset: fmt.Sprintf("K202611%02d_01", 20+lv), Channel: ch, Digest: digest(k.buildID, lv),

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 const (
@@ -78,7 +80,7 @@ func digest(build string, level int) string {
 }
 
 // level makes a level of the Debian or Ubuntu test kernel.
-func level(build string, n int, patchset, channel string, released time.Time) *Level {
+func level(build string, n int, patchset string, channel apitype.Channel, released time.Time) *Level {
 	rel, kid := relDebian, kidDebian
 	if build == buildUbuntu {
 		rel, kid = relUbuntu, kidUbuntu
@@ -637,26 +639,26 @@ func testIPLicenses(t *testing.T, b backend) {
 
 	v := &Server{ID: "ip-1", Hostname: "build-01.example.net", IP: "198.51.100.200", Release: relDebian,
 		BuildID: buildDebian, Level: 1, Registered: t0, LastCheckin: t0}
-	check(t, "UpsertIPServer", s.UpsertIPServer(ctx, v))
+	check(t, "UpsertIPServer", s.UpsertIPServer(ctx, v, "main"))
 	v.Level, v.LastCheckin, v.Registered = 2, t0.Add(time.Hour), t0.Add(time.Hour)
-	check(t, "UpsertIPServer again", s.UpsertIPServer(ctx, v))
+	check(t, "UpsertIPServer again", s.UpsertIPServer(ctx, v, "test"))
 	got, err := s.Server(ctx, "ip-1")
 	check(t, "Server", err)
 	if got.Key != "" || got.Level != 2 || !got.LastCheckin.Equal(t0.Add(time.Hour)) || !got.Registered.Equal(t0) {
 		t.Errorf("IP server = %+v, want key \"\", level 2, checked in at %v, registered at %v", got, t0.Add(time.Hour), t0)
 	}
-	// The narrowest license decides the feed.
+	// The feed the caller gives is kept, the last one given.
 	vs, err := s.Servers(ctx, ServerFilter{Feed: "test"})
 	check(t, "Servers", err)
 	if diff := cmp.Diff([]string{"ip-1"}, serverIDs(vs)); diff != "" {
 		t.Errorf("Servers in feed test (-want +got):\n%s", diff)
 	}
-	err = s.UpsertIPServer(ctx, &Server{ID: "ip-2", IP: "203.0.113.1"})
-	wantErr(t, "UpsertIPServer outside licenses", err, ErrIPNotAllowed)
+	err = s.UpsertIPServer(ctx, &Server{ID: "ip-2", IP: "203.0.113.1"}, "")
+	wantErr(t, "UpsertIPServer without a feed", err, ErrInvalidInput)
 
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
 	check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: "keyed", IP: "198.51.100.3"}))
-	err = s.UpsertIPServer(ctx, &Server{ID: "keyed", IP: "198.51.100.3"})
+	err = s.UpsertIPServer(ctx, &Server{ID: "keyed", IP: "198.51.100.3"}, "main")
 	wantErr(t, "UpsertIPServer over a registered server", err, ErrExists)
 
 	check(t, "DeleteIPLicense", s.DeleteIPLicense(ctx, "198.51.100.77/24"))

@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // page is what every template gets.
@@ -18,7 +20,7 @@ type page struct {
 	Title string
 	Nav   string
 	User  string
-	Role  string
+	Role  apitype.Role
 	Admin bool
 	CSRF  string
 	// CSSVersion names this build's stylesheet, so a browser that
@@ -112,18 +114,6 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, c *reqCtx, code int,
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	w.Write(buf.Bytes())
-}
-
-// auditJSON is v as an audit entry's before or after: JSON, "" for nil.
-func auditJSON(v any) string {
-	if v == nil {
-		return ""
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
-	}
-	return string(b)
 }
 
 // stylesheet serves the UI's one stylesheet, which browsers may cache:

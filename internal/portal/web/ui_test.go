@@ -12,11 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
 	"github.com/kcare/kcare/internal/portal/web"
 )
+
+var publisher = bundletest.Signer("kcare web test publisher")
 
 // testUI is the UI over a SQLite store with an admin (alice) and a
 // read-only user (bob), on a clock the test moves. Requests go straight
@@ -51,16 +56,13 @@ func newTestUI(t testing.TB, cfg web.Config) *testUI {
 	t.Helper()
 	u := &testUI{t: t, st: storetest.Open(t, "sqlite"), now: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
 	for _, usr := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
-		if err := u.st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: usr.role}); err != nil {
+		if err := u.st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: apitype.Role(usr.role)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg.Store, cfg.Now = u.st, u.clock
+	cfg.Core = core.New(core.Config{Store: u.st, Now: u.clock, Publishers: bundletest.Keyring(t, publisher)})
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = plainCheck
-	}
-	if cfg.NewKey == nil {
-		cfg.NewKey = func() string { return "newkey" }
 	}
 	u.ui = web.New(cfg)
 	return u
