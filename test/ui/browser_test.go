@@ -285,7 +285,10 @@ func waitState(t *testing.T, ctx context.Context, patchset, state string) {
 	sel := `tr[data-patchset="` + patchset + `"] .state`
 	var got []string
 	for range 100 {
-		if got = texts(t, ctx, sel); slices.Equal(got, []string{state}) {
+		// The page may be navigating after the button's form was posted:
+		// ask again rather than fail.
+		err := chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelectorAll(`+quote(sel)+`)).map(e => e.textContent.trim())`, &got))
+		if err == nil && slices.Equal(got, []string{state}) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
