@@ -65,7 +65,7 @@ func FindHeaders(dir string) (Headers, error) {
 // Options of one build.
 type Options struct {
 	Headers Headers
-	Src     string   // directory of .c and .h files
+	Src     string   // directory of .c and .h files; may be empty when Parts are given
 	Name    string   // module name, e.g. kcare_l2
 	Defines []string // NAME or NAME=VALUE, passed as -D
 	Out     string   // where to write NAME.ko
@@ -74,10 +74,20 @@ type Options struct {
 	// by path relative to it: headers the sources include, such as
 	// kcare/klp.h.
 	Files map[string][]byte
+	// Parts are more source directories built into the same module,
+	// each copied into its own subdirectory (part1, part2, ...) and
+	// compiled with its own defines besides Defines.
+	Parts []Part
 	// AllowUndefined has modpost warn about, rather than refuse, symbols
 	// the kernel does not export (KBUILD_MODPOST_WARN=1), for a caller
 	// that turns them into livepatch relocations afterwards.
 	AllowUndefined bool
+}
+
+// Part is one source directory of a module built from several.
+type Part struct {
+	Src     string
+	Defines []string
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9_]{1,55}$`)
@@ -94,22 +104,56 @@ func Build(ctx context.Context, o Options) error {
 			return fmt.Errorf("build: bad define %q", d)
 		}
 	}
+	for _, p := range o.Parts {
+		for _, d := range p.Defines {
+			if !validDefine.MatchString(d) {
+				return fmt.Errorf("build: bad define %q", d)
+			}
+		}
+	}
 	tmp, err := os.MkdirTemp("", "kcare-build-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	objs, err := copySources(o.Src, tmp)
-	if err != nil {
-		return err
+	var objs []string
+	if o.Src != "" {
+		if objs, err = copySources(o.Src, tmp); err != nil {
+			return err
+		}
+		if len(objs) == 0 {
+			return fmt.Errorf("build: no .c files in %s", o.Src)
+		}
 	}
-	if len(objs) == 0 {
-		return fmt.Errorf("build: no .c files in %s", o.Src)
+	// partFlags are the per-object flags of the parts' objects.
+	var partFlags []string
+	for i, p := range o.Parts {
+		dir := fmt.Sprintf("part%d", i+1)
+		if err := os.Mkdir(filepath.Join(tmp, dir), 0o755); err != nil {
+			return err
+		}
+		pobjs, err := copySources(p.Src, filepath.Join(tmp, dir))
+		if err != nil {
+			return err
+		}
+		if len(pobjs) == 0 {
+			return fmt.Errorf("build: no .c files in %s", p.Src)
+		}
+		for _, obj := range pobjs {
+			obj = dir + "/" + obj
+			objs = append(objs, obj)
+			for _, d := range p.Defines {
+				partFlags = append(partFlags, fmt.Sprintf("CFLAGS_%s += -D%s", obj, d))
+			}
+		}
 	}
 	for rel, data := range o.Files {
 		p := filepath.Join(tmp, filepath.FromSlash(rel))
-		if !filepath.IsLocal(rel) || strings.HasSuffix(rel, ".c") {
+		if !filepath.IsLocal(rel) || (strings.HasSuffix(rel, ".c") && strings.Contains(rel, "/")) {
 			return fmt.Errorf("build: bad extra file %q", rel)
+		}
+		if strings.HasSuffix(rel, ".c") {
+			objs = append(objs, strings.TrimSuffix(rel, ".c")+".o")
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -123,6 +167,10 @@ func Build(ctx context.Context, o Options) error {
 			return fmt.Errorf("build: source %s.c has the module's name; rename it", o.Name)
 		}
 	}
+	if len(objs) == 0 {
+		return errors.New("build: no sources")
+	}
+	sort.Strings(objs)
 	var kb bytes.Buffer
 	fmt.Fprintf(&kb, "obj-m := %s.o\n", o.Name)
 	if !(len(objs) == 1 && objs[0] == o.Name+".o") {
@@ -130,6 +178,13 @@ func Build(ctx context.Context, o Options) error {
 	}
 	for _, d := range o.Defines {
 		fmt.Fprintf(&kb, "ccflags-y += -D%s\n", d)
+	}
+	if len(o.Parts) > 0 {
+		// The parts include headers of the build directory's top.
+		kb.WriteString("ccflags-y += -I$(src)\n")
+	}
+	for _, f := range partFlags {
+		kb.WriteString(f + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "Kbuild"), kb.Bytes(), 0o644); err != nil {
 		return err

@@ -20,7 +20,8 @@ import (
 func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("module", flag.ContinueOnError)
 	headers := fs.String("headers", "", "kernel headers `DIR` (linux-headers-RELEASE, or an extracted package tree)")
-	src := fs.String("src", "", "source `DIR` of the livepatch (.c and .h files)")
+	var srcs listFlag
+	fs.Var(&srcs, "src", "source `DIR` of the livepatch (.c and .h files); repeated, the sources of a cumulative level, each ending with KCARE_LIVEPATCH (kcare/klp.h), built into one patch")
 	out := fs.String("out", "", "write the module to `FILE`.ko")
 	name := fs.String("name", "", "module `NAME` (default: the --out file name without .ko)")
 	var defines listFlag
@@ -38,7 +39,7 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if err := required("headers", *headers, "src", *src, "out", *out); err != nil {
+	if err := required("headers", *headers, "src", srcs.String(), "out", *out); err != nil {
 		return err
 	}
 	if *kallsyms != "" && *systemMap != "" {
@@ -72,9 +73,19 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer os.RemoveAll(tmp)
 	built := filepath.Join(tmp, *name+".ko")
 	o := kbuild.Options{
-		Headers: h, Src: *src, Name: *name, Defines: defines, Out: built,
+		Headers: h, Name: *name, Defines: defines, Out: built,
 		Files:          map[string][]byte{klp.HeaderPath: klp.Header},
 		AllowUndefined: true,
+	}
+	if len(srcs) == 1 {
+		o.Src = srcs[0]
+	} else {
+		// A cumulative level: each source a part, merged into one
+		// patch by kcare_level.c.
+		o.Files = klp.LevelFiles(len(srcs))
+		for i, s := range srcs {
+			o.Parts = append(o.Parts, kbuild.Part{Src: s, Defines: []string{klp.PartDefine(i + 1)}})
+		}
 	}
 	if *verbose {
 		o.Log = stderr
