@@ -117,3 +117,11 @@ func BuildReproducer(ctx context.Context, f Fix, out string) error {
 	}
 	return nil
 }
+
+func jsonIndent(v any) ([]byte, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
