@@ -74,6 +74,11 @@ type Options struct {
 	// by path relative to it: headers the sources include, such as
 	// kcare/klp.h.
 	Files map[string][]byte
+	// Chroot, when set, is a build root (a Debian system made with
+	// debootstrap, as root) whose compiler and tools build the module:
+	// make runs chrooted there, with the headers' tree and the build
+	// directory bound into it, in a mount namespace of its own.
+	Chroot string
 	// Parts are more source directories built into the same module,
 	// each copied into its own subdirectory (part1, part2, ...) and
 	// compiled with its own defines besides Defines.
@@ -189,14 +194,21 @@ func Build(ctx context.Context, o Options) error {
 	if err := os.WriteFile(filepath.Join(tmp, "Kbuild"), kb.Bytes(), 0o644); err != nil {
 		return err
 	}
-	args := []string{"-C", o.Headers.Dir}
-	if o.Headers.Common != "" {
-		args = append(args, "-f", filepath.Join(o.Headers.Common, "Makefile"))
-	}
-	args = append(args, "M="+tmp, "modules")
-	cmd := exec.CommandContext(ctx, "make", args...)
+	var env []string
 	if o.AllowUndefined {
-		cmd.Env = append(os.Environ(), "KBUILD_MODPOST_WARN=1")
+		env = append(env, "KBUILD_MODPOST_WARN=1")
+	}
+	var cmd *exec.Cmd
+	if o.Chroot == "" {
+		args := []string{"-C", o.Headers.Dir}
+		if o.Headers.Common != "" {
+			args = append(args, "-f", filepath.Join(o.Headers.Common, "Makefile"))
+		}
+		args = append(args, "M="+tmp, "modules")
+		cmd = exec.CommandContext(ctx, "make", args...)
+		cmd.Env = append(os.Environ(), env...)
+	} else if cmd, err = chrootMake(ctx, o, tmp, env); err != nil {
+		return err
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -257,3 +269,74 @@ func tail(s string, n int) string {
 
 // ErrNoHeaders is returned when no headers directory was given.
 var ErrNoHeaders = errors.New("no kernel headers given")
+
+// chrootMake returns the command that runs make for o in o.Chroot: the
+// tree holding the headers (the usr directory above usr/src, where the
+// headers' links to kbuild lead) and the build directory are bound under
+// /kcare in the root, in a private mount namespace that ends with it.
+func chrootMake(ctx context.Context, o Options, build string, env []string) (*exec.Cmd, error) {
+	root, err := filepath.Abs(o.Chroot)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "make")); err != nil {
+		return nil, fmt.Errorf("build: %s is no build root: %w", root, err)
+	}
+	binds := map[string]string{build: "/kcare/build"} // host -> inside
+	inside := func(p string) (string, error) {
+		p, err := filepath.Abs(p)
+		if err != nil {
+			return "", err
+		}
+		for host, in := range binds {
+			if rel, err := filepath.Rel(host, p); err == nil && filepath.IsLocal(rel) {
+				return filepath.Join(in, rel), nil
+			}
+		}
+		top := filepath.Dir(filepath.Dir(p))
+		in := fmt.Sprintf("/kcare/tree%d", len(binds))
+		binds[top] = in
+		rel, _ := filepath.Rel(top, p)
+		return filepath.Join(in, rel), nil
+	}
+	headers, err := inside(o.Headers.Dir)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"make", "-C", headers}
+	if o.Headers.Common != "" {
+		common, err := inside(o.Headers.Common)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-f", filepath.Join(common, "Makefile"))
+	}
+	args = append(args, "M=/kcare/build", "modules")
+
+	var sh strings.Builder
+	sh.WriteString("set -e\n")
+	hosts := make([]string, 0, len(binds))
+	for h := range binds {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		in := root + binds[h]
+		fmt.Fprintf(&sh, "mkdir -p %s\nmount --bind %s %s\n", shellQuote(in), shellQuote(h), shellQuote(in))
+	}
+	fmt.Fprintf(&sh, "mount --rbind /dev %s\nmount -t proc proc %s\n", shellQuote(root+"/dev"), shellQuote(root+"/proc"))
+	fmt.Fprintf(&sh, "exec chroot %s /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8", shellQuote(root))
+	for _, e := range env {
+		sh.WriteString(" " + shellQuote(e))
+	}
+	for _, a := range args {
+		sh.WriteString(" " + shellQuote(a))
+	}
+	sh.WriteString("\n")
+	return exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", sh.String()), nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
