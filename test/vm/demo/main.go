@@ -3,7 +3,8 @@
 // starts eportal on the host's loopback and publishes them there, boots
 // the kernel in QEMU, and has the guest register with an activation key
 // and patch itself live through the portal, showing the patched
-// functions' output before and after.
+// functions' output before and after. It ends with a real security fix
+// on a second guest (cve.go).
 package main
 
 import (
@@ -152,5 +153,5 @@ func run() error {
 			return err
 		}
 	}
-	return nil
+	return cveDemo(ctx, f, p, logf)
 }
