@@ -180,6 +180,10 @@ type ServerFilter struct {
 	// After, when set, starts the result after this cursor (keyset
 	// pagination: no rows are skipped by counting).
 	After *Cursor
+	// Before, when set instead, gives the rows just before this cursor:
+	// the Limit nearest it, still in the order Sort says (the page before
+	// one that starts at the cursor).
+	Before *Cursor
 }
 
 // SortColumns are the orders ServerFilter.Sort accepts.
@@ -375,6 +379,9 @@ type KeyStore interface {
 	// an agent and resolving its feed need, on every agent request.
 	KeySettings(ctx context.Context, key string) (*Key, error)
 	Keys(ctx context.Context) ([]Key, error) // in order of creation
+	// KeyList is Keys without the server counts, which cost a count of
+	// each key's servers: what a list to choose a key from needs.
+	KeyList(ctx context.Context) ([]Key, error)
 	// UpdateKey sets the note, limit, feed, sticky date and IP ranges of
 	// the key k names; servers already registered stay.
 	UpdateKey(ctx context.Context, k *Key) error
