@@ -202,6 +202,16 @@ CREATE TABLE reseller_cidrs (
 	// 4: each key's sticky date as the instant it ends, so that the
 	// servers' state filters in SQL apply it as the resolver does.
 	{sql: `ALTER TABLE keys ADD COLUMN sticky_until {{time}};`, fill: fillStickyUntil},
+	// 5: the publisher keys a bundle must be signed by, in the database
+	// so that every replica of a portal trusts the same ones.
+	{sql: `
+CREATE TABLE publisher_keys (
+	fingerprint TEXT PRIMARY KEY,
+	name TEXT NOT NULL,
+	armored TEXT NOT NULL,
+	added {{time}} NOT NULL
+);
+`},
 }
 
 // fillStickyUntil sets sticky_until of the keys with a sticky date.

@@ -320,6 +320,25 @@ type Store interface {
 	SessionStore
 	AuditStore
 	ResellerStore
+	PublisherKeyStore
+}
+
+// PublisherKey is a publisher's public key the portal trusts: a bundle
+// must be signed by one of them (or by one in the publishers directory).
+type PublisherKey struct {
+	Fingerprint string // upper-case hex, as gpg prints it
+	Name        string // the key's primary user id
+	Armored     string // the public key, ASCII-armored
+	Added       time.Time
+}
+
+// PublisherKeyStore keeps the publisher keys.
+type PublisherKeyStore interface {
+	// AddPublisherKey adds a key; one with the same fingerprint is
+	// ErrExists. A zero Added is now.
+	AddPublisherKey(ctx context.Context, k *PublisherKey) error
+	PublisherKeys(ctx context.Context) ([]PublisherKey, error) // in order of addition
+	DeletePublisherKey(ctx context.Context, fingerprint string) error
 }
 
 // LevelStore keeps the published levels.

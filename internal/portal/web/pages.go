@@ -428,7 +428,11 @@ func (u *UI) patches(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil {
 		return err
 	}
-	u.render(w, r, c, http.StatusOK, "patches", "Patches", map[string]any{"Kernels": kl, "Published": r.URL.Query().Get("published")})
+	keys, err := u.core.PublisherKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	u.render(w, r, c, http.StatusOK, "patches", "Patches", map[string]any{"Kernels": kl, "Published": r.URL.Query().Get("published"), "Publishers": keys})
 	return nil
 }
 
