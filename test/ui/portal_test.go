@@ -38,6 +38,7 @@ func ring(t testing.TB, ss ...*trust.Signer) *trust.Keyring { return bundletest.
 // read-only user (bob), and a clock the test moves.
 type portal struct {
 	st    store.Store
+	srv   *server.Server
 	http  *httptest.Server
 	mu    sync.Mutex
 	clock time.Time
@@ -70,6 +71,7 @@ func newPortal(t testing.TB) *portal {
 	st := storetest.Open(t, "sqlite")
 	p := &portal{st: st, clock: testStart}
 	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: p.now})})
+	p.srv = srv
 	p.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(p.http.Close)
 	for _, u := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {

@@ -41,19 +41,20 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"serve":    {"run the portal", runServe},
-		"key":      {"activation keys: add, list, edit, delete", runKey},
-		"feed":     {"feeds: add, list, edit, delete", runFeed},
-		"patchset": {"patchsets in a feed: list, enable, disable, enable-upto, undeploy-downto", runPatchset},
-		"server":   {"servers: list, delete, clean", runServer},
-		"user":     {"operators: add, list, delete", runUser},
-		"token":    {"API keys: add", runToken},
-		"ip":       {"IP licenses: add, list, delete", runIP},
-		"reseller": {"resellers for the Nagios reseller API: add, token, list, delete", runReseller},
-		"sync":     {"fetch new levels from an upstream portal (or --status)", runSync},
-		"export":   {"write levels and bundles to an archive for an air-gapped portal", runExport},
-		"import":   {"verify and import an export archive", runImport},
-		"tls-pin":  {"print the public key pin of the portal's TLS certificate (curl's format)", runTLSPin},
+		"serve":     {"run the portal", runServe},
+		"key":       {"activation keys: add, list, edit, delete", runKey},
+		"feed":      {"feeds: add, list, edit, delete", runFeed},
+		"patchset":  {"patchsets in a feed: list, enable, disable, enable-upto, undeploy-downto", runPatchset},
+		"server":    {"servers: list, delete, clean", runServer},
+		"user":      {"operators: add, list, delete", runUser},
+		"token":     {"API keys: add", runToken},
+		"ip":        {"IP licenses: add, list, delete", runIP},
+		"reseller":  {"resellers for the Nagios reseller API: add, token, list, delete", runReseller},
+		"publisher": {"publisher keys bundles must be signed by: add FILE.pub, list, remove FINGERPRINT", runPublisher},
+		"sync":      {"fetch new levels from an upstream portal (or --status)", runSync},
+		"export":    {"write levels and bundles to an archive for an air-gapped portal", runExport},
+		"import":    {"verify and import an export archive", runImport},
+		"tls-pin":   {"print the public key pin of the portal's TLS certificate (curl's format)", runTLSPin},
 	}
 }
 

@@ -18,16 +18,24 @@ import (
 	"github.com/kcare/kcare/internal/trust"
 )
 
-// publisherKeys loads the publisher keyring of a data dir (or path).
+// publisherKeys loads the keys of the publishers directory (or path),
+// trusted beside those eportal publisher add keeps in the database.
 func publisherKeys(data, path string) (*trust.Keyring, error) {
-	if path == "" {
-		path = filepath.Join(data, "publishers")
-	}
-	k, err := trust.LoadKeyring(path)
+	k, _, err := daemon.PublisherDir(data, path)
+	return k, err
+}
+
+// requirePublishers refuses to fetch or import levels while the portal
+// trusts no publisher key: every one would be refused.
+func requirePublishers(ctx context.Context, c *core.Core) error {
+	keys, err := c.PublisherKeys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("publisher keys: %w (put the publishers' .pub files in %s)", err, path)
+		return err
 	}
-	return k, nil
+	if len(keys) == 0 {
+		return fmt.Errorf("publisher keys: %w; add one: eportal publisher add FILE.pub", core.ErrNoPublisherKeys)
+	}
+	return nil
 }
 
 // runSync fetches new levels from an upstream portal once, or with
@@ -78,6 +86,9 @@ func runSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if err := requirePublishers(ctx, c); err != nil {
+		return err
+	}
 	client, err := daemon.UpstreamClient(*proxy)
 	if err != nil {
 		return usageErr("%v", err)
@@ -183,16 +194,19 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	c, st, err := db.openWith(ctx, e, keys)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if err := requirePublishers(ctx, c); err != nil {
+		return err
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	res, err := c.Import(ctx, core.CLI, filepath.Base(pos[0]), f)
 	if err != nil {
 		return err
