@@ -20,18 +20,24 @@ import (
 
 // Command is a command: a leaf that runs, or a group of subcommands.
 type Command struct {
-	Name    string
-	Args    string // the positional arguments as the synopsis shows them: "FILE.pub...", "[ID]"
-	Summary string // one line, for the group's list
-	Help    string // text after the synopsis, optional
+	Name string
+	Args string // the positional arguments as the synopsis shows them: "FILE.pub...", "[ID]"
+	// Synopsis, when set, is the whole usage line after "usage: ", for a
+	// command whose options are better shown than as "[options]".
+	Synopsis string
+	Summary  string // one line, for the group's list
+	Help     string // text after the synopsis, optional
 	// Flags are a leaf's own flags; nil: none. Their usage strings name
 	// a placeholder in backquotes, as the flag package has it.
 	Flags *flag.FlagSet
 	// MinArgs and MaxArgs bound a leaf's positional arguments; MaxArgs
 	// -1 is any number. The zero values take none.
 	MinArgs, MaxArgs int
-	Run              func(ctx context.Context, args []string) error
-	Sub              []*Command
+	// RawArgs: the leaf reads its arguments itself (kcare-uname takes
+	// uname's grouped short options); only --help is the package's.
+	RawArgs bool
+	Run     func(ctx context.Context, args []string) error
+	Sub     []*Command
 }
 
 // Exit maps a failure category to an exit code.
@@ -52,8 +58,11 @@ type Program struct {
 	Name string
 	Root *Command
 	// Exits map categories to exit codes, the first that matches; an
-	// error none matches exits ExitError.
+	// error none matches exits ErrorCode.
 	Exits []Exit
+	// ErrorCode is the exit code of a failure no Exit maps; 0 is
+	// ExitError.
+	ErrorCode int
 	// UsageCode is the exit code of a usage error; 0 is ExitUsage.
 	UsageCode      int
 	Stdout, Stderr io.Writer
@@ -74,12 +83,23 @@ func (e *usageError) Error() string { return e.msg }
 // Is reports whether target is failure.Usage.
 func (e *usageError) Is(target error) bool { return target == failure.Usage }
 
+// Status is a command's answer given as its exit code, not a failure:
+// nothing is reported, and the program exits with it (kcarectl --check
+// and --status answer this way).
+type Status int
+
+func (s Status) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
 // errShown is a usage error whose message is already out (the flag
 // package wrote it).
 var errShown = &usageError{msg: "usage"}
 
 // ExitCode is the exit code of err, as p maps it.
 func (p *Program) ExitCode(err error) int {
+	var st Status
+	if errors.As(err, &st) {
+		return int(st)
+	}
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return ExitOK
@@ -94,6 +114,9 @@ func (p *Program) ExitCode(err error) int {
 			return e.Code
 		}
 	}
+	if p.ErrorCode != 0 {
+		return p.ErrorCode
+	}
 	return ExitError
 }
 
@@ -101,7 +124,8 @@ func (p *Program) ExitCode(err error) int {
 // reported any failure once.
 func (p *Program) Run(ctx context.Context, args []string) int {
 	path, err := p.run(ctx, args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) && err != errShown {
+	var st Status
+	if err != nil && !errors.Is(err, flag.ErrHelp) && err != errShown && !errors.As(err, &st) {
 		if p.Fail != nil {
 			p.Fail(path, err)
 		} else {
@@ -130,6 +154,15 @@ func (p *Program) run(ctx context.Context, args []string) (path string, err erro
 			return path, Usagef("unknown command %q", args[0])
 		}
 		cmd, path, args = next, path+" "+next.Name, args[1:]
+	}
+	if cmd.RawArgs {
+		for _, a := range args {
+			if a == "--help" {
+				p.usage(p.Stdout, cmd, path)
+				return path, flag.ErrHelp
+			}
+		}
+		return path, cmd.Run(ctx, args)
 	}
 	pos, err := p.parse(cmd, path, args)
 	if err != nil {
@@ -205,12 +238,15 @@ func (p *Program) usage(w io.Writer, cmd *Command, path string) {
 	if len(cmd.Sub) > 0 {
 		fmt.Fprintf(w, "usage: %s COMMAND [options]\n", path)
 	} else {
-		syn := path
-		if hasFlags(cmd.Flags) {
-			syn += " [options]"
-		}
-		if cmd.Args != "" {
-			syn += " " + cmd.Args
+		syn := cmd.Synopsis
+		if syn == "" {
+			syn = path
+			if hasFlags(cmd.Flags) {
+				syn += " [options]"
+			}
+			if cmd.Args != "" {
+				syn += " " + cmd.Args
+			}
 		}
 		fmt.Fprintf(w, "usage: %s\n", syn)
 	}

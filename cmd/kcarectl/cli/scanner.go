@@ -13,6 +13,7 @@ import (
 
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/atomicfile"
+	"github.com/kcare/kcare/internal/failure"
 )
 
 // The scanner interface's files, relative to --root. See docs/compliance.md.
@@ -28,7 +29,7 @@ const (
 )
 
 // errUsage marks a usage error found after the flags were parsed.
-var errUsage = errors.New("usage")
+var errUsage = failure.New(failure.Usage, "usage")
 
 // scannerProfileText is /etc/profile.d/kcare-scanner.sh: plain POSIX sh,
 // it sets LD_PRELOAD only when `id -un` is listed.
