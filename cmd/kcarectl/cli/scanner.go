@@ -80,7 +80,7 @@ func runScannerInterface(a *agent.Agent, action string, users []string, stdout i
 	switch action {
 	case "enable":
 		if len(users) == 0 {
-			return fmt.Errorf("%w: --scanner-interface enable USER...", errUsage)
+			return fmt.Errorf("%w: --scanner-interface enable needs at least one USER", errUsage)
 		}
 		for _, name := range users {
 			u, err := lookupUser(root, name)
