@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/cmdline"
 	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/daemon"
@@ -157,20 +158,16 @@ func exportCmd(e *env) *cmdline.Command {
 				o.Since = t
 			}
 			return withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
-				tmp := *out + ".tmp"
-				f, err := datadir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+				f, err := atomicfile.Create(*out, datadir.FileMode)
 				if err != nil {
 					return err
 				}
+				defer f.Close()
 				n, err := c.Export(ctx, o, f)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
 				if err != nil {
-					os.Remove(tmp)
 					return err
 				}
-				if err := os.Rename(tmp, *out); err != nil {
+				if err := f.Commit(); err != nil {
 					return err
 				}
 				_, err = fmt.Fprintf(e.stdout, "exported %d levels to %s\n", n, *out)
