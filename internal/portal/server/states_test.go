@@ -53,7 +53,7 @@ func TestStatesAgree(t *testing.T) {
 				if err := p.st.Register(ctx, key, srv); err != nil {
 					t.Fatal(err)
 				}
-				ci := store.CheckIn{Hostname: id, IP: srv.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: lv, At: p.now}
+				ci := store.Report{Hostname: id, IP: srv.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: lv, At: p.now}
 				if err := p.st.CheckIn(ctx, id, ci); err != nil {
 					t.Fatal(err)
 				}
