@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,13 +185,4 @@ func (b *browser) signIn(user, password string) string {
 		b.t.Fatalf("no CSRF token on /admin/keys after signing in as %s", user)
 	}
 	return csrf
-}
-
-func contains(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
 }

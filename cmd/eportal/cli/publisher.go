@@ -2,84 +2,73 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
 
+	"github.com/kcare/kcare/internal/cmdline"
 	"github.com/kcare/kcare/internal/portal/core"
 )
 
-// runPublisher manages the publisher keys a bundle must be signed by,
+// publisherCmd manages the publisher keys a bundle must be signed by,
 // kept in the database so that every replica of the portal trusts them.
-func runPublisher(ctx context.Context, e *env, args []string) error {
-	cmd, args, err := sub(args, "add", "list", "remove")
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("publisher "+cmd, flag.ContinueOnError)
-	var db dbFlags
-	db.register(fs)
-	pubKeys := fs.String("publisher-keys", "", "list: also the keys of this `PATH` (default DATA/publishers)")
-	pos, err := parse(fs, e, args)
-	if err != nil {
-		return err
-	}
-	switch cmd {
-	case "add":
-		if len(pos) == 0 {
-			return usageErr("give the publisher's public key file (FILE.pub, as gpg --export --armor writes it)")
-		}
-	case "remove":
-		if len(pos) != 1 {
-			return usageErr("give the key's fingerprint (eportal publisher list shows it)")
-		}
-	case "list":
-		if len(pos) != 0 {
-			return usageErr("unexpected argument %q", pos[0])
-		}
-	}
-	dir, err := publisherKeys(db.data, *pubKeys)
-	if err != nil {
-		return err
-	}
-	c, st, err := db.openWith(ctx, e, dir)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	switch cmd {
-	case "add":
-		for _, file := range pos {
-			data, err := os.ReadFile(file)
+func publisherCmd(e *env) *cmdline.Command {
+	addFS := flags("publisher add")
+	addDB := withDB(addFS)
+	add := &cmdline.Command{Name: "add", Args: "FILE.pub...", Summary: "trust the publisher keys in the files (as gpg --export --armor writes them)",
+		Flags: addFS, MinArgs: 1, MaxArgs: -1,
+		Run: withCore(e, addDB, func(ctx context.Context, c *core.Core, args []string) error {
+			for _, file := range args {
+				data, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				added, err := c.AddPublisherKeys(ctx, core.CLI, data)
+				if err != nil {
+					return fmt.Errorf("%s: %w", file, err)
+				}
+				for _, k := range added {
+					fmt.Fprintf(e.stdout, "%s %s\n", k.Fingerprint, k.Name)
+				}
+			}
+			return nil
+		})}
+	listFS := flags("publisher list")
+	listDB := withDB(listFS)
+	pubKeys := listFS.String("publisher-keys", "", "also the keys of this `PATH` (default DATA/publishers)")
+	list := &cmdline.Command{Name: "list", Summary: "list the publisher keys trusted, from the database and the publishers directory", Flags: listFS,
+		Run: func(ctx context.Context, args []string) error {
+			dir, err := publisherKeys(listDB.data, *pubKeys)
 			if err != nil {
 				return err
 			}
-			added, err := c.AddPublisherKeys(ctx, core.CLI, data)
+			c, st, err := listDB.openWith(ctx, e, dir)
 			if err != nil {
-				return fmt.Errorf("%s: %w", file, err)
+				return err
 			}
-			for _, k := range added {
-				fmt.Fprintf(e.stdout, "%s %s\n", k.Fingerprint, k.Name)
+			defer st.Close()
+			keys, err := c.PublisherKeys(ctx)
+			if err != nil {
+				return err
 			}
-		}
-	case "list":
-		keys, err := c.PublisherKeys(ctx)
-		if err != nil {
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "FINGERPRINT\tNAME\tSOURCE")
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Fingerprint, dash(k.Name), k.Source)
+			}
+			return tw.Flush()
+		}}
+	rmFS := flags("publisher remove")
+	rmDB := withDB(rmFS)
+	rm := &cmdline.Command{Name: "remove", Args: "FINGERPRINT", Summary: "stop trusting a publisher key of the database (its whole fingerprint or last 16 hex digits)",
+		Flags: rmFS, MinArgs: 1, MaxArgs: 1,
+		Run: withCore(e, rmDB, func(ctx context.Context, c *core.Core, args []string) error {
+			k, err := c.RemovePublisherKey(ctx, core.CLI, args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "removed %s %s\n", k.Fingerprint, k.Name)
 			return err
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FINGERPRINT\tNAME\tSOURCE")
-		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Fingerprint, dash(k.Name), k.Source)
-		}
-		return tw.Flush()
-	case "remove":
-		k, err := c.RemovePublisherKey(ctx, core.CLI, pos[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "removed %s %s\n", k.Fingerprint, k.Name)
-	}
-	return nil
+		})}
+	return group("publisher", "publisher keys bundles must be signed by: add FILE.pub, list, remove FINGERPRINT", add, list, rm)
 }

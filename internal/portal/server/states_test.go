@@ -53,7 +53,7 @@ func TestStatesAgree(t *testing.T) {
 				if err := p.st.Register(ctx, key, srv); err != nil {
 					t.Fatal(err)
 				}
-				ci := store.CheckIn{Hostname: id, IP: srv.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: lv, At: p.now}
+				ci := store.Report{Hostname: id, IP: srv.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: lv, At: p.now}
 				if err := p.st.CheckIn(ctx, id, ci); err != nil {
 					t.Fatal(err)
 				}
@@ -102,10 +102,7 @@ func TestStatesAgree(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("REST: %d %s", resp.StatusCode, body)
 		}
-		var rest []string
-		for _, id := range jsonFields(body, "server_id") {
-			rest = append(rest, id)
-		}
+		rest := jsonFields(body, "server_id")
 		sort.Strings(rest)
 		if !slices.Equal(rest, wantOut) {
 			t.Errorf("REST is_updated=false: %v, want %v", rest, wantOut)

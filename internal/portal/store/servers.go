@@ -305,7 +305,7 @@ func (s *sqlStore) CountServers(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (s *sqlStore) CheckIn(ctx context.Context, id string, c CheckIn) error {
+func (s *sqlStore) CheckIn(ctx context.Context, id string, c Report) error {
 	if c.At.IsZero() {
 		c.At = time.Now()
 	}

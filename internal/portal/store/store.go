@@ -137,8 +137,9 @@ type Server struct {
 	LastCheckin      time.Time // zero before the first check-in
 }
 
-// CheckIn is what an agent reports after every run.
-type CheckIn struct {
+// Report is what an agent reports after every run, as the store keeps it
+// (the wire's apitype.CheckIn, with the address it came from and when).
+type Report struct {
 	Hostname, IP, Release, BuildID, KernelID string
 	Level                                    int
 	EffectiveRelease, LastResult             string
@@ -437,7 +438,7 @@ type ServerStore interface {
 	// CheckIn records an agent's report: every field of c, Tags only
 	// when not nil, and the check-in time (c.At, or now when zero). An
 	// unknown id is ErrNotFound.
-	CheckIn(ctx context.Context, id string, c CheckIn) error
+	CheckIn(ctx context.Context, id string, c Report) error
 	SetServerTags(ctx context.Context, id, tags string) error
 	DeleteServer(ctx context.Context, id string) error
 	// CleanServers deletes servers that have not checked in since before

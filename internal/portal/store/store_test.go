@@ -674,9 +674,9 @@ func testCheckIn(t *testing.T, b backend) {
 	v := &Server{ID: "srv-1", Hostname: "web-01", IP: "192.0.2.1", Release: relDebian, BuildID: buildDebian,
 		Tags: "env:prod", Registered: t0}
 	check(t, "Register", s.Register(ctx, "kc-1", v))
-	wantErr(t, "CheckIn unknown", s.CheckIn(ctx, "nosuchserver", CheckIn{At: t0}), ErrNotFound)
+	wantErr(t, "CheckIn unknown", s.CheckIn(ctx, "nosuchserver", Report{At: t0}), ErrNotFound)
 
-	c := CheckIn{Hostname: "web-01.example.net", IP: "192.0.2.2", Release: relDebian, BuildID: buildDebian,
+	c := Report{Hostname: "web-01.example.net", IP: "192.0.2.2", Release: relDebian, BuildID: buildDebian,
 		KernelID: kidDebian, Level: 2, EffectiveRelease: "6.1.0-57-amd64", LastResult: "ok",
 		AgentVersion: "1.0.1", At: t0.Add(time.Hour)}
 	check(t, "CheckIn", s.CheckIn(ctx, "srv-1", c))
@@ -739,7 +739,7 @@ func testServersFilter(t *testing.T, b backend) {
 			Registered: t0.Add(time.Duration(len(servers)-i) * time.Minute)} // registered in reverse order
 		check(t, "Register", s.Register(ctx, v.key, srv))
 		if !v.checkin.IsZero() {
-			c := CheckIn{Hostname: v.host, IP: v.ip, BuildID: v.build, Level: v.level, At: v.checkin}
+			c := Report{Hostname: v.host, IP: v.ip, BuildID: v.build, Level: v.level, At: v.checkin}
 			check(t, "CheckIn", s.CheckIn(ctx, v.id, c))
 		}
 	}
@@ -815,7 +815,7 @@ func testServersFilterStickyDelay(t *testing.T, b backend) {
 		for lv := 1; lv <= 3; lv++ {
 			id := fmt.Sprintf("%s-%d", key, lv)
 			check(t, "Register", s.Register(ctx, key, &Server{ID: id, Registered: now}))
-			check(t, "CheckIn", s.CheckIn(ctx, id, CheckIn{BuildID: buildDebian, Level: lv, At: now}))
+			check(t, "CheckIn", s.CheckIn(ctx, id, Report{BuildID: buildDebian, Level: lv, At: now}))
 		}
 	}
 	no := false
@@ -861,7 +861,7 @@ func testCleanServers(t *testing.T, b backend) {
 	} {
 		check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: v.id, IP: "192.0.2.1", Registered: v.registered}))
 		if !v.checkin.IsZero() {
-			check(t, "CheckIn", s.CheckIn(ctx, v.id, CheckIn{IP: "192.0.2.1", At: v.checkin}))
+			check(t, "CheckIn", s.CheckIn(ctx, v.id, Report{IP: "192.0.2.1", At: v.checkin}))
 		}
 	}
 	n, err := s.CleanServers(ctx, t0.Add(-30*24*time.Hour))
@@ -975,7 +975,7 @@ func testVersion(t *testing.T, b backend) {
 		{"update-key", func() error { return s.UpdateKey(ctx, &Key{Key: "kc-1", Limit: 4, Feed: "test"}) }, true},
 		{"add-ip-license", func() error { return s.AddIPLicense(ctx, &IPLicense{CIDR: "192.0.2.0/24"}) }, true},
 		{"register", func() error { return s.Register(ctx, "kc-1", &Server{ID: "s1", IP: "192.0.2.1"}) }, false},
-		{"check-in", func() error { return s.CheckIn(ctx, "s1", CheckIn{IP: "192.0.2.1", Level: 1}) }, false},
+		{"check-in", func() error { return s.CheckIn(ctx, "s1", Report{IP: "192.0.2.1", Level: 1}) }, false},
 		{"add-user", func() error { return s.AddUser(ctx, &User{Name: "alice", Role: "admin"}) }, false},
 		{"audit", func() error { return s.Audit(ctx, AuditEntry{Actor: "alice", Action: "key.add"}) }, false},
 		{"delete-ip-license", func() error { return s.DeleteIPLicense(ctx, "192.0.2.0/24") }, true},
