@@ -29,14 +29,9 @@ const (
 // ResultOK is the result of an answer that reports only success.
 const ResultOK = "ok"
 
-// Result is the answer of a request that reports only success:
+// OK is the answer of a request that reports only success:
 // {"result": "ok"}.
-type Result struct {
-	Result string `json:"result"`
-}
-
-// OK is the Result of success.
-var OK = Result{Result: ResultOK}
+var OK = Result[string]{Result: ResultOK}
 
 // Registered is the answer to a registration: the server's id and its
 // secret, which it authenticates with from then on (HTTP basic). The

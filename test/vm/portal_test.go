@@ -112,7 +112,7 @@ func TestPortalScenarios(t *testing.T) {
 			t.Errorf("server secret mode %s, want 600", mode)
 		}
 		srv := p.servers()
-		if len(srv) != 1 || fmt.Sprint(srv[0]["patch_level"]) != "2" || srv[0]["kernel"] != release || srv[0]["checkin"] == nil {
+		if len(srv) != 1 || fmt.Sprint(srv[0]["patch_level"]) != "2" || srv[0]["release"] != release || srv[0]["checkin"] == nil {
 			t.Errorf("portal's servers after the update: %v", srv)
 		}
 	})

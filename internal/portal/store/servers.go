@@ -178,7 +178,7 @@ const allowedJoin = ` LEFT JOIN avk ON avk.key = s.key AND avk.build_id = s.buil
 const allowedLevel = `COALESCE(avk.level, avf.level, -1)`
 
 func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error) {
-	if (f.CheckinAge > 0 || f.ActiveWithin > 0 || f.IsUpdated != nil) && f.Now.IsZero() {
+	if f.needsNow() && f.Now.IsZero() {
 		return nil, fmt.Errorf("servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
 	}
 	q, args := s.serversQuery(f, f.Now)
@@ -203,6 +203,18 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	}
 	if f.IP != "" {
 		where = append(where, `s.ip = `+arg(f.IP))
+	}
+	if f.HostnameLike != "" {
+		where = append(where, `LOWER(s.hostname) LIKE `+arg(likePattern(strings.ToLower(f.HostnameLike)))+` ESCAPE '\'`)
+	}
+	if f.IPLike != "" {
+		where = append(where, `s.ip LIKE `+arg(likePattern(f.IPLike))+` ESCAPE '\'`)
+	}
+	if f.RegisteredAge > 0 {
+		where = append(where, `s.registered < `+arg(s.d.t(now.Add(-f.RegisteredAge))))
+	}
+	if f.RegisteredWithin > 0 {
+		where = append(where, `s.registered >= `+arg(s.d.t(now.Add(-f.RegisteredWithin))))
 	}
 	if f.Key != "" {
 		where = append(where, `s.key = `+arg(f.Key))
@@ -295,6 +307,24 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 		q.WriteString(` OFFSET ` + arg(f.Offset))
 	}
 	return q.String(), args
+}
+
+// needsNow reports whether f counts back from its Now.
+func (f ServerFilter) needsNow() bool {
+	return f.CheckinAge > 0 || f.ActiveWithin > 0 || f.IsUpdated != nil || f.RegisteredAge > 0 || f.RegisteredWithin > 0
+}
+
+func (s *sqlStore) CountFiltered(ctx context.Context, f ServerFilter) (int, error) {
+	if f.needsNow() && f.Now.IsZero() {
+		return 0, fmt.Errorf("count servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
+	}
+	f.Limit, f.Offset, f.After, f.Before = 0, 0, nil, nil
+	q, args := s.serversQuery(f, f.Now)
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM (`+q+`) c`, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count servers: %w", err)
+	}
+	return n, nil
 }
 
 func (s *sqlStore) CountServers(ctx context.Context) (int, error) {

@@ -151,11 +151,18 @@ type Report struct {
 // ServerFilter selects servers for Servers; zero fields match all. The
 // result is ordered by registration time, then ID.
 type ServerFilter struct {
-	Hostname   string // substring, case-insensitive
-	IP         string
-	Key        string
-	Feed       string        // the key's feed, or the IP license's
-	CheckinAge time.Duration // last check-in older than this (or never)
+	Hostname string // substring, case-insensitive
+	IP       string
+	// HostnameLike and IPLike are ePortal's hostname and ip filters: the
+	// whole value, case-insensitive, where % stands for any string (and
+	// _ is itself).
+	HostnameLike, IPLike string
+	// RegisteredAge selects servers registered before Now less this;
+	// RegisteredWithin those registered at or after Now less this.
+	RegisteredAge, RegisteredWithin time.Duration
+	Key                             string
+	Feed                            string        // the key's feed, or the IP license's
+	CheckinAge                      time.Duration // last check-in older than this (or never)
 	// Now is the instant CheckinAge and ActiveWithin count back from: the
 	// caller's clock, so that a face and its tests agree on "now". A filter
 	// with either age and no Now is refused (ErrInvalidInput).
@@ -435,6 +442,9 @@ type ServerStore interface {
 	Server(ctx context.Context, id string) (*Server, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
+	// CountFiltered counts the servers f selects, ignoring its Limit,
+	// Offset and cursors.
+	CountFiltered(ctx context.Context, f ServerFilter) (int, error)
 	// CheckIn records an agent's report: every field of c, Tags only
 	// when not nil, and the check-in time (c.At, or now when zero). An
 	// unknown id is ErrNotFound.

@@ -771,6 +771,15 @@ func testServersFilter(t *testing.T, b backend) {
 		{"limit-offset", ServerFilter{Limit: 2, Offset: 2}, []string{"d-db2", "c-db1"}},
 		{"offset-only", ServerFilter{Offset: 4}, []string{"b-web2", "a-web1"}},
 		{"no-match", ServerFilter{Hostname: "mail"}, []string{}},
+		// ePortal's filters: the whole value, % for any string.
+		{"hostname-like-whole", ServerFilter{HostnameLike: "web-0"}, []string{}},
+		{"hostname-like-exact-any-case", ServerFilter{HostnameLike: "web-02.example.NET"}, []string{"b-web2"}},
+		{"hostname-like-percent", ServerFilter{HostnameLike: "web-%"}, []string{"b-web2", "a-web1"}},
+		{"hostname-like-underscore-literal", ServerFilter{HostnameLike: "build_01%"}, []string{"e-ubu"}},
+		{"ip-like-percent", ServerFilter{IPLike: "192.0.2.%"}, []string{"f-pct", "d-db2", "c-db1", "b-web2", "a-web1"}},
+		{"registered-older", ServerFilter{RegisteredAge: 57 * time.Minute}, []string{"f-pct", "e-ubu"}},
+		{"registered-within", ServerFilter{RegisteredWithin: 57 * time.Minute}, []string{"d-db2", "c-db1", "b-web2", "a-web1"}},
+		{"active-within-1h", ServerFilter{ActiveWithin: time.Hour}, []string{"f-pct", "d-db2", "a-web1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -780,7 +789,16 @@ func testServersFilter(t *testing.T, b backend) {
 			if diff := cmp.Diff(tt.want, serverIDs(got)); diff != "" {
 				t.Errorf("Servers(%+v) (-want +got):\n%s", tt.f, diff)
 			}
+			if tt.f.Limit == 0 && tt.f.Offset == 0 {
+				n, err := s.CountFiltered(ctx, tt.f)
+				if err != nil || n != len(tt.want) {
+					t.Errorf("CountFiltered = %d, %v; want %d", n, err, len(tt.want))
+				}
+			}
 		})
+	}
+	if n, err := s.CountFiltered(ctx, ServerFilter{Limit: 2, Offset: 1, Feed: "main"}); err != nil || n != 4 {
+		t.Errorf("CountFiltered with a limit = %d, %v; want 4 (the limit ignored)", n, err)
 	}
 
 	// Disabling level 2's patchset in main leaves b-web2 (level 1) updated.
