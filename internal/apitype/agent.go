@@ -22,6 +22,8 @@ const (
 	PortalKeyPath   = "/keys/portal.pub"
 	IndexPrefixArg  = "prefix"   // the index's query: PREFIX
 	IndexStickyArg  = "sticky"   // the index's query: STICKY_PATCH, or KEY
+	IndexDelayArg   = "delay"    // the index's query: UPDATE_DELAY, 24h or 2d
+	IndexPatchArg   = "patchset" // the index's query: STICKY_PATCHSET, a patchset name
 	RegisterKeyArg  = "key"      // the registration form's activation key
 	RegisterHostArg = "hostname" // the registration form's hostname
 )

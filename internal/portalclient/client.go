@@ -168,16 +168,22 @@ func (c *Client) Unregister(ctx context.Context) error {
 	return err
 }
 
-// Index fetches the signed index for a kernel: the exact body and the
-// signature from its header. It parses nothing.
+// Index fetches the signed index for a kernel with a prefix and sticky
+// date: IndexFor with no delay or patchset.
 func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
-	path := apitype.IndexPath + url.PathEscape(buildID)
+	return c.IndexFor(ctx, index.Request{BuildID: buildID, Prefix: prefix, Sticky: sticky})
+}
+
+// IndexFor fetches the signed index that answers r: the exact body and
+// the signature from its header. It parses nothing.
+func (c *Client) IndexFor(ctx context.Context, r index.Request) (body, sig []byte, err error) {
+	path := apitype.IndexPath + url.PathEscape(r.BuildID)
 	q := url.Values{}
-	if prefix != "" {
-		q.Set(apitype.IndexPrefixArg, prefix)
-	}
-	if sticky != "" {
-		q.Set(apitype.IndexStickyArg, sticky)
+	for _, p := range [][2]string{{apitype.IndexPrefixArg, r.Prefix}, {apitype.IndexStickyArg, r.Sticky},
+		{apitype.IndexDelayArg, r.Delay}, {apitype.IndexPatchArg, r.Patchset}} {
+		if p[1] != "" {
+			q.Set(p[0], p[1])
+		}
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()

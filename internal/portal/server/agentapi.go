@@ -57,11 +57,12 @@ func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	body, sig, err := s.core.Index(r.Context(), authnOf(r).caller, core.IndexRequest{
-		BuildID: r.PathValue("build_id"), Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)})
+		BuildID: r.PathValue("build_id"), Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg),
+		Delay: q.Get(apitype.IndexDelayArg), Patchset: q.Get(apitype.IndexPatchArg)})
 	switch {
 	case errors.Is(err, apitype.ErrBadField):
 		return agentError(http.StatusBadRequest, apitype.CodeBadBuildID, err)
-	case errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky):
+	case errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky), errors.Is(err, resolve.ErrBadDelay), errors.Is(err, resolve.ErrBadPatchset):
 		return httperr.Wrap(http.StatusBadRequest, err.Error(), err)
 	case err != nil:
 		return err
