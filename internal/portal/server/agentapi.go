@@ -15,14 +15,20 @@ import (
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-// register is ePortal's POST /admin/api/register (form key, hostname).
-// The activation key is the credential.
+// register is ePortal's POST /admin/api/register (form key, hostname,
+// urlencoded or multipart as curl -F sends it). The activation key is the
+// credential.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
+	form, err := bodyValues(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
 		return agentError(http.StatusBadRequest, apitype.CodeBadRequest, err)
 	}
-	key := strings.TrimSpace(r.PostForm.Get(apitype.RegisterKeyArg))
-	hostname := strings.TrimSpace(r.PostForm.Get(apitype.RegisterHostArg))
+	key := strings.TrimSpace(form.Get(apitype.RegisterKeyArg))
+	hostname := strings.TrimSpace(form.Get(apitype.RegisterHostArg))
 	id, secret, err := s.core.Register(r.Context(), key, hostname, httperr.RemoteIP(r))
 	switch {
 	case errors.Is(err, store.ErrInvalidKey):

@@ -30,72 +30,20 @@ import (
 func operator(r *http.Request) core.Actor { return core.Operator(userOf(r), httperr.RemoteIP(r)) }
 
 // params is a request's parameters: its query string, and its body as
-// ePortal takes one (a urlencoded or multipart form, or a JSON object
-// whose values are strings, numbers, booleans, null or lists of strings).
-// A parameter not in allowed is refused, never ignored.
+// ePortal takes one (bodyValues). A parameter not in allowed is refused,
+// never ignored.
 func params(r *http.Request, allowed ...string) (url.Values, error) {
-	v := url.Values{}
-	for k, vs := range r.URL.Query() {
-		v[k] = append(v[k], vs...)
+	v, err := parseValues(r.URL.RawQuery)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "query: %v", err)
 	}
-	takesBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
-	if takesBody && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		br := bufio.NewReader(r.Body)
-		first, err := br.Peek(1)
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{br, r.Body}
-		switch {
-		case err == io.EOF:
-			ct = "none" // an empty body
-		case err != nil:
-			return nil, err // a body over the route's limit: 413
-		case ct == "" && first[0] == '{':
-			// No type: a JSON object, or else a urlencoded form, as its
-			// first byte says.
-			ct = "application/json"
-		case ct == "":
-			ct = "application/x-www-form-urlencoded"
-			r.Header.Set("Content-Type", ct)
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		b, err := bodyValues(r)
+		if err != nil {
+			return nil, err
 		}
-		switch ct {
-		case "none":
-		case "application/json":
-			var obj map[string]json.RawMessage
-			dec := json.NewDecoder(r.Body) // bounded by the route's body limit
-			if err := dec.Decode(&obj); err != nil {
-				return nil, httperr.Wrap(http.StatusBadRequest, "bad JSON body: "+err.Error(), err)
-			}
-			if dec.More() {
-				return nil, errorf(http.StatusBadRequest, "bad JSON body: one object, nothing after it")
-			}
-			for k, raw := range obj {
-				vs, err := jsonParam(raw)
-				if err != nil {
-					return nil, errorf(http.StatusBadRequest, "%s: %v", k, err)
-				}
-				v[k] = append(v[k], vs...)
-			}
-		case "application/x-www-form-urlencoded", "multipart/form-data":
-			if err := r.ParseMultipartForm(restBodyMax); err != nil && !errors.Is(err, http.ErrNotMultipart) {
-				return nil, httperr.Wrap(http.StatusBadRequest, "bad form body", err)
-			}
-			for k, vs := range r.PostForm {
-				v[k] = append(v[k], vs...)
-			}
-			if r.MultipartForm != nil {
-				for k, vs := range r.MultipartForm.Value {
-					v[k] = append(v[k], vs...)
-				}
-				if len(r.MultipartForm.File) > 0 {
-					r.MultipartForm.RemoveAll()
-					return nil, errorf(http.StatusBadRequest, "a file in the form: this route takes text fields")
-				}
-			}
-		default:
-			return nil, errorf(http.StatusUnsupportedMediaType, "body: want application/json, a urlencoded or a multipart form")
+		for k, vs := range b {
+			v[k] = append(v[k], vs...)
 		}
 	}
 	var unknown []string
@@ -110,6 +58,98 @@ func params(r *http.Request, allowed ...string) (url.Values, error) {
 			return nil, errorf(http.StatusBadRequest, "unknown parameter %s: this route takes none", strings.Join(unknown, ", "))
 		}
 		return nil, errorf(http.StatusBadRequest, "unknown parameter %s (this route takes %s)", strings.Join(unknown, ", "), strings.Join(allowed, ", "))
+	}
+	return v, nil
+}
+
+// parseValues parses a query string or a urlencoded form as ePortal's
+// clients write them: pairs separated by "&" only, so that a ";" is part
+// of a value (tags=env:test;stage), where url.ParseQuery would drop the
+// pair.
+func parseValues(raw string) (url.Values, error) {
+	v := url.Values{}
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "" {
+			continue
+		}
+		k, val, _ := strings.Cut(pair, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, err
+		}
+		if val, err = url.QueryUnescape(val); err != nil {
+			return nil, err
+		}
+		v[k] = append(v[k], val)
+	}
+	return v, nil
+}
+
+// bodyValues is a request body as ePortal takes one: a urlencoded or
+// multipart form, or a JSON object whose values are strings, numbers,
+// booleans, null or lists of strings. A body with no type is JSON when it
+// starts with "{", else a urlencoded form. It reads at most the route's
+// body limit.
+func bodyValues(r *http.Request) (url.Values, error) {
+	v := url.Values{}
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return v, nil
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	br := bufio.NewReader(r.Body)
+	first, err := br.Peek(1)
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, r.Body}
+	switch {
+	case err == io.EOF:
+		return v, nil // an empty body
+	case err != nil:
+		return nil, err // a body over the route's limit: 413
+	case ct == "" && first[0] == '{':
+		ct = "application/json"
+	case ct == "":
+		ct = "application/x-www-form-urlencoded"
+	}
+	switch ct {
+	case "application/json":
+		var obj map[string]json.RawMessage
+		dec := json.NewDecoder(r.Body) // bounded by the route's body limit
+		if err := dec.Decode(&obj); err != nil {
+			return nil, httperr.Wrap(http.StatusBadRequest, "bad JSON body: "+err.Error(), err)
+		}
+		if dec.More() {
+			return nil, errorf(http.StatusBadRequest, "bad JSON body: one object, nothing after it")
+		}
+		for k, raw := range obj {
+			vs, err := jsonParam(raw)
+			if err != nil {
+				return nil, errorf(http.StatusBadRequest, "%s: %v", k, err)
+			}
+			v[k] = append(v[k], vs...)
+		}
+	case "application/x-www-form-urlencoded":
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		if v, err = parseValues(string(b)); err != nil {
+			return nil, httperr.Wrap(http.StatusBadRequest, "bad form body", err)
+		}
+	case "multipart/form-data":
+		if err := r.ParseMultipartForm(restBodyMax); err != nil {
+			return nil, httperr.Wrap(http.StatusBadRequest, "bad form body", err)
+		}
+		for k, vs := range r.MultipartForm.Value {
+			v[k] = append(v[k], vs...)
+		}
+		if len(r.MultipartForm.File) > 0 {
+			r.MultipartForm.RemoveAll()
+			return nil, errorf(http.StatusBadRequest, "a file in the form: this route takes text fields")
+		}
+	default:
+		return nil, errorf(http.StatusUnsupportedMediaType, "body: want application/json, a urlencoded or a multipart form")
 	}
 	return v, nil
 }
