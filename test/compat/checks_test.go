@@ -375,8 +375,8 @@ var restChecks = map[string]func(t *testing.T, e *env, it item){
 		p := e.fleet(t).portal
 		wantCode(t, "kpatch.info", p.call(t, "GET", "/"+kernelID+"/2/kpatch.info", "", "", nil), 200, "kpatch-level: 2\nkpatch-kernel: "+fakekernel.Release)
 	},
-	"nagios-key":         nagiosCheck("/admin/api/kcare/nagios/"),
-	"nagios-cln-path":    nagiosCheck("/api/kcare/nagios/"),
+	"nagios-key":      nagiosCheck("/admin/api/kcare/nagios/"),
+	"nagios-cln-path": nagiosCheck("/api/kcare/nagios/"),
 	"nagios-unknown-key": func(t *testing.T, e *env, it item) {
 		p := e.fleet(t).portal
 		for _, path := range []string{"/admin/api/kcare/nagios/", "/api/kcare/nagios/"} {
