@@ -170,6 +170,8 @@ func TestPortalScenarios(t *testing.T) {
 		}
 	})
 
+	t.Run("eportal_style_conf_registers", func(t *testing.T) { eportalStyleRegister(t, g, p, sticky) })
+
 	t.Run("portal_down_kernel_untouched", func(t *testing.T) {
 		g.t = t
 		p.stop()
