@@ -20,6 +20,7 @@ import (
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/faultpoint"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
@@ -177,6 +178,7 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request)
 	if err != nil {
 		return nil, err
 	}
+	faultpoint.Hit(faultpoint.AfterVerify)
 	m := &b.Manifest
 	sys := a.sysfs()
 	if p, err := sys.Patch(m.Module.Name); err == nil && p.Enabled && !p.Transition {
@@ -198,6 +200,7 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request)
 	if err := a.Loader.Load(ctx, b.Module); err != nil {
 		return nil, fmt.Errorf("load %s: %w: %w", m.Module.Name, ErrLoad, err)
 	}
+	faultpoint.Hit(faultpoint.AfterLoad)
 	bound := a.Config.TransitionTimeout
 	if bound <= 0 {
 		bound = config.DefaultTransitionTimeout
@@ -218,6 +221,7 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request)
 	if err := a.record(b, data, sig, req); err != nil {
 		return nil, err
 	}
+	faultpoint.Hit(faultpoint.AfterRecord)
 	replaced, err := a.removeReplaced(ctx, m.Module.Name)
 	res := &Result{Manifest: *m, Replaced: replaced, Elapsed: time.Since(start)}
 	if err != nil {
@@ -315,6 +319,7 @@ func (a *Agent) removeReplaced(ctx context.Context, keep string) ([]string, erro
 			errs = append(errs, err)
 			continue
 		}
+		faultpoint.Hit(faultpoint.RemoveReplaced)
 		if err := a.Loader.Unload(ctx, name); err != nil && !errors.Is(err, kmod.ErrAbsent) {
 			errs = append(errs, fmt.Errorf("remove replaced module %s: %w", name, err))
 			continue
@@ -397,12 +402,17 @@ func (a *Agent) Unload(ctx context.Context) ([]string, error) {
 			continue
 		}
 		a.logf("disabling %s, waiting up to %s for it to go", p.Name, ReverseBound)
-		if err := a.removePatch(ctx, p.Name); err != nil {
+		if err := sys.Disable(p.Name); err != nil && !errors.Is(err, livepatch.ErrNoPatch) {
+			errs = append(errs, err)
+			continue
+		}
+		if err := sys.WaitGone(ctx, p.Name, ReverseBound); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		removed = append(removed, p.Name)
 	}
+	faultpoint.Hit(faultpoint.Unload)
 	for _, name := range a.kcareModules() {
 		if sys.Exists(name) {
 			continue

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/faultpoint"
 	"github.com/kcare/kcare/internal/index"
 )
 
@@ -80,6 +81,7 @@ func (a *Agent) cacheBundle(m *bundle.Manifest, data, sig []byte) (string, error
 	if err := writeAtomic(full, data, 0o644); err != nil {
 		return "", fmt.Errorf("cache bundle: %w", err)
 	}
+	faultpoint.Hit(faultpoint.CacheWrite)
 	if err := writeAtomic(full+".sig", sig, 0o644); err != nil {
 		return "", fmt.Errorf("cache bundle signature: %w", err)
 	}
