@@ -18,9 +18,11 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-# Unit tests: everything but the QEMU suite.
+# Unit tests: everything but the QEMU suite; then, built with the faults
+# tag, the tests that stop kcarectl at its fault points (internal/faultpoint).
 unit:
 	$(GO) test -count=1 -short ./...
+	$(GO) test -count=1 -short -tags faults ./internal/faultpoint/... ./internal/agent/... ./cmd/kcarectl/...
 
 # The unit tests again with every clock they meet 400 days ahead
 # (scripts/clockshift.sh): a test that compares a fixed date with the wall

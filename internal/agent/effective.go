@@ -161,18 +161,18 @@ func (a *Agent) effective(m *bundle.Manifest) Effective {
 // writeEffective records the effective identity and CVE list of the
 // applied level m, atomically.
 func (a *Agent) writeEffective(m *bundle.Manifest) error {
-	e := a.effective(m)
-	if err := e.check(); err != nil {
+	staged, err := a.stageEffective(m)
+	if err != nil {
 		return err
 	}
-	var cves bytes.Buffer
-	for _, c := range m.CVEs {
-		fmt.Fprintln(&cves, c.ID)
+	var errs []error
+	for _, p := range staged {
+		if err := p.Commit(); err != nil {
+			p.Abort()
+			errs = append(errs, err)
+		}
 	}
-	if err := writeAtomic(filepath.Join(a.stateDir(), CVEListFile), cves.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("record CVE list: %w", err)
-	}
-	if err := writeAtomic(filepath.Join(a.stateDir(), EffectiveFile), e.Marshal(), 0o644); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("record effective version: %w", err)
 	}
 	return nil

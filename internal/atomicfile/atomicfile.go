@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,8 +36,31 @@ var tempName = func(base string) string {
 // created 0600 until it holds all of data; renames it over path, which
 // replaces a symbolic link at path instead of following it; and syncs the
 // directory. The directory must exist. On failure path is unchanged and
-// the temporary file removed.
-func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
+// the temporary file removed. A process killed part-way leaves at most a
+// temporary file, which RemoveTemps finds.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	p, err := Prepare(path, data, perm)
+	if err != nil {
+		return err
+	}
+	if err := p.Commit(); err != nil {
+		p.Abort()
+		return err
+	}
+	return nil
+}
+
+// Pending is a file written and synced under a temporary name, not yet in
+// place: Commit puts it there, Abort removes it. It lets a writer take
+// the space a file needs before it does what the file is to record, so
+// that what is left afterwards is a rename, which needs none.
+type Pending struct {
+	path, tmp string
+}
+
+// Prepare does the first part of WriteFile: the temporary file holding
+// all of data with permissions perm, synced. On failure nothing is left.
+func Prepare(path string, data []byte, perm os.FileMode) (_ *Pending, err error) {
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("write %s: %w", path, err)
@@ -48,7 +72,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	}
 	f, err := create(dir, base)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -58,21 +82,70 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Chmod(perm); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
+	return &Pending{path: path, tmp: tmp}, nil
+}
+
+// Commit renames the file into place and syncs its directory.
+func (p *Pending) Commit() error {
+	if err := os.Rename(p.tmp, p.path); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, err)
 	}
-	return SyncDir(dir)
+	if err := SyncDir(filepath.Dir(p.path)); err != nil {
+		return fmt.Errorf("write %s: %w", p.path, err)
+	}
+	return nil
+}
+
+// Abort removes the temporary file; after Commit it does nothing.
+func (p *Pending) Abort() {
+	os.Remove(p.tmp)
+}
+
+// tempRE matches the names tempName makes.
+var tempRE = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{16}$`)
+
+// IsTemp reports whether name is one WriteFile gives its temporary files.
+func IsTemp(name string) bool { return tempRE.MatchString(name) }
+
+// RemoveTemps removes the temporary files that writers killed part-way
+// left in dir (not below it), and returns their names. Only regular files
+// with names IsTemp matches are removed; a directory that does not exist
+// has none.
+func RemoveTemps(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !IsTemp(e.Name()) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	if len(removed) > 0 {
+		errs = append(errs, SyncDir(dir))
+	}
+	return removed, errors.Join(errs...)
 }
 
 // create makes a new temporary file in dir for a file named base.

@@ -84,8 +84,13 @@ func (k *Keyring) Verify(data io.Reader, sig []byte) (Signature, error) {
 	rec := &errRecorder{r: data}
 	// Judge times as if the clock were ClockSkew ahead, so that a
 	// signature or key made on a machine whose clock runs a little ahead is
-	// not refused as made in the future.
-	cfg := &packet.Config{Time: func() time.Time { return time.Now().Add(ClockSkew) }}
+	// not refused as made in the future; or, for a keyring AsSigned, as of
+	// the moment the signature was made.
+	at := time.Now().Add(ClockSkew)
+	if k.asSigned {
+		at = chosen.CreationTime
+	}
+	cfg := &packet.Config{Time: func() time.Time { return at }}
 	verified, signer, err := openpgp.VerifyDetachedSignature(k.entities, rec, bytes.NewReader(raw), cfg)
 	if rec.err != nil {
 		return Signature{}, fmt.Errorf("read signed data: %w", rec.err)

@@ -162,7 +162,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case o.tag.set:
 		err = runTag(ctx, a, &o, stdout)
 	case o.info:
-		err = runInfo(a, o.json, stdout)
+		err = runInfo(ctx, a, o.json, stdout)
 	case o.uname:
 		err = runUname(a, stdout)
 	case o.patchInfo:
