@@ -526,6 +526,24 @@ func (a *Agent) UpdateLocal(ctx context.Context) (*Result, error) {
 	return a.applyWith(ctx, c.data, c.sig, nil, keys.AsSigned())
 }
 
+// checkCached checks the bundle the boot-time re-apply would load for
+// the kernel id: there, the recorded one, and signed by a trusted key.
+func (a *Agent) checkCached(id kernel.Identity) error {
+	c, err := a.localBundle(id)
+	if err != nil {
+		return err
+	}
+	if c.b != nil {
+		return nil // findCached verified it
+	}
+	keys, err := a.keyring()
+	if err != nil {
+		return err
+	}
+	_, err = bundle.Open(c.data, c.sig, keys.AsSigned())
+	return err
+}
+
 // localBundle finds the bundle to re-apply with no network: the recorded
 // one if it is for this kernel, which must be the very bundle recorded;
 // else the highest cached level for this kernel that verifies.

@@ -31,6 +31,9 @@ type Keyring struct {
 // wrong: a signature does not wear out, and what was signed by a valid
 // key stays so signed. A revoked key is still refused.
 func (k *Keyring) AsSigned() *Keyring {
+	if k == nil {
+		return nil
+	}
 	c := *k
 	c.asSigned = true
 	return &c

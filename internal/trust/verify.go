@@ -37,6 +37,22 @@ type Signature struct {
 	Created time.Time
 }
 
+// FutureError is a signature dated further ahead of this machine's clock
+// than ClockSkew allows: this clock or the signer's is wrong. It is an
+// ErrBadSignature (errors.Is); errors.As finds the times.
+type FutureError struct {
+	Issuer string
+	Made   time.Time // when the signature says it was made
+	Now    time.Time // this machine's clock when it was checked
+}
+
+func (e *FutureError) Error() string {
+	return fmt.Sprintf("%v by key %s: made in the future, at %s; check the clocks", ErrBadSignature, e.Issuer, e.Made.UTC().Format(time.RFC3339))
+}
+
+// Unwrap makes a FutureError an ErrBadSignature.
+func (e *FutureError) Unwrap() error { return ErrBadSignature }
+
 // ClockSkew is how far in the future a signature's (or its key's) creation
 // time may be, by this machine's clock, before Verify refuses it: the
 // clocks of a signer and a verifier never agree exactly.
@@ -196,7 +212,7 @@ func refusal(err error, sig *packet.Signature, issuer string) error {
 	case errors.Is(err, pgperrors.ErrKeyExpired):
 		return fmt.Errorf("%w: signing key %s has expired", ErrKeyExpired, issuer)
 	case errors.Is(err, pgperrors.ErrSignatureExpired) && sig.CreationTime.After(time.Now().Add(ClockSkew)):
-		return fmt.Errorf("%w by key %s: made in the future, at %s; check the clocks", ErrBadSignature, issuer, sig.CreationTime.UTC().Format(time.RFC3339))
+		return &FutureError{Issuer: issuer, Made: sig.CreationTime, Now: time.Now()}
 	case errors.Is(err, pgperrors.ErrSignatureExpired):
 		return fmt.Errorf("%w: signature by key %s, or the key's self-signature, is expired or not yet valid", ErrKeyExpired, issuer)
 	case errors.As(err, &structural), errors.As(err, &unsupported):

@@ -12,9 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/faultpoint"
-	"github.com/kcare/kcare/internal/kmod"
 )
 
 // errKilled is what the fault handler panics with: the run stops at its
@@ -46,36 +44,6 @@ func (e *env) runStopped(t *testing.T, point string, args ...string) {
 	if !reached {
 		t.Fatalf("kcarectl %s never reached the fault point %s", strings.Join(args, " "), point)
 	}
-}
-
-// reboot starts a fresh fake kernel on the same /var and /etc, as a
-// reboot (or a power cut and a boot) leaves them.
-func (e *env) reboot(t *testing.T) {
-	t.Helper()
-	e.k.Close()
-	for _, d := range []string{"sys", "proc"} {
-		if err := os.RemoveAll(filepath.Join(e.root, d)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	k, err := fakekernel.New(e.root, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	e.k = k
-	newLoader = func() kmod.Loader { return k }
-}
-
-// bootApply runs what kcare-boot apply runs at boot: kcarectl --update
-// with UPDATE_POLICY=LOCAL.
-func (e *env) bootApply(t *testing.T) (stdout, stderr string, code int) {
-	t.Helper()
-	conf := "/etc/sysconfig/kcare/kcare-boot.conf"
-	if err := os.WriteFile(filepath.Join(e.root, conf), []byte("UPDATE_POLICY=LOCAL\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return e.run("--config", conf, "--update")
 }
 
 // kernelState is what the kernel has: the kcare patches enabled in
