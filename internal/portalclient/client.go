@@ -63,12 +63,16 @@ func (c *Client) url(base, path string) (string, error) {
 	return u.String(), nil
 }
 
+func (c *Client) backoff() time.Duration {
+	if c.Backoff == 0 {
+		return time.Second
+	}
+	return c.Backoff
+}
+
 // do sends a request, retrying 429, 5xx and connection errors.
 func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn bool) (*http.Response, error) {
-	backoff := c.Backoff
-	if backoff == 0 {
-		backoff = time.Second
-	}
+	backoff := c.backoff()
 	var lastErr error
 	for try := 0; try < retries; try++ {
 		if try > 0 {
@@ -202,15 +206,50 @@ func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (bod
 
 // Download fetches a bundle by its path, reading at most size bytes: a
 // longer answer fails with index.ErrTooLarge. progress, if not nil, is
-// called with the bytes read so far.
+// called with the bytes read so far. A connection cut in the middle of
+// the bundle (a portal restarting, a proxy or a network dropping it) is
+// retried from the start, after a pause, up to retries times in all;
+// then the error wraps ErrUnreachable. The caller checks the digest.
 func (c *Client) Download(ctx context.Context, path string, size int64, progress func(done, total int64)) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
+	backoff := c.backoff()
+	var cut error
+	for try := 0; try < retries; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff *= 2
+		}
+		buf.Reset()
+		err := c.download(ctx, path, size, buf, progress)
+		if err == nil {
+			return buf.Bytes(), nil
+		}
+		var ce *cutError
+		if !errors.As(err, &ce) || ctx.Err() != nil {
+			return nil, err
+		}
+		cut = fmt.Errorf("download %s: cut off after %d of %d bytes, %d times: %w", path, buf.Len(), size, try+1, ce.err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnreachable, cut)
+}
+
+// cutError is a bundle's answer that ended before its end.
+type cutError struct{ err error }
+
+func (e *cutError) Error() string { return e.err.Error() }
+
+// download makes one request for a bundle and reads it into buf.
+func (c *Client) download(ctx context.Context, path string, size int64, buf *bytes.Buffer, progress func(done, total int64)) error {
 	resp, err := c.call(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	r := index.LimitedReader(resp.Body, size)
-	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
 	chunk := make([]byte, 64<<10)
 	for {
 		n, err := r.Read(chunk)
@@ -218,14 +257,15 @@ func (c *Client) Download(ctx context.Context, path string, size int64, progress
 		if progress != nil && n > 0 {
 			progress(int64(buf.Len()), size)
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", path, err)
+		switch {
+		case err == io.EOF:
+			return nil
+		case errors.Is(err, index.ErrTooLarge):
+			return fmt.Errorf("download %s: %w", path, err)
+		case err != nil:
+			return &cutError{err}
 		}
 	}
-	return buf.Bytes(), nil
 }
 
 // CheckIn reports this server's state.
