@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -70,8 +71,12 @@ func (c *Client) backoff() time.Duration {
 	return c.Backoff
 }
 
-// do sends a request, retrying 429, 5xx and connection errors.
-func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn bool) (*http.Response, error) {
+// do sends a request, retrying 429, 5xx and connection errors. A request
+// that must not be sent twice (resend false: a registration) is sent
+// again only when it cannot have reached the portal: the connection was
+// refused. A registration whose answer is lost may have been taken, and
+// a second one would register the server twice.
+func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn, resend bool) (*http.Response, error) {
 	backoff := c.backoff()
 	var lastErr error
 	for try := 0; try < retries; try++ {
@@ -102,6 +107,9 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, contentT
 				return nil, terr // no retry can fix a certificate
 			}
 			lastErr = fmt.Errorf("%w: %v", ErrUnreachable, err)
+			if !resend && !notSent(err) {
+				return nil, fmt.Errorf("%w; not sent again, as the portal may have taken it", lastErr)
+			}
 			continue
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
@@ -151,7 +159,7 @@ func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret
 		return "", "", err
 	}
 	form := url.Values{apitype.RegisterKeyArg: {key}, apitype.RegisterHostArg: {hostname}}
-	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false)
+	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false, false)
 	if err != nil {
 		return "", "", err
 	}
@@ -308,7 +316,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, con
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, method, u, body, contentType, true)
+	resp, err := c.do(ctx, method, u, body, contentType, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -317,4 +325,11 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, con
 		return nil, apiError(resp)
 	}
 	return resp, nil
+}
+
+// notSent reports whether a request failed before it could reach the
+// portal: the connection was never made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

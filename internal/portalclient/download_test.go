@@ -142,3 +142,52 @@ func TestDownloadGivesUp(t *testing.T) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 }
+
+// TestRegisterNotRepeatedAfterCut: a registration whose answer is lost
+// after the portal took it (the portal killed between its commit and its
+// answer) is not sent again, which would register the server twice; it
+// fails as the portal being unreachable. A registration the portal never
+// received (connection refused) is sent again.
+func TestRegisterNotRepeatedAfterCut(t *testing.T) {
+	var got atomic.Int32
+	l := listen(t, "127.0.0.1:0")
+	serve(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		if got.Add(1) == 1 {
+			// Taken, and the answer lost.
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"server_id":"srv-2","server_secret":"s"}`))
+	}))
+	c := testClient("http://" + l.Addr().String())
+	_, _, err := c.Register(context.Background(), "key", "host")
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("Register with the answer lost = %v, want ErrUnreachable", err)
+	}
+	if n := got.Load(); n != 1 {
+		t.Errorf("the portal received %d registrations, want 1", n)
+	}
+
+	// Nothing listens yet: refused, and sent again once the portal is up.
+	addr := listen(t, "127.0.0.1:0")
+	a := addr.Addr().String()
+	addr.Close()
+	var later atomic.Int32
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		if l, err := net.Listen("tcp", a); err == nil {
+			serve(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				later.Add(1)
+				w.Write([]byte(`{"server_id":"srv-3","server_secret":"s"}`))
+			}))
+		}
+	}()
+	id, _, err := testClient("http://"+a).Register(context.Background(), "key", "host")
+	if err != nil || id != "srv-3" || later.Load() != 1 {
+		t.Errorf("Register while the portal starts = %q, %v, %d requests; want srv-3, one request", id, err, later.Load())
+	}
+}
