@@ -705,3 +705,24 @@ func TestVerifyAsSigned(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyKeyMadeInTheFuture: with this machine's clock a year behind
+// the signer's, the signer's key itself is from the future, and the
+// refusal says the signature was made in the future, as for a signature
+// alone, not that the key expired.
+func TestVerifyKeyMadeInTheFuture(t *testing.T) {
+	born := time.Now().Add(365 * 24 * time.Hour)
+	e, err := generateKey("future", "", &packet.Config{Time: func() time.Time { return born }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Signer{entity: e, now: func() time.Time { return born.Add(time.Minute) }}
+	_, err = keyring(t, s).Verify(bytes.NewReader(bundle), sign(t, s, bundle))
+	var fe *FutureError
+	if !errors.As(err, &fe) || !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("Verify by a key made a year ahead = %v, want a FutureError", err)
+	}
+	if _, err := keyring(t, s).AsSigned().Verify(bytes.NewReader(bundle), sign(t, s, bundle)); err != nil {
+		t.Errorf("AsSigned().Verify = %v, want it accepted", err)
+	}
+}

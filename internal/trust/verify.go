@@ -112,6 +112,11 @@ func (k *Keyring) Verify(data io.Reader, sig []byte) (Signature, error) {
 		return Signature{}, fmt.Errorf("read signed data: %w", rec.err)
 	}
 	if err != nil {
+		if !k.asSigned && k.keyFromFuture(chosen) {
+			// With this clock behind the signer's, the key is from the
+			// future too, which the library calls expired.
+			return Signature{}, &FutureError{Issuer: issuer, Made: chosen.CreationTime, Now: time.Now()}
+		}
 		return Signature{}, refusal(err, chosen, issuer)
 	}
 	// The library picks the signature by the same rule as choose; make sure
@@ -261,4 +266,16 @@ func (e *errRecorder) Read(p []byte) (int, error) {
 		e.err = err
 	}
 	return n, err
+}
+
+// keyFromFuture reports whether the key that made sig was created further
+// ahead of this machine's clock than ClockSkew allows.
+func (k *Keyring) keyFromFuture(sig *packet.Signature) bool {
+	limit := time.Now().Add(ClockSkew)
+	for _, key := range k.entities.KeysById(*sig.IssuerKeyId) {
+		if key.PublicKey.CreationTime.After(limit) {
+			return true
+		}
+	}
+	return false
 }
