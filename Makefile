@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 10s
 
-.PHONY: all build scanner test unit unit-later fuzz vmtest demo vet clean packages systest
+.PHONY: all build scanner test unit unit-later fuzz vmtest faulttest demo vet clean packages systest
 
 all: build
 
@@ -38,6 +38,15 @@ fuzz:
 vmtest:
 	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
 
+# The fault tests (docs/reliability.md): kcarectl stopped at each of its
+# fault points on the real kernel in QEMU, killed or with the guest's
+# power cut there; full disks, damaged caches and records, a clock a year
+# off, downloads cut; eportal killed under load on SQLite and PostgreSQL,
+# its PostgreSQL restarted, its SQLite held by a long clean, its disk full
+# (as root, in a private mount namespace).
+faulttest:
+	$(GO) test -count=1 -v -timeout 30m ./test/faults/...
+
 # Everything CI runs. The kernel is fetched first so that the unit tests
 # that read a real Debian kernel image, headers and kallsyms find them (the
 # kallsyms dump is taken in a guest once per build-id and cached), and a
@@ -46,7 +55,7 @@ test: vet
 	@set -e; eval "$$($(GO) run ./test/vm/fetchkernel -kallsyms)"; \
 	eval "$$(scripts/postgres-test.sh)"; \
 	export KCARE_TEST_VMLINUZ KCARE_TEST_HEADERS KCARE_TEST_RELEASE KCARE_TEST_POSTGRES; \
-	$(MAKE) --no-print-directory unit unit-later fuzz vmtest
+	$(MAKE) --no-print-directory unit unit-later fuzz vmtest faulttest
 
 demo:
 	$(GO) run ./test/vm/demo

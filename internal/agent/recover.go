@@ -107,13 +107,16 @@ const corruptSuffix = ".corrupt"
 // the kernel and the verified cache, the index state from the portal's
 // next index.
 func (a *Agent) setAsideCorrupt() {
-	check := map[string]func() error{
-		a.statePath():      func() error { _, err := a.readState(); return err },
-		a.pendingPath():    func() error { _, err := a.readPending(); return err },
-		a.indexStatePath(): func() error { _, err := a.readIndexState(); return err },
-	}
-	for path, read := range check {
-		err := read()
+	for _, f := range []struct {
+		path string
+		read func() error
+	}{
+		{a.statePath(), func() error { _, err := a.readState(); return err }},
+		{a.pendingPath(), func() error { _, err := a.readPending(); return err }},
+		{a.indexStatePath(), func() error { _, err := a.readIndexState(); return err }},
+	} {
+		path := f.path
+		err := f.read()
 		if err == nil {
 			continue
 		}

@@ -11,21 +11,6 @@ import (
 	"time"
 )
 
-// Env names the point to act at and how, as POINT:ACTION, where ACTION is
-//
-//	kill           SIGKILL this process at once, as the OOM killer or
-//	               an operator's kill -9 would
-//	hang           write Marker and the point's name to /dev/console and
-//	               standard error, then block for ever: the test harness,
-//	               watching the console, cuts the guest's power there
-//	sleep=DURATION block for DURATION (time.ParseDuration), then go on
-//
-// A point passed more than once acts the first time only.
-const Env = "KCARE_FAULT"
-
-// Marker starts the line hang writes, for the harness to wait for.
-const Marker = "kcare-faultpoint: reached "
-
 var (
 	mu      sync.Mutex
 	handler func(point string)
