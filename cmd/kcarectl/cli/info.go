@@ -107,7 +107,7 @@ func runPatchInfo(a *agent.Agent, stdout io.Writer) error {
 // lock, nor for a user who cannot take it. What it did goes to stderr.
 func recoverQuietly(ctx context.Context, a *agent.Agent) {
 	err := a.Recover(ctx)
-	if err != nil && !errors.Is(err, agent.ErrLocked) && !errors.Is(err, fs.ErrPermission) {
+	if err != nil && a.Log != nil && !errors.Is(err, agent.ErrLocked) && !errors.Is(err, fs.ErrPermission) {
 		a.Log.Write([]byte("warning: " + err.Error() + "\n"))
 	}
 }
