@@ -1,5 +1,6 @@
 #!/bin/sh
 # Installs what kcare's build, demo and tests need on a Debian 12 machine.
+# (dwarves: pahole, which Debian's 6.12 kernels need to build modules.)
 # Go (1.26 or newer) must already be on PATH.
 set -eu
 
@@ -24,6 +25,7 @@ apt-get $apt_opts install -y -q --no-install-recommends \
 	make gcc libc6-dev build-essential libelf-dev libssl-dev bc flex bison patch \
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd \
 	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent tinyproxy rpm chromium faketime \
-	debootstrap e2fsprogs openssh-client dpkg-dev lintian ansible
+	debootstrap e2fsprogs openssh-client dpkg-dev lintian ansible \
+	dwarves
 
 mkdir -p /var/cache/kcare-test

@@ -63,7 +63,7 @@ type change struct {
 	// journal says PendingFile holds st; when the record already names
 	// the same bundle (the boot-time re-apply) none is written.
 	journal bool
-	staged  []*atomicfile.Pending // the effective identity and CVE list
+	staged  []*atomicfile.File // the effective identity and CVE list, synced, not in place
 }
 
 // prepare caches the bundle and writes the record of the level it holds,
@@ -128,9 +128,14 @@ func (c *change) commit() error {
 			}
 		}
 	}
+	return commitStaged(c.staged)
+}
+
+// commitStaged puts staged files in place.
+func commitStaged(staged []*atomicfile.File) error {
 	var errs []error
-	for _, p := range c.staged {
-		if err := p.Commit(); err != nil {
+	for _, f := range staged {
+		if err := f.Commit(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -147,8 +152,8 @@ func (c *change) abort() {
 		os.Remove(c.a.pendingPath())
 		atomicfile.SyncDir(c.a.stateDir())
 	}
-	for _, p := range c.staged {
-		p.Abort()
+	for _, f := range c.staged {
+		f.Close()
 	}
 }
 
@@ -162,16 +167,21 @@ func marshalState(s *State) ([]byte, error) {
 
 // stageEffective prepares the effective identity and CVE list of level m
 // where they differ from what is on disk.
-func (a *Agent) stageEffective(m *bundle.Manifest) ([]*atomicfile.Pending, error) {
+func (a *Agent) stageEffective(m *bundle.Manifest) ([]*atomicfile.File, error) {
 	e := a.effective(m)
-	if err := e.check(); err != nil {
+	if err := e.Check(); err != nil {
 		return nil, err
 	}
 	var cves bytes.Buffer
 	for _, c := range m.CVEs {
 		fmt.Fprintln(&cves, c.ID)
 	}
-	var staged []*atomicfile.Pending
+	var staged []*atomicfile.File
+	abort := func() {
+		for _, f := range staged {
+			f.Close()
+		}
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
@@ -183,14 +193,17 @@ func (a *Agent) stageEffective(m *bundle.Manifest) ([]*atomicfile.Pending, error
 		if err := os.MkdirAll(a.stateDir(), 0o755); err != nil {
 			return nil, err
 		}
-		p, err := atomicfile.Prepare(path, f.data, 0o644)
-		if err != nil {
-			for _, q := range staged {
-				q.Abort()
+		af, err := atomicfile.Create(path, 0o644)
+		if err == nil {
+			staged = append(staged, af)
+			if _, err = af.Write(f.data); err == nil {
+				err = af.Sync()
 			}
+		}
+		if err != nil {
+			abort()
 			return nil, fmt.Errorf("record %s: %w", f.name, err)
 		}
-		staged = append(staged, p)
 	}
 	return staged, nil
 }

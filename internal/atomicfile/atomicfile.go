@@ -1,7 +1,8 @@
 // Package atomicfile writes a file so that a reader sees its old contents
 // or its new ones, never a part, even after a crash; and so that a
 // symbolic link planted in the file's directory cannot redirect the write
-// to another file. Every file kcarectl writes goes through WriteFile.
+// to another file. Every file kcarectl and eportal write whole goes
+// through it: WriteFile, or Create and Commit for one written as a stream.
 package atomicfile
 
 import (
@@ -38,114 +39,99 @@ var tempName = func(base string) string {
 // directory. The directory must exist. On failure path is unchanged and
 // the temporary file removed. A process killed part-way leaves at most a
 // temporary file, which RemoveTemps finds.
-func WriteFile(path string, data []byte, perm os.FileMode) error {
-	p, err := Prepare(path, data, perm)
+func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
+	f, err := Create(path, perm)
 	if err != nil {
 		return err
 	}
-	if err := p.Commit(); err != nil {
-		p.Abort()
-		return err
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return nil
+	return f.Commit()
 }
 
-// Pending is a file written and synced under a temporary name, not yet in
-// place: Commit puts it there, Abort removes it. It lets a writer take
-// the space a file needs before it does what the file is to record, so
-// that what is left afterwards is a rename, which needs none.
-type Pending struct {
-	path, tmp string
+// File is a file being written atomically: written to a temporary file
+// beside its path, and put at its path by Commit. Until then the path
+// keeps what it had.
+type File struct {
+	f    *os.File
+	path string
+	perm os.FileMode
+	done bool
 }
 
-// Prepare does the first part of WriteFile: the temporary file holding
-// all of data with permissions perm, synced. On failure nothing is left.
-func Prepare(path string, data []byte, perm os.FileMode) (_ *Pending, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("write %s: %w", path, err)
-		}
-	}()
+// Create starts writing path atomically, as WriteFile does, for a
+// caller that writes it as a stream (an archive): Write to it, then
+// Commit; Close without Commit removes the temporary file.
+func Create(path string, perm os.FileMode) (*File, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := create(dir, base)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return nil, err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return nil, err
-	}
-	if err = f.Sync(); err != nil {
-		return nil, err
-	}
-	if err = f.Close(); err != nil {
-		return nil, err
-	}
-	return &Pending{path: path, tmp: tmp}, nil
+	return &File{f: f, path: path, perm: perm}, nil
 }
 
-// Commit renames the file into place and syncs its directory.
-func (p *Pending) Commit() error {
-	if err := os.Rename(p.tmp, p.path); err != nil {
-		return fmt.Errorf("write %s: %w", p.path, err)
-	}
-	if err := SyncDir(filepath.Dir(p.path)); err != nil {
-		return fmt.Errorf("write %s: %w", p.path, err)
+// Write writes to the temporary file.
+func (f *File) Write(b []byte) (int, error) { return f.f.Write(b) }
+
+// Sync syncs what was written so far, before Commit: a writer takes the
+// space a file needs before it does what the file is to record, so that
+// what is left afterwards is Commit's rename, which needs none.
+func (f *File) Sync() error {
+	if err := f.f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", f.path, err)
 	}
 	return nil
 }
 
-// Abort removes the temporary file; after Commit it does nothing.
-func (p *Pending) Abort() {
-	os.Remove(p.tmp)
+// Commit gives the file its permissions, syncs it, renames it over its
+// path and syncs the directory.
+func (f *File) Commit() (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}()
+	if f.done {
+		return errors.New("already committed or closed")
+	}
+	f.done = true
+	tmp := f.f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.f.Chmod(f.perm); err != nil {
+		f.f.Close()
+		return err
+	}
+	if err = f.f.Sync(); err != nil {
+		f.f.Close()
+		return err
+	}
+	if err = f.f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, f.path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(tmp))
 }
 
-// tempRE matches the names tempName makes.
-var tempRE = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{16}$`)
-
-// IsTemp reports whether name is one WriteFile gives its temporary files.
-func IsTemp(name string) bool { return tempRE.MatchString(name) }
-
-// RemoveTemps removes the temporary files that writers killed part-way
-// left in dir (not below it), and returns their names. Only regular files
-// with names IsTemp matches are removed; a directory that does not exist
-// has none.
-func RemoveTemps(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+// Close removes the temporary file unless Commit has put it in place.
+func (f *File) Close() error {
+	if f.done {
+		return nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	var errs []error
-	for _, e := range ents {
-		if !e.Type().IsRegular() || !IsTemp(e.Name()) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-			continue
-		}
-		removed = append(removed, e.Name())
-	}
-	if len(removed) > 0 {
-		errs = append(errs, SyncDir(dir))
-	}
-	return removed, errors.Join(errs...)
+	f.done = true
+	f.f.Close()
+	return os.Remove(f.f.Name())
 }
 
 // create makes a new temporary file in dir for a file named base.
@@ -205,4 +191,40 @@ func OpenLock(path string, perm os.FileMode) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// tempRE matches the names tempName makes.
+var tempRE = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{16}$`)
+
+// IsTemp reports whether name is one WriteFile gives its temporary files.
+func IsTemp(name string) bool { return tempRE.MatchString(name) }
+
+// RemoveTemps removes the temporary files that writers killed part-way
+// left in dir (not below it), and returns their names. Only regular files
+// with names IsTemp matches are removed; a directory that does not exist
+// has none.
+func RemoveTemps(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !IsTemp(e.Name()) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	if len(removed) > 0 {
+		errs = append(errs, SyncDir(dir))
+	}
+	return removed, errors.Join(errs...)
 }

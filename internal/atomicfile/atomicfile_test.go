@@ -162,36 +162,44 @@ func TestOpenLock(t *testing.T) {
 	}
 }
 
-func TestPrepareCommitAbort(t *testing.T) {
+// TestSyncThenCommit: a file written and synced stays out of place until
+// Commit, and Close without Commit leaves nothing.
+func TestSyncThenCommit(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := Prepare(path, []byte("new\n"), 0o644)
-	if err != nil {
-		t.Fatal(err)
+	write := func(data string) *File {
+		f, err := Create(path, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		return f
 	}
+	f := write("new\n")
 	if b, _ := os.ReadFile(path); string(b) != "old\n" {
 		t.Errorf("before Commit %s holds %q, want the old contents", path, b)
 	}
-	if err := p.Commit(); err != nil {
+	if err := f.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	p.Abort() // nothing to do after Commit
+	f.Close() // nothing to do after Commit
 	if b, _ := os.ReadFile(path); string(b) != "new\n" {
 		t.Errorf("after Commit %s holds %q, want %q", path, b, "new\n")
 	}
-	p, err = Prepare(path, []byte("newer\n"), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Abort()
+	write("newer\n").Close()
 	if got := list(t, dir); len(got) != 1 || got[0] != "state.json" {
-		t.Errorf("after Abort the directory holds %v, want only state.json", got)
+		t.Errorf("after Close the directory holds %v, want only state.json", got)
 	}
 	if b, _ := os.ReadFile(path); string(b) != "new\n" {
-		t.Errorf("after Abort %s holds %q, want %q", path, b, "new\n")
+		t.Errorf("after Close %s holds %q, want %q", path, b, "new\n")
 	}
 }
 

@@ -65,7 +65,7 @@ func FindHeaders(dir string) (Headers, error) {
 // Options of one build.
 type Options struct {
 	Headers Headers
-	Src     string   // directory of .c and .h files
+	Src     string   // directory of .c and .h files; may be empty when Parts are given
 	Name    string   // module name, e.g. kcare_l2
 	Defines []string // NAME or NAME=VALUE, passed as -D
 	Out     string   // where to write NAME.ko
@@ -74,10 +74,25 @@ type Options struct {
 	// by path relative to it: headers the sources include, such as
 	// kcare/klp.h.
 	Files map[string][]byte
+	// Chroot, when set, is a build root (a Debian system made with
+	// debootstrap, as root) whose compiler and tools build the module:
+	// make runs chrooted there, with the headers' tree and the build
+	// directory bound into it, in a mount namespace of its own.
+	Chroot string
+	// Parts are more source directories built into the same module,
+	// each copied into its own subdirectory (part1, part2, ...) and
+	// compiled with its own defines besides Defines.
+	Parts []Part
 	// AllowUndefined has modpost warn about, rather than refuse, symbols
 	// the kernel does not export (KBUILD_MODPOST_WARN=1), for a caller
 	// that turns them into livepatch relocations afterwards.
 	AllowUndefined bool
+}
+
+// Part is one source directory of a module built from several.
+type Part struct {
+	Src     string
+	Defines []string
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9_]{1,55}$`)
@@ -94,22 +109,56 @@ func Build(ctx context.Context, o Options) error {
 			return fmt.Errorf("build: bad define %q", d)
 		}
 	}
+	for _, p := range o.Parts {
+		for _, d := range p.Defines {
+			if !validDefine.MatchString(d) {
+				return fmt.Errorf("build: bad define %q", d)
+			}
+		}
+	}
 	tmp, err := os.MkdirTemp("", "kcare-build-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	objs, err := copySources(o.Src, tmp)
-	if err != nil {
-		return err
+	var objs []string
+	if o.Src != "" {
+		if objs, err = copySources(o.Src, tmp); err != nil {
+			return err
+		}
+		if len(objs) == 0 {
+			return fmt.Errorf("build: no .c files in %s", o.Src)
+		}
 	}
-	if len(objs) == 0 {
-		return fmt.Errorf("build: no .c files in %s", o.Src)
+	// partFlags are the per-object flags of the parts' objects.
+	var partFlags []string
+	for i, p := range o.Parts {
+		dir := fmt.Sprintf("part%d", i+1)
+		if err := os.Mkdir(filepath.Join(tmp, dir), 0o755); err != nil {
+			return err
+		}
+		pobjs, err := copySources(p.Src, filepath.Join(tmp, dir))
+		if err != nil {
+			return err
+		}
+		if len(pobjs) == 0 {
+			return fmt.Errorf("build: no .c files in %s", p.Src)
+		}
+		for _, obj := range pobjs {
+			obj = dir + "/" + obj
+			objs = append(objs, obj)
+			for _, d := range p.Defines {
+				partFlags = append(partFlags, fmt.Sprintf("CFLAGS_%s += -D%s", obj, d))
+			}
+		}
 	}
 	for rel, data := range o.Files {
 		p := filepath.Join(tmp, filepath.FromSlash(rel))
-		if !filepath.IsLocal(rel) || strings.HasSuffix(rel, ".c") {
+		if !filepath.IsLocal(rel) || (strings.HasSuffix(rel, ".c") && strings.Contains(rel, "/")) {
 			return fmt.Errorf("build: bad extra file %q", rel)
+		}
+		if strings.HasSuffix(rel, ".c") {
+			objs = append(objs, strings.TrimSuffix(rel, ".c")+".o")
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -123,6 +172,10 @@ func Build(ctx context.Context, o Options) error {
 			return fmt.Errorf("build: source %s.c has the module's name; rename it", o.Name)
 		}
 	}
+	if len(objs) == 0 {
+		return errors.New("build: no sources")
+	}
+	sort.Strings(objs)
 	var kb bytes.Buffer
 	fmt.Fprintf(&kb, "obj-m := %s.o\n", o.Name)
 	if !(len(objs) == 1 && objs[0] == o.Name+".o") {
@@ -131,17 +184,31 @@ func Build(ctx context.Context, o Options) error {
 	for _, d := range o.Defines {
 		fmt.Fprintf(&kb, "ccflags-y += -D%s\n", d)
 	}
+	if len(o.Parts) > 0 {
+		// The parts include headers of the build directory's top.
+		kb.WriteString("ccflags-y += -I$(src)\n")
+	}
+	for _, f := range partFlags {
+		kb.WriteString(f + "\n")
+	}
 	if err := os.WriteFile(filepath.Join(tmp, "Kbuild"), kb.Bytes(), 0o644); err != nil {
 		return err
 	}
-	args := []string{"-C", o.Headers.Dir}
-	if o.Headers.Common != "" {
-		args = append(args, "-f", filepath.Join(o.Headers.Common, "Makefile"))
-	}
-	args = append(args, "M="+tmp, "modules")
-	cmd := exec.CommandContext(ctx, "make", args...)
+	var env []string
 	if o.AllowUndefined {
-		cmd.Env = append(os.Environ(), "KBUILD_MODPOST_WARN=1")
+		env = append(env, "KBUILD_MODPOST_WARN=1")
+	}
+	var cmd *exec.Cmd
+	if o.Chroot == "" {
+		args := []string{"-C", o.Headers.Dir}
+		if o.Headers.Common != "" {
+			args = append(args, "-f", filepath.Join(o.Headers.Common, "Makefile"))
+		}
+		args = append(args, "M="+tmp, "modules")
+		cmd = exec.CommandContext(ctx, "make", args...)
+		cmd.Env = append(os.Environ(), env...)
+	} else if cmd, err = chrootMake(ctx, o, tmp, env); err != nil {
+		return err
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -202,3 +269,74 @@ func tail(s string, n int) string {
 
 // ErrNoHeaders is returned when no headers directory was given.
 var ErrNoHeaders = errors.New("no kernel headers given")
+
+// chrootMake returns the command that runs make for o in o.Chroot: the
+// tree holding the headers (the usr directory above usr/src, where the
+// headers' links to kbuild lead) and the build directory are bound under
+// /kcare in the root, in a private mount namespace that ends with it.
+func chrootMake(ctx context.Context, o Options, build string, env []string) (*exec.Cmd, error) {
+	root, err := filepath.Abs(o.Chroot)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "make")); err != nil {
+		return nil, fmt.Errorf("build: %s is no build root: %w", root, err)
+	}
+	binds := map[string]string{build: "/kcare/build"} // host -> inside
+	inside := func(p string) (string, error) {
+		p, err := filepath.Abs(p)
+		if err != nil {
+			return "", err
+		}
+		for host, in := range binds {
+			if rel, err := filepath.Rel(host, p); err == nil && filepath.IsLocal(rel) {
+				return filepath.Join(in, rel), nil
+			}
+		}
+		top := filepath.Dir(filepath.Dir(p))
+		in := fmt.Sprintf("/kcare/tree%d", len(binds))
+		binds[top] = in
+		rel, _ := filepath.Rel(top, p)
+		return filepath.Join(in, rel), nil
+	}
+	headers, err := inside(o.Headers.Dir)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"make", "-C", headers}
+	if o.Headers.Common != "" {
+		common, err := inside(o.Headers.Common)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-f", filepath.Join(common, "Makefile"))
+	}
+	args = append(args, "M=/kcare/build", "modules")
+
+	var sh strings.Builder
+	sh.WriteString("set -e\n")
+	hosts := make([]string, 0, len(binds))
+	for h := range binds {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		in := root + binds[h]
+		fmt.Fprintf(&sh, "mkdir -p %s\nmount --bind %s %s\n", shellQuote(in), shellQuote(h), shellQuote(in))
+	}
+	fmt.Fprintf(&sh, "mount --rbind /dev %s\nmount -t proc proc %s\n", shellQuote(root+"/dev"), shellQuote(root+"/proc"))
+	fmt.Fprintf(&sh, "exec chroot %s /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8", shellQuote(root))
+	for _, e := range env {
+		sh.WriteString(" " + shellQuote(e))
+	}
+	for _, a := range args {
+		sh.WriteString(" " + shellQuote(a))
+	}
+	sh.WriteString("\n")
+	return exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", sh.String()), nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,4 +165,71 @@ func ParseModinfo(data []byte) (Info, error) {
 		return Info{}, errors.New("modinfo: no name or vermagic")
 	}
 	return info, nil
+}
+
+// gccComment matches a GCC identification in a .comment section or a
+// kernel banner: "GCC: (Debian 12.2.0-14+deb12u1) 12.2.0" or
+// "gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0".
+var gccComment = regexp.MustCompile(`(?:GCC:|gcc[-0-9]*) \([^)]*\) ([0-9]+\.[0-9]+(?:\.[0-9]+)?)`)
+
+// Compilers returns the GCC versions ("12.2.0") named in a module's
+// .comment section, one each, in order: what compiled its objects.
+func Compilers(image []byte) ([]string, error) {
+	f, err := elf.NewFile(bytes.NewReader(image))
+	if err != nil {
+		return nil, fmt.Errorf("read module: not an ELF file: %w", err)
+	}
+	defer f.Close()
+	sec := f.Section(".comment")
+	if sec == nil {
+		return nil, nil
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("read module .comment: %w", err)
+	}
+	var out []string
+	for _, s := range strings.Split(string(data), "\x00") {
+		if m := gccComment.FindStringSubmatch(s); m != nil && !slices.Contains(out, m[1]) {
+			out = append(out, m[1])
+		}
+	}
+	return out, nil
+}
+
+// BannerCompiler returns the GCC version a kernel was built with, from
+// its banner ("Linux version 6.1.0-47-amd64 (…) (gcc-12 (Debian
+// 12.2.0-14+deb12u1) 12.2.0, GNU ld …"); ok is false for another compiler.
+func BannerCompiler(banner string) (string, bool) {
+	m := gccComment.FindStringSubmatch(banner)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// ErrWrongCompiler means a module was compiled by another GCC release than
+// its kernel: its code would not match the kernel's conventions.
+var ErrWrongCompiler = errors.New("module built with another compiler than the kernel")
+
+// CheckCompiler refuses a module compiled with another GCC release than
+// the kernel whose banner is given.
+func CheckCompiler(image []byte, banner string) error {
+	have, err := Compilers(image)
+	if err != nil {
+		return err
+	}
+	want, ok := BannerCompiler(banner)
+	if !ok {
+		return nil // not a GCC kernel: nothing to compare
+	}
+	for _, v := range have {
+		if v != want {
+			return fmt.Errorf("%w: the module was compiled by GCC %s, the kernel by GCC %s", ErrWrongCompiler, v, want)
+		}
+	}
+	if len(have) == 0 {
+		return fmt.Errorf("%w: the module names no compiler (no .comment), the kernel was compiled by GCC %s", ErrWrongCompiler, want)
+	}
+	return nil
 }

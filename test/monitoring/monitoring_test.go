@@ -73,7 +73,7 @@ func newFleet(t *testing.T) *fleet {
 		if err := st.Register(ctx, "mon", s); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.CheckIn(ctx, s.ID, store.CheckIn{Hostname: host, IP: s.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+		if err := st.CheckIn(ctx, s.ID, store.Report{Hostname: host, IP: s.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 			KernelID: kernel.KernelID(fakekernel.Version), Level: 1, LastResult: "ok", At: time.Now()}); err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +37,7 @@ func ring(t testing.TB, ss ...*trust.Signer) *trust.Keyring { return bundletest.
 // read-only user (bob), and a clock the test moves.
 type portal struct {
 	st    store.Store
+	srv   *server.Server
 	http  *httptest.Server
 	mu    sync.Mutex
 	clock time.Time
@@ -70,6 +70,7 @@ func newPortal(t testing.TB) *portal {
 	st := storetest.Open(t, "sqlite")
 	p := &portal{st: st, clock: testStart}
 	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: p.now})})
+	p.srv = srv
 	p.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(p.http.Close)
 	for _, u := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
@@ -184,13 +185,4 @@ func (b *browser) signIn(user, password string) string {
 		b.t.Fatalf("no CSRF token on /admin/keys after signing in as %s", user)
 	}
 	return csrf
-}
-
-func contains(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
 }

@@ -52,7 +52,7 @@ func TestForgedHostnameFromPortal(t *testing.T) {
 		if err := st.Register(ctx, "mon", sv); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.CheckIn(ctx, sv.ID, store.CheckIn{Hostname: s.host, IP: s.ip, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+		if err := st.CheckIn(ctx, sv.ID, store.Report{Hostname: s.host, IP: s.ip, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 			KernelID: kernel.KernelID(fakekernel.Version), Level: s.level, LastResult: "ok", At: now.Add(-time.Hour)}); err != nil {
 			t.Fatal(err)
 		}

@@ -1,9 +1,10 @@
 package cli
 
 import (
-	"github.com/kcare/kcare/internal/secretflag"
 	"net/netip"
 	"strings"
+
+	"github.com/kcare/kcare/internal/secretflag"
 )
 
 // metricsToken reads the bearer token /metrics requires from path, one

@@ -3,23 +3,20 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/kcare/kcare/internal/cmdline"
 	"github.com/kcare/kcare/internal/portal/daemon"
+	"github.com/kcare/kcare/internal/secretflag"
 )
 
-var now = func() time.Time { return time.Now().UTC() }
-
-func runServe(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var db dbFlags
-	db.register(fs)
+func serveCmd(e *env) *cmdline.Command {
+	fs := flags("serve")
+	db := withDB(fs)
 	var o daemon.Options
 	fs.StringVar(&o.Listen, "listen", daemon.DefaultListen, "listen on `ADDR`")
 	fs.StringVar(&o.PublisherKeys, "publisher-keys", "", "publisher public key `PATH` (file or directory; default DATA/publishers)")
@@ -39,15 +36,20 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&o.MaxConnsPerSource, "max-conns-per-source", daemon.DefaultMaxConnsPerSource, "hold at most `N` connections from one address (0: no bound; behind a proxy, raise it)")
 	var metricsAllowed listFlag
 	fs.Var(&metricsAllowed, "metrics-allow", "serve GET /metrics only to this `CIDR` (repeatable)")
-	if _, err := parse(fs, e, args); err != nil {
-		return err
-	}
+	return &cmdline.Command{Name: "serve", Summary: "run the portal", Flags: fs,
+		Run: func(ctx context.Context, args []string) error {
+			return serve(ctx, e, db, o, metricsAllowed, *metricsTokenFile, *jsonLog, upTokenFlags)
+		}}
+}
+
+// serve runs eportal serve with its flags parsed, until SIGINT or SIGTERM.
+func serve(ctx context.Context, e *env, db *dbFlags, o daemon.Options, metricsAllowed []string, metricsTokenFile string, jsonLog bool, upTokenFlags *secretflag.Value) error {
 	var err error
 	if o.MetricsAllow, err = metricsAllow(metricsAllowed); err != nil {
 		return err
 	}
-	if *metricsTokenFile != "" {
-		if o.MetricsToken, err = metricsToken(*metricsTokenFile); err != nil {
+	if metricsTokenFile != "" {
+		if o.MetricsToken, err = metricsToken(metricsTokenFile); err != nil {
 			return err
 		}
 	}
@@ -58,7 +60,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return usageErr("--upstream needs an upstream token (--upstream-token-file FILE or %s)", upstreamTokenSource.Env)
 	}
 	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
-	if *jsonLog {
+	if jsonLog {
 		h = slog.NewJSONHandler(e.stderr, nil)
 	}
 	o.Log, o.DataDir, o.DSN = slog.New(h), db.data, db.dsn

@@ -25,12 +25,13 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"analyze": {"list the functions a kernel fix changes", runAnalyze},
-	"keygen":  {"make a publisher signing key pair", runKeygen},
-	"module":  {"build a livepatch module against a kernel's headers", runModule},
-	"pack":    {"pack and sign a module as a patch bundle", runPack},
-	"verify":  {"check a bundle's signature and contents", runVerify},
-	"publish": {"upload a bundle and its signature to a portal", runPublish},
+	"analyze":   {"list the functions a kernel fix changes", runAnalyze},
+	"buildroot": {"list, make or remove the Debian build roots of other compilers", runBuildroot},
+	"keygen":    {"make a publisher signing key pair", runKeygen},
+	"module":    {"build a livepatch module against a kernel's headers", runModule},
+	"pack":      {"pack and sign a module as a patch bundle", runPack},
+	"verify":    {"check a bundle's signature and contents", runVerify},
+	"publish":   {"upload a bundle and its signature to a portal", runPublish},
 }
 
 // errUsage marks an error in the command line.
@@ -76,7 +77,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 }
 
@@ -89,7 +90,7 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		}
 		return errUsage
 	}
-	if fs.NArg() > 0 && fs.Name() != "verify" && fs.Name() != "publish" && fs.Name() != "analyze" {
+	if fs.NArg() > 0 && fs.Name() != "verify" && fs.Name() != "publish" && fs.Name() != "analyze" && fs.Name() != "buildroot" {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil

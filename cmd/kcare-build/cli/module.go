@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kcare/kcare/internal/debian"
 	"github.com/kcare/kcare/internal/kbuild"
 	"github.com/kcare/kcare/internal/klp"
 	"github.com/kcare/kcare/internal/kmod"
@@ -20,7 +21,8 @@ import (
 func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("module", flag.ContinueOnError)
 	headers := fs.String("headers", "", "kernel headers `DIR` (linux-headers-RELEASE, or an extracted package tree)")
-	src := fs.String("src", "", "source `DIR` of the livepatch (.c and .h files)")
+	var srcs listFlag
+	fs.Var(&srcs, "src", "source `DIR` of the livepatch (.c and .h files); repeated, the sources of a cumulative level, each ending with KCARE_LIVEPATCH (kcare/klp.h), built into one patch")
 	out := fs.String("out", "", "write the module to `FILE`.ko")
 	name := fs.String("name", "", "module `NAME` (default: the --out file name without .ko)")
 	var defines listFlag
@@ -33,12 +35,13 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	modules := fs.String("modules", "", "`DIR` of the target kernel's modules (/lib/modules/RELEASE) where --object finds NAME.ko")
 	fs.Var(&sympos, "sympos", "which of several same-named symbols the patch means, `[OBJECT:]NAME=POS` counting from 1 in kallsyms order (repeatable)")
 	verbose := fs.Bool("v", false, "show the kbuild output and every symbol resolved")
+	cache := fs.String("cache", defaultCache(), "`DIR` of the build roots (DIR/buildroots): a kernel built with a compiler the host lacks is built in the build root of its Debian release, made there with debootstrap when missing")
 	var against listFlag
 	fs.Var(&against, "check-against", "refuse to write a module that does not replace every function the analysis `FILE` (kcare-build analyze --out) lists (repeatable: one per fix of a cumulative level)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if err := required("headers", *headers, "src", *src, "out", *out); err != nil {
+	if err := required("headers", *headers, "src", srcs.String(), "out", *out); err != nil {
 		return err
 	}
 	if *kallsyms != "" && *systemMap != "" {
@@ -65,6 +68,26 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	opts.Sympos = choices
 
+	// The kernel's own compiler: the host's when it matches, otherwise
+	// a build root's.
+	release, err := headersRelease(h.Dir)
+	if err != nil {
+		return err
+	}
+	var roots *debian.BuildRoots
+	var archive func() (*debian.Archive, error)
+	if *cache != "" {
+		roots = buildRoots(*cache, stderr)
+		archive = func() (*debian.Archive, error) { return openArchive(*cache, stderr) }
+	}
+	tc, err := debian.ChooseToolchain(ctx, h.Dir, release, roots, archive)
+	if err != nil {
+		return err
+	}
+	if *verbose {
+		fmt.Fprintf(stderr, "kcare-build: %s was built with %s; building with the %s\n", release, tc.Kernel.Text, tc)
+	}
+
 	tmp, err := os.MkdirTemp("", "kcare-module-")
 	if err != nil {
 		return err
@@ -72,9 +95,22 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer os.RemoveAll(tmp)
 	built := filepath.Join(tmp, *name+".ko")
 	o := kbuild.Options{
-		Headers: h, Src: *src, Name: *name, Defines: defines, Out: built,
+		Headers: h, Name: *name, Defines: defines, Out: built,
 		Files:          map[string][]byte{klp.HeaderPath: klp.Header},
 		AllowUndefined: true,
+	}
+	if tc.Root != nil {
+		o.Chroot = tc.Root.Dir
+	}
+	if len(srcs) == 1 {
+		o.Src = srcs[0]
+	} else {
+		// A cumulative level: each source a part, merged into one
+		// patch by kcare_level.c.
+		o.Files = klp.LevelFiles(len(srcs))
+		for i, s := range srcs {
+			o.Parts = append(o.Parts, kbuild.Part{Src: s, Defines: []string{klp.PartDefine(i + 1)}})
+		}
 	}
 	if *verbose {
 		o.Log = stderr
@@ -85,6 +121,9 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ko, err := os.ReadFile(built)
 	if err != nil {
 		return err
+	}
+	if err := checkModuleCompiler(ko, tc.Kernel); err != nil {
+		return fmt.Errorf("build %s: %w", *name, err)
 	}
 	res, err := klp.Convert(ko, opts)
 	if err != nil {
@@ -227,4 +266,33 @@ func findModule(dir, name string) (string, error) {
 		return "", fmt.Errorf("module object %s: %s: %w; decompress it and give --object %s=FILE.ko", name, found[0], errCompressedModule, name)
 	}
 	return found[0], nil
+}
+
+// headersRelease returns the kernel release of a headers directory
+// (include/config/kernel.release).
+func headersRelease(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "include", "config", "kernel.release"))
+	if err != nil {
+		return "", fmt.Errorf("the headers' kernel release: %w", err)
+	}
+	r := strings.TrimSpace(string(data))
+	if r == "" {
+		return "", fmt.Errorf("the headers' kernel release: %s/include/config/kernel.release is empty", dir)
+	}
+	return r, nil
+}
+
+// checkModuleCompiler refuses a module some of whose objects another GCC
+// release compiled than the kernel's.
+func checkModuleCompiler(ko []byte, want debian.Compiler) error {
+	have, err := kmod.Compilers(ko)
+	if err != nil {
+		return err
+	}
+	for _, v := range have {
+		if v != want.Version {
+			return fmt.Errorf("%w: %w: the module was compiled by GCC %s, the kernel by %s", errRefused, kmod.ErrWrongCompiler, v, want.Text)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -84,6 +85,12 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if info.Release() != id.Release {
 		return fmt.Errorf("module %s was built for %s (vermagic %q), kernel %s is %s", *module, info.Release(), info.Vermagic, *kimg, id.Release)
+	}
+	if err := kmod.CheckCompiler(ko, id.Banner); err != nil {
+		if errors.Is(err, kmod.ErrWrongCompiler) {
+			return fmt.Errorf("%w: module %s: %w", errRefused, *module, err)
+		}
+		return fmt.Errorf("module %s: %w", *module, err)
 	}
 	m := bundle.Manifest{
 		Name:  *name,

@@ -45,10 +45,12 @@ type Config struct {
 	// IndexKey is the portal's online key: it signs indexes. Only the
 	// agent API needs it; the command line's Core has none.
 	IndexKey *trust.Signer
-	// Publishers are the keys a bundle must be signed by; nil refuses
-	// every publish.
+	// Publishers are publisher keys trusted beside those in the database:
+	// the publishers directory's (or --publisher-keys'). nil: none.
 	Publishers *trust.Keyring
-	IndexTTL   time.Duration // 0: DefaultIndexTTL
+	// PublishersFrom names where Publishers were read from.
+	PublishersFrom string
+	IndexTTL       time.Duration // 0: DefaultIndexTTL
 	// InactiveAge is how long a server may go without checking in before
 	// it counts as inactive; 0 means fleet.DefaultInactiveAge.
 	InactiveAge time.Duration

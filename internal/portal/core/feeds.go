@@ -157,9 +157,10 @@ const (
 )
 
 // KernelLevel is one level of a kernel, with its state in a feed ("" when
-// no feed is asked about).
+// no feed is asked about). The level is a named field, not embedded: its
+// own field Level (the number) would be hidden behind the struct.
 type KernelLevel struct {
-	store.Level
+	Level store.Level
 	State LevelState
 }
 
@@ -197,7 +198,7 @@ func (c *Core) Kernels(ctx context.Context, feed *store.Feed) ([]KernelLevels, e
 		for j := len(levels) - 1; j >= 0; j-- {
 			row := KernelLevel{Level: levels[j]}
 			if feed != nil {
-				row.State = levelState(feed, row.Channel, states[row.Patchset])
+				row.State = levelState(feed, row.Level.Channel, states[row.Level.Patchset])
 			}
 			out[i].Levels = append(out[i].Levels, row)
 		}

@@ -97,6 +97,10 @@ func (c *Core) Key(ctx context.Context, key string) (*store.Key, error) { return
 // Keys lists the keys with their server counts, in order of creation.
 func (c *Core) Keys(ctx context.Context) ([]store.Key, error) { return c.st.Keys(ctx) }
 
+// KeyList lists the keys in order of creation, without counting their
+// servers: for choosing a key.
+func (c *Core) KeyList(ctx context.Context) ([]store.Key, error) { return c.st.KeyList(ctx) }
+
 // KeyExists reports whether key is an activation key, without counting
 // its servers.
 func (c *Core) KeyExists(ctx context.Context, key string) (bool, error) {

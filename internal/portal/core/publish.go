@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/kcare/kcare/internal/apitype"
@@ -30,20 +31,133 @@ func levelAudit(l *store.Level) any {
 		"channel": l.Channel, "digest": l.Digest, "released": l.Released, "cves": len(l.CVEs)}
 }
 
-// publishers is the keyring a bundle must be signed by, or
-// ErrNoPublisherKeys.
-func (c *Core) publishers() (*trust.Keyring, error) {
-	if c.cfg.Publishers == nil || c.cfg.Publishers.Len() == 0 {
+// PublisherKey is a publisher key the portal trusts, and where from.
+type PublisherKey struct {
+	Fingerprint string
+	Name        string
+	Armored     []byte
+	// Source is "database" for a key eportal publisher add stored, or the
+	// file or directory it was read from (the publishers directory).
+	Source string
+	Added  time.Time // for a key in the database
+}
+
+// SourceDatabase is the Source of a publisher key kept in the database.
+const SourceDatabase = "database"
+
+// PublisherKeys lists the publisher keys the portal trusts: those in the
+// database, then those of the publishers directory.
+func (c *Core) PublisherKeys(ctx context.Context) ([]PublisherKey, error) {
+	stored, err := c.st.PublisherKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []PublisherKey
+	seen := map[string]bool{}
+	for _, k := range stored {
+		out = append(out, PublisherKey{Fingerprint: k.Fingerprint, Name: k.Name, Armored: []byte(k.Armored), Source: SourceDatabase, Added: k.Added})
+		seen[k.Fingerprint] = true
+	}
+	files, err := c.cfg.Publishers.Keys()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range files {
+		if !seen[k.Fingerprint] {
+			out = append(out, PublisherKey{Fingerprint: k.Fingerprint, Name: k.Name, Armored: k.Armored, Source: c.cfg.PublishersFrom})
+		}
+	}
+	return out, nil
+}
+
+// publishers is the keyring a bundle must be signed by: the keys in the
+// database and those of the publishers directory; ErrNoPublisherKeys
+// when there are none. The database is read on every call, so a key
+// another process (eportal publisher add, another replica) adds is
+// trusted at once.
+func (c *Core) publishers(ctx context.Context) (*trust.Keyring, error) {
+	ring := &trust.Keyring{}
+	ring.Add(c.cfg.Publishers)
+	stored, err := c.st.PublisherKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range stored {
+		r, err := trust.ReadKeyring([]byte(k.Armored))
+		if err != nil {
+			return nil, fmt.Errorf("publisher key %s in the database: %w", k.Fingerprint, err)
+		}
+		ring.Add(r)
+	}
+	if ring.Len() == 0 {
 		return nil, ErrNoPublisherKeys
 	}
-	return c.cfg.Publishers, nil
+	return ring, nil
+}
+
+// AddPublisherKeys trusts the public keys in data (armored or binary, as
+// gpg --export writes them) from now on, keeping them in the database. A
+// private key is refused, and so is a key already there
+// (store.ErrExists).
+func (c *Core) AddPublisherKeys(ctx context.Context, a Actor, data []byte) ([]store.PublisherKey, error) {
+	ring, err := trust.ReadKeyring(data)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	keys, err := ring.Keys()
+	if err != nil {
+		return nil, err
+	}
+	var added []store.PublisherKey
+	for _, k := range keys {
+		pk := store.PublisherKey{Fingerprint: k.Fingerprint, Name: k.Name, Armored: string(k.Armored), Added: c.Now()}
+		if err := c.st.AddPublisherKey(ctx, &pk); err != nil {
+			return added, err
+		}
+		c.audit(ctx, a, "publisher.add", pk.Fingerprint, pk.Name, nil, map[string]any{"fingerprint": pk.Fingerprint, "name": pk.Name})
+		added = append(added, pk)
+	}
+	return added, nil
+}
+
+// RemovePublisherKey stops trusting the key in the database whose
+// fingerprint is fp (or ends in fp, at least 16 hex digits: its long key
+// id). A key of the publishers directory is removed there, not here.
+func (c *Core) RemovePublisherKey(ctx context.Context, a Actor, fp string) (*store.PublisherKey, error) {
+	fp = strings.ToUpper(strings.ReplaceAll(fp, " ", ""))
+	if len(fp) < 16 {
+		return nil, invalid("fingerprint %q: give at least its last 16 hex digits", fp)
+	}
+	stored, err := c.st.PublisherKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var match []store.PublisherKey
+	for _, k := range stored {
+		if strings.HasSuffix(k.Fingerprint, fp) {
+			match = append(match, k)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return nil, fmt.Errorf("publisher key %s in the database: %w", fp, store.ErrNotFound)
+	case 1:
+	default:
+		return nil, invalid("%s names %d keys; give the whole fingerprint", fp, len(match))
+	}
+	k := match[0]
+	if err := c.st.DeletePublisherKey(ctx, k.Fingerprint); err != nil {
+		return nil, err
+	}
+	c.audit(ctx, a, "publisher.remove", k.Fingerprint, k.Name, map[string]any{"fingerprint": k.Fingerprint, "name": k.Name}, nil)
+	return &k, nil
 }
 
 // Publish verifies a bundle against the publisher keys, stores it, and
 // records it as a level. A level already published is store.ErrExists;
 // a bundle that fails verification the bundle or trust package's error.
 func (c *Core) Publish(ctx context.Context, a Actor, data, sig []byte, o PublishOptions) (*store.Level, error) {
-	keys, err := c.publishers()
+	keys, err := c.publishers(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +229,7 @@ func (c *Core) MirrorLevels(ctx context.Context, since time.Time) (apitype.Mirro
 // HTTP and DataDir; the rest is the core's) and records in the audit log
 // a sync that stored or refused anything.
 func (c *Core) Sync(ctx context.Context, a Actor, s mirror.Syncer) (*mirror.Status, error) {
-	keys, err := c.publishers()
+	keys, err := c.publishers(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +243,7 @@ func (c *Core) Sync(ctx context.Context, a Actor, s mirror.Syncer) (*mirror.Stat
 
 // Import verifies an export archive whole and then stores its levels.
 func (c *Core) Import(ctx context.Context, a Actor, name string, r io.Reader) (*mirror.ImportResult, error) {
-	keys, err := c.publishers()
+	keys, err := c.publishers(ctx)
 	if err != nil {
 		return nil, err
 	}

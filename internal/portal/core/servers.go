@@ -155,7 +155,7 @@ func (c *Core) CheckIn(ctx context.Context, cl *Caller, in *apitype.CheckIn, ip 
 		}
 		return c.st.UpsertIPServer(ctx, &srv, cl.Feed)
 	}
-	return c.st.CheckIn(ctx, cl.Server.ID, store.CheckIn{
+	return c.st.CheckIn(ctx, cl.Server.ID, store.Report{
 		Hostname: in.Hostname, IP: ip, Release: in.Release, BuildID: in.BuildID,
 		KernelID: in.KernelID, Level: in.Level, EffectiveRelease: in.EffectiveRelease,
 		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: now,

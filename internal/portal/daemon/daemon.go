@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -152,12 +153,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if o.PublisherKeys == "" {
-		o.PublisherKeys = filepath.Join(o.DataDir, "publishers")
-	}
-	publishers, err := trust.LoadKeyring(o.PublisherKeys)
+	publishers, from, err := PublisherDir(o.DataDir, o.PublisherKeys)
 	if err != nil {
-		return fmt.Errorf("publisher keys: %w (put the publishers' .pub files in %s)", err, o.PublisherKeys)
+		return err
 	}
 	st, err := store.Open(ctx, o.DataDir, o.DSN)
 	if err != nil {
@@ -166,9 +164,17 @@ func Run(ctx context.Context, o Options) error {
 	defer st.Close()
 
 	c := core.New(core.Config{
-		Store: st, DataDir: o.DataDir, IndexKey: signer, Publishers: publishers,
+		Store: st, DataDir: o.DataDir, IndexKey: signer, Publishers: publishers, PublishersFrom: from,
 		IndexTTL: o.IndexTTL, InactiveAge: o.InactiveAge, Log: log, Now: o.Now,
 	})
+	pubKeys, err := c.PublisherKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pubKeys) == 0 {
+		log.Warn("no publisher key is trusted yet, so publishing is refused: add the publisher's public key with eportal publisher add",
+			"command", "eportal publisher add --data "+o.DataDir+" FILE.pub")
+	}
 	srv := server.New(server.Config{Core: c, Log: log, MetricsToken: o.MetricsToken, MetricsAllow: o.MetricsAllow, MetricsSalt: salt})
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -215,7 +221,7 @@ func Run(ctx context.Context, o Options) error {
 		errc <- hs.Serve(ln)
 	}()
 	log.Info("eportal serving", "addr", ln.Addr().String(), "tls", tlsOn.config != nil, "tls_pin", tlsOn.pin, "store", st.Kind(), "data", o.DataDir,
-		"index_key", signer.Fingerprint(), "publisher_keys", publishers.Len(), "external_url", o.ExternalURL)
+		"index_key", signer.Fingerprint(), "publisher_keys", len(pubKeys), "external_url", o.ExternalURL)
 	select {
 	case err := <-errc:
 		return err
@@ -262,6 +268,26 @@ func upstreamClient(proxy string) (*http.Client, error) {
 
 // UpstreamClient is upstreamClient for eportal sync.
 func UpstreamClient(proxy string) (*http.Client, error) { return upstreamClient(proxy) }
+
+// PublisherDir loads the publisher keys of a file or directory (path, or
+// "" for DATA/publishers), trusted beside those in the database, and says
+// where they came from. The default directory may be missing or empty (a
+// new portal trusts the keys eportal publisher add stores); a path given
+// must hold keys.
+func PublisherDir(data, path string) (*trust.Keyring, string, error) {
+	explicit := path != ""
+	if !explicit {
+		path = filepath.Join(data, "publishers")
+	}
+	k, err := trust.LoadKeyring(path)
+	if err != nil && !explicit && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, trust.ErrNoKeys)) {
+		return nil, path, nil
+	}
+	if err != nil {
+		return nil, path, fmt.Errorf("publisher keys: %w", err)
+	}
+	return k, path, nil
+}
 
 // PortalKey loads the portal's index signing key from DATA/portal.key,
 // making one (and DATA/portal.pub) on first start.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kcare/kcare/internal/apitype"
@@ -190,4 +191,24 @@ func (s *Server) mount() {
 	for _, rt := range s.routeTable() {
 		s.mux.Handle(rt.pattern, s.metrics.instrument(rt.pattern, s.wrap(s.guard(rt))))
 	}
+}
+
+// Route is one route of the API as those outside see it: its pattern,
+// how its caller authenticates, and the most its body may hold.
+type Route struct {
+	Method, Path string
+	Auth         string // "token", "agent", "activation-key", "reseller", "metrics" or "none"
+	Admin        bool   // with Auth "token": only an admin's token
+	MaxBody      int64
+}
+
+// Routes lists the API's routes (the web UI's are web.Routes), from the
+// table Handler mounts.
+func (s *Server) Routes() []Route {
+	var out []Route
+	for _, rt := range s.routeTable() {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		out = append(out, Route{Method: method, Path: path, Auth: rt.auth.String(), Admin: rt.auth == authToken && rt.role == roleAdmin, MaxBody: rt.body})
+	}
+	return out
 }

@@ -79,7 +79,7 @@ func BenchmarkCheckIn(b *testing.B) {
 						i := int(next.Add(1))
 						v := servers[i%len(servers)]
 						// What an agent reports after applying a level.
-						c := CheckIn{Hostname: v.Hostname, IP: v.IP, Release: v.Release, BuildID: v.BuildID,
+						c := Report{Hostname: v.Hostname, IP: v.IP, Release: v.Release, BuildID: v.BuildID,
 							KernelID: v.KernelID, Level: v.Level + 1, EffectiveRelease: v.EffectiveRelease,
 							LastResult: "ok", AgentVersion: v.AgentVersion}
 						if err := s.CheckIn(ctx, v.ID, c); err != nil {

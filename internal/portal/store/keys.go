@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/config"
 )
 
 // Keys and IP licenses.
@@ -46,21 +48,34 @@ func validKey(k string) bool {
 	return true
 }
 
-func checkKey(k *Key) (rangesJSON string, err error) {
+// keyColumns are what checkKey makes of a key for its row: its IP ranges
+// as JSON, and the end of its sticky day (config.StickyEnd), zero for
+// none.
+type keyColumns struct {
+	ranges      string
+	stickyUntil time.Time
+}
+
+func checkKey(k *Key) (kc keyColumns, err error) {
 	if k.Feed == "" {
 		k.Feed = apitype.MainFeed
 	}
 	if !validKey(k.Key) {
-		return "", fmt.Errorf("key %q: %w", k.Key, ErrInvalidInput)
+		return kc, fmt.Errorf("key %q: %w", k.Key, ErrInvalidInput)
 	}
 	if k.Limit < 0 {
-		return "", fmt.Errorf("key %s: negative server limit: %w", MaskKey(k.Key), ErrInvalidInput)
+		return kc, fmt.Errorf("key %s: negative server limit: %w", MaskKey(k.Key), ErrInvalidInput)
+	}
+	if k.Sticky != "" {
+		if kc.stickyUntil, err = config.StickyEnd(k.Sticky); err != nil {
+			return kc, fmt.Errorf("key %s: %v: %w", MaskKey(k.Key), err, ErrInvalidInput)
+		}
 	}
 	ranges := make([]string, 0, len(k.IPRanges))
 	for _, r := range k.IPRanges {
 		p, err := parseCIDR(r)
 		if err != nil {
-			return "", fmt.Errorf("key %s: %w", MaskKey(k.Key), err)
+			return kc, fmt.Errorf("key %s: %w", MaskKey(k.Key), err)
 		}
 		ranges = append(ranges, p.String())
 	}
@@ -69,11 +84,12 @@ func checkKey(k *Key) (rangesJSON string, err error) {
 		k.IPRanges = ranges
 	}
 	b, err := json.Marshal(ranges)
-	return string(b), err
+	kc.ranges = string(b)
+	return kc, err
 }
 
 func (s *sqlStore) AddKey(ctx context.Context, k *Key) error {
-	ranges, err := checkKey(k)
+	kc, err := checkKey(k)
 	if err != nil {
 		return fmt.Errorf("add key: %w", err)
 	}
@@ -88,8 +104,8 @@ func (s *sqlStore) AddKey(ctx context.Context, k *Key) error {
 		if _, err := feedChannel(ctx, tx, k.Feed); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO keys (key, note, server_limit, feed, sticky, ip_ranges, created)
-VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.Key, k.Note, k.Limit, k.Feed, k.Sticky, ranges, s.d.t(k.Created))
+		_, err := tx.ExecContext(ctx, `INSERT INTO keys (key, note, server_limit, feed, sticky, ip_ranges, created, sticky_until)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, k.Key, k.Note, k.Limit, k.Feed, k.Sticky, kc.ranges, s.d.t(k.Created), s.d.t(kc.stickyUntil))
 		if isUnique(err) {
 			return ErrExists
 		}
@@ -147,12 +163,17 @@ func (s *sqlStore) KeySettings(ctx context.Context, key string) (*Key, error) {
 		`SELECT `+keySettingsCols+` FROM keys k WHERE k.key = $1`, key)
 }
 
+func (s *sqlStore) KeyList(ctx context.Context) ([]Key, error) {
+	return queryAll(ctx, s.r, "keys", func(r scanner) (Key, error) { return scanKeyCols(r, false) },
+		`SELECT `+keySettingsCols+` FROM keys k ORDER BY k.created, k.key`)
+}
+
 func (s *sqlStore) Keys(ctx context.Context) ([]Key, error) {
 	return queryAll(ctx, s.r, "keys", scanKey, `SELECT `+keyCols+` FROM keys k ORDER BY k.created, k.key`)
 }
 
 func (s *sqlStore) UpdateKey(ctx context.Context, k *Key) error {
-	ranges, err := checkKey(k)
+	kc, err := checkKey(k)
 	if err != nil {
 		return fmt.Errorf("update key: %w", err)
 	}
@@ -164,7 +185,7 @@ func (s *sqlStore) UpdateKey(ctx context.Context, k *Key) error {
 			return err
 		}
 		return affected(tx.ExecContext(ctx, `UPDATE keys SET note = $2, server_limit = $3, feed = $4, sticky = $5,
-	ip_ranges = $6 WHERE key = $1`, k.Key, k.Note, k.Limit, k.Feed, k.Sticky, ranges))
+	ip_ranges = $6, sticky_until = $7 WHERE key = $1`, k.Key, k.Note, k.Limit, k.Feed, k.Sticky, kc.ranges, s.d.t(kc.stickyUntil)))
 	})
 	if err != nil {
 		return fmt.Errorf("update key %s: %w", MaskKey(k.Key), err)

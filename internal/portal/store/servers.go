@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,23 +146,47 @@ func (s *sqlStore) Server(ctx context.Context, id string) (*Server, error) {
 // its IP license's.
 const serverFeed = `COALESCE(k.feed, s.ip_feed, 'main')`
 
-// newestVisible is, per feed and build-id, the newest visible level: a
-// small table (feeds times kernels) that Servers joins to every server
-// it reads for IsUpdated, whatever the planner thinks of the tables'
-// sizes.
-const newestVisible = `SELECT fp.feed AS feed, l.build_id AS build_id, MAX(l.level) AS level
-	FROM levels l
-	JOIN feed_patchsets fp ON fp.patchset = l.patchset AND fp.enabled
-	JOIN feeds f ON f.name = fp.feed
-	WHERE l.channel = 'stable' OR f.channel = 'test'
-	GROUP BY fp.feed, l.build_id`
+// allowedLevels are two small tables a servers query joins to every
+// server it reads (whatever the planner thinks of the tables' sizes): the
+// newest level each key's servers are allowed, per kernel build (avk), and
+// the same for the servers without a key, per feed (avf). Allowed is as
+// resolve.Pick allows a server asking with no PREFIX: visible in the feed,
+// released at or before now less the feed's delay, and for a key with a
+// sticky date, at or before the end of that day (keys.sticky_until, from
+// config.StickyEnd). now is the query's argument now; its servers join
+// with allowedJoin, and their allowed level is allowedLevel (-1: none, so
+// such a server counts as up to date).
+func (s *sqlStore) allowedLevels(now string) string {
+	cut := s.d.minusNanos(now, `f.deploy_after`)
+	visible := `JOIN feed_patchsets fp ON fp.feed = f.name AND fp.enabled
+	JOIN levels l ON l.patchset = fp.patchset
+	WHERE (l.channel = 'stable' OR f.channel = 'test') AND l.released <= ` + cut
+	return `avk AS (SELECT k.key AS key, l.build_id AS build_id, MAX(l.level) AS level
+	FROM keys k JOIN feeds f ON f.name = k.feed ` + visible + `
+	AND (k.sticky_until IS NULL OR l.released <= k.sticky_until)
+	GROUP BY k.key, l.build_id),
+avf AS (SELECT f.name AS feed, l.build_id AS build_id, MAX(l.level) AS level
+	FROM feeds f ` + visible + `
+	GROUP BY f.name, l.build_id)`
+}
+
+// allowedJoin joins allowedLevels' tables to the servers s.
+const allowedJoin = ` LEFT JOIN avk ON avk.key = s.key AND avk.build_id = s.build_id` +
+	` LEFT JOIN avf ON s.key IS NULL AND avf.feed = COALESCE(s.ip_feed, 'main') AND avf.build_id = s.build_id`
+
+// allowedLevel is a server's allowed level, given allowedJoin.
+const allowedLevel = `COALESCE(avk.level, avf.level, -1)`
 
 func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error) {
-	if (f.CheckinAge > 0 || f.ActiveWithin > 0) && f.Now.IsZero() {
-		return nil, fmt.Errorf("servers: %w: a check-in age needs the caller's Now", ErrInvalidInput)
+	if (f.CheckinAge > 0 || f.ActiveWithin > 0 || f.IsUpdated != nil) && f.Now.IsZero() {
+		return nil, fmt.Errorf("servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
 	}
 	q, args := s.serversQuery(f, f.Now)
-	return queryAll(ctx, s.r, "servers", scanServer, q, args...)
+	out, err := queryAll(ctx, s.r, "servers", scanServer, q, args...)
+	if f.Before != nil && f.After == nil {
+		slices.Reverse(out)
+	}
+	return out, err
 }
 
 // serversQuery is the SELECT for Servers(f) at time now.
@@ -189,13 +214,14 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	if f.CheckinAge > 0 {
 		where = append(where, `(s.last_checkin IS NULL OR s.last_checkin < `+arg(s.d.t(now.Add(-f.CheckinAge)))+`)`)
 	}
+	nowArg := ""
 	if f.IsUpdated != nil {
-		join = true
-		// No visible level counts as updated: levels are never negative.
+		nowArg = arg(s.d.t(now))
+		// No allowed level counts as updated: levels are never negative.
 		if *f.IsUpdated {
-			where = append(where, `s.level >= COALESCE(nv.level, -1)`)
+			where = append(where, `s.level >= `+allowedLevel)
 		} else {
-			where = append(where, `s.level < COALESCE(nv.level, -1)`)
+			where = append(where, `s.level < `+allowedLevel)
 		}
 	}
 	if f.Tag != "" {
@@ -222,32 +248,38 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	case "ip":
 		col = `s.ip`
 	}
-	if f.Desc {
+	// Backward (Before) reads the other way from the cursor, nearest
+	// first; Servers turns the rows back.
+	cursor := f.After
+	if f.Before != nil && f.After == nil {
+		cursor = f.Before
+	}
+	if f.Desc != (cursor != nil && cursor == f.Before) {
 		cmp, dir = ` < `, ` DESC`
 	}
-	if f.After != nil {
-		var v any = f.After.Value
+	if cursor != nil {
+		var v any = cursor.Value
 		if col == `s.registered` {
-			t, err := time.Parse(time.RFC3339Nano, f.After.Value)
+			t, err := time.Parse(time.RFC3339Nano, cursor.Value)
 			if err != nil {
 				t = time.Time{}
 			}
 			v = s.d.t(t)
 		}
-		pv, pid := arg(v), arg(f.After.ID)
+		pv, pid := arg(v), arg(cursor.ID)
 		// A row-value comparison: both backends walk the (col, id) index.
 		where = append(where, `(`+col+`, s.id)`+cmp+`(`+pv+`, `+pid+`)`)
 	}
 	var q strings.Builder
 	if f.IsUpdated != nil {
-		q.WriteString(`WITH nv AS (` + newestVisible + `) `)
+		q.WriteString(`WITH ` + s.allowedLevels(nowArg) + ` `)
 	}
 	q.WriteString(`SELECT ` + serverCols + ` FROM servers s`)
 	if join {
 		q.WriteString(` LEFT JOIN keys k ON k.key = s.key`)
 	}
 	if f.IsUpdated != nil {
-		q.WriteString(` LEFT JOIN nv ON nv.feed = ` + serverFeed + ` AND nv.build_id = s.build_id`)
+		q.WriteString(allowedJoin)
 	}
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
@@ -273,7 +305,7 @@ func (s *sqlStore) CountServers(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (s *sqlStore) CheckIn(ctx context.Context, id string, c CheckIn) error {
+func (s *sqlStore) CheckIn(ctx context.Context, id string, c Report) error {
 	if c.At.IsZero() {
 		c.At = time.Now()
 	}

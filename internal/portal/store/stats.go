@@ -11,16 +11,14 @@ import (
 func (s *sqlStore) Stats(ctx context.Context, now time.Time, age time.Duration) (FleetStats, error) {
 	var st FleetStats
 	cut := s.d.t(now.Add(-age))
-	err := s.r.QueryRowContext(ctx, `WITH nv AS (`+newestVisible+`),
+	err := s.r.QueryRowContext(ctx, `WITH `+s.allowedLevels(`$2`)+`,
 known AS (SELECT DISTINCT build_id FROM levels)
 SELECT COUNT(*),
 	COALESCE(SUM(CASE WHEN s.last_checkin >= $1 THEN 1 ELSE 0 END), 0),
 	COALESCE(SUM(CASE WHEN s.last_checkin >= $1 AND kn.build_id IS NULL THEN 1 ELSE 0 END), 0),
-	COALESCE(SUM(CASE WHEN s.last_checkin >= $1 AND kn.build_id IS NOT NULL AND s.level < COALESCE(nv.level, -1) THEN 1 ELSE 0 END), 0)
-FROM servers s
-LEFT JOIN keys k ON k.key = s.key
-LEFT JOIN nv ON nv.feed = `+serverFeed+` AND nv.build_id = s.build_id
-LEFT JOIN known kn ON kn.build_id = s.build_id`, cut).Scan(&st.Total, &st.Active, &st.Unsupported, &st.OutOfDate)
+	COALESCE(SUM(CASE WHEN s.last_checkin >= $1 AND kn.build_id IS NOT NULL AND s.level < `+allowedLevel+` THEN 1 ELSE 0 END), 0)
+FROM servers s`+allowedJoin+`
+LEFT JOIN known kn ON kn.build_id = s.build_id`, cut, s.d.t(now)).Scan(&st.Total, &st.Active, &st.Unsupported, &st.OutOfDate)
 	if err != nil {
 		return st, fmt.Errorf("fleet stats: %w", err)
 	}

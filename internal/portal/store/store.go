@@ -137,8 +137,9 @@ type Server struct {
 	LastCheckin      time.Time // zero before the first check-in
 }
 
-// CheckIn is what an agent reports after every run.
-type CheckIn struct {
+// Report is what an agent reports after every run, as the store keeps it
+// (the wire's apitype.CheckIn, with the address it came from and when).
+type Report struct {
 	Hostname, IP, Release, BuildID, KernelID string
 	Level                                    int
 	EffectiveRelease, LastResult             string
@@ -180,6 +181,10 @@ type ServerFilter struct {
 	// After, when set, starts the result after this cursor (keyset
 	// pagination: no rows are skipped by counting).
 	After *Cursor
+	// Before, when set instead, gives the rows just before this cursor:
+	// the Limit nearest it, still in the order Sort says (the page before
+	// one that starts at the cursor).
+	Before *Cursor
 }
 
 // SortColumns are the orders ServerFilter.Sort accepts.
@@ -316,6 +321,25 @@ type Store interface {
 	SessionStore
 	AuditStore
 	ResellerStore
+	PublisherKeyStore
+}
+
+// PublisherKey is a publisher's public key the portal trusts: a bundle
+// must be signed by one of them (or by one in the publishers directory).
+type PublisherKey struct {
+	Fingerprint string // upper-case hex, as gpg prints it
+	Name        string // the key's primary user id
+	Armored     string // the public key, ASCII-armored
+	Added       time.Time
+}
+
+// PublisherKeyStore keeps the publisher keys.
+type PublisherKeyStore interface {
+	// AddPublisherKey adds a key; one with the same fingerprint is
+	// ErrExists. A zero Added is now.
+	AddPublisherKey(ctx context.Context, k *PublisherKey) error
+	PublisherKeys(ctx context.Context) ([]PublisherKey, error) // in order of addition
+	DeletePublisherKey(ctx context.Context, fingerprint string) error
 }
 
 // LevelStore keeps the published levels.
@@ -375,6 +399,9 @@ type KeyStore interface {
 	// an agent and resolving its feed need, on every agent request.
 	KeySettings(ctx context.Context, key string) (*Key, error)
 	Keys(ctx context.Context) ([]Key, error) // in order of creation
+	// KeyList is Keys without the server counts, which cost a count of
+	// each key's servers: what a list to choose a key from needs.
+	KeyList(ctx context.Context) ([]Key, error)
 	// UpdateKey sets the note, limit, feed, sticky date and IP ranges of
 	// the key k names; servers already registered stay.
 	UpdateKey(ctx context.Context, k *Key) error
@@ -411,7 +438,7 @@ type ServerStore interface {
 	// CheckIn records an agent's report: every field of c, Tags only
 	// when not nil, and the check-in time (c.At, or now when zero). An
 	// unknown id is ErrNotFound.
-	CheckIn(ctx context.Context, id string, c CheckIn) error
+	CheckIn(ctx context.Context, id string, c Report) error
 	SetServerTags(ctx context.Context, id, tags string) error
 	DeleteServer(ctx context.Context, id string) error
 	// CleanServers deletes servers that have not checked in since before

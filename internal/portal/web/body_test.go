@@ -245,9 +245,9 @@ func TestUploadWrongCSRF(t *testing.T) {
 	alice, _ := u.session("alice", alicePassword)
 	rt := web.Route{Method: "POST", Path: "/admin/patches", Upload: true}
 	for _, fields := range [][][2]string{{{"csrf", "forged"}}, {{"channel", "stable"}, {"csrf", "forged"}}, {{"csrf", strings.Repeat("x", 64<<10)}}} {
-		req, b := routeRequest(rt, "", 0)
-		req.Body = &countingBody{r: uploadBody(fields, 64<<20)}
-		b = req.Body.(*countingBody)
+		req, _ := routeRequest(rt, "", 0)
+		b := &countingBody{r: uploadBody(fields, 64<<20)}
+		req.Body = b
 		req.AddCookie(alice)
 		resp := u.do(req, "127.0.0.1")
 		if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusRequestEntityTooLarge || b.n.Load() > 16<<10 {

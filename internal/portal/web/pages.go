@@ -24,18 +24,26 @@ import (
 type overview struct {
 	Stats              store.FleetStats
 	Kernels, Effective []store.Count
-	At                 time.Time
+	At                 time.Time     // when counted, on the portal's clock
+	Took               time.Duration // how long counting took
+	Kept               time.Duration // how long the counts are shown again: 0, or statsTTL
 }
 
-// statsTTL is how long the overview's counts are reused: they scan the
-// whole servers table.
-const statsTTL = 30 * time.Second
+// The overview's counts scan the whole servers table. When counting took
+// statsSlow or longer (a large fleet), the counts are shown again for
+// statsTTL; a fleet counted faster is counted on every view, so that a
+// server just registered shows at once.
+const (
+	statsSlow = 100 * time.Millisecond
+	statsTTL  = 30 * time.Second
+)
 
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	u.statsMu.Lock()
 	defer u.statsMu.Unlock()
 	now := u.now()
-	if u.stats == nil || now.Sub(u.statsAt) > statsTTL || now.Before(u.statsAt) {
+	if o := u.stats; o == nil || o.Kept == 0 || now.Sub(o.At) > o.Kept || now.Before(o.At) {
+		start := time.Now()
 		st, err := u.core.Stats(r.Context())
 		if err != nil {
 			return err
@@ -44,7 +52,11 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		if err != nil {
 			return err
 		}
-		u.stats, u.statsAt = &overview{Stats: st, Kernels: k, Effective: e, At: now}, now
+		o = &overview{Stats: st, Kernels: k, Effective: e, At: now, Took: time.Since(start).Round(time.Millisecond)}
+		if o.Took >= statsSlow {
+			o.Kept = statsTTL
+		}
+		u.stats = o
 	}
 	u.render(w, r, c, http.StatusOK, "overview", "Overview", u.stats)
 	return nil
@@ -55,75 +67,98 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 type serverRow struct {
 	fleet.Classified
 	Marker bool   // has not the newest level it is allowed
-	Feed   string // its key's feed; "" for an IP-licensed server
-}
-
-// keyFeed returns the feed of key, looking each key up once per page.
-func (u *UI) keyFeed(ctx context.Context, seen map[string]string, key string) string {
-	if key == "" {
-		return ""
-	}
-	if f, ok := seen[key]; ok {
-		return f
-	}
-	f := ""
-	if k, err := u.core.Key(ctx, key); err == nil {
-		f = k.Feed
-	}
-	seen[key] = f
-	return f
+	Feed   string // its key's feed, or its IP license's
 }
 
 // serverList reads one page of servers by the query q and classifies it.
-func (u *UI) serverList(ctx context.Context, q url.Values, f store.ServerFilter) ([]serverRow, string, error) {
+// keys are the activation keys (KeyList), for the rows' feeds. A page
+// after a cursor (after, after_id) or before one (before, before_id)
+// links to the pages on either side.
+func (u *UI) serverList(ctx context.Context, q url.Values, f store.ServerFilter, keys []store.Key) (*serverPage, error) {
 	if err := u.core.StateFilter(&f, apitype.ServerState(q.Get("state"))); err != nil {
-		return nil, "", errorf(http.StatusBadRequest, "state: one of uptodate, outofdate, unsupported, inactive")
+		return nil, errorf(http.StatusBadRequest, "state: one of uptodate, outofdate, unsupported, inactive")
 	}
 	f.Sort = q.Get("sort")
 	if f.Sort != "" && !slices.Contains(store.SortColumns, f.Sort) {
-		return nil, "", errorf(http.StatusBadRequest, "sort: one of %s", strings.Join(store.SortColumns, ", "))
+		return nil, errorf(http.StatusBadRequest, "sort: one of %s", strings.Join(store.SortColumns, ", "))
 	}
 	f.Desc = q.Get("desc") == "1"
-	if id := q.Get("after_id"); id != "" {
-		f.After = &store.Cursor{Value: q.Get("after"), ID: id}
+	backward := false
+	switch {
+	case q.Get("after_id") != "":
+		f.After = &store.Cursor{Value: q.Get("after"), ID: q.Get("after_id")}
+	case q.Get("before_id") != "":
+		f.Before, backward = &store.Cursor{Value: q.Get("before"), ID: q.Get("before_id")}, true
 	}
 	f.Limit = PageSize + 1
 	list, err := u.core.Servers(ctx, f)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	next := ""
-	if len(list) > PageSize {
-		list = list[:PageSize]
-		c := store.CursorOf(list[len(list)-1], f.Sort)
+	more := len(list) > PageSize
+	if more {
+		if backward {
+			list = list[len(list)-PageSize:] // the rows nearest the cursor
+		} else {
+			list = list[:PageSize]
+		}
+	}
+	p := &serverPage{}
+	link := func(dir string, at store.Server) string {
+		c := store.CursorOf(at, f.Sort)
 		nq := url.Values{}
 		for k, v := range q {
 			nq[k] = v
 		}
-		nq.Set("after", c.Value)
-		nq.Set("after_id", c.ID)
-		next = nq.Encode()
+		for _, k := range []string{"after", "after_id", "before", "before_id"} {
+			nq.Del(k)
+		}
+		nq.Set(dir, c.Value)
+		nq.Set(dir+"_id", c.ID)
+		return nq.Encode()
+	}
+	if len(list) > 0 {
+		if more || backward {
+			p.Next = link("after", list[len(list)-1])
+		}
+		if (more && backward) || f.After != nil {
+			p.Prev = link("before", list[0])
+		}
 	}
 	cs, err := u.core.Classify(ctx, list)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	rows := make([]serverRow, len(cs))
-	feeds := map[string]string{}
+	feedOf := map[string]string{}
+	for _, k := range keys {
+		feedOf[k.Key] = k.Feed
+	}
+	p.Rows = make([]serverRow, len(cs))
 	for i, c := range cs {
-		rows[i] = serverRow{Classified: c, Marker: c.Allowed > c.Level, Feed: u.keyFeed(ctx, feeds, c.Key)}
+		feed := c.LicenseFeed
+		if c.Key != "" {
+			feed = feedOf[c.Key]
+		}
+		p.Rows[i] = serverRow{Classified: c, Marker: c.Allowed > c.Level, Feed: feed}
 	}
-	return rows, next, nil
+	return p, nil
+}
+
+// serverPage is one page of the servers list, with the queries of the
+// pages before and after it ("" for none).
+type serverPage struct {
+	Rows       []serverRow
+	Prev, Next string
 }
 
 func (u *UI) servers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	q := r.URL.Query()
-	f := store.ServerFilter{Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag"), Search: q.Get("q")}
-	rows, next, err := u.serverList(r.Context(), q, f)
+	keys, err := u.core.KeyList(r.Context())
 	if err != nil {
 		return err
 	}
-	keys, err := u.core.Keys(r.Context())
+	f := store.ServerFilter{Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag"), Search: q.Get("q")}
+	page, err := u.serverList(r.Context(), q, f, keys)
 	if err != nil {
 		return err
 	}
@@ -136,8 +171,9 @@ func (u *UI) servers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		for k, v := range q {
 			nq[k] = v
 		}
-		nq.Del("after")
-		nq.Del("after_id")
+		for _, k := range []string{"after", "after_id", "before", "before_id"} {
+			nq.Del(k)
+		}
 		nq.Set("sort", col)
 		if q.Get("sort") == col && q.Get("desc") != "1" {
 			nq.Set("desc", "1")
@@ -150,10 +186,11 @@ func (u *UI) servers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	for k, v := range q {
 		first[k] = v
 	}
-	first.Del("after")
-	first.Del("after_id")
+	for _, k := range []string{"after", "after_id", "before", "before_id"} {
+		first.Del(k)
+	}
 	u.render(w, r, c, http.StatusOK, "servers", "Servers", map[string]any{
-		"Rows": rows, "Next": next, "First": first.Encode(), "Paged": q.Get("after_id") != "",
+		"Rows": page.Rows, "Next": page.Next, "Prev": page.Prev, "First": first.Encode(), "Paged": page.Prev != "",
 		"Q": q, "Keys": keys, "Feeds": feeds, "States": apitype.ServerStates,
 		"SortHostname": sortLink("hostname"), "SortIP": sortLink("ip"), "SortRegistered": sortLink("registered"),
 	})
@@ -212,11 +249,11 @@ func (u *UI) key(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil {
 		return err
 	}
-	rows, next, err := u.serverList(r.Context(), r.URL.Query(), store.ServerFilter{Key: k.Key})
+	page, err := u.serverList(r.Context(), r.URL.Query(), store.ServerFilter{Key: k.Key}, []store.Key{*k})
 	if err != nil {
 		return err
 	}
-	u.render(w, r, c, http.StatusOK, "key", "Key "+k.Key, map[string]any{"K": k, "Rows": rows, "Next": next})
+	u.render(w, r, c, http.StatusOK, "key", "Key "+k.Key, map[string]any{"K": k, "Rows": page.Rows, "Next": page.Next, "Prev": page.Prev})
 	return nil
 }
 
@@ -391,7 +428,11 @@ func (u *UI) patches(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil {
 		return err
 	}
-	u.render(w, r, c, http.StatusOK, "patches", "Patches", map[string]any{"Kernels": kl, "Published": r.URL.Query().Get("published")})
+	keys, err := u.core.PublisherKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	u.render(w, r, c, http.StatusOK, "patches", "Patches", map[string]any{"Kernels": kl, "Published": r.URL.Query().Get("published"), "Publishers": keys})
 	return nil
 }
 

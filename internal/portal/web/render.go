@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -49,6 +50,17 @@ var funcs = template.FuncMap{
 		return s
 	},
 	"join": strings.Join,
+	// query is a link to this page with the query q, which the handler
+	// made with url.Values.Encode: already escaped, so the template must
+	// not escape it again (it would make the whole query one value).
+	"query": func(q string) template.URL { return template.URL("?" + q) },
+	// hours is a feed's delay as the forms take it: whole hours.
+	"hours": func(d time.Duration) string {
+		if d <= 0 {
+			return "none"
+		}
+		return fmt.Sprintf("%d h", int(d/time.Hour))
+	},
 	// withAdmin passes the page's Admin into a map of data for a
 	// nested template.
 	"withAdmin": func(admin bool, data map[string]any) map[string]any {

@@ -51,8 +51,9 @@ func plainCheck(hash, password string) error {
 }
 
 // newTestUI returns a UI for cfg, filling in the store, the clock and
-// (unless cfg has one) plainCheck.
-func newTestUI(t testing.TB, cfg web.Config) *testUI {
+// (unless cfg has one) plainCheck. The core trusts the test publisher;
+// each of opts may change its config.
+func newTestUI(t testing.TB, cfg web.Config, opts ...func(*core.Config)) *testUI {
 	t.Helper()
 	u := &testUI{t: t, st: storetest.Open(t, "sqlite"), now: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
 	for _, usr := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
@@ -60,7 +61,11 @@ func newTestUI(t testing.TB, cfg web.Config) *testUI {
 			t.Fatal(err)
 		}
 	}
-	cfg.Core = core.New(core.Config{Store: u.st, Now: u.clock, Publishers: bundletest.Keyring(t, publisher)})
+	cc := core.Config{Store: u.st, Now: u.clock, Publishers: bundletest.Keyring(t, publisher), PublishersFrom: "/srv/eportal/publishers"}
+	for _, o := range opts {
+		o(&cc)
+	}
+	cfg.Core = core.New(cc)
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = plainCheck
 	}

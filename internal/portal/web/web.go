@@ -69,7 +69,6 @@ type UI struct {
 
 	statsMu sync.Mutex
 	stats   *overview
-	statsAt time.Time
 }
 
 // Access is who may use a route.

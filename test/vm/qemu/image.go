@@ -93,18 +93,32 @@ func buildInitramfs(ctx context.Context, img Image, out string) error {
 		return err
 	}
 	guestModules := path.Join("/lib/modules", k.Release)
-	for _, m := range mods {
-		a.AddHostFile(path.Join(guestModules, m), filepath.Join(k.ModulesDir, filepath.FromSlash(m)), 0o644)
+	// Compressed modules (trixie's .ko.xz) go in decompressed: busybox
+	// insmod hands the kernel the file's bytes as they are.
+	var loaded []string
+	for i, m := range mods {
+		host := filepath.Join(k.ModulesDir, filepath.FromSlash(m))
+		if plain, ok := strings.CutSuffix(m, ".xz"); ok {
+			dst := filepath.Join(work, fmt.Sprintf("module%d.ko", i))
+			if err := unxzFile(ctx, host, dst); err != nil {
+				return err
+			}
+			m, host = plain, dst
+		}
+		a.AddHostFile(path.Join(guestModules, m), host, 0o644)
+		loaded = append(loaded, m)
 	}
 	// With modules.dep, busybox modprobe finds what the image holds.
 	for _, f := range []string{"modules.dep", "modules.builtin", "modules.order"} {
-		if _, err := os.Stat(filepath.Join(k.ModulesDir, f)); err == nil {
-			a.AddHostFile(path.Join(guestModules, f), filepath.Join(k.ModulesDir, f), 0o644)
+		data, err := os.ReadFile(filepath.Join(k.ModulesDir, f))
+		if err != nil {
+			continue
 		}
+		a.AddFile(path.Join(guestModules, f), []byte(strings.ReplaceAll(string(data), ".ko.xz", ".ko")), 0o644)
 	}
 
 	a.AddFile("/etc/inittab", []byte(inittab), 0o644)
-	a.AddFile("/etc/init.d/rcS", []byte(rcS(guestModules, mods)), 0o755)
+	a.AddFile("/etc/init.d/rcS", []byte(rcS(guestModules, loaded)), 0o755)
 	a.AddFile("/etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	a.AddFile("/etc/group", []byte("root:x:0:\n"), 0o644)
 	a.AddFile("/etc/hosts", []byte("127.0.0.1\tlocalhost\n10.0.2.2\thost\n"), 0o644)
@@ -276,4 +290,21 @@ func buildGuestd(ctx context.Context, out string) error {
 		return fmt.Errorf("go build %s: %w: %s", guestdPackage, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
+}
+
+// unxzFile decompresses an xz file (a trixie module) to dst.
+func unxzFile(ctx context.Context, src, dst string) error {
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.CommandContext(ctx, "xz", "--decompress", "--stdout", src)
+	cmd.Stdout = out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("xz -d %s: %w: %s (install xz-utils)", src, err, strings.TrimSpace(stderr.String()))
+	}
+	return out.Close()
 }
