@@ -98,6 +98,10 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if e.Error == "" {
 			e.Error = strings.TrimSpace(string(out))
 		}
+		if resp.StatusCode >= 500 {
+			// The portal's trouble (a full disk, its database down), not the bundle's.
+			return fmt.Errorf("portal could not publish %s: %s: %s", path, resp.Status, e.Error)
+		}
 		return fmt.Errorf("%w: portal refused %s: %s: %s", errRefused, path, resp.Status, e.Error)
 	}
 	var res struct {
