@@ -32,9 +32,12 @@ unit-later:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-# The end-to-end suite on a real Debian kernel in QEMU.
+# The end-to-end suite on a real Debian kernel in QEMU: the one
+# linux-image-amd64 depends on, or KERNEL, a release (6.12.118+deb13-amd64)
+# or a family (trixie-6.12) for its newest; see docs/kernels.md.
+KERNEL ?=
 vmtest:
-	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
+	KCARE_TEST_KERNEL=$(KERNEL) $(GO) test -count=1 -v -timeout 30m ./test/vm/...
 
 # Everything CI runs. The kernel is fetched first so that the unit tests
 # that read a real Debian kernel image, headers and kallsyms find them (the
@@ -47,7 +50,7 @@ test: vet
 	$(MAKE) --no-print-directory unit unit-later fuzz vmtest
 
 demo:
-	$(GO) run ./test/vm/demo
+	KCARE_TEST_KERNEL=$(KERNEL) $(GO) run ./test/vm/demo
 
 clean:
 	rm -rf $(BIN)

@@ -87,7 +87,9 @@ func TestMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	check := filepath.Join(work, "check")
-	if err := os.WriteFile(check, []byte("#!/bin/sh\ngrep -q 'kcare-fixture level 2' /proc/cmdline\n"), 0o755); err != nil {
+	// The check leaves a mark where it ran: kcare-build test's guest, never
+	// a server the agent applies the level on.
+	if err := os.WriteFile(check, []byte("#!/bin/sh\ntouch /tmp/kcare-check-ran\ngrep -q 'kcare-fixture level 2' /proc/cmdline\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	src := filepath.Join(fixture.RepoRoot(), "testdata", "livepatch", "fixture")
@@ -209,6 +211,13 @@ func TestMatrix(t *testing.T) {
 					t.Errorf("/proc/cmdline = %q, want the matrix level's %q", got, cmdlineL2)
 				}
 				g.wantModules("kcare_matrix", "kcare_matrix")
+				// The bundle carries a check; the agent never runs it.
+				if r := g.sh("test -e /tmp/kcare-check-ran"); r.Exit == 0 {
+					t.Error("the agent ran the check the bundle carries")
+				}
+				if got := strings.TrimSpace(g.ok("find /var/lib/kcare /var/cache/kcare /tmp -type f -perm -u+x | sort")); got != "" {
+					t.Errorf("executable files after the update: %q; want none", got)
+				}
 				if info := g.info(); info.State != "applied" || info.Level != 1 || info.Module != "kcare_matrix" || info.Kernel.Release != rel {
 					t.Errorf("info = %+v; want the matrix's level 1 applied on %s", info, rel)
 				}
