@@ -132,7 +132,7 @@ func TestMatrix(t *testing.T) {
 		code := buildcli.Run(ctx, []string{"test", "--keyring", shared.Path("publisher.pub"), "--cache", debkernel.DefaultCacheDir(),
 			filepath.Join(out, rel+"-1.kcp")}, &stdout, &stderr)
 		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-		want := []string{"booted " + rel, "check before: exit 1", "check after: exit 0", "unload: done", "check after unload: exit 1", "PASS"}
+		want := []string{"booted " + rel + " (TCG)", "check before: exit 1", "check after: exit 0", "unload: done", "check after unload: exit 1", "PASS"}
 		if code != 0 || !containsInOrder(lines, want) {
 			t.Errorf("kcare-build test of a good level: exit %d\n%s%s\nwant, in order: %q", code, stdout.String(), stderr.String(), want)
 		}

@@ -62,7 +62,7 @@ func TestMatrixSummary(t *testing.T) {
 func TestParseGuestTest(t *testing.T) {
 	notes := "040000001400000003000000474e55006a2b4ac77585b8cf102cba771300e573c8489b69"
 	console := "[    0.000000] Linux version 6.1.0-57-amd64\r\nrcS: done\r\n" +
-		"kcare-test: booted 6.1.0-57-amd64 notes " + notes + "\r\n" +
+		"kcare-test: booted 6.1.0-57-amd64 notes " + notes + " tcg\r\n" +
 		"kcare-test: step check before: exit 1\r\n" +
 		"kcare-test: step transition: not finished after 5s, tasks not switched: kthreadd[2]\r\n" +
 		"kcare-test: log livepatch: enabling patch 'kcare_t'\r\n" +
@@ -72,7 +72,7 @@ func TestParseGuestTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Passed || res.Why != "the transition did not finish within 5s (tasks not switched: kthreadd[2])" ||
-		strings.Join(res.Steps, "|") != "booted 6.1.0-57-amd64|check before: exit 1|transition: not finished after 5s, tasks not switched: kthreadd[2]" ||
+		strings.Join(res.Steps, "|") != "booted 6.1.0-57-amd64 (TCG)|check before: exit 1|transition: not finished after 5s, tasks not switched: kthreadd[2]" ||
 		strings.Join(res.Livepatch, "|") != "livepatch: enabling patch 'kcare_t'" {
 		t.Errorf("parseGuestTest = %+v", res)
 	}
@@ -81,7 +81,7 @@ func TestParseGuestTest(t *testing.T) {
 	if err := parseGuestTest(console, other); err == nil || !strings.Contains(err.Error(), "the guest runs 6.1.0-57-amd64 build-id 6a2b4ac77585b8cf102cba771300e573c8489b69") {
 		t.Errorf("a guest of another build: %v", err)
 	}
-	if err := parseGuestTest("kcare-test: booted 6.1.0-57-amd64 notes "+notes+"\n", res); err == nil {
+	if err := parseGuestTest("kcare-test: booted 6.1.0-57-amd64 notes "+notes+" tcg\n", res); err == nil {
 		t.Error("a console without a result parsed")
 	}
 }

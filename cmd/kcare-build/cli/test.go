@@ -27,6 +27,9 @@ import (
 // check failed.
 const ExitTestFailed = 4
 
+// kvmProbe bounds a guest run with KVM under --accel auto.
+const kvmProbe = 45 * time.Second
+
 // errTestFailed marks a level that failed kcare-build test.
 var errTestFailed = errors.New("level failed its test")
 
@@ -39,6 +42,9 @@ type testOptions struct {
 	TransitionTimeout time.Duration
 	// GuestTimeout bounds the whole guest: boot, test, power-off.
 	GuestTimeout time.Duration
+	// Accel is QEMU's accelerator: "tcg" (the default), "kvm", or
+	// "auto": KVM when a guest boots with it within kvmProbe, else TCG.
+	Accel string
 	Logf         func(format string, args ...any)
 }
 
@@ -53,6 +59,7 @@ type testResult struct {
 	Why         string   `json:"why,omitempty"`
 	Steps       []string `json:"steps"` // what the guest reported, in order
 	Livepatch   []string `json:"livepatch_log"`
+	Accel       string   `json:"accel"` // what the guest ran on: kvm or tcg
 	GuestSecond float64  `json:"guest_seconds"`
 }
 
@@ -66,6 +73,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sigPath := fs.String("sig", "", "signature `FILE` (default: the bundle path + .sig)")
 	cache := fs.String("cache", defaultCache(), "`DIR` for the kernel and the apt state")
 	transition := fs.Duration("transition-timeout", 30*time.Second, "how long the patching transition may take in the guest")
+	accel := fs.String("accel", "tcg", "QEMU's `ACCEL`: tcg, kvm, or auto (KVM when a guest boots with it, else TCG)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kcare-build test --keyring FILE [options] LEVEL.kcp\n\n")
@@ -84,7 +92,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: no cache directory: give --cache", errUsage)
 	}
 	res, err := testLevel(ctx, testOptions{Bundle: fs.Arg(0), Sig: *sigPath, Keyring: *keyring, Cache: *cache,
-		TransitionTimeout: *transition, Logf: func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }})
+		TransitionTimeout: *transition, Accel: *accel, Logf: func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }})
 	if err != nil {
 		return err
 	}
@@ -197,7 +205,23 @@ func testLevel(ctx context.Context, o testOptions) (*testResult, error) {
 	gctx, cancel := context.WithTimeout(ctx, o.GuestTimeout)
 	defer cancel()
 	start := time.Now()
-	console, err := qemu.Run(gctx, qemu.Config{Kernel: k.Vmlinux, Initrd: initrd, Isolated: true})
+	cfg := qemu.Config{Kernel: k.Vmlinux, Initrd: initrd, Isolated: true, Accel: o.Accel}
+	var console string
+	if o.Accel == "auto" {
+		// /dev/kvm may open and its guests still hang (nested
+		// virtualisation): KVM only when a guest ends with it in time.
+		kctx, kcancel := context.WithTimeout(gctx, kvmProbe)
+		cfg.Accel = "kvm"
+		console, err = qemu.Run(kctx, cfg)
+		kcancel()
+		if err != nil || !strings.Contains(console, "kcare-test: result=") {
+			o.Logf("kcare-build test: no result with KVM within %s; booting again with TCG", kvmProbe)
+			cfg.Accel = "tcg"
+			console, err = qemu.Run(gctx, cfg)
+		}
+	} else {
+		console, err = qemu.Run(gctx, cfg)
+	}
 	res.GuestSecond = time.Since(start).Seconds()
 	if err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, lastLines(console, 30))
@@ -226,7 +250,9 @@ say() { echo "kcare-test: $*"; }
 log() { dmesg | grep 'livepatch:' | sed 's/^\[[ 0-9.]*\] /kcare-test: log /'; }
 # wait_gone waits for the patch's directory to go, after a disable.
 wait_gone() { i=0; while [ -e $sys ] && [ $i -lt $ticks ]; do i=$((i+1)); sleep 0.1; done; }
-say "booted $(uname -r) notes $(od -An -v -tx1 /sys/kernel/notes | tr -d ' \n')"
+accel=tcg
+dmesg | grep -q 'Hypervisor detected: KVM' && accel=kvm
+say "booted $(uname -r) notes $(od -An -v -tx1 /sys/kernel/notes | tr -d ' \n') $accel"
 if [ ! -d /sys/kernel/livepatch ]; then say "result=fail the kernel has no livepatch support"; exit 0; fi
 if [ $check = 1 ]; then /kcare/check >/dev/null 2>&1; say "step check before: exit $?"; fi
 if ! insmod /kcare/$mod.ko 2>/tmp/insmod.err; then
@@ -282,7 +308,7 @@ func parseGuestTest(console string, res *testResult) error {
 		switch {
 		case strings.HasPrefix(msg, "booted "):
 			f := strings.Fields(msg)
-			if len(f) != 4 || f[2] != "notes" {
+			if len(f) != 5 || f[2] != "notes" {
 				return fmt.Errorf("test: the guest said %q", msg)
 			}
 			raw, err := hex.DecodeString(f[3])
@@ -296,7 +322,8 @@ func parseGuestTest(console string, res *testResult) error {
 			if f[1] != res.Release || got != res.BuildID {
 				return fmt.Errorf("test: the guest runs %s build-id %s; the level is for %s build-id %s", f[1], got, res.Release, res.BuildID)
 			}
-			res.Steps = append(res.Steps, "booted "+f[1])
+			res.Accel = f[4]
+			res.Steps = append(res.Steps, "booted "+f[1]+" ("+strings.ToUpper(f[4])+")")
 		case strings.HasPrefix(msg, "step "):
 			res.Steps = append(res.Steps, strings.TrimPrefix(msg, "step "))
 		case strings.HasPrefix(msg, "log "):

@@ -66,6 +66,9 @@ type Config struct {
 	// Forwards are TCP ports forwarded from the host's loopback to the
 	// guest, besides guestd's.
 	Forwards []Forward
+	// Accel lists QEMU's accelerators to try, in order: "tcg" (the
+	// default) or "kvm,tcg" (KVM when it works, else TCG).
+	Accel string
 }
 
 // Forward forwards TCP port Host on the host's loopback to port Guest of
@@ -231,8 +234,15 @@ func qemuArgs(cfg Config, port int) []string {
 	if cfg.Isolated {
 		netdev += ",restrict=on"
 	}
-	args := []string{
-		"-accel", "tcg",
+	accel := cfg.Accel
+	if accel == "" {
+		accel = "tcg"
+	}
+	var args []string
+	for _, a := range strings.Split(accel, ",") {
+		args = append(args, "-accel", a)
+	}
+	args = append(args,
 		"-smp", "1",
 		"-m", strconv.Itoa(cfg.MemoryMB),
 		"-nodefaults", "-no-user-config",
@@ -244,7 +254,7 @@ func qemuArgs(cfg Config, port int) []string {
 		"-serial", "chardev:console",
 		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=net0",
-	}
+	)
 	if cfg.Initrd != "" {
 		args = append(args, "-initrd", cfg.Initrd)
 	}
