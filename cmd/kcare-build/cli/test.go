@@ -45,7 +45,7 @@ type testOptions struct {
 	// Accel is QEMU's accelerator: "tcg" (the default), "kvm", or
 	// "auto": KVM when a guest boots with it within kvmProbe, else TCG.
 	Accel string
-	Logf         func(format string, args ...any)
+	Logf  func(format string, args ...any)
 }
 
 // testResult is what the guest did with the level.

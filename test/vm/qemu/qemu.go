@@ -250,7 +250,7 @@ func qemuArgs(cfg Config, port int) []string {
 		"-no-reboot",
 		"-kernel", cfg.Kernel,
 		"-append", strings.Join(cmdline, " "),
-		"-chardev", "file,id=console,path=" + optionValue(cfg.ConsoleLog),
+		"-chardev", "file,id=console,path="+optionValue(cfg.ConsoleLog),
 		"-serial", "chardev:console",
 		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=net0",
