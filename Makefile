@@ -14,8 +14,13 @@ build: scanner
 scanner:
 	$(MAKE) -C scanner
 
+# staticcheck, pinned; `go run` fetches it through the Go module proxy
+# and builds it once into the build cache.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Unit tests: everything but the QEMU suite.

@@ -20,6 +20,7 @@ import (
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
@@ -40,22 +41,23 @@ const (
 // ModulePrefix starts the name of every kcare livepatch module.
 const ModulePrefix = "kcare_"
 
-// Errors for callers to tell apart. Each maps to an exit code of kcarectl.
+// Errors for callers to tell apart. Each is also a failure category
+// (internal/failure), which kcarectl maps to its exit codes.
 var (
 	// ErrNothingToDo is not a failure: the level is already in effect, or
 	// there is nothing for this kernel.
 	ErrNothingToDo = errors.New("nothing to do")
-	ErrWrongKernel = errors.New("bundle is for another kernel")
-	ErrVermagic    = errors.New("module vermagic does not match the running kernel")
-	ErrNotPatch    = errors.New("module is not a kcare livepatch")
-	ErrNoLivepatch = errors.New("kernel has no livepatch support")
-	ErrStalled     = errors.New("transition stalled and was reversed")
-	ErrLocked      = errors.New("another kcarectl is changing the kernel")
-	ErrLoad        = errors.New("kernel refused the module")
+	ErrWrongKernel = failure.New(failure.Refused, "bundle is for another kernel")
+	ErrVermagic    = failure.New(failure.Refused, "module vermagic does not match the running kernel")
+	ErrNotPatch    = failure.New(failure.Refused, "module is not a kcare livepatch")
+	ErrNoLivepatch = failure.New(failure.Unsupported, "kernel has no livepatch support")
+	ErrStalled     = failure.New(failure.Stalled, "transition stalled and was reversed")
+	ErrLocked      = failure.New(failure.Locked, "another kcarectl is changing the kernel")
+	ErrLoad        = failure.New(failure.Unsupported, "kernel refused the module")
 	// ErrDowngrade is a signed index offering a level below the one in
 	// effect with no rollback order for this server, and no change of
 	// this host's own PREFIX or STICKY_PATCH to ask for it.
-	ErrDowngrade = errors.New("downgrade refused")
+	ErrDowngrade = failure.New(failure.Refused, "downgrade refused")
 )
 
 // Agent applies and removes patch levels on one kernel.
@@ -209,16 +211,17 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request)
 	p, err := sys.Patch(m.Module.Name)
 	if err != nil || !p.Enabled {
 		// The kernel took the module but the patch is not in effect.
-		rerr := a.removePatch(ctx, m.Module.Name)
+		rerr := a.removePatch(context.WithoutCancel(ctx), m.Module.Name)
 		return nil, errors.Join(fmt.Errorf("patch %s not enabled after load: %w", m.Module.Name, ErrLoad), err, rerr)
 	}
 
 	// The new level is in effect. Record it before cleaning up, so that a
-	// crash from here on leaves a record that agrees with the kernel.
+	// crash from here on leaves a record that agrees with the kernel; an
+	// interrupt now stops nothing half way: the cleanup runs to its bound.
 	if err := a.record(b, data, sig, req); err != nil {
 		return nil, err
 	}
-	replaced, err := a.removeReplaced(ctx, m.Module.Name)
+	replaced, err := a.removeReplaced(context.WithoutCancel(ctx), m.Module.Name)
 	res := &Result{Manifest: *m, Replaced: replaced, Elapsed: time.Since(start)}
 	if err != nil {
 		return res, fmt.Errorf("level %d applied, but removing the replaced modules failed: %w", m.Level, err)
@@ -267,10 +270,13 @@ func (a *Agent) check(data, sig []byte) (*bundle.Bundle, kernel.Identity, error)
 }
 
 // reverse handles a transition that did not finish: write 0 to enabled,
-// wait for the reversal and the directory to go, remove the module.
+// wait for the reversal and the directory to go, remove the module. It
+// runs to the end even when ctx has ended (an interrupt during the wait
+// is a cause to reverse, not a reason to stop half way): its own waits
+// are bounded by ReverseBound.
 func (a *Agent) reverse(ctx context.Context, name string, cause error) error {
 	a.logf("%v; reversing", cause)
-	rerr := a.removePatch(ctx, name)
+	rerr := a.removePatch(context.WithoutCancel(ctx), name)
 	var stall *livepatch.StallError
 	if errors.As(cause, &stall) {
 		if rerr != nil {
@@ -396,8 +402,13 @@ func (a *Agent) Unload(ctx context.Context) ([]string, error) {
 		if !strings.HasPrefix(p.Name, ModulePrefix) {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			// Interrupted: stop before the next patch, not within one.
+			errs = append(errs, err)
+			break
+		}
 		a.logf("disabling %s, waiting up to %s for it to go", p.Name, ReverseBound)
-		if err := a.removePatch(ctx, p.Name); err != nil {
+		if err := a.removePatch(context.WithoutCancel(ctx), p.Name); err != nil {
 			errs = append(errs, err)
 			continue
 		}

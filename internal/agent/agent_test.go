@@ -317,3 +317,38 @@ func TestLock(t *testing.T) {
 		t.Errorf("%d modules loaded while locked, want none", n)
 	}
 }
+
+// TestInterruptReversed: an interrupt (SIGINT, SIGTERM: the context ends)
+// while a transition is pending still reverses it to the end: the new
+// patch disabled, its module removed, the old level in effect.
+func TestInterruptReversed(t *testing.T) {
+	e := newEnv(t, t.TempDir(), true)
+	e.apply(t, 2)
+	e.k.StallTransitions(true)
+	e.a.Config.TransitionTimeout = time.Minute
+	data, sig := pack(t, publisher, manifest(3))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	loads := e.k.Loads()
+	go func() {
+		_, err := e.a.Apply(ctx, data, sig)
+		done <- err
+	}()
+	for i := 0; e.k.Loads() == loads; i++ {
+		if i == 1000 {
+			t.Fatal("waited 10s for level 3 to be loaded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	err := <-done
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Apply interrupted = %v, want context.Canceled", err)
+	}
+	if mods := e.k.Modules(); len(mods) != 1 || mods[0] != "kcare_test_l2" {
+		t.Errorf("modules after the interrupt = %v, want [kcare_test_l2]", mods)
+	}
+	if got := e.info(t); got.State != "applied" || got.Level != 2 {
+		t.Errorf("after the interrupt: state %q level %d, want applied 2", got.State, got.Level)
+	}
+}

@@ -75,7 +75,7 @@ func (a *Agent) Info() (*Info, error) {
 		CVEs:             []bundle.CVE{},
 		Livepatches:      []string{},
 	}
-	if uts, err := a.utsVersion(); err == nil {
+	if uts, err := kernel.ReadUTSVersion(a.root()); err == nil {
 		info.EffectiveKernelVersion = uts
 	}
 	sys := a.sysfs()

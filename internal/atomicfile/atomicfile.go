@@ -1,7 +1,8 @@
 // Package atomicfile writes a file so that a reader sees its old contents
 // or its new ones, never a part, even after a crash; and so that a
 // symbolic link planted in the file's directory cannot redirect the write
-// to another file. Every file kcarectl writes goes through WriteFile.
+// to another file. Every file kcarectl and eportal write whole goes
+// through it: WriteFile, or Create and Commit for one written as a stream.
 package atomicfile
 
 import (
@@ -37,42 +38,88 @@ var tempName = func(base string) string {
 // directory. The directory must exist. On failure path is unchanged and
 // the temporary file removed.
 func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("write %s: %w", path, err)
-		}
-	}()
+	f, err := Create(path, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// File is a file being written atomically: written to a temporary file
+// beside its path, and put at its path by Commit. Until then the path
+// keeps what it had.
+type File struct {
+	f    *os.File
+	path string
+	perm os.FileMode
+	done bool
+}
+
+// Create starts writing path atomically, as WriteFile does, for a
+// caller that writes it as a stream (an archive): Write to it, then
+// Commit; Close without Commit removes the temporary file.
+func Create(path string, perm os.FileMode) (*File, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := create(dir, base)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
+	return &File{f: f, path: path, perm: perm}, nil
+}
+
+// Write writes to the temporary file.
+func (f *File) Write(b []byte) (int, error) { return f.f.Write(b) }
+
+// Commit gives the file its permissions, syncs it, renames it over its
+// path and syncs the directory.
+func (f *File) Commit() (err error) {
 	defer func() {
 		if err != nil {
-			f.Close()
+			err = fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}()
+	if f.done {
+		return errors.New("already committed or closed")
+	}
+	f.done = true
+	tmp := f.f.Name()
+	defer func() {
+		if err != nil {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if err = f.f.Chmod(f.perm); err != nil {
+		f.f.Close()
 		return err
 	}
-	if err = f.Chmod(perm); err != nil {
+	if err = f.f.Sync(); err != nil {
+		f.f.Close()
 		return err
 	}
-	if err = f.Sync(); err != nil {
+	if err = f.f.Close(); err != nil {
 		return err
 	}
-	if err = f.Close(); err != nil {
+	if err = os.Rename(tmp, f.path); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
+	return SyncDir(filepath.Dir(tmp))
+}
+
+// Close removes the temporary file unless Commit has put it in place.
+func (f *File) Close() error {
+	if f.done {
+		return nil
 	}
-	return SyncDir(dir)
+	f.done = true
+	f.f.Close()
+	return os.Remove(f.f.Name())
 }
 
 // create makes a new temporary file in dir for a file named base.

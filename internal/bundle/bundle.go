@@ -10,13 +10,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -98,9 +98,9 @@ type Bundle struct {
 
 // Errors a caller tells apart with errors.Is.
 var (
-	ErrTooLarge       = errors.New("too large")
-	ErrMalformed      = errors.New("malformed bundle")
-	ErrDigestMismatch = errors.New("module digest mismatch")
+	ErrTooLarge       = failure.New(failure.Refused, "too large")
+	ErrMalformed      = failure.New(failure.Refused, "malformed bundle")
+	ErrDigestMismatch = failure.New(failure.Refused, "module digest mismatch")
 )
 
 var (

@@ -279,6 +279,18 @@ func ParseStickyDate(v string) (time.Time, error) {
 	return t, nil
 }
 
+// StickyEnd is the end of a STICKY_PATCH day, v as ParseStickyDate takes
+// it: the whole sticky day counts, so a patch released at or before the
+// end is allowed. It is the one place that rule lives; the portal's
+// resolver and its store both use it.
+func StickyEnd(v string) (time.Time, error) {
+	d, err := ParseStickyDate(v)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return d.Add(24 * time.Hour), nil
+}
+
 // parseStickyDate is ParseStickyDate with an error that does not repeat v.
 func parseStickyDate(v string) (time.Time, error) {
 	var layout string

@@ -27,6 +27,7 @@ import (
 	"unicode"
 
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -65,7 +66,7 @@ var (
 	// one the agent asked: other request inputs, none stated, or a rollback
 	// order for another server. A man in the middle rewrote the request or
 	// replayed another server's answer.
-	ErrWrongRequest = errors.New("index answers another request")
+	ErrWrongRequest = failure.New(failure.Refused, "index answers another request")
 )
 
 // Index is what the portal says one server's kernel may apply. Fields are

@@ -1,6 +1,8 @@
 // Package kernel identifies the running kernel exactly: the GNU build-id of
 // vmlinux from /sys/kernel/notes, the release, and the /proc/version text
-// whose sha1 is KernelCare's kernel id.
+// whose sha1 is KernelCare's kernel id; what it looks like to a security
+// scanner once a patch level is applied (its effective identity); and the
+// distribution package it was installed from (dpkg's, rpm's, os-release).
 package kernel
 
 import (

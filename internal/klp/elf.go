@@ -86,6 +86,10 @@ func linkIsSection(t elf.SectionType, f elf.SectionFlag) bool {
 }
 
 // parseObject reads a module's ELF.
+// maxAlign is the largest section alignment parseObject takes: a page, as
+// much as any section of a kernel module asks; the writer pads to it.
+const maxAlign = 4096
+
 func parseObject(data []byte) (*object, error) {
 	le := binary.LittleEndian
 	if len(data) < ehdrSize || !bytes.HasPrefix(data, []byte(elf.ELFMAG)) {
@@ -121,6 +125,9 @@ func parseObject(data []byte) (*object, error) {
 		off := h.Shoff + uint64(i)*shdrSize
 		if _, err := binary.Decode(data[off:off+shdrSize], le, &s.hdr); err != nil {
 			return nil, fmt.Errorf("%w: %v", errFormat, err)
+		}
+		if a := s.hdr.Addralign; a > maxAlign || a&(a-1) != 0 {
+			return nil, fmt.Errorf("%w: section %d aligned to %d (a power of two up to %d)", errFormat, i, a, maxAlign)
 		}
 		if s.typ() != elf.SHT_NOBITS && i > 0 {
 			e := s.hdr.Off + s.hdr.Size

@@ -70,6 +70,9 @@ func TestParseKallsyms(t *testing.T) {
 		"zz T _text\n",
 		"ffffffff81000000 TT _text\n",
 		"ffffffff81000000 t x\tbinfmt_misc\n",
+		"ffffffff81000000 T _text\nffffffffc02670d0 t x\tbinfmt_misc]\n",
+		"ffffffff81000000 T _text\nffffffffc02670d0 t x\t[binfmt_misc\n",
+		"ffffffff81000000 T _text\nffffffffc02670d0 t x\t[]\n",
 		"ffffffffc02670d0 t bm_status_read\t[binfmt_misc]\n", // no vmlinux symbols
 	} {
 		if _, err := ParseKallsyms([]byte(bad), "dump"); err == nil {

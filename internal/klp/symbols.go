@@ -87,8 +87,9 @@ func parseSymLine(line string) (addr uint64, typ byte, name, module string, err 
 		return 0, 0, "", "", fmt.Errorf("type %q: not one letter", f[1])
 	}
 	if len(f) == 4 {
-		m, ok := strings.CutPrefix(f[3], "[")
-		if m, ok = strings.CutSuffix(m, "]"); !ok || m == "" {
+		m, open := strings.CutPrefix(f[3], "[")
+		m, closed := strings.CutSuffix(m, "]")
+		if !open || !closed || m == "" {
 			return 0, 0, "", "", fmt.Errorf("module %q: not [NAME]", f[3])
 		}
 		module = m

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/index"
 )
 
@@ -109,22 +110,20 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, contentT
 	return nil, lastErr
 }
 
-// apiError reads a JSON {"error": "..."} answer.
+// apiError reads a JSON error answer (apitype.Error) and maps its code.
 func apiError(resp *http.Response) error {
-	var e struct {
-		Error string `json:"error"`
-	}
+	var e apitype.Error
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	json.Unmarshal(b, &e)
-	switch e.Error {
-	case "invalid-key":
+	switch code := apitype.ErrorCode(e.Error); code {
+	case apitype.CodeInvalidKey:
 		return ErrInvalidKey
-	case "key-limit-reached":
+	case apitype.CodeLimitReached:
 		return ErrLimitReached
-	case "ip-not-allowed":
+	case apitype.CodeIPNotAllowed:
 		return ErrIPNotAllowed
-	case "unregistered", "unknown-server", "bad-secret", "key-revoked":
-		return fmt.Errorf("%w (%s)", ErrUnregistered, e.Error)
+	case apitype.CodeUnregistered, apitype.CodeUnknownServer, apitype.CodeBadSecret, apitype.CodeKeyRevoked:
+		return fmt.Errorf("%w (%s)", ErrUnregistered, code)
 	}
 	if e.Error == "" {
 		e.Error = strings.TrimSpace(string(b))
@@ -141,13 +140,13 @@ func (c *Client) Server() string { return c.ServerID }
 func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret string, err error) {
 	base := c.RegistrationURL
 	if base == "" && c.PatchServer != "" {
-		base = strings.TrimRight(c.PatchServer, "/") + "/admin/api"
+		base = strings.TrimRight(c.PatchServer, "/") + apitype.RegisterBase
 	}
-	u, err := c.url(base, "/register")
+	u, err := c.url(base, strings.TrimPrefix(apitype.RegisterPath, apitype.RegisterBase))
 	if err != nil {
 		return "", "", err
 	}
-	form := url.Values{"key": {key}, "hostname": {hostname}}
+	form := url.Values{apitype.RegisterKeyArg: {key}, apitype.RegisterHostArg: {hostname}}
 	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false)
 	if err != nil {
 		return "", "", err
@@ -156,32 +155,29 @@ func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret
 	if resp.StatusCode != http.StatusOK {
 		return "", "", apiError(resp)
 	}
-	var out struct {
-		ServerID string `json:"server_id"`
-		Secret   string `json:"server_secret"`
-	}
+	var out apitype.Registered
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil || out.ServerID == "" {
 		return "", "", fmt.Errorf("register: bad answer from the portal: %v", err)
 	}
-	return out.ServerID, out.Secret, nil
+	return out.ServerID, out.ServerSecret, nil
 }
 
 // Unregister removes this server from the portal.
 func (c *Client) Unregister(ctx context.Context) error {
-	_, err := c.postJSON(ctx, "/api/v1/unregister", nil)
+	_, err := c.postJSON(ctx, apitype.UnregisterPath, nil)
 	return err
 }
 
 // Index fetches the signed index for a kernel: the exact body and the
 // signature from its header. It parses nothing.
 func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
-	path := "/api/v1/index/" + url.PathEscape(buildID)
+	path := apitype.IndexPath + url.PathEscape(buildID)
 	q := url.Values{}
 	if prefix != "" {
-		q.Set("prefix", prefix)
+		q.Set(apitype.IndexPrefixArg, prefix)
 	}
 	if sticky != "" {
-		q.Set("sticky", sticky)
+		q.Set(apitype.IndexStickyArg, sticky)
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()
@@ -232,41 +228,28 @@ func (c *Client) Download(ctx context.Context, path string, size int64, progress
 	return buf.Bytes(), nil
 }
 
-// CheckIn is what the agent reports after every run.
-type CheckIn struct {
-	Hostname         string  `json:"hostname"`
-	Release          string  `json:"release"`
-	BuildID          string  `json:"build_id"`
-	KernelID         string  `json:"kernel_id"`
-	Level            int     `json:"level"`
-	EffectiveRelease string  `json:"effective_release"`
-	Result           string  `json:"result"`
-	AgentVersion     string  `json:"agent_version"`
-	Tags             *string `json:"tags,omitempty"`
-}
-
 // CheckIn reports this server's state.
-func (c *Client) CheckIn(ctx context.Context, ci CheckIn) error {
+func (c *Client) CheckIn(ctx context.Context, ci apitype.CheckIn) error {
 	b, err := json.Marshal(ci)
 	if err != nil {
 		return err
 	}
-	_, err = c.postJSON(ctx, "/api/v1/checkin", b)
+	_, err = c.postJSON(ctx, apitype.CheckInPath, b)
 	return err
 }
 
 // License returns what the portal says licenses this server.
-func (c *Client) License(ctx context.Context) (map[string]any, error) {
-	resp, err := c.call(ctx, http.MethodGet, "/api/v1/license", nil, "")
+func (c *Client) License(ctx context.Context) (*apitype.License, error) {
+	resp, err := c.call(ctx, http.MethodGet, apitype.LicensePath, nil, "")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var out map[string]any
+	var out apitype.License
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("license: bad answer: %w", err)
 	}
-	return out, nil
+	return &out, nil
 }
 
 func (c *Client) postJSON(ctx context.Context, path string, body []byte) ([]byte, error) {

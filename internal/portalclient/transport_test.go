@@ -44,7 +44,7 @@ func TestTLSTrust(t *testing.T) {
 		t.Fatal(err)
 	}
 	trusted := &Client{PatchServer: srv.URL, ServerID: "s1", Secret: "x", HTTP: &http.Client{Transport: tr}}
-	if lic, err := trusted.License(context.Background()); err != nil || lic["server_id"] != "s1" {
+	if lic, err := trusted.License(context.Background()); err != nil || lic.ServerID != "s1" {
 		t.Errorf("License with the CA trusted = %v, %v", lic, err)
 	}
 	if _, err := NewTransport(TransportOptions{CABundle: filepath.Join(t.TempDir(), "none.pem")}); err == nil {
@@ -137,7 +137,7 @@ func TestPinnedTransport(t *testing.T) {
 			conns0, requests0 := conns.Load(), requests.Load()
 			lic, err := c.License(context.Background())
 			if tt.ok {
-				if err != nil || lic["server_id"] != "s1" {
+				if err != nil || lic.ServerID != "s1" {
 					t.Errorf("License = %v, %v", lic, err)
 				}
 				return

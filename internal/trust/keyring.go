@@ -153,6 +153,33 @@ func (k *Keyring) Fingerprints() []string {
 	return fps
 }
 
+// Key is one public key of a keyring.
+type Key struct {
+	Fingerprint string // as Fingerprints gives it
+	Name        string // its primary user id, "" if none
+	Armored     []byte // the public key, ASCII-armored, as gpg --export --armor writes it
+}
+
+// Keys returns the keys of the keyring, in the order they were added.
+func (k *Keyring) Keys() ([]Key, error) {
+	if k == nil {
+		return nil, nil
+	}
+	var out []Key
+	for _, e := range k.entities {
+		b, err := armorPublic(e)
+		if err != nil {
+			return nil, fmt.Errorf("export public key %s: %w", fingerprint(e.PrimaryKey), err)
+		}
+		name := ""
+		if id := e.PrimaryIdentity(); id != nil {
+			name = id.Name
+		}
+		out = append(out, Key{Fingerprint: fingerprint(e.PrimaryKey), Name: name, Armored: b})
+	}
+	return out, nil
+}
+
 // readEntities parses OpenPGP keys, binary or armored in blocks of
 // blockType.
 func readEntities(data []byte, blockType string) (openpgp.EntityList, error) {

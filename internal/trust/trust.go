@@ -14,6 +14,8 @@ import (
 	"fmt"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/kcare/kcare/internal/failure"
 )
 
 // MaxSignatureSize is the largest signature, armored or binary, that Verify
@@ -25,16 +27,16 @@ const MaxSignatureSize = 64 << 10
 // caller can tell a tampered file from a missing signature or a stranger's key.
 var (
 	// ErrUnsigned means there is no signature to check.
-	ErrUnsigned = errors.New("unsigned")
+	ErrUnsigned = failure.New(failure.Refused, "unsigned")
 	// ErrMalformedSignature means the signature cannot be read as an OpenPGP
 	// detached signature.
-	ErrMalformedSignature = errors.New("malformed signature")
+	ErrMalformedSignature = failure.New(failure.Refused, "malformed signature")
 	// ErrUnknownKey means the signature was made by a key not in the keyring.
-	ErrUnknownKey = errors.New("signature by unknown key")
+	ErrUnknownKey = failure.New(failure.Refused, "signature by unknown key")
 	// ErrBadSignature means the signing key is trusted but the signature does
 	// not hold for the data, or it breaks policy (weak hash, wrong type,
 	// creation time in the future).
-	ErrBadSignature = errors.New("bad signature")
+	ErrBadSignature = failure.New(failure.Refused, "bad signature")
 	// ErrKeyExpired means the signing key, or the signature itself, is past
 	// its expiry time.
 	ErrKeyExpired = errors.New("expired")

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/index"
@@ -114,7 +115,7 @@ func (a *agent) cycle(ctx context.Context, rec *recorder) error {
 		return fmt.Errorf("bundle %s: got %d bytes with sha256 %s, the index says %d bytes", l.URL, len(data), bundle.Digest(data), l.Size)
 	}
 	t[stepBundle+1] = time.Now()
-	err = a.c.CheckIn(ctx, portalclient.CheckIn{
+	err = a.c.CheckIn(ctx, apitype.CheckIn{
 		Hostname: a.hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID, KernelID: kernelID,
 		Level: l.Level, EffectiveRelease: l.EffectiveRelease, Result: "ok", AgentVersion: userAgent,
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -58,7 +59,7 @@ func newFleet(t *testing.T) *fleet {
 	portalKey, _ := trust.ReadSigner(priv)
 	keys, _ := trust.ReadKeyring(pub)
 	st := storetest.Open(t, "sqlite")
-	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: keys})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: keys})})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	f := &fleet{srv: srv, url: hs.URL, st: st, signer: signer, checker: filepath.Join(t.TempDir(), "check_kcare")}
@@ -72,7 +73,7 @@ func newFleet(t *testing.T) *fleet {
 		if err := st.Register(ctx, "mon", s); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.CheckIn(ctx, s.ID, store.CheckIn{Hostname: host, IP: s.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+		if err := st.CheckIn(ctx, s.ID, store.Report{Hostname: host, IP: s.IP, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 			KernelID: kernel.KernelID(fakekernel.Version), Level: 1, LastResult: "ok", At: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func newFleet(t *testing.T) *fleet {
 func (f *fleet) publish(t *testing.T, level int) {
 	t.Helper()
 	data, sig := bundletest.Bundle(t, f.signer, level, bundletest.Options{Released: time.Now().Add(-time.Hour)})
-	if _, err := f.srv.Publish(context.Background(), data, sig, server.PublishOptions{Patchset: fmt.Sprintf("K20261127_%02d", level)}); err != nil {
+	if _, err := f.srv.Core().Publish(context.Background(), core.CLI, data, sig, core.PublishOptions{Patchset: fmt.Sprintf("K20261127_%02d", level)}); err != nil {
 		t.Fatal(err)
 	}
 }

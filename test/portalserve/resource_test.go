@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/index"
@@ -201,7 +202,7 @@ func agentCycle(ctx context.Context, c *portalclient.Client, p *portal) error {
 	if d := bundle.Digest(data); d != idx.Level.Digest {
 		return fmt.Errorf("bundle digest %s, index says %s", d, idx.Level.Digest)
 	}
-	ci := portalclient.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+	ci := apitype.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 		KernelID: kernel.KernelID(fakekernel.Version), Level: 1, EffectiveRelease: "6.1.0-56.kcare1-amd64", Result: "ok", AgentVersion: "0.1.0"}
 	if err := c.CheckIn(ctx, ci); err != nil {
 		return fmt.Errorf("check-in: %w", err)

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portalclient"
@@ -102,6 +104,36 @@ func texts(t *testing.T, ctx context.Context, selector string) []string {
 	return out
 }
 
+// cells returns the visible text of the data cells of each row of the
+// table sel, row by row: what an operator reads on the page.
+func cells(t *testing.T, ctx context.Context, sel string) [][]string {
+	t.Helper()
+	var out [][]string
+	js := `Array.from(document.querySelectorAll(` + quote(sel+" tr") + `)).filter(tr => tr.querySelector("td")).map(tr => Array.from(tr.querySelectorAll("td")).map(td => td.innerText.trim().replace(/\s+/g, " ")))`
+	run(t, ctx, "read cells of "+sel, chromedp.Evaluate(js, &out))
+	return out
+}
+
+// wantCells checks the columns cols (by index) of table sel's rows.
+func wantCells(t *testing.T, ctx context.Context, page, sel string, cols []int, want [][]string) {
+	t.Helper()
+	var got [][]string
+	for _, row := range cells(t, ctx, sel) {
+		var r []string
+		for _, c := range cols {
+			if c < len(row) {
+				r = append(r, row[c])
+			} else {
+				r = append(r, "<missing>")
+			}
+		}
+		got = append(got, r)
+	}
+	if !slices.EqualFunc(got, want, slices.Equal[[]string]) {
+		t.Errorf("%s: table %s shows\n%q\nwant\n%q", page, sel, got, want)
+	}
+}
+
 func signInBrowser(t *testing.T, ctx context.Context, base, user, password string) {
 	t.Helper()
 	run(t, ctx, "sign in as "+user,
@@ -169,9 +201,11 @@ func TestBrowser(t *testing.T) {
 
 	// Register two servers through the API; a third is refused.
 	h1, h2, h3 := p.newHost(t), p.newHost(t), p.newHost(t)
+	// A minute apart, so that lists ordered by registration have one order.
 	if err := h1.register("acme", "web1.acme.example"); err != nil {
 		t.Fatal(err)
 	}
+	p.advance(time.Minute)
 	if err := h2.register("acme", "web2.acme.example"); err != nil {
 		t.Fatal(err)
 	}
@@ -180,16 +214,22 @@ func TestBrowser(t *testing.T) {
 	}
 	// Another key's server, to filter out; and check-ins for history.
 	p.st.AddKey(bg, &store.Key{Key: "other", Note: "staging"})
-	p.st.Register(bg, "other", &store.Server{ID: "other-1", Hostname: "db1.staging.example", IP: "192.0.2.50"})
+	p.advance(time.Minute)
+	p.st.Register(bg, "other", &store.Server{ID: "other-1", Hostname: "db1.staging.example", IP: "192.0.2.50", Registered: p.now()})
 	for i, h := range []*host{h1, h2} {
-		h.c.CheckIn(bg, portalclient.CheckIn{Hostname: []string{"web1.acme.example", "web2.acme.example"}[i],
-			Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: i + 1, EffectiveRelease: "6.1.0-56.kcare1-amd64", Result: "ok", AgentVersion: "1.0.0"})
+		h.c.CheckIn(bg, apitype.CheckIn{Hostname: []string{"web1.acme.example", "web2.acme.example"}[i],
+			Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: i + 1, EffectiveRelease: fmt.Sprintf("6.1.0-56.kcare%d-amd64", i+1), Result: "ok", AgentVersion: "1.0.0"})
 	}
 	run(t, ctx, "key page", chromedp.Navigate(base+"/admin/keys/acme"), chromedp.WaitVisible("#servers", chromedp.ByID))
 	ids := texts(t, ctx, "#servers tr.srv td:last-child")
 	if len(ids) != 2 || !slices.Contains(ids, h1.c.ServerID) || !slices.Contains(ids, h2.c.ServerID) {
 		t.Errorf("key page lists %v, want %s and %s", ids, h1.c.ServerID, h2.c.ServerID)
 	}
+	// IP, hostname, effective kernel, kernel, level, state, key, feed.
+	wantCells(t, ctx, "key page", "#servers", []int{1, 2, 3, 4, 5, 6, 7, 8}, [][]string{
+		{"127.0.0.1", "web1.acme.example", "6.1.0-56.kcare1-amd64", "6.1.0-56-amd64", "1 * (L2 available)", "outofdate", "acme", "main"},
+		{"127.0.0.1", "web2.acme.example", "6.1.0-56.kcare2-amd64", "6.1.0-56-amd64", "2", "uptodate", "acme", "main"},
+	})
 	screenshot(t, ctx, "key")
 
 	// Filter servers by key.
@@ -211,8 +251,18 @@ func TestBrowser(t *testing.T) {
 	if n := len(texts(t, ctx, "#servers tr.srv")); n != 3 {
 		t.Errorf("unfiltered servers page shows %d rows, want 3", n)
 	}
+	wantCells(t, ctx, "servers page", "#servers", []int{1, 2, 5, 6, 7, 8}, [][]string{
+		{"127.0.0.1", "web1.acme.example", "1 * (L2 available)", "outofdate", "acme", "main"},
+		{"127.0.0.1", "web2.acme.example", "2", "uptodate", "acme", "main"},
+		{"192.0.2.50", "db1.staging.example", "0", "inactive", "other", "main"},
+	})
 	screenshot(t, ctx, "servers")
 	run(t, ctx, "server page", chromedp.Navigate(base+"/admin/servers/"+h1.c.ServerID), chromedp.WaitVisible("#history", chromedp.ByID))
+	wantCells(t, ctx, "server page", "#server", []int{0}, [][]string{{"web1.acme.example"}, {"127.0.0.1"}, {"outofdate * level 2 is allowed"},
+		{"1"}, {"6.1.0-56-amd64"}, {"6.1.0-56.kcare1-amd64"}, {fakekernel.BuildID}, {"acme"}, {"-"}, {"1.0.0, last result ok"},
+		{"2026-11-27 10:00"}, {"2026-11-27 10:02"}})
+	wantCells(t, ctx, "server page", "#cves", []int{0}, [][]string{{"CVE-2026-1001"}})
+	wantCells(t, ctx, "server page", "#history", []int{1, 2, 3}, [][]string{{"1", "6.1.0-56.kcare1-amd64", "ok"}})
 	screenshot(t, ctx, "server")
 
 	// Undeploy down to level 2, then enable up to it: the agent's index follows.
@@ -236,13 +286,40 @@ func TestBrowser(t *testing.T) {
 	if got := h1.available(t); got != 2 {
 		t.Errorf("available after enable up to level 2: %d, want 2", got)
 	}
+	// Level, patchset, state, channel, released, CVEs.
+	wantCells(t, ctx, "feed page", "table.levels", []int{0, 1, 2, 3, 4, 5}, [][]string{
+		{"2", "K20261102_01", "enabled", "stable", "2026-11-02 09:00", "1"},
+		{"1", "K20261101_01", "enabled", "stable", "2026-11-01 09:00", "1"},
+	})
 	screenshot(t, ctx, "feed")
 	run(t, ctx, "patches", chromedp.Navigate(base+"/admin/patches"), chromedp.WaitVisible("#upload-form", chromedp.ByID))
+	// Level, patchset, channel, released, effective kernel, CVEs.
+	wantCells(t, ctx, "patches page", "table.levels", []int{0, 1, 2, 3, 4, 5}, [][]string{
+		{"2", "K20261102_01", "stable", "2026-11-02 09:00", "6.1.0-56.kcare2-amd64", "CVE-2026-1002"},
+		{"1", "K20261101_01", "stable", "2026-11-01 09:00", "6.1.0-56.kcare1-amd64", "CVE-2026-1001"},
+	})
 	screenshot(t, ctx, "patches")
 	run(t, ctx, "keys", chromedp.Navigate(base+"/admin/keys"), chromedp.WaitVisible("#keys", chromedp.ByID))
+	// Key, used / limit, feed, sticky, note.
+	wantCells(t, ctx, "keys page", "#keys", []int{0, 1, 2, 3, 5}, [][]string{
+		{"acme", "2 / 2", "main", "2026-11-20", "Acme web fleet"},
+		{"other", "1 / unlimited", "main", "-", "staging"},
+	})
 	screenshot(t, ctx, "keys")
 	run(t, ctx, "overview", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible("#stats", chromedp.ByID))
+	if got, want := texts(t, ctx, "#stats .card"), []string{"3servers total", "2active in the last 48 hours", "1silent",
+		"1up to date", "1out of date", "0unsupported kernel", "1inactive"}; !slices.Equal(got, want) {
+		t.Errorf("overview cards %q, want %q", got, want)
+	}
+	wantCells(t, ctx, "overview", "#kernels", []int{0, 1}, [][]string{{"6.1.0-56-amd64", "2"}})
+	wantCells(t, ctx, "overview", "#effective", []int{0, 1}, [][]string{{"6.1.0-56.kcare1-amd64", "1"}, {"6.1.0-56.kcare2-amd64", "1"}})
 	screenshot(t, ctx, "overview")
+	run(t, ctx, "feeds", chromedp.Navigate(base+"/admin/feeds"), chromedp.WaitVisible("#feeds", chromedp.ByID))
+	wantCells(t, ctx, "feeds page", "#feeds", []int{0, 1, 2, 3}, [][]string{{"main", "stable", "none", "enabled automatically"}})
+	run(t, ctx, "API keys", chromedp.Navigate(base+"/admin/apikeys"), chromedp.WaitVisible("#tokens", chromedp.ByID))
+	wantCells(t, ctx, "API keys page", "#tokens", []int{0}, [][]string{{"No API keys."}})
+	run(t, ctx, "users", chromedp.Navigate(base+"/admin/users"), chromedp.WaitVisible("#users", chromedp.ByID))
+	wantCells(t, ctx, "users page", "#users", []int{0, 1}, [][]string{{"alice", "admin"}, {"bob", "readonly"}})
 
 	// Every change is in the audit log.
 	run(t, ctx, "audit log", chromedp.Navigate(base+"/admin/audit"), chromedp.WaitVisible("#audit", chromedp.ByID))
@@ -284,7 +361,10 @@ func waitState(t *testing.T, ctx context.Context, patchset, state string) {
 	sel := `tr[data-patchset="` + patchset + `"] .state`
 	var got []string
 	for range 100 {
-		if got = texts(t, ctx, sel); slices.Equal(got, []string{state}) {
+		// The page may be navigating after the button's form was posted:
+		// ask again rather than fail.
+		err := chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelectorAll(`+quote(sel)+`)).map(e => e.textContent.trim())`, &got))
+		if err == nil && slices.Equal(got, []string{state}) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/portal/store"
-	"github.com/kcare/kcare/internal/portalclient"
 )
 
 var stateCellRE = regexp.MustCompile(`<span class="state state-[a-z]+">([a-z]+)</span>`)
@@ -26,7 +26,7 @@ func TestServerStateFilterFollowsPortalClock(t *testing.T) {
 	if err := h.register("clock", "web-clock"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "web-clock", Release: fakekernel.Release, BuildID: fakekernel.BuildID}); err != nil {
+	if err := h.c.CheckIn(ctx, apitype.CheckIn{Hostname: "web-clock", Release: fakekernel.Release, BuildID: fakekernel.BuildID}); err != nil {
 		t.Fatal(err)
 	}
 	b := p.client(t)

@@ -1,30 +1,19 @@
 package ui
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/web"
 )
-
-// restRoutes are ePortal's REST API routes that need an API key.
-// (POST /admin/api/register is the agent's registration and
-// /admin/api/kcare/nagios/{key} is keyed by the activation key, as in
-// KernelCare: neither is an operator's page.)
-var restRoutes = []web.Route{
-	{Method: "GET", Path: "/admin/api/servers"},
-	{Method: "GET", Path: "/admin/api/keys/"},
-	{Method: "POST", Path: "/admin/api/keys/"},
-	{Method: "DELETE", Path: "/admin/api/keys/{key}"},
-	{Method: "GET", Path: "/admin/api/feeds/"},
-	{Method: "POST", Path: "/admin/api/feeds/"},
-	{Method: "GET", Path: "/admin/api/patchsets/"},
-	{Method: "POST", Path: "/admin/api/patchsets/manage"},
-	{Method: "GET", Path: "/admin/api/kcare/patchset/{key}"},
-}
 
 func fill(pattern string) string {
 	p := strings.ReplaceAll(pattern, "{$}", "")
@@ -67,8 +56,17 @@ func TestRoutesNeedSession(t *testing.T) {
 		check(rt, false)
 		n++
 	}
-	for _, rt := range restRoutes {
-		check(rt, true)
+	rest := 0
+	for _, rt := range p.srv.Routes() {
+		// ePortal's REST API under /admin/api: the routes an operator's
+		// API key opens, walked from the table the server mounts.
+		if rt.Auth == "token" && strings.HasPrefix(rt.Path, "/admin/api/") {
+			check(web.Route{Method: rt.Method, Path: rt.Path}, true)
+			rest++
+		}
+	}
+	if rest < 10 {
+		t.Errorf("only %d REST routes walked", rest)
 	}
 	check(web.Route{Method: "GET", Path: "/admin/no/such/page"}, false)
 	if n < 25 {
@@ -164,4 +162,81 @@ func TestSignInThrottle(t *testing.T) {
 	if code := try(alicePassword); code != http.StatusSeeOther {
 		t.Fatalf("right password after the lockout: %d, want 303", code)
 	}
+}
+
+var (
+	hostCellRE = regexp.MustCompile(`<tr class="srv">(?:.|\n)*?</td><td>([^<]*)</td>`)
+	pagerRE    = regexp.MustCompile(`<a href="\?([^"]*)" id="(first|prev|next)">`)
+)
+
+// TestServersPager: the servers page walks 120 servers 50 at a time,
+// forward with "next page" and back with "previous page", showing each
+// server once and the same page again on the way back.
+func TestServersPager(t *testing.T) {
+	p := newPortal(t)
+	ctx := context.Background()
+	if err := p.st.AddKey(ctx, &store.Key{Key: "pager", Created: p.now()}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 120 {
+		srv := &store.Server{ID: fmt.Sprintf("srv-%03d", i), Hostname: fmt.Sprintf("h%03d", i), IP: "192.0.2.1",
+			Registered: p.now().Add(time.Duration(i) * time.Second)}
+		if err := p.st.Register(ctx, "pager", srv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := p.client(t)
+	b.signIn("alice", alicePassword)
+	type page struct {
+		first, last string
+		n           int
+		links       map[string]string
+	}
+	load := func(query string) page {
+		t.Helper()
+		code, body, _ := b.get("/admin/servers?" + query)
+		if code != http.StatusOK {
+			t.Fatalf("GET /admin/servers?%s: %d", query, code)
+		}
+		var hosts []string
+		for _, m := range hostCellRE.FindAllStringSubmatch(body, -1) {
+			hosts = append(hosts, m[1])
+		}
+		pg := page{n: len(hosts), links: map[string]string{}}
+		if len(hosts) > 0 {
+			pg.first, pg.last = hosts[0], hosts[len(hosts)-1]
+		}
+		for _, m := range pagerRE.FindAllStringSubmatch(body, -1) {
+			pg.links[m[2]] = strings.ReplaceAll(m[1], "&amp;", "&")
+		}
+		return pg
+	}
+	want := func(what string, got page, first, last string, links ...string) {
+		t.Helper()
+		var have []string
+		for _, l := range []string{"first", "prev", "next"} {
+			if _, ok := got.links[l]; ok {
+				have = append(have, l)
+			}
+		}
+		if got.first != first || got.last != last || !slices.Equal(have, links) {
+			t.Errorf("%s: %s..%s (%d rows) with links %v, want %s..%s with %v", what, got.first, got.last, got.n, have, first, last, links)
+		}
+	}
+	p1 := load("")
+	want("page 1", p1, "h000", "h049", "next")
+	p2 := load(p1.links["next"])
+	want("page 2", p2, "h050", "h099", "first", "prev", "next")
+	p3 := load(p2.links["next"])
+	want("page 3", p3, "h100", "h119", "first", "prev")
+	back2 := load(p3.links["prev"])
+	want("back to page 2", back2, "h050", "h099", "first", "prev", "next")
+	back1 := load(back2.links["prev"])
+	want("back to page 1", back1, "h000", "h049", "next")
+	// Sorted by hostname, newest first.
+	d1 := load("sort=hostname&desc=1")
+	want("hostname descending, page 1", d1, "h119", "h070", "next")
+	d2 := load(d1.links["next"])
+	want("hostname descending, page 2", d2, "h069", "h020", "first", "prev", "next")
+	want("hostname descending, back to page 1", load(d2.links["prev"]), "h119", "h070", "next")
 }

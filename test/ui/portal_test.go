@@ -10,17 +10,18 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -36,6 +37,7 @@ func ring(t testing.TB, ss ...*trust.Signer) *trust.Keyring { return bundletest.
 // read-only user (bob), and a clock the test moves.
 type portal struct {
 	st    store.Store
+	srv   *server.Server
 	http  *httptest.Server
 	mu    sync.Mutex
 	clock time.Time
@@ -67,8 +69,8 @@ func newPortal(t testing.TB) *portal {
 	t.Helper()
 	st := storetest.Open(t, "sqlite")
 	p := &portal{st: st, clock: testStart}
-	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
-		Publishers: ring(t, publisher), Now: p.now})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: p.now})})
+	p.srv = srv
 	p.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(p.http.Close)
 	for _, u := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
@@ -76,7 +78,7 @@ func newPortal(t testing.TB) *portal {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.AddUser(context.Background(), &store.User{Name: u.name, PasswordHash: hash, Role: u.role}); err != nil {
+		if err := st.AddUser(context.Background(), &store.User{Name: u.name, PasswordHash: hash, Role: apitype.Role(u.role)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,13 +185,4 @@ func (b *browser) signIn(user, password string) string {
 		b.t.Fatalf("no CSRF token on /admin/keys after signing in as %s", user)
 	}
 	return csrf
-}
-
-func contains(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
 }

@@ -16,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/cmdline"
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/textline"
 )
 
@@ -33,10 +35,19 @@ var stateNames = []string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
 // confPath is where the default portal URL is read from (PATCH_SERVER).
 var confPath = config.DefaultPath
 
-// Run runs check_kcare and returns its exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// unknownError is a failure reported as UNKNOWN: the check could not be
+// made.
+type unknownError struct{ msg string }
+
+func (e *unknownError) Error() string { return e.msg }
+
+func unknownf(format string, a ...any) error { return &unknownError{fmt.Sprintf(format, a...)} }
+
+// Program is check_kcare's command line writing to stdout and stderr.
+// Every failure, a usage error too, is UNKNOWN (3), reported on stdout as
+// the status line, as Nagios reads it.
+func Program(stdout, stderr io.Writer) *cmdline.Program {
 	fs := flag.NewFlagSet("check_kcare", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	key := fs.String("k", "", "activation `KEY` whose servers to check")
 	login := fs.String("l", "", "reseller `LOGIN` (with --api-token)")
 	token := fs.String("api-token", "", "reseller API `TOKEN`")
@@ -45,63 +56,70 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	warn := fs.String("w", "u,i", "states counted as WARNING: `o,u,i`")
 	zabbix := fs.Bool("z", false, "Zabbix output: print only the status number")
 	timeout := fs.Int("t", 30, "timeout in `SECONDS`")
-	help := fs.Bool("h", false, "show this help")
-	unknown := func(format string, a ...any) int {
-		if *zabbix {
-			fmt.Fprintln(stdout, Unknown)
-		} else {
-			fmt.Fprintf(stdout, "KERNELCARE UNKNOWN - %s\n", fmt.Sprintf(format, a...))
-		}
-		return Unknown
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return OK
-		}
-		return unknown("bad arguments")
-	}
-	if *help {
-		fs.SetOutput(stdout)
-		fmt.Fprintln(stdout, "usage: check_kcare (-k KEY | -l LOGIN --api-token TOKEN) [-u URL] [-c o,u,i] [-w o,u,i] [-z] [-t SECONDS]")
-		fs.PrintDefaults()
-		return OK
-	}
-	if fs.NArg() > 0 {
-		return unknown("unexpected argument %q", fs.Arg(0))
-	}
-	critSet, err := parseStates(*crit)
+	root := &cmdline.Command{Flags: fs, Synopsis: "check_kcare (-k KEY | -l LOGIN --api-token TOKEN) [-u URL] [-c o,u,i] [-w o,u,i] [-z] [-t SECONDS]",
+		Help: "exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+		Run: func(ctx context.Context, args []string) error {
+			status, err := check(ctx, stdout, *key, *login, *token, *base, *crit, *warn, *zabbix, *timeout)
+			if err != nil {
+				return err
+			}
+			return cmdline.Status(status)
+		}}
+	return &cmdline.Program{Name: "check_kcare", Root: root, Stdout: stdout, Stderr: stderr, UsageCode: Unknown, ErrorCode: Unknown,
+		Fail: func(path string, err error) {
+			if *zabbix {
+				fmt.Fprintln(stdout, Unknown)
+				return
+			}
+			msg := err.Error()
+			if errors.Is(err, failure.Usage) {
+				msg = "bad arguments: " + msg
+			}
+			fmt.Fprintf(stdout, "KERNELCARE UNKNOWN - %s\n", msg)
+		}}
+}
+
+// Run runs check_kcare and returns its exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return Program(stdout, stderr).Run(ctx, args)
+}
+
+// check asks the portal and prints the status line; it returns the
+// Nagios status.
+func check(ctx context.Context, stdout io.Writer, key, login, token, base, crit, warn string, zabbix bool, timeout int) (int, error) {
+	critSet, err := parseStates(crit)
 	if err != nil {
-		return unknown("-c: %v", err)
+		return 0, unknownf("-c: %v", err)
 	}
-	warnSet, err := parseStates(*warn)
+	warnSet, err := parseStates(warn)
 	if err != nil {
-		return unknown("-w: %v", err)
+		return 0, unknownf("-w: %v", err)
 	}
 	var path string
 	switch {
-	case *key != "" && *login == "":
-		path = "/api/kcare/nagios/" + url.PathEscape(*key)
-	case *login != "" && *token != "" && *key == "":
-		path = "/api/kcare/nagios-res/" + url.PathEscape(*login) + "/" + url.PathEscape(*token)
+	case key != "" && login == "":
+		path = "/api/kcare/nagios/" + url.PathEscape(key)
+	case login != "" && token != "" && key == "":
+		path = "/api/kcare/nagios-res/" + url.PathEscape(login) + "/" + url.PathEscape(token)
 	default:
-		return unknown("give -k KEY, or -l LOGIN with --api-token TOKEN")
+		return 0, unknownf("give -k KEY, or -l LOGIN with --api-token TOKEN")
 	}
-	if *base == "" {
+	if base == "" {
 		if f, err := config.Load(confPath); err == nil {
-			*base, _ = f.Get("PATCH_SERVER")
+			base, _ = f.Get("PATCH_SERVER")
 		}
 	}
-	if *base == "" {
-		return unknown("no portal URL: give -u URL or set PATCH_SERVER in %s", filepath.Base(confPath))
+	if base == "" {
+		return 0, unknownf("no portal URL: give -u URL or set PATCH_SERVER in %s", filepath.Base(confPath))
 	}
-	if *timeout <= 0 {
-		return unknown("-t must be a positive number of seconds")
+	if timeout <= 0 {
+		return 0, unknownf("-t must be a positive number of seconds")
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(*timeout)*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second)
 	defer cancel()
-	rep, err := fetch(ctx, strings.TrimRight(*base, "/")+path)
+	rep, err := fetch(ctx, strings.TrimRight(base, "/")+path)
 	if err != nil {
-		return unknown("%v", err)
+		return 0, err
 	}
 	status := OK
 	for st, n := range rep.counts {
@@ -114,9 +132,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			status = Warning
 		}
 	}
-	if *zabbix {
+	if zabbix {
 		fmt.Fprintln(stdout, status)
-		return status
+		return status, nil
 	}
 	// The portal's text is escaped again (textline.Escape is idempotent): a
 	// portal from before it escaped hostnames must not add perfdata here.
@@ -124,7 +142,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, l := range rep.details {
 		fmt.Fprintln(stdout, textline.Escape(l))
 	}
-	return status
+	return status, nil
 }
 
 // parseStates reads "o,u,i".

@@ -15,6 +15,7 @@ import (
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -33,11 +34,10 @@ func TestForgedHostnameFromPortal(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	publisher := bundletest.Signer("check_kcare test publisher")
 	st := storetest.Open(t, "sqlite")
-	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: bundletest.Signer("check_kcare test index key"),
-		Publishers: bundletest.Keyring(t, publisher), Now: func() time.Time { return now }})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: bundletest.Signer("check_kcare test index key"), Publishers: bundletest.Keyring(t, publisher), Now: func() time.Time { return now }})})
 	for level := 1; level <= 2; level++ {
 		data, sig := bundletest.Bundle(t, publisher, level, bundletest.Options{})
-		if _, err := srv.Publish(ctx, data, sig, server.PublishOptions{Released: now.Add(-time.Duration(100-level) * time.Hour)}); err != nil {
+		if _, err := srv.Core().Publish(ctx, core.CLI, data, sig, core.PublishOptions{Released: now.Add(-time.Duration(100-level) * time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +52,7 @@ func TestForgedHostnameFromPortal(t *testing.T) {
 		if err := st.Register(ctx, "mon", sv); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.CheckIn(ctx, sv.ID, store.CheckIn{Hostname: s.host, IP: s.ip, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+		if err := st.CheckIn(ctx, sv.ID, store.Report{Hostname: s.host, IP: s.ip, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 			KernelID: kernel.KernelID(fakekernel.Version), Level: s.level, LastResult: "ok", At: now.Add(-time.Hour)}); err != nil {
 			t.Fatal(err)
 		}

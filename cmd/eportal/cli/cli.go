@@ -1,5 +1,8 @@
 // Package cli is eportal's command line: `serve`, and admin commands that
-// act on the same data while the server runs. One command group per file.
+// act on the same data while the server runs, each a call of the portal's
+// core (internal/portal/core). One command group per file; every leaf has
+// its own flags (internal/cmdline), so a flag it does not take is
+// refused.
 package cli
 
 import (
@@ -8,135 +11,107 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"log/slog"
 	"strings"
+	"time"
 
-	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/cmdline"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/trust"
 )
 
-// Exit codes.
+// Exit codes: 0 ok, 1 error (and sync --status unhealthy), 2 usage.
 const (
-	ExitOK    = 0
-	ExitError = 1
-	ExitUsage = 2
+	ExitOK    = cmdline.ExitOK
+	ExitError = cmdline.ExitError
+	ExitUsage = cmdline.ExitUsage
 )
 
 // DefaultDataDir is where eportal keeps its data by default.
 const DefaultDataDir = "/var/lib/eportal"
 
+var now = func() time.Time { return time.Now().UTC() }
+
+// env is where a run of eportal reads and writes.
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
-type command struct {
-	summary string
-	run     func(ctx context.Context, e *env, args []string) error
-}
-
-var commands map[string]command
-
-func init() {
-	commands = map[string]command{
-		"serve":    {"run the portal", runServe},
-		"key":      {"activation keys: add, list, edit, delete", runKey},
-		"feed":     {"feeds: add, list, edit, delete", runFeed},
-		"patchset": {"patchsets in a feed: list, enable, disable, enable-upto, undeploy-downto", runPatchset},
-		"server":   {"servers: list, delete, clean", runServer},
-		"user":     {"operators: add, list, delete", runUser},
-		"token":    {"API keys: add", runToken},
-		"ip":       {"IP licenses: add, list, delete", runIP},
-		"reseller": {"resellers for the Nagios reseller API: add, token, list, delete", runReseller},
-		"sync":     {"fetch new levels from an upstream portal (or --status)", runSync},
-		"export":   {"write levels and bundles to an archive for an air-gapped portal", runExport},
-		"import":   {"verify and import an export archive", runImport},
-		"tls-pin":  {"print the public key pin of the portal's TLS certificate (curl's format)", runTLSPin},
+// Program is eportal's command tree writing to e's streams.
+func Program(e *env) *cmdline.Program {
+	return &cmdline.Program{
+		Name: "eportal",
+		Root: &cmdline.Command{Sub: []*cmdline.Command{
+			serveCmd(e), keyCmd(e), feedCmd(e), patchsetCmd(e), serverCmd(e), userCmd(e), tokenCmd(e),
+			ipCmd(e), resellerCmd(e), publisherCmd(e), syncCmd(e), exportCmd(e), importCmd(e), tlsPinCmd(e),
+		}},
+		Stdout: e.stdout, Stderr: e.stderr,
+		Fail: func(path string, err error) {
+			if errors.Is(err, errUnhealthy) {
+				return // sync --status has printed why
+			}
+			fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
+		},
 	}
-}
-
-var errUsage = errors.New("usage")
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
 }
 
 // Run runs eportal and returns its exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return ExitUsage
-		}
-		return ExitOK
-	}
-	c, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "eportal: unknown command %q\n", args[0])
-		usage(stderr)
-		return ExitUsage
-	}
-	err := c.run(ctx, &env{stdin: stdin, stdout: stdout, stderr: stderr}, args[1:])
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return ExitOK
-	case errors.Is(err, errUnhealthy):
-		return ExitError
-	case errors.Is(err, errUsage):
-		msg := strings.TrimPrefix(err.Error(), "usage: ")
-		if msg != "usage" {
-			fmt.Fprintf(stderr, "eportal %s: %s\n", args[0], msg)
-		}
-		return ExitUsage
-	}
-	fmt.Fprintf(stderr, "eportal %s: %v\n", args[0], err)
-	return ExitError
+	return Program(&env{stdin: stdin, stdout: stdout, stderr: stderr}).Run(ctx, args)
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintf(w, "usage: eportal COMMAND [options]\n\ncommands:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
-	}
+func usageErr(format string, args ...any) error { return cmdline.Usagef(format, args...) }
+
+// group is a command of subcommands.
+func group(name, summary string, sub ...*cmdline.Command) *cmdline.Command {
+	return &cmdline.Command{Name: name, Summary: summary, Sub: sub}
 }
 
-// dbFlags are the flags every command that opens the store takes.
+// flags is a leaf's flag set.
+func flags(name string) *flag.FlagSet { return flag.NewFlagSet("eportal "+name, flag.ContinueOnError) }
+
+// dbFlags are the flags of every command that opens the store.
 type dbFlags struct {
 	data string
 	dsn  string
 }
 
-func (d *dbFlags) register(fs *flag.FlagSet) {
+// withDB adds --data and --db to fs.
+func withDB(fs *flag.FlagSet) *dbFlags {
+	d := &dbFlags{}
 	fs.StringVar(&d.data, "data", DefaultDataDir, "data `DIR` (SQLite database, bundles, keys)")
 	fs.StringVar(&d.dsn, "db", "", "PostgreSQL `DSN` (postgres://…) instead of SQLite in the data dir")
+	return d
 }
 
-func (d *dbFlags) open(ctx context.Context) (store.Store, error) {
-	return store.Open(ctx, d.data, d.dsn)
+// open opens the store and returns the core over it, and the store to
+// close when done. Changes are made as core.CLI.
+func (d *dbFlags) open(ctx context.Context, e *env) (*core.Core, io.Closer, error) {
+	return d.openWith(ctx, e, nil)
 }
 
-// parse parses flags that may come before or after positional arguments.
-func parse(fs *flag.FlagSet, e *env, args []string) ([]string, error) {
-	fs.SetOutput(e.stderr)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, errUsage
+// openWith is open with the publishers directory's keys.
+func (d *dbFlags) openWith(ctx context.Context, e *env, publishers *trust.Keyring) (*core.Core, io.Closer, error) {
+	st, err := store.Open(ctx, d.data, d.dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := core.New(core.Config{Store: st, DataDir: d.data, Publishers: publishers,
+		Log: slog.New(slog.NewTextHandler(e.stderr, nil)), Now: now})
+	return c, st, nil
+}
+
+// withCore is a leaf's Run that opens the core first and closes it after.
+func withCore(e *env, db *dbFlags, run func(ctx context.Context, c *core.Core, args []string) error) func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, args []string) error {
+		c, st, err := db.open(ctx, e)
+		if err != nil {
+			return err
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		defer st.Close()
+		return run(ctx, c, args)
 	}
 }
 
@@ -146,39 +121,16 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-// sub picks a subcommand.
-func sub(args []string, names ...string) (string, []string, error) {
-	if len(args) == 0 {
-		return "", nil, usageErr("give one of: %s", strings.Join(names, ", "))
-	}
-	for _, n := range names {
-		if args[0] == n {
-			return n, args[1:], nil
-		}
-	}
-	return "", nil, usageErr("unknown subcommand %q (one of: %s)", args[0], strings.Join(names, ", "))
+// set reports which flags of fs the command line gave.
+func set(fs *flag.FlagSet) map[string]bool {
+	m := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { m[f.Name] = true })
+	return m
 }
 
-func audit(ctx context.Context, st store.Store, action, object, detail string) {
-	auditChange(ctx, st, action, object, detail, nil, nil)
-}
-
-// auditChange records a change made from the command line with the
-// object before and after it (nil: none, as for a creation's before). An
-// activation key is masked: as the object of a key.* action, and as a key
-// before or after.
-func auditChange(ctx context.Context, st store.Store, action, object, detail string, before, after any) {
-	st.Audit(ctx, store.AuditEntry{Actor: "cli", IP: "cli", Action: action, Object: store.AuditObject(action, object), Detail: detail, At: now(),
-		Before: server.AuditJSON(auditValue(before)), After: server.AuditJSON(auditValue(after))})
-}
-
-// auditValue is v as the audit log may hold it: a key with its key masked.
-func auditValue(v any) any {
-	switch k := v.(type) {
-	case *store.Key:
-		return store.AuditKey(k)
-	case store.Key:
-		return store.AuditKey(&k)
+func dash(s string) string {
+	if s == "" {
+		return "-"
 	}
-	return v
+	return s
 }

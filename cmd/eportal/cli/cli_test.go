@@ -51,7 +51,7 @@ func TestAdminCommands(t *testing.T) {
 		{"", []string{"key", "delete", "k-web"}, 0, "", ""},
 		{"", []string{"key", "delete", "k-web"}, 1, "", "not found"},
 		{"", []string{"frob"}, 2, "", "unknown command"},
-		{"", []string{"key"}, 2, "", "unknown subcommand \"--data\""},
+		{"", []string{"key"}, 2, "", "unknown command \"--data\""},
 	}
 	for _, s := range steps {
 		args := append(append([]string{}, s.args...), d...)

@@ -7,89 +7,107 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/cmdline"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-func runFeed(ctx context.Context, e *env, args []string) error {
-	cmd, args, err := sub(args, "add", "list", "edit", "delete")
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("feed "+cmd, flag.ContinueOnError)
-	var db dbFlags
-	db.register(fs)
-	channel := fs.String("channel", "stable", "`CHANNEL`: stable or test")
-	after := fs.Int("deploy-after", 0, "hold levels back `HOURS` after release")
-	auto := fs.Bool("auto", false, "enable new patchsets in this feed when they are published")
-	pos, err := parse(fs, e, args)
-	if err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *channel != "stable" && *channel != "test" {
+func feedCmd(e *env) *cmdline.Command {
+	return group("feed", "feeds: add, list, edit, delete", feedAdd(e), feedList(e), feedEdit(e), feedDelete(e))
+}
+
+// feedSettings are the flags that set a feed's settings.
+type feedSettings struct {
+	channel string
+	after   int
+	auto    bool
+}
+
+func withFeedSettings(fs *flag.FlagSet) *feedSettings {
+	f := &feedSettings{}
+	fs.StringVar(&f.channel, "channel", "stable", "`CHANNEL`: stable or test")
+	fs.IntVar(&f.after, "deploy-after", 0, "hold levels back `HOURS` after release")
+	fs.BoolVar(&f.auto, "auto", false, "enable new patchsets in this feed when they are published")
+	return f
+}
+
+func (f *feedSettings) check() error {
+	if !apitype.Channel(f.channel).Valid() {
 		return usageErr("--channel: stable or test")
 	}
-	st, err := db.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	switch cmd {
-	case "add":
-		if len(pos) != 1 {
-			return usageErr("give the feed's name")
-		}
-		f := &store.Feed{Name: pos[0], Channel: *channel, DeployAfter: time.Duration(*after) * time.Hour, Auto: *auto, Created: now()}
-		if err := st.AddFeed(ctx, f); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "feed.add", f.Name, fmt.Sprintf("channel=%s deploy_after=%dh auto=%v", f.Channel, *after, f.Auto), nil, f)
-	case "list":
-		feeds, err := st.Feeds(ctx)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FEED\tCHANNEL\tDEPLOY AFTER\tAUTO")
-		for _, f := range feeds {
-			fmt.Fprintf(tw, "%s\t%s\t%dh\t%v\n", f.Name, f.Channel, int(f.DeployAfter/time.Hour), f.Auto)
-		}
-		return tw.Flush()
-	case "edit":
-		if len(pos) != 1 {
-			return usageErr("give the feed to edit")
-		}
-		f, err := st.Feed(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		before := *f
-		if set["channel"] {
-			f.Channel = *channel
-		}
-		if set["deploy-after"] {
-			f.DeployAfter = time.Duration(*after) * time.Hour
-		}
-		if set["auto"] {
-			f.Auto = *auto
-		}
-		if err := st.UpdateFeed(ctx, f); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "feed.edit", f.Name, fmt.Sprintf("channel=%s deploy_after=%s auto=%v", f.Channel, f.DeployAfter, f.Auto), before, f)
-	case "delete":
-		if len(pos) != 1 {
-			return usageErr("give the feed to delete")
-		}
-		before, err := st.Feed(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		if err := st.DeleteFeed(ctx, pos[0]); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "feed.delete", pos[0], "keys moved to main", before, nil)
+	if f.after < 0 {
+		return usageErr("--deploy-after: whole hours, 0 or more")
 	}
 	return nil
+}
+
+func feedAdd(e *env) *cmdline.Command {
+	fs := flags("feed add")
+	db := withDB(fs)
+	fsets := withFeedSettings(fs)
+	return &cmdline.Command{Name: "add", Args: "NAME", Summary: "add a feed with no patchsets enabled", Flags: fs, MinArgs: 1, MaxArgs: 1,
+		Run: func(ctx context.Context, args []string) error {
+			if err := fsets.check(); err != nil {
+				return err
+			}
+			return withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+				return c.AddFeed(ctx, core.CLI, &store.Feed{Name: args[0], Channel: apitype.Channel(fsets.channel),
+					DeployAfter: time.Duration(fsets.after) * time.Hour, Auto: fsets.auto})
+			})(ctx, args)
+		}}
+}
+
+func feedList(e *env) *cmdline.Command {
+	fs := flags("feed list")
+	db := withDB(fs)
+	return &cmdline.Command{Name: "list", Summary: "list the feeds", Flags: fs,
+		Run: withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+			feeds, err := c.Feeds(ctx)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "FEED\tCHANNEL\tDEPLOY AFTER\tAUTO")
+			for _, f := range feeds {
+				fmt.Fprintf(tw, "%s\t%s\t%dh\t%v\n", f.Name, f.Channel, int(f.DeployAfter/time.Hour), f.Auto)
+			}
+			return tw.Flush()
+		})}
+}
+
+func feedEdit(e *env) *cmdline.Command {
+	fs := flags("feed edit")
+	db := withDB(fs)
+	fsets := withFeedSettings(fs)
+	return &cmdline.Command{Name: "edit", Args: "NAME", Summary: "change the settings given of a feed", Flags: fs, MinArgs: 1, MaxArgs: 1,
+		Run: func(ctx context.Context, args []string) error {
+			if err := fsets.check(); err != nil {
+				return err
+			}
+			given := set(fs)
+			return withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+				_, err := c.EditFeed(ctx, core.CLI, args[0], func(f *store.Feed) {
+					if given["channel"] {
+						f.Channel = apitype.Channel(fsets.channel)
+					}
+					if given["deploy-after"] {
+						f.DeployAfter = time.Duration(fsets.after) * time.Hour
+					}
+					if given["auto"] {
+						f.Auto = fsets.auto
+					}
+				})
+				return err
+			})(ctx, args)
+		}}
+}
+
+func feedDelete(e *env) *cmdline.Command {
+	fs := flags("feed delete")
+	db := withDB(fs)
+	return &cmdline.Command{Name: "delete", Args: "NAME", Summary: "delete a feed; its keys and IP licenses move to main", Flags: fs, MinArgs: 1, MaxArgs: 1,
+		Run: withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+			return c.DeleteFeed(ctx, core.CLI, args[0])
+		})}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -51,11 +52,10 @@ func bigExport(t *testing.T, publisher *trust.Signer, n, size int) string {
 	t.Helper()
 	st := storetest.Open(t, "sqlite")
 	bs := blobs.Store{Dir: t.TempDir()}
-	srv := server.New(server.Config{Store: st, Blobs: bs, IndexKey: bundletest.Signer("kcare import test portal"),
-		Publishers: bundletest.Keyring(t, publisher)})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: bs, IndexKey: bundletest.Signer("kcare import test portal"), Publishers: bundletest.Keyring(t, publisher)})})
 	for l := 1; l <= n; l++ {
 		data, sig := bundletest.Bundle(t, publisher, l, bundletest.Options{Released: time.Date(2026, 11, l, 9, 0, 0, 0, time.UTC), Pad: size})
-		if _, err := srv.Publish(context.Background(), data, sig, server.PublishOptions{}); err != nil {
+		if _, err := srv.Core().Publish(context.Background(), core.CLI, data, sig, core.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,114 +7,120 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/kcare/kcare/internal/cmdline"
 	"github.com/kcare/kcare/internal/config"
-	"github.com/kcare/kcare/internal/portal/server"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-func runKey(ctx context.Context, e *env, args []string) error {
-	cmd, args, err := sub(args, "add", "list", "edit", "delete")
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("key "+cmd, flag.ContinueOnError)
-	var db dbFlags
-	db.register(fs)
-	value := fs.String("key", "", "the key `VALUE` (default: random)")
-	note := fs.String("note", "", "a `NOTE`")
-	limit := fs.Int("limit", 0, "server `LIMIT` (0: unlimited)")
-	feed := fs.String("feed", "main", "`FEED` of its servers")
-	sticky := fs.String("sticky", "", "sticky patchset `DATE` (DDMMYY, DDMMYYYY or YYYY-MM-DD)")
-	var ranges listFlag
-	fs.Var(&ranges, "ip-range", "`CIDR` registering servers must be in (repeatable)")
-	pos, err := parse(fs, e, args)
-	if err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *sticky != "" {
-		if _, err := config.ParseStickyDate(*sticky); err != nil {
+func keyCmd(e *env) *cmdline.Command {
+	return group("key", "activation keys: add, list, edit, delete", keyAdd(e), keyList(e), keyEdit(e), keyDelete(e))
+}
+
+// keySettings are the flags that set a key's settings.
+type keySettings struct {
+	note, feed, sticky string
+	limit              int
+	ranges             listFlag
+}
+
+func withKeySettings(fs *flag.FlagSet) *keySettings {
+	k := &keySettings{}
+	fs.StringVar(&k.note, "note", "", "a `NOTE`")
+	fs.IntVar(&k.limit, "limit", 0, "server `LIMIT` (0: unlimited)")
+	fs.StringVar(&k.feed, "feed", "main", "`FEED` of its servers")
+	fs.StringVar(&k.sticky, "sticky", "", "sticky patchset `DATE` (DDMMYY, DDMMYYYY or YYYY-MM-DD)")
+	fs.Var(&k.ranges, "ip-range", "`CIDR` registering servers must be in (repeatable)")
+	return k
+}
+
+// check refuses a sticky date STICKY_PATCH would not take.
+func (k *keySettings) check() error {
+	if k.sticky != "" {
+		if _, err := config.ParseStickyDate(k.sticky); err != nil {
 			return usageErr("--sticky: %v", err)
 		}
-	}
-	st, err := db.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	switch cmd {
-	case "add":
-		if len(pos) != 0 {
-			return usageErr("unexpected argument %q", pos[0])
-		}
-		k := &store.Key{Key: *value, Note: *note, Limit: *limit, Feed: *feed, Sticky: *sticky, IPRanges: ranges, Created: now()}
-		if k.Key == "" {
-			k.Key = server.NewKey()
-		}
-		if err := st.AddKey(ctx, k); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "key.add", k.Key, fmt.Sprintf("feed=%s limit=%d", k.Feed, k.Limit), nil, k)
-		fmt.Fprintln(e.stdout, k.Key)
-	case "list":
-		keys, err := st.Keys(ctx)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tFEED\tLIMIT\tSERVERS\tSTICKY\tIP RANGES\tNOTE")
-		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", k.Key, k.Feed, k.Limit, k.Servers, dash(k.Sticky), dash(strings.Join(k.IPRanges, ",")), k.Note)
-		}
-		return tw.Flush()
-	case "edit":
-		if len(pos) != 1 {
-			return usageErr("give the key to edit")
-		}
-		k, err := st.Key(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		before := *k
-		if set["note"] {
-			k.Note = *note
-		}
-		if set["limit"] {
-			k.Limit = *limit
-		}
-		if set["feed"] {
-			k.Feed = *feed
-		}
-		if set["sticky"] {
-			k.Sticky = *sticky
-		}
-		if set["ip-range"] {
-			k.IPRanges = ranges
-		}
-		if err := st.UpdateKey(ctx, k); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "key.edit", k.Key, fmt.Sprintf("feed=%s limit=%d sticky=%s", k.Feed, k.Limit, k.Sticky), before, k)
-	case "delete":
-		if len(pos) != 1 {
-			return usageErr("give the key to delete")
-		}
-		before, err := st.Key(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		if err := st.DeleteKey(ctx, pos[0]); err != nil {
-			return err
-		}
-		auditChange(ctx, st, "key.delete", pos[0], "", before, nil)
 	}
 	return nil
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+func keyAdd(e *env) *cmdline.Command {
+	fs := flags("key add")
+	db := withDB(fs)
+	value := fs.String("key", "", "the key `VALUE` (default: random)")
+	ks := withKeySettings(fs)
+	return &cmdline.Command{Name: "add", Summary: "add an activation key and print it", Flags: fs,
+		Run: func(ctx context.Context, args []string) error {
+			if err := ks.check(); err != nil {
+				return err
+			}
+			return withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+				k := &store.Key{Key: *value, Note: ks.note, Limit: ks.limit, Feed: ks.feed, Sticky: ks.sticky, IPRanges: ks.ranges}
+				if err := c.AddKey(ctx, core.CLI, k); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintln(e.stdout, k.Key)
+				return err
+			})(ctx, args)
+		}}
+}
+
+func keyList(e *env) *cmdline.Command {
+	fs := flags("key list")
+	db := withDB(fs)
+	return &cmdline.Command{Name: "list", Summary: "list the keys with their servers", Flags: fs,
+		Run: withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+			keys, err := c.Keys(ctx)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tFEED\tLIMIT\tSERVERS\tSTICKY\tIP RANGES\tNOTE")
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", k.Key, k.Feed, k.Limit, k.Servers, dash(k.Sticky), dash(strings.Join(k.IPRanges, ",")), k.Note)
+			}
+			return tw.Flush()
+		})}
+}
+
+func keyEdit(e *env) *cmdline.Command {
+	fs := flags("key edit")
+	db := withDB(fs)
+	ks := withKeySettings(fs)
+	return &cmdline.Command{Name: "edit", Args: "KEY", Summary: "change the settings given of a key", Flags: fs, MinArgs: 1, MaxArgs: 1,
+		Run: func(ctx context.Context, args []string) error {
+			if err := ks.check(); err != nil {
+				return err
+			}
+			given := set(fs)
+			return withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+				_, err := c.EditKey(ctx, core.CLI, args[0], func(k *store.Key) {
+					if given["note"] {
+						k.Note = ks.note
+					}
+					if given["limit"] {
+						k.Limit = ks.limit
+					}
+					if given["feed"] {
+						k.Feed = ks.feed
+					}
+					if given["sticky"] {
+						k.Sticky = ks.sticky
+					}
+					if given["ip-range"] {
+						k.IPRanges = ks.ranges
+					}
+				})
+				return err
+			})(ctx, args)
+		}}
+}
+
+func keyDelete(e *env) *cmdline.Command {
+	fs := flags("key delete")
+	db := withDB(fs)
+	return &cmdline.Command{Name: "delete", Args: "KEY", Summary: "delete a key and unregister its servers", Flags: fs, MinArgs: 1, MaxArgs: 1,
+		Run: withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
+			return c.DeleteKey(ctx, core.CLI, args[0])
+		})}
 }

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/cmdline"
 )
 
 // Uname is what uname(2) returns, as strings.
@@ -58,22 +60,47 @@ var (
 	root = "/"
 )
 
+// usageHelp lists uname's options as kcare-uname takes them.
+const usageHelp = `As uname: print the fields asked for, in uname's order (-s when none is).
+With a patch level applied, -r and -v are the effective kernel's.
+
+options (grouped as -snr, or long, abbreviated as getopt_long allows):
+  -a, --all                all the fields, but -p and -i when unknown
+  -s, --kernel-name        the kernel name
+  -n, --nodename           the network node hostname
+  -r, --kernel-release     the kernel release (effective)
+  -v, --kernel-version     the kernel version (effective)
+  -m, --machine            the machine hardware name
+  -p, --processor          the processor type
+  -i, --hardware-platform  the hardware platform
+  -o, --operating-system   the operating system
+
+exit 0; 2 for an unknown option or operand; 1 for another error`
+
+// Program is kcare-uname's command line writing to stdout and stderr.
+func Program(stdout, stderr io.Writer) *cmdline.Program {
+	root := &cmdline.Command{Args: "[-asnrvmpio]", Help: usageHelp, RawArgs: true,
+		Run: func(ctx context.Context, args []string) error { return run(args, stdout) }}
+	return &cmdline.Program{Name: "kcare-uname", Root: root, Stdout: stdout, Stderr: stderr}
+}
+
 // Run runs kcare-uname and returns its exit code.
 func Run(args []string, stdout, stderr io.Writer) int {
+	return Program(stdout, stderr).Run(context.Background(), args)
+}
+
+// run prints the fields args ask for.
+func run(args []string, stdout io.Writer) error {
 	want := map[byte]bool{}
 	all := false
 	for _, a := range args {
 		switch {
 		case a == "-a" || a == "--all":
 			all = true
-		case a == "--help":
-			fmt.Fprintln(stdout, "usage: kcare-uname [-asnrvmpio]  (as uname; -r shows the effective patched release)")
-			return 0
 		case strings.HasPrefix(a, "--"):
 			c, ok := longOption(a[2:])
 			if !ok {
-				fmt.Fprintf(stderr, "kcare-uname: unrecognized or ambiguous option '%s'\n", a)
-				return 2
+				return cmdline.Usagef("unrecognized or ambiguous option '%s'", a)
 			}
 			if c == 'a' {
 				all = true
@@ -92,14 +119,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 					known = known || f.short == c
 				}
 				if !known {
-					fmt.Fprintf(stderr, "kcare-uname: invalid option -- '%c'\n", c)
-					return 2
+					return cmdline.Usagef("invalid option -- '%c'", c)
 				}
 				want[c] = true
 			}
 		default:
-			fmt.Fprintf(stderr, "kcare-uname: extra operand %q\n", a)
-			return 2
+			return cmdline.Usagef("extra operand %q", a)
 		}
 	}
 	if len(want) == 0 && !all {
@@ -107,13 +132,11 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	u, err := readUname()
 	if err != nil {
-		fmt.Fprintf(stderr, "kcare-uname: %v\n", err)
-		return 1
+		return err
 	}
 	info, err := (&agent.Agent{Root: root}).Info()
 	if err != nil {
-		fmt.Fprintf(stderr, "kcare-uname: %v\n", err)
-		return 1
+		return err
 	}
 	if info.State == "applied" {
 		u.Release = info.EffectiveRelease
@@ -128,8 +151,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 			out = append(out, f.get(u))
 		}
 	}
-	fmt.Fprintln(stdout, strings.Join(out, " "))
-	return 0
+	_, err = fmt.Fprintln(stdout, strings.Join(out, " "))
+	return err
 }
 
 // longOption returns the short option of a long one, which may be

@@ -11,11 +11,10 @@ import (
 	"path/filepath"
 
 	"github.com/kcare/kcare/internal/agent"
-	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/cmdline"
 	"github.com/kcare/kcare/internal/config"
-	"github.com/kcare/kcare/internal/index"
+	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/kmod"
-	"github.com/kcare/kcare/internal/trust"
 )
 
 // Exit codes, documented in docs/cli.md.
@@ -96,27 +95,43 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.Var(&o.scanner, "scanner-interface", "`enable` USER... or disable [USER...]: show the effective kernel to those users' scanners (LD_PRELOAD)")
 }
 
-// Run runs kcarectl with args and returns its exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// usageHelp is what kcarectl --help says after the synopsis.
+const usageHelp = `Give one action: --apply FILE | --unload | --update | --register KEY | --unregister |
+--auto-update | --info [--json] | --uname | --patch-info | --check | --status |
+--license-info | --set-sticky-patch DATE | --tag TAGS | --vex | --version |
+--scanner-interface enable USER... | --scanner-interface disable [USER...]
+
+exit codes: 0 ok, 1 error, 2 usage, 3 verification refused, 4 kernel unsupported,
+5 transition reversed, 6 locked (--check and --status have their own)`
+
+// Program is kcarectl's command line writing to stdout and stderr. It
+// is one command of options, as KernelCare's kcarectl is; its exit codes
+// map from failure categories.
+func Program(stdout, stderr io.Writer) *cmdline.Program {
 	fs := flag.NewFlagSet("kcarectl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o options
 	o.flags(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: kcarectl [--apply FILE | --unload | --update | --info [--json] | --uname | --patch-info | --vex |\n"+
-			"                --scanner-interface enable USER... | --scanner-interface disable [USER...]]\n\n")
-		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\nexit codes: 0 ok, 1 error, 2 usage, 3 verification refused, 4 kernel unsupported, 5 transition reversed, 6 locked\n")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	if fs.NArg() > 0 && !o.scanner.set {
-		fmt.Fprintf(stderr, "kcarectl: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
+	root := &cmdline.Command{Flags: fs, MaxArgs: -1, Synopsis: "kcarectl ACTION [options]", Help: usageHelp,
+		Run: func(ctx context.Context, args []string) error { return run(ctx, &o, args, stdout, stderr) }}
+	return &cmdline.Program{Name: "kcarectl", Root: root, Stdout: stdout, Stderr: stderr,
+		Exits: []cmdline.Exit{
+			{Category: failure.Refused, Code: ExitRefused},
+			{Category: failure.Unsupported, Code: ExitUnsupported},
+			{Category: failure.Stalled, Code: ExitStalled},
+			{Category: failure.Locked, Code: ExitLocked},
+		}}
+}
+
+// Run runs kcarectl with args and returns its exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return Program(stdout, stderr).Run(ctx, args)
+}
+
+// run does the one action o names; args are what follows the options
+// (the users of --scanner-interface).
+func run(ctx context.Context, o *options, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !o.scanner.set {
+		return cmdline.Usagef("unexpected argument %q", args[0])
 	}
 	actions := 0
 	for _, on := range []bool{o.apply != "", o.unload, o.info, o.uname, o.patchInfo, o.update, o.version,
@@ -127,40 +142,46 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if actions != 1 {
-		fmt.Fprintf(stderr, "kcarectl: give exactly one action (--update, --register KEY, --info, ...; see --help)\n")
-		return ExitUsage
+		return cmdline.Usagef("give exactly one action (--update, --register KEY, --info, ...; see --help)")
+	}
+	// An option of one action is refused with another, not ignored.
+	switch {
+	case o.json && !o.info:
+		return cmdline.Usagef("--json goes with --info")
+	case o.sig != "" && o.apply == "":
+		return cmdline.Usagef("--sig goes with --apply")
 	}
 	if o.version {
-		fmt.Fprintf(stdout, "kcarectl %s\n", Version)
-		return ExitOK
+		_, err := fmt.Fprintf(stdout, "kcarectl %s\n", Version)
+		return err
 	}
-	a, err := newAgent(&o, stderr)
+	a, err := newAgent(o, stderr)
 	if err != nil {
-		return fail(stderr, err)
+		return err
 	}
 	switch {
 	case o.apply != "":
-		err = runApply(ctx, a, &o, stdout)
+		err = runApply(ctx, a, o, stdout)
 	case o.unload:
 		err = runUnload(ctx, a, stdout)
 	case o.update:
-		err = runUpdate(ctx, a, &o, stdout, stderr)
+		err = runUpdate(ctx, a, o, stdout, stderr)
 	case o.register != "":
-		err = runRegister(ctx, a, &o, stdout, stderr)
+		err = runRegister(ctx, a, o, stdout, stderr)
 	case o.unregister:
-		err = runUnregister(ctx, a, &o, stdout)
+		err = runUnregister(ctx, a, o, stdout)
 	case o.autoUpdate:
-		err = runAutoUpdate(ctx, a, &o, stdout, stderr)
+		err = runAutoUpdate(ctx, a, o, stdout, stderr)
 	case o.sticky.set:
-		err = runSetSticky(&o, stdout)
+		err = runSetSticky(o, stdout)
 	case o.check:
-		return runCheck(ctx, a, &o, stdout, stderr)
+		return cmdline.Status(runCheck(ctx, a, o, stdout, stderr))
 	case o.status:
-		return runStatus(ctx, a, &o, stdout, stderr)
+		return cmdline.Status(runStatus(ctx, a, o, stdout, stderr))
 	case o.licenseInfo:
-		err = runLicenseInfo(ctx, a, &o, stdout)
+		err = runLicenseInfo(ctx, a, o, stdout)
 	case o.tag.set:
-		err = runTag(ctx, a, &o, stdout)
+		err = runTag(ctx, a, o, stdout)
 	case o.info:
 		err = runInfo(a, o.json, stdout)
 	case o.uname:
@@ -170,13 +191,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case o.vex:
 		err = runVEX(a, stdout, stderr)
 	case o.scanner.set:
-		err = runScannerInterface(a, o.scanner.v, fs.Args(), stdout)
+		err = runScannerInterface(a, o.scanner.v, args, stdout)
 	}
 	if errors.Is(err, agent.ErrNothingToDo) {
 		fmt.Fprintf(stderr, "kcarectl: %v\n", err)
-		return ExitOK
+		return nil
 	}
-	return fail(stderr, err)
+	return err
 }
 
 func newAgent(o *options, stderr io.Writer) (*agent.Agent, error) {
@@ -217,7 +238,7 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// fail prints err once and maps it to an exit code.
+// fail prints err once and returns its exit code.
 func fail(stderr io.Writer, err error) int {
 	if err == nil {
 		return ExitOK
@@ -228,24 +249,8 @@ func fail(stderr io.Writer, err error) int {
 
 // ExitCode maps an error to kcarectl's exit code.
 func ExitCode(err error) int {
-	switch {
-	case err == nil, errors.Is(err, agent.ErrNothingToDo):
+	if errors.Is(err, agent.ErrNothingToDo) {
 		return ExitOK
-	case errors.Is(err, errUsage):
-		return ExitUsage
-	case errors.Is(err, agent.ErrLocked):
-		return ExitLocked
-	case errors.Is(err, agent.ErrStalled):
-		return ExitStalled
-	case errors.Is(err, agent.ErrNoLivepatch), errors.Is(err, agent.ErrLoad):
-		return ExitUnsupported
-	case errors.Is(err, trust.ErrUnsigned), errors.Is(err, trust.ErrUnknownKey),
-		errors.Is(err, trust.ErrBadSignature), errors.Is(err, trust.ErrMalformedSignature),
-		errors.Is(err, bundle.ErrMalformed), errors.Is(err, bundle.ErrDigestMismatch),
-		errors.Is(err, bundle.ErrTooLarge), errors.Is(err, agent.ErrWrongKernel),
-		errors.Is(err, agent.ErrVermagic), errors.Is(err, agent.ErrNotPatch),
-		errors.Is(err, index.ErrWrongRequest), errors.Is(err, agent.ErrDowngrade):
-		return ExitRefused
 	}
-	return ExitError
+	return Program(io.Discard, io.Discard).ExitCode(err)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -254,7 +255,7 @@ func portalEnv(t *testing.T) (*env, *server.Server, func(level int, released tim
 	ppub, _ := publisher.PublicKey()
 	publishers, _ := trust.ReadKeyring(ppub)
 	st := storetest.Open(t, "sqlite")
-	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: publishers})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: publishers})})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	if err := st.AddKey(context.Background(), &store.Key{Key: "fleet", Feed: "main", Created: time.Now()}); err != nil {
@@ -266,7 +267,7 @@ func portalEnv(t *testing.T) (*env, *server.Server, func(level int, released tim
 		p := filepath.Join(e.dir, fmt.Sprintf("l%d.kcp", level))
 		data, _ := os.ReadFile(p)
 		sig, _ := os.ReadFile(p + ".sig")
-		if _, err := srv.Publish(context.Background(), data, sig, server.PublishOptions{Released: released}); err != nil {
+		if _, err := srv.Core().Publish(context.Background(), core.CLI, data, sig, core.PublishOptions{Released: released}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/atomicfile"
+	"github.com/kcare/kcare/internal/failure"
 )
 
 // The scanner interface's files, relative to --root. See docs/compliance.md.
@@ -28,7 +29,7 @@ const (
 )
 
 // errUsage marks a usage error found after the flags were parsed.
-var errUsage = errors.New("usage")
+var errUsage = failure.New(failure.Usage, "usage")
 
 // scannerProfileText is /etc/profile.d/kcare-scanner.sh: plain POSIX sh,
 // it sets LD_PRELOAD only when `id -un` is listed.
@@ -79,7 +80,7 @@ func runScannerInterface(a *agent.Agent, action string, users []string, stdout i
 	switch action {
 	case "enable":
 		if len(users) == 0 {
-			return fmt.Errorf("%w: --scanner-interface enable USER...", errUsage)
+			return fmt.Errorf("%w: --scanner-interface enable needs at least one USER", errUsage)
 		}
 		for _, name := range users {
 			u, err := lookupUser(root, name)

@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/kernel"
@@ -129,7 +131,7 @@ func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Cl
 	if runErr != nil && !errors.Is(runErr, agent.ErrNothingToDo) {
 		result = runErr.Error()
 	}
-	ci := portalclient.CheckIn{
+	ci := apitype.CheckIn{
 		Hostname: validHostname(host), Release: info.Kernel.Release, BuildID: info.Kernel.BuildID, KernelID: id.KernelID(),
 		Level: info.Level, EffectiveRelease: info.EffectiveRelease, Result: result, AgentVersion: Version,
 	}
@@ -322,11 +324,23 @@ func runLicenseInfo(ctx context.Context, a *agent.Agent, o *options, stdout io.W
 	if err != nil {
 		return err
 	}
-	for _, k := range []string{"type", "server_id", "key", "feed", "limit", "servers", "sticky", "note"} {
-		if v, ok := lic[k]; ok && v != "" {
-			fmt.Fprintf(stdout, "%s: %v\n", k, v)
+	line := func(name, v string) {
+		if v != "" {
+			fmt.Fprintf(stdout, "%s: %s\n", name, v)
 		}
 	}
+	line("type", string(lic.Type))
+	line("server_id", lic.ServerID)
+	if k := lic.Key; k != nil {
+		line("key", k.Key)
+		line("feed", lic.Feed)
+		line("limit", strconv.Itoa(k.Limit))
+		line("servers", strconv.Itoa(k.Servers))
+		line("sticky", k.Sticky)
+		line("note", k.Note)
+		return nil
+	}
+	line("feed", lic.Feed)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/portal/datadir"
 )
 
@@ -43,26 +44,7 @@ func (s Store) Put(data []byte) (string, error) {
 	if err := datadir.MkdirAll(filepath.Dir(p)); err != nil {
 		return "", err
 	}
-	f, err := datadir.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.WriteFile(p, data, datadir.FileMode); err != nil {
 		return "", err
 	}
 	return d, nil

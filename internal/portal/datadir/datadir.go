@@ -71,21 +71,6 @@ func OpenFile(path string, flag int) (*os.File, error) {
 	return os.OpenFile(path, flag&^os.O_CREATE, 0)
 }
 
-// CreateTemp makes a new FileMode file in dir named by pattern, as
-// os.CreateTemp does.
-func CreateTemp(dir, pattern string) (*os.File, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Chmod(FileMode); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	return f, nil
-}
-
 // MkdirTemp makes a new DirMode directory in dir named by pattern, as
 // os.MkdirTemp does.
 func MkdirTemp(dir, pattern string) (string, error) {

@@ -7,23 +7,24 @@ import (
 	"context"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
 // State is a server's patch state.
-type State string
+type State = apitype.ServerState
 
 // The states, in the order reports list them.
 const (
-	UpToDate    State = "uptodate"
-	OutOfDate   State = "outofdate"
-	Unsupported State = "unsupported"
-	Inactive    State = "inactive"
+	UpToDate    = apitype.StateUpToDate
+	OutOfDate   = apitype.StateOutOfDate
+	Unsupported = apitype.StateUnsupported
+	Inactive    = apitype.StateInactive
 )
 
 // States lists every state.
-var States = []State{UpToDate, OutOfDate, Unsupported, Inactive}
+var States = apitype.ServerStates
 
 // DefaultInactiveAge is how long a server may go without checking in
 // before it is inactive.
@@ -45,10 +46,19 @@ func Classify(s *store.Server, now time.Time, age time.Duration, kernelKnown boo
 	return UpToDate
 }
 
+// Source is what an Evaluator reads: the servers' keys, the levels of
+// their kernels and what their feeds show.
+type Source interface {
+	KeySettings(ctx context.Context, key string) (*store.Key, error)
+	Feed(ctx context.Context, name string) (*store.Feed, error)
+	Levels(ctx context.Context, buildID string) ([]store.Level, error)
+	VisibleLevels(ctx context.Context, feed, buildID string) ([]store.Level, error)
+}
+
 // Evaluator classifies servers against a store, remembering per kernel
 // and feed what it has looked up.
 type Evaluator struct {
-	Store       store.Store
+	Store       Source
 	Now         time.Time
 	InactiveAge time.Duration // 0: DefaultInactiveAge
 
@@ -92,9 +102,13 @@ func (e *Evaluator) Classify(ctx context.Context, servers []store.Server) ([]Cla
 }
 
 // level returns whether any level exists for the server's kernel, and the
-// newest its key's feed and sticky date allow.
+// newest its feed (its key's, or its IP license's as its last check-in
+// recorded it) and its key's sticky date allow.
 func (e *Evaluator) level(ctx context.Context, s *store.Server) (bool, int, error) {
-	feedName, sticky := "main", ""
+	feedName, sticky := apitype.MainFeed, ""
+	if s.LicenseFeed != "" {
+		feedName = s.LicenseFeed
+	}
 	if s.Key != "" {
 		k, ok := e.keys[s.Key]
 		if !ok {

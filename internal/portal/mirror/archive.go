@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/datadir"
@@ -24,7 +25,7 @@ import (
 
 // An export archive is a tar of:
 //
-//	levels.json        the levels, as Level, oldest first
+//	levels.json        the levels, as apitype.MirrorLevel, oldest first
 //	blobs/<sha256>     each level's bundle
 //	SHA256SUMS         "<sha256>  <name>" for every other file
 //
@@ -57,12 +58,8 @@ type ExportOptions struct {
 }
 
 // Export writes the selected levels and their bundles to w.
-func Export(ctx context.Context, st store.Store, bs blobs.Store, o ExportOptions, w io.Writer) (int, error) {
-	ll, ok := st.(store.LevelLister)
-	if !ok {
-		return 0, errors.New("this store cannot list its levels")
-	}
-	all, err := ll.AllLevels(ctx, o.Since)
+func Export(ctx context.Context, st store.LevelStore, bs blobs.Store, o ExportOptions, w io.Writer) (int, error) {
+	all, err := st.AllLevels(ctx, o.Since)
 	if err != nil {
 		return 0, err
 	}
@@ -70,7 +67,7 @@ func Export(ctx context.Context, st store.Store, bs blobs.Store, o ExportOptions
 	for _, k := range o.Kernels {
 		want[k] = true
 	}
-	var levels []Level
+	var levels []apitype.MirrorLevel
 	for _, l := range all {
 		if len(want) == 0 || want[l.BuildID] {
 			levels = append(levels, FromStore(l))
@@ -127,7 +124,7 @@ type ImportResult struct {
 
 // Import verifies a whole archive and only then stores its levels. It is
 // idempotent: levels already stored are skipped.
-func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *trust.Keyring, r io.Reader) (*ImportResult, error) {
+func Import(ctx context.Context, st store.LevelStore, bs blobs.Store, publishers *trust.Keyring, r io.Reader) (*ImportResult, error) {
 	if err := datadir.MkdirAll(bs.Dir); err != nil {
 		return nil, err
 	}
@@ -142,7 +139,7 @@ func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *tru
 		return nil, err
 	}
 	var doc struct {
-		Levels []Level `json:"levels"`
+		Levels []apitype.MirrorLevel `json:"levels"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(a.levelsJSON))
 	dec.DisallowUnknownFields()
@@ -159,7 +156,7 @@ func Import(ctx context.Context, st store.Store, bs blobs.Store, publishers *tru
 		if err != nil {
 			return nil, fmt.Errorf("%w: level %d of %s: %v", ErrBadArchive, l.Level, l.BuildID, err)
 		}
-		sl, err := l.Check(data, publishers, now)
+		sl, err := Check(l, data, publishers, now)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadArchive, err)
 		}

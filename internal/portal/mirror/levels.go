@@ -11,31 +11,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/trust"
 )
 
-// Level is a level as one portal hands it to another.
-type Level struct {
-	BuildID          string      `json:"build_id"`
-	KernelID         string      `json:"kernel_id"`
-	Release          string      `json:"release"`
-	Level            int         `json:"level"`
-	Patchset         string      `json:"patchset"`
-	Channel          string      `json:"channel"`
-	Digest           string      `json:"digest"`
-	Size             int64       `json:"size"`
-	Signature        string      `json:"signature"`
-	EffectiveRelease string      `json:"effective_release"`
-	CVEs             []store.CVE `json:"cves"`
-	Released         time.Time   `json:"released"`
-	Published        time.Time   `json:"published"`
-}
-
-// FromStore converts a stored level.
-func FromStore(l store.Level) Level {
-	return Level{
+// FromStore is a stored level as one portal hands it to another.
+func FromStore(l store.Level) apitype.MirrorLevel {
+	return apitype.MirrorLevel{
 		BuildID: l.BuildID, KernelID: l.KernelID, Release: l.Release, Level: l.Level, Patchset: l.Patchset,
 		Channel: l.Channel, Digest: l.Digest, Size: l.Size, Signature: string(l.Signature),
 		EffectiveRelease: l.EffectiveRelease, CVEs: l.CVEs, Released: l.Released, Published: l.Published,
@@ -46,10 +30,10 @@ func FromStore(l store.Level) Level {
 // stored.
 var ErrRefused = errors.New("level refused")
 
-// Check verifies a level's bundle: size and digest as announced, the
+// Check verifies the bundle of a level l announced: size and digest as announced, the
 // publisher's signature by a key in publishers, and the manifest naming
 // the same kernel and level. It returns the level to store.
-func (l Level) Check(data []byte, publishers *trust.Keyring, now time.Time) (*store.Level, error) {
+func Check(l apitype.MirrorLevel, data []byte, publishers *trust.Keyring, now time.Time) (*store.Level, error) {
 	what := fmt.Sprintf("level %d of %s (%s)", l.Level, l.Release, l.BuildID)
 	if int64(len(data)) != l.Size {
 		return nil, fmt.Errorf("%w: %s: bundle is %d bytes, announced %d", ErrRefused, what, len(data), l.Size)
@@ -71,7 +55,7 @@ func (l Level) Check(data []byte, publishers *trust.Keyring, now time.Time) (*st
 	}
 	channel := l.Channel
 	if channel == "" {
-		channel = "stable"
+		channel = apitype.ChannelStable
 	}
 	return &store.Level{
 		BuildID: l.BuildID, KernelID: m.Kernel.KernelID, Release: l.Release, Level: l.Level, Patchset: l.Patchset,

@@ -20,6 +20,7 @@ import (
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -60,7 +61,7 @@ func newPortalOn(t *testing.T, kind string, wrap func(http.Handler) http.Handler
 	st := storetest.Open(t, kind)
 	idx, _ := signer("kcare mirror test portal")
 	p := &portal{st: st, bs: blobs.Store{Dir: t.TempDir()}}
-	p.srv = server.New(server.Config{Store: st, Blobs: p.bs, IndexKey: idx, Publishers: publishers, Now: testNow})
+	p.srv = server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: p.bs, IndexKey: idx, Publishers: publishers, Now: testNow})})
 	h := p.srv.Handler()
 	if wrap != nil {
 		h = wrap(h)
@@ -88,7 +89,7 @@ func bundleFor(t *testing.T, s *trust.Signer, level, size int) (data, sig []byte
 func (p *portal) publish(t *testing.T, level, size int) string {
 	t.Helper()
 	data, sig := bundleFor(t, publisher, level, size)
-	l, err := p.srv.Publish(context.Background(), data, sig, server.PublishOptions{})
+	l, err := p.srv.Core().Publish(context.Background(), core.CLI, data, sig, core.PublishOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

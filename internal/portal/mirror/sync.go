@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/datadir"
@@ -30,7 +31,7 @@ type Syncer struct {
 	Upstream   string // the upstream portal's base URL
 	Token      string // an API token on the upstream (any role)
 	HTTP       *http.Client
-	Store      store.Store
+	Store      store.LevelStore
 	Blobs      blobs.Store
 	Publishers *trust.Keyring
 	DataDir    string // sync state: sync.lock, sync-status.json, partial downloads
@@ -149,7 +150,7 @@ func (s *Syncer) sync(ctx context.Context, st *Status) error {
 	return nil
 }
 
-func (s *Syncer) list(ctx context.Context, since time.Time) ([]Level, error) {
+func (s *Syncer) list(ctx context.Context, since time.Time) ([]apitype.MirrorLevel, error) {
 	u := strings.TrimRight(s.Upstream, "/") + "/api/v1/mirror/levels?since=" + url.QueryEscape(since.UTC().Format(time.RFC3339Nano))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -166,7 +167,7 @@ func (s *Syncer) list(ctx context.Context, since time.Time) ([]Level, error) {
 		return nil, fmt.Errorf("upstream answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	var out struct {
-		Levels []Level `json:"levels"`
+		Levels []apitype.MirrorLevel `json:"levels"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("upstream's level list: %w", err)
@@ -176,7 +177,7 @@ func (s *Syncer) list(ctx context.Context, since time.Time) ([]Level, error) {
 
 // one fetches, verifies and stores one level, and reports whether it
 // stored it (false: the level was here already).
-func (s *Syncer) one(ctx context.Context, l Level) (bool, error) {
+func (s *Syncer) one(ctx context.Context, l apitype.MirrorLevel) (bool, error) {
 	have, err := s.Store.Levels(ctx, l.BuildID)
 	if err != nil {
 		return false, err
@@ -193,7 +194,7 @@ func (s *Syncer) one(ctx context.Context, l Level) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	sl, err := l.Check(data, s.Publishers, s.now())
+	sl, err := Check(l, data, s.Publishers, s.now())
 	if err != nil {
 		return false, err
 	}
@@ -209,7 +210,7 @@ func (s *Syncer) one(ctx context.Context, l Level) (bool, error) {
 
 // fetch downloads a bundle into DATA/partial/<digest>, continuing where
 // an earlier attempt stopped (HTTP Range), and returns it once complete.
-func (s *Syncer) fetch(ctx context.Context, l Level) ([]byte, error) {
+func (s *Syncer) fetch(ctx context.Context, l apitype.MirrorLevel) ([]byte, error) {
 	dir := filepath.Join(s.DataDir, "partial")
 	if err := datadir.MkdirAll(dir); err != nil {
 		return nil, err

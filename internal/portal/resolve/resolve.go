@@ -58,11 +58,11 @@ func Pick(levels []store.Level, feed *store.Feed, req Request) (*store.Level, er
 	cutoff := req.Now.Add(-delay)
 	var sticky time.Time
 	if req.Sticky != "" {
-		d, err := config.ParseStickyDate(req.Sticky)
+		end, err := config.StickyEnd(req.Sticky)
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: %v", ErrBadSticky, req.Sticky, err)
 		}
-		sticky = d.Add(24 * time.Hour) // the whole sticky day counts
+		sticky = end
 		if sticky.Before(cutoff) {
 			cutoff = sticky
 		}

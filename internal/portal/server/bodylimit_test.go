@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/store"
-	"github.com/kcare/kcare/internal/portalclient"
 )
 
 // TestBodyLimits: a body over its route's limit is refused with 413 and
@@ -75,7 +75,7 @@ func basic(user, pass string) string {
 }
 
 // checkInOf is a well-formed check-in of the fake kernel at level 1.
-func checkInOf(hostname string) portalclient.CheckIn {
-	return portalclient.CheckIn{Hostname: hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+func checkInOf(hostname string) apitype.CheckIn {
+	return apitype.CheckIn{Hostname: hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 		KernelID: kernel.KernelID(fakekernel.Version), Level: 1, EffectiveRelease: "6.1.0-56.kcare1-amd64", Result: "ok", AgentVersion: "0.1.0"}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/textline"
 )
 
@@ -14,18 +15,18 @@ const goodCheckIn = `{"hostname":"web1","release":"6.1.0-56-amd64","build_id":"5
 	`"kernel_id":"02088a120bf0ab256348fc6f756085ab64f70cd0","level":2,"effective_release":"6.1.0-56.kcare2-amd64",` +
 	`"result":"ok","agent_version":"0.1.0","tags":"env:prod;role:web"}`
 
-// TestDecodeCheckInErrors: a bad field is an ErrBadField naming it; a
+// TestDecodeCheckInErrors: a bad field is an apitype.ErrBadField naming it; a
 // body that is not one check-in object is not.
 func TestDecodeCheckInErrors(t *testing.T) {
 	if _, err := decodeCheckIn(strings.NewReader(goodCheckIn)); err != nil {
 		t.Fatalf("good check-in: %v", err)
 	}
 	bad := strings.Replace(goodCheckIn, `"web1"`, `"evil\nfake|x=1"`, 1)
-	if _, err := decodeCheckIn(strings.NewReader(bad)); !errors.Is(err, ErrBadField) || err.Error() != "bad-hostname" {
-		t.Errorf("forged hostname: %v, want ErrBadField bad-hostname", err)
+	if _, err := decodeCheckIn(strings.NewReader(bad)); !errors.Is(err, apitype.ErrBadField) || err.Error() != "bad-hostname" {
+		t.Errorf("forged hostname: %v, want apitype.ErrBadField bad-hostname", err)
 	}
 	for _, body := range []string{goodCheckIn + goodCheckIn, `{"hostname":"web1","x":1}`, `[]`, ``} {
-		if _, err := decodeCheckIn(strings.NewReader(body)); err == nil || errors.Is(err, ErrBadField) {
+		if _, err := decodeCheckIn(strings.NewReader(body)); err == nil || errors.Is(err, apitype.ErrBadField) {
 			t.Errorf("decodeCheckIn(%.40q) = %v; want a decoding error", body, err)
 		}
 	}
@@ -63,7 +64,7 @@ func FuzzDecodeCheckIn(f *testing.F) {
 				t.Fatalf("accepted %q: field %q holds a control character", body, v)
 			}
 		}
-		if ci.Level < 0 || ci.Level > maxLevel || len(ci.Result) > maxResultLen {
+		if ci.Level < 0 || ci.Level > apitype.MaxLevel || len(ci.Result) > apitype.MaxResultLen {
 			t.Fatalf("accepted %q: level %d, result of %d bytes", body, ci.Level, len(ci.Result))
 		}
 		b, err := json.Marshal(ci)

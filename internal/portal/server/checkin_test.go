@@ -108,7 +108,7 @@ func forgedFleet(t *testing.T, p *portal) {
 		if err := p.st.Register(ctx, "mon", srv); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.st.CheckIn(ctx, srv.ID, store.CheckIn{Hostname: s.host, IP: s.ip, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+		if err := p.st.CheckIn(ctx, srv.ID, store.Report{Hostname: s.host, IP: s.ip, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 			KernelID: kernel.KernelID(fakekernel.Version), Level: s.level, LastResult: "ok", At: p.now.Add(-time.Hour)}); err != nil {
 			t.Fatal(err)
 		}

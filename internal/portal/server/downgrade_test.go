@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -152,7 +153,7 @@ func (v *victim) checkIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ci := portalclient.CheckIn{Hostname: "victim", Release: info.Kernel.Release, BuildID: info.Kernel.BuildID,
+	ci := apitype.CheckIn{Hostname: "victim", Release: info.Kernel.Release, BuildID: info.Kernel.BuildID,
 		KernelID: info.Kernel.KernelID, Level: info.Level, EffectiveRelease: info.EffectiveRelease, Result: "ok", AgentVersion: "test"}
 	if err := v.c.CheckIn(context.Background(), ci); err != nil {
 		t.Fatalf("check-in: %v", err)
@@ -184,7 +185,7 @@ func TestDowngradeAttacks(t *testing.T) {
 	onMain := p.newAttacker(t, "fleet")
 	onSlow := p.newAttacker(t, "late")
 	ordered := p.newAttacker(t, "late")
-	if err := ordered.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "attacker", BuildID: fakekernel.BuildID, Level: 3, Result: "ok"}); err != nil {
+	if err := ordered.c.CheckIn(ctx, apitype.CheckIn{Hostname: "attacker", BuildID: fakekernel.BuildID, Level: 3, Result: "ok"}); err != nil {
 		t.Fatal(err)
 	}
 	otherInputs := onMain.capture(t, "48h", "")     // main feed, PREFIX=48h: level 2
@@ -283,7 +284,7 @@ func TestRollbackOrderIPLicense(t *testing.T) {
 	if level, err := h.update(t, agent.UpdateOptions{}); err != nil || level != 2 {
 		t.Fatalf("update under the IP license: level %d, %v; want 2", level, err)
 	}
-	if err := h.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "lab1", BuildID: fakekernel.BuildID, Level: 2, Result: "ok"}); err != nil {
+	if err := h.c.CheckIn(ctx, apitype.CheckIn{Hostname: "lab1", BuildID: fakekernel.BuildID, Level: 2, Result: "ok"}); err != nil {
 		t.Fatal(err)
 	}
 	p.undeploy(t, "main")

@@ -3,9 +3,11 @@ package server
 import (
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/portal/httperr"
 )
 
 // Wrong credentials a source may send before it is throttled, and how
@@ -97,7 +99,7 @@ func (g *guessThrottle) prune(now time.Time) {
 
 // requestSource is the source a request counts against.
 func requestSource(r *http.Request) netip.Addr {
-	ip, err := netip.ParseAddr(remoteIP(r))
+	ip, err := netip.ParseAddr(httperr.RemoteIP(r))
 	if err != nil {
 		return netip.Addr{}
 	}
@@ -108,9 +110,9 @@ func requestSource(r *http.Request) netip.Addr {
 // source.
 func (s *Server) wrongKey(r *http.Request) { s.guesses.fail(requestSource(r)) }
 
-// errTooManyAttempts answers a throttled source.
+// tooManyAttempts answers a throttled source.
 func tooManyAttempts(wait time.Duration) error {
-	secs := int((wait + time.Second - 1) / time.Second)
-	return &httpError{code: http.StatusTooManyRequests, msg: "too-many-attempts",
-		header: http.Header{"Retry-After": {strconv.Itoa(secs)}}}
+	e := httperr.TooMany(wait, "")
+	e.Msg = string(apitype.CodeTooManyAttempts)
+	return e
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"text/template"
 	"time"
+
+	"github.com/kcare/kcare/internal/portal/core"
 )
 
 // The agent installer. GET /installer returns a POSIX sh script that
@@ -121,8 +123,8 @@ func (s *Server) installerRoutes(h func(pattern string, f func(w http.ResponseWr
 	h("GET /packages/{name}", s.packageFile)
 }
 
-// dataDir is the data directory, the parent of the blobs.
-func (s *Server) dataDir() string { return filepath.Dir(s.cfg.Blobs.Dir) }
+// dataDir is the portal's data directory.
+func (s *Server) dataDir() string { return s.core.DataDir() }
 
 func (s *Server) packagesDir() string { return filepath.Join(s.dataDir(), "packages") }
 
@@ -167,7 +169,7 @@ func (s *Server) installer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("installer: %w", err)
 	}
-	keys, err := s.installerKeys()
+	keys, err := s.installerKeys(r.Context())
 	if err != nil {
 		return fmt.Errorf("installer: %w", err)
 	}
@@ -288,10 +290,10 @@ func packageSHA256(path string) (string, error) {
 	return sum, nil
 }
 
-// installerKeys returns the portal's index key and the publisher keys in
-// DATA/publishers, armored.
-func (s *Server) installerKeys() ([]installerKey, error) {
-	pub, err := s.cfg.IndexKey.PublicKey()
+// installerKeys returns the portal's index key and the publisher keys, in
+// DATA/publishers and in the database (eportal publisher add), armored.
+func (s *Server) installerKeys(ctx context.Context) ([]installerKey, error) {
+	pub, err := s.core.IndexPublicKey()
 	if err != nil {
 		return nil, fmt.Errorf("portal key: %w", err)
 	}
@@ -320,6 +322,17 @@ func (s *Server) installerKeys() ([]installerKey, error) {
 			n = "publisher-portal.pub"
 		}
 		keys = append(keys, installerKey{Name: n, Text: text})
+	}
+	stored, err := s.core.PublisherKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("publisher keys: %w", err)
+	}
+	for _, k := range stored {
+		text := strings.TrimSpace(string(k.Armored))
+		if k.Source != core.SourceDatabase || strings.Contains(text, "KCARE_KEY_END") {
+			continue
+		}
+		keys = append(keys, installerKey{Name: "publisher-" + k.Fingerprint[max(0, len(k.Fingerprint)-16):] + ".pub", Text: text})
 	}
 	return keys, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/storetest"
 )
@@ -26,10 +27,7 @@ const testExternalURL = "https://eportal.example.com:8443"
 func installerPortal(t *testing.T, o ...server.InstallerOptions) (data string, srv *httptest.Server) {
 	t.Helper()
 	data = t.TempDir()
-	s := server.New(server.Config{
-		Store: storetest.Open(t, "sqlite"), Blobs: blobs.Store{Dir: filepath.Join(data, "blobs")},
-		IndexKey: portalKey, Publishers: ring(t, publisher),
-	})
+	s := server.New(server.Config{Core: core.New(core.Config{Store: storetest.Open(t, "sqlite"), Blobs: blobs.Store{Dir: filepath.Join(data, "blobs")}, IndexKey: portalKey, Publishers: ring(t, publisher)})})
 	h := s.Handler()
 	if len(o) > 0 {
 		var err error

@@ -1,17 +1,16 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
 )
-
-var kernelIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // kcarePaths serves KernelCare's patch-server paths for existing tools:
 //
@@ -20,47 +19,34 @@ var kernelIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	prefix := ""
-	if len(parts) > 0 && !kernelIDRE.MatchString(parts[0]) {
+	if len(parts) > 0 && !apitype.KernelIDRE.MatchString(parts[0]) {
 		prefix, parts = parts[0], parts[1:]
 	}
-	if len(parts) < 2 || !kernelIDRE.MatchString(parts[0]) {
-		return errorf(http.StatusNotFound, "not-found")
+	notFound := agentError(http.StatusNotFound, apitype.CodeNotFound, nil)
+	if len(parts) < 2 || !apitype.KernelIDRE.MatchString(parts[0]) {
+		return notFound
 	}
-	if _, _, err := resolve.PrefixDelay(prefix); err != nil {
-		return errorf(http.StatusNotFound, "not-found")
-	}
-	ctx := r.Context()
-	all, err := s.cfg.Store.LevelsByKernelID(ctx, parts[0])
-	if err != nil {
-		return err
-	}
-	if len(all) == 0 {
+	visible, newest, err := s.core.KernelCareLevels(r.Context(), parts[0], prefix)
+	switch {
+	case errors.Is(err, resolve.ErrBadPrefix):
+		return notFound // an unknown PREFIX is no path of ours
+	case errors.Is(err, store.ErrNotFound):
 		return errorf(http.StatusNotFound, "unknown kernel")
-	}
-	feed, err := s.cfg.Store.Feed(ctx, "main")
-	if err != nil {
-		return err
-	}
-	visible, err := s.cfg.Store.VisibleLevels(ctx, "main", all[0].BuildID)
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	switch {
 	case len(parts) == 2 && parts[1] == "version":
-		picked, err := resolve.Pick(visible, feed, resolve.Request{Prefix: prefix, Now: s.now()})
-		if err != nil {
-			return err
-		}
-		if picked == nil {
+		if newest == nil {
 			return errorf(http.StatusNotFound, "no patches")
 		}
 		w.Header().Set("Content-Type", "text/plain")
-		_, err = fmt.Fprintf(w, "%d\n", picked.Level)
+		_, err := fmt.Fprintf(w, "%d\n", newest.Level)
 		return err
 	case len(parts) == 3 && parts[2] == "kpatch.info":
 		n, err := strconv.Atoi(parts[1])
 		if err != nil {
-			return errorf(http.StatusNotFound, "not-found")
+			return notFound
 		}
 		for _, l := range visible {
 			if l.Level == n {
@@ -71,7 +57,7 @@ func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errorf(http.StatusNotFound, "no such level")
 	}
-	return errorf(http.StatusNotFound, "not-found")
+	return notFound
 }
 
 // KpatchInfo renders a level in KernelCare's kpatch.info format: one block

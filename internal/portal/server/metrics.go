@@ -18,8 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/kcare/kcare/internal/portal/fleet"
-	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/portal/httperr"
 )
 
 // Version is eportal's version, for kcare_build_info.
@@ -94,7 +93,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
 // either check is off when its setting is empty.
 func (s *Server) metricsAuth(r *http.Request) error {
 	if len(s.cfg.MetricsAllow) > 0 {
-		ip, err := netip.ParseAddr(remoteIP(r))
+		ip, err := netip.ParseAddr(httperr.RemoteIP(r))
 		allowed := false
 		for _, p := range s.cfg.MetricsAllow {
 			allowed = allowed || (err == nil && p.Contains(ip.Unmap()))
@@ -109,7 +108,7 @@ func (s *Server) metricsAuth(r *http.Request) error {
 		// whatever the length of what was sent.
 		got, want := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.cfg.MetricsToken))
 		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			return &httpError{code: http.StatusUnauthorized, msg: "metrics need a bearer token", header: http.Header{
+			return &httperr.Error{Code: http.StatusUnauthorized, Msg: "metrics need a bearer token", Header: http.Header{
 				"Www-Authenticate": {`Bearer realm="eportal metrics"`}}}
 		}
 	}
@@ -178,80 +177,21 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1)
 }
 
-// fleetLabels are the labels of one kcare_servers gauge.
-type fleetLabels struct {
-	state, keyID, note, feed string
-}
-
-// fleetCounts classifies every server and counts them by state, key and
-// feed, naming each key by KeyID and its note.
-func (s *Server) fleetCounts(ctx context.Context) (map[fleetLabels]int, error) {
-	keys, err := s.cfg.Store.Keys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	type keyLabels struct{ id, note, feed string }
-	labelsOf := map[string]keyLabels{"": {feed: "main"}}
-	for _, k := range keys {
-		labelsOf[k.Key] = keyLabels{s.KeyID(k.Key), k.Note, k.Feed}
-	}
-	lics, err := s.cfg.Store.IPLicenses(ctx)
-	if err != nil {
-		return nil, err
-	}
-	list, err := s.cfg.Store.Servers(ctx, store.ServerFilter{})
-	if err != nil {
-		return nil, err
-	}
-	cs, err := s.evaluator().Classify(ctx, list)
-	if err != nil {
-		return nil, err
-	}
-	counts := map[fleetLabels]int{}
-	for _, k := range keys {
-		kl := labelsOf[k.Key]
-		for _, st := range fleet.States {
-			counts[fleetLabels{string(st), kl.id, kl.note, kl.feed}] += 0
-		}
-	}
-	for _, c := range cs {
-		kl, ok := labelsOf[c.Key]
-		if !ok {
-			// A server whose key went away between the two reads.
-			kl = keyLabels{id: s.KeyID(c.Key), feed: "main"}
-		}
-		if c.Key == "" && len(lics) > 0 {
-			kl.feed = licenseFeed(lics, c.IP)
-		}
-		counts[fleetLabels{string(c.State), kl.id, kl.note, kl.feed}]++
-	}
-	return counts, nil
-}
-
-func licenseFeed(lics []store.IPLicense, ip string) string {
-	for _, l := range lics {
-		if cidrContains(l.CIDR, ip) {
-			return l.Feed
-		}
-	}
-	return "main"
-}
-
 func (s *Server) fleetMetrics(ctx context.Context) ([]prometheus.Metric, error) {
-	counts, err := s.fleetCounts(ctx)
+	counts, err := s.core.FleetCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []prometheus.Metric
-	for k, n := range counts {
-		out = append(out, prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(n), k.state, k.keyID, k.note, k.feed))
+	for _, c := range counts {
+		out = append(out, prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(c.N), string(c.State), s.KeyID(c.Key), c.Note, c.Feed))
 	}
-	feeds, err := s.cfg.Store.Feeds(ctx)
+	feeds, err := s.core.Feeds(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range feeds {
-		ps, err := s.cfg.Store.FeedPatchsets(ctx, f.Name)
+		ps, err := s.core.FeedPatchsets(ctx, f.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +207,7 @@ func (s *Server) fleetMetrics(ctx context.Context) ([]prometheus.Metric, error) 
 			prometheus.MustNewConstMetric(patchsetsDesc, prometheus.GaugeValue, float64(on), f.Name, "enabled"),
 			prometheus.MustNewConstMetric(patchsetsDesc, prometheus.GaugeValue, float64(off), f.Name, "disabled"))
 	}
-	sets, err := s.cfg.Store.Patchsets(ctx)
+	sets, err := s.core.Patchsets(ctx)
 	if err != nil {
 		return nil, err
 	}

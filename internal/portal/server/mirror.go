@@ -1,12 +1,8 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"time"
-
-	"github.com/kcare/kcare/internal/portal/mirror"
-	"github.com/kcare/kcare/internal/portal/store"
 )
 
 // mirrorLevels lists, for a mirror's sync, the levels published at or
@@ -21,17 +17,9 @@ func (s *Server) mirrorLevels(w http.ResponseWriter, r *http.Request) error {
 		}
 		since = t
 	}
-	ll, ok := s.cfg.Store.(store.LevelLister)
-	if !ok {
-		return errors.New("store cannot list levels")
-	}
-	all, err := ll.AllLevels(r.Context(), since)
+	out, err := s.core.MirrorLevels(r.Context(), since)
 	if err != nil {
 		return err
 	}
-	out := make([]mirror.Level, len(all))
-	for i, l := range all {
-		out[i] = mirror.FromStore(l)
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{"levels": out})
+	return writeJSON(w, http.StatusOK, out)
 }

@@ -33,7 +33,7 @@ func fleetOf(t *testing.T, p *portal) {
 		if err := p.st.Register(ctx, "mon", s); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.st.CheckIn(ctx, s.ID, store.CheckIn{Hostname: host, IP: ip, Release: fakekernel.Release, BuildID: buildID,
+		if err := p.st.CheckIn(ctx, s.ID, store.Report{Hostname: host, IP: ip, Release: fakekernel.Release, BuildID: buildID,
 			KernelID: kernel.KernelID(fakekernel.Version), Level: level, LastResult: "ok", At: checkin}); err != nil {
 			t.Fatal(err)
 		}

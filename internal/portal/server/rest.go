@@ -1,40 +1,26 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/portal/core"
+	"github.com/kcare/kcare/internal/portal/httperr"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+// ePortal's REST API under /admin/api: each handler reads its request,
+// calls the core, and answers the core's objects as apitype's.
 
-// ServerJSON is a server in the REST API.
-type ServerJSON struct {
-	ID              string     `json:"server_id"`
-	Hostname        string     `json:"hostname"`
-	IP              string     `json:"ip"`
-	Key             string     `json:"key"`
-	Kernel          string     `json:"kernel"`
-	KernelID        string     `json:"kernel_id"`
-	BuildID         string     `json:"build_id"`
-	PatchLevel      int        `json:"patch_level"`
-	EffectiveKernel string     `json:"effective_kernel"`
-	LastResult      string     `json:"last_result"`
-	AgentVersion    string     `json:"agent_version"`
-	Tags            string     `json:"tags"`
-	Registered      time.Time  `json:"registered"`
-	Checkin         *time.Time `json:"checkin"`
-}
+// operator is the actor of a REST request: its API token's user.
+func operator(r *http.Request) core.Actor { return core.Operator(userOf(r), httperr.RemoteIP(r)) }
 
-func serverJSON(s store.Server) ServerJSON {
-	out := ServerJSON{
+func serverJSON(s store.Server) apitype.Server {
+	out := apitype.Server{
 		ID: s.ID, Hostname: s.Hostname, IP: s.IP, Key: s.Key, Kernel: s.Release, KernelID: s.KernelID,
 		BuildID: s.BuildID, PatchLevel: s.Level, EffectiveKernel: s.EffectiveRelease, LastResult: s.LastResult,
 		AgentVersion: s.AgentVersion, Tags: s.Tags, Registered: s.Registered,
@@ -48,7 +34,7 @@ func serverJSON(s store.Server) ServerJSON {
 
 func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := store.ServerFilter{Hostname: q.Get("hostname"), IP: q.Get("ip"), Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag"), Now: s.now()}
+	f := store.ServerFilter{Hostname: q.Get("hostname"), IP: q.Get("ip"), Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag")}
 	var err error
 	if v := q.Get("checkin_age"); v != "" {
 		// Hours, as ePortal takes it, or a Go duration.
@@ -71,23 +57,23 @@ func (s *Server) restServers(w http.ResponseWriter, r *http.Request) error {
 	if f.Offset, err = intParam(q.Get("offset"), 0); err != nil {
 		return errorf(http.StatusBadRequest, "offset: %v", err)
 	}
-	list, err := s.cfg.Store.Servers(r.Context(), f)
+	list, err := s.core.Servers(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	out := make([]ServerJSON, len(list))
+	out := make([]apitype.Server, len(list))
 	for i, srv := range list {
 		out[i] = serverJSON(srv)
 		out[i].Key = keyFor(r, srv.Key)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
 }
 
 // keyFor is an activation key as the caller may see it: whole for an
 // admin, masked (store.MaskKey) for a read-only operator, who can read the
 // fleet but must not be able to register servers with its keys.
 func keyFor(r *http.Request, key string) string {
-	if a := authnOf(r); a != nil && a.user != nil && a.user.Role == roleAdmin {
+	if a := authnOf(r); a != nil && a.user != nil && a.user.Role == apitype.RoleAdmin {
 		return key
 	}
 	return store.MaskKey(key)
@@ -104,224 +90,115 @@ func intParam(v string, def int) (int, error) {
 	return n, nil
 }
 
-// KeyJSON is an activation key in the REST API.
-type KeyJSON struct {
-	Key      string    `json:"key"`
-	Note     string    `json:"note"`
-	Limit    int       `json:"server_limit"`
-	Feed     string    `json:"feed"`
-	Sticky   string    `json:"sticky_patch"`
-	IPRanges []string  `json:"ip_ranges"`
-	Servers  int       `json:"servers"`
-	Created  time.Time `json:"created"`
-}
-
 func (s *Server) restKeys(w http.ResponseWriter, r *http.Request) error {
-	keys, err := s.cfg.Store.Keys(r.Context())
+	keys, err := s.core.Keys(r.Context())
 	if err != nil {
 		return err
 	}
-	out := make([]KeyJSON, len(keys))
+	out := make([]apitype.Key, len(keys))
 	for i, k := range keys {
-		out[i] = KeyJSON{Key: keyFor(r, k.Key), Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
-		if out[i].IPRanges == nil {
-			out[i].IPRanges = []string{}
-		}
+		out[i] = keyJSON(&k)
+		out[i].Key = keyFor(r, k.Key)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
+}
+
+func keyJSON(k *store.Key) apitype.Key {
+	out := apitype.Key{Key: k.Key, Note: k.Note, Limit: k.Limit, Feed: k.Feed, Sticky: k.Sticky, IPRanges: k.IPRanges, Servers: k.Servers, Created: k.Created}
+	if out.IPRanges == nil {
+		out.IPRanges = []string{}
+	}
+	return out
 }
 
 func decodeBody(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body) // bounded by the route's body limit
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &httpError{code: http.StatusBadRequest, msg: "bad JSON body: " + err.Error(), err: err}
+		return httperr.Wrap(http.StatusBadRequest, "bad JSON body: "+err.Error(), err)
 	}
 	return nil
 }
 
-func storeError(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return &httpError{code: http.StatusNotFound, msg: err.Error(), err: err}
-	case errors.Is(err, store.ErrExists):
-		return &httpError{code: http.StatusConflict, msg: "already exists", err: err}
-	case errors.Is(err, store.ErrInvalidInput):
-		return &httpError{code: http.StatusBadRequest, msg: err.Error(), err: err}
-	case errors.Is(err, store.ErrInUse):
-		return &httpError{code: http.StatusConflict, msg: err.Error(), err: err}
-	}
-	return err
-}
-
 func (s *Server) restAddKey(w http.ResponseWriter, r *http.Request) error {
-	u := userOf(r)
-	var in KeyJSON
+	var in apitype.Key
 	if err := decodeBody(r, &in); err != nil {
 		return err
 	}
-	if in.Key == "" {
-		in.Key = NewKey()
+	k := &store.Key{Key: in.Key, Note: in.Note, Limit: in.Limit, Feed: in.Feed, Sticky: in.Sticky, IPRanges: in.IPRanges}
+	if err := s.core.AddKey(r.Context(), operator(r), k); err != nil {
+		return err
 	}
-	if in.Feed == "" {
-		in.Feed = "main"
-	}
-	k := &store.Key{Key: in.Key, Note: in.Note, Limit: in.Limit, Feed: in.Feed, Sticky: in.Sticky, IPRanges: in.IPRanges, Created: s.now()}
-	if err := s.cfg.Store.AddKey(r.Context(), k); err != nil {
-		return storeError(err)
-	}
-	s.auditChange(r, u.Name, "key.add", k.Key, "feed="+k.Feed+" limit="+strconv.Itoa(k.Limit), nil, store.AuditKey(k))
-	in.Created = k.Created
+	// The answer is the key as asked for, with what the portal chose.
+	in.Key, in.Feed, in.Created = k.Key, k.Feed, k.Created
 	return writeJSON(w, http.StatusCreated, in)
 }
 
 func (s *Server) restDeleteKey(w http.ResponseWriter, r *http.Request) error {
-	u := userOf(r)
-	key := r.PathValue("key")
-	before, err := s.cfg.Store.Key(r.Context(), key)
-	if err != nil {
-		return storeError(err)
+	if err := s.core.DeleteKey(r.Context(), operator(r), r.PathValue("key")); err != nil {
+		return err
 	}
-	if err := s.cfg.Store.DeleteKey(r.Context(), key); err != nil {
-		return storeError(err)
-	}
-	s.auditChange(r, u.Name, "key.delete", key, "", store.AuditKey(before), nil)
-	return writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
-}
-
-// FeedJSON is a feed in the REST API.
-type FeedJSON struct {
-	Name             string `json:"name"`
-	Channel          string `json:"channel"`
-	DeployAfterHours int    `json:"deploy_after"`
-	Auto             bool   `json:"auto"`
+	return writeJSON(w, http.StatusOK, apitype.OK)
 }
 
 func (s *Server) restFeeds(w http.ResponseWriter, r *http.Request) error {
-	feeds, err := s.cfg.Store.Feeds(r.Context())
+	feeds, err := s.core.Feeds(r.Context())
 	if err != nil {
 		return err
 	}
-	out := make([]FeedJSON, len(feeds))
+	out := make([]apitype.Feed, len(feeds))
 	for i, f := range feeds {
-		out[i] = FeedJSON{Name: f.Name, Channel: f.Channel, DeployAfterHours: int(f.DeployAfter / time.Hour), Auto: f.Auto}
+		out[i] = apitype.Feed{Name: f.Name, Channel: f.Channel, DeployAfterHours: int(f.DeployAfter / time.Hour), Auto: f.Auto}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
 }
 
 func (s *Server) restAddFeed(w http.ResponseWriter, r *http.Request) error {
-	u := userOf(r)
-	var in FeedJSON
+	var in apitype.Feed
 	if err := decodeBody(r, &in); err != nil {
 		return err
 	}
-	if in.Channel == "" {
-		in.Channel = "stable"
+	f := &store.Feed{Name: in.Name, Channel: in.Channel, DeployAfter: time.Duration(in.DeployAfterHours) * time.Hour, Auto: in.Auto}
+	if err := s.core.AddFeed(r.Context(), operator(r), f); err != nil {
+		return err
 	}
-	f := &store.Feed{Name: in.Name, Channel: in.Channel, DeployAfter: time.Duration(in.DeployAfterHours) * time.Hour, Auto: in.Auto, Created: s.now()}
-	if err := s.cfg.Store.AddFeed(r.Context(), f); err != nil {
-		return storeError(err)
-	}
-	s.auditChange(r, u.Name, "feed.add", f.Name, "channel="+f.Channel, nil, f)
+	in.Channel = f.Channel
 	return writeJSON(w, http.StatusCreated, in)
-}
-
-// PatchsetJSON is a patchset's state in a feed.
-type PatchsetJSON struct {
-	Name     string    `json:"patchset"`
-	Feed     string    `json:"feed"`
-	Enabled  bool      `json:"enabled"`
-	Released time.Time `json:"released"`
 }
 
 func (s *Server) restPatchsets(w http.ResponseWriter, r *http.Request) error {
 	feed := r.URL.Query().Get("feed")
 	if feed == "" {
-		feed = "main"
+		feed = apitype.MainFeed
 	}
-	list, err := s.cfg.Store.FeedPatchsets(r.Context(), feed)
+	list, err := s.core.FeedPatchsets(r.Context(), feed)
 	if err != nil {
-		return storeError(err)
+		return err
 	}
-	out := make([]PatchsetJSON, len(list))
+	out := make([]apitype.Patchset, len(list))
 	for i, p := range list {
-		out[i] = PatchsetJSON{Name: p.Patchset, Feed: p.Feed, Enabled: p.Enabled, Released: p.Released}
+		out[i] = apitype.Patchset{Name: p.Patchset, Feed: p.Feed, Enabled: p.Enabled, Released: p.Released}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": out})
-}
-
-// ManagePatchsets applies an ePortal patchset action in a feed: enable or
-// disable one patchset, enable-upto (it and every older one), or
-// undeploy-downto (disable it and every newer one).
-func ManagePatchsets(ctx context.Context, st store.Store, feed, patchset, action string) ([]string, error) {
-	list, err := st.FeedPatchsets(ctx, feed)
-	if err != nil {
-		return nil, err
-	}
-	pos := -1
-	for i, p := range list {
-		if p.Patchset == patchset {
-			pos = i
-		}
-	}
-	if pos < 0 {
-		return nil, fmt.Errorf("patchset %s in feed %s: %w", patchset, feed, store.ErrNotFound)
-	}
-	var names []string
-	enable := true
-	switch action {
-	case "enable":
-		names = []string{patchset}
-	case "disable":
-		names, enable = []string{patchset}, false
-	case "enable-upto":
-		for _, p := range list[:pos+1] {
-			names = append(names, p.Patchset)
-		}
-	case "undeploy-downto":
-		for _, p := range list[pos:] {
-			names = append(names, p.Patchset)
-		}
-		enable = false
-	default:
-		return nil, fmt.Errorf("%w: action %q: enable, disable, enable-upto or undeploy-downto", store.ErrInvalidInput, action)
-	}
-	return names, st.SetPatchsets(ctx, feed, names, enable)
+	return writeJSON(w, http.StatusOK, apitype.DataOf(out))
 }
 
 func (s *Server) restManagePatchsets(w http.ResponseWriter, r *http.Request) error {
-	u := userOf(r)
 	q := r.URL.Query()
-	feed, patchset, action := q.Get("feed"), q.Get("patchset"), q.Get("action")
-	if feed == "" {
-		feed = "main"
-	}
-	before, _ := store.EnabledPatchsets(r.Context(), s.cfg.Store, feed)
-	names, err := ManagePatchsets(r.Context(), s.cfg.Store, feed, patchset, action)
+	names, err := s.core.ManagePatchsets(r.Context(), operator(r), q.Get("feed"), q.Get("patchset"), apitype.PatchsetAction(q.Get("action")))
 	if err != nil {
-		return storeError(err)
+		return err
 	}
-	after, _ := store.EnabledPatchsets(r.Context(), s.cfg.Store, feed)
-	s.auditChange(r, u.Name, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","), before, after)
-	return writeJSON(w, http.StatusOK, map[string]any{"result": "ok", "patchsets": names})
+	return writeJSON(w, http.StatusOK, apitype.Managed{Patchsets: names, Result: apitype.ResultOK})
 }
 
 // restKeyPatchset is ePortal's /admin/api/kcare/patchset/{key}: for each
 // server of the key, [ip, kernel_id, level].
 func (s *Server) restKeyPatchset(w http.ResponseWriter, r *http.Request) error {
-	key := r.PathValue("key")
-	if _, err := s.cfg.Store.KeySettings(r.Context(), key); errors.Is(err, store.ErrNotFound) {
+	data, err := s.core.KeyServerLevels(r.Context(), r.PathValue("key"))
+	if errors.Is(err, store.ErrInvalidKey) {
 		s.wrongKey(r) // the answer is the same empty list, but guessing is throttled
 	} else if err != nil {
 		return err
 	}
-	list, err := s.cfg.Store.Servers(r.Context(), store.ServerFilter{Key: key})
-	if err != nil {
-		return err
-	}
-	data := make([][]any, len(list))
-	for i, srv := range list {
-		data[i] = []any{srv.IP, srv.KernelID, srv.Level}
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": data})
+	return writeJSON(w, http.StatusOK, apitype.DataOf(data))
 }

@@ -4,25 +4,29 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/httpbound"
+	"github.com/kcare/kcare/internal/portal/httperr"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-// authKind is how a route's caller proves who it is.
+// authKind is how a route's caller proves who it is. Its zero value is
+// the strictest, authToken: a route that says nothing needs an operator's
+// API token, and one that anyone may call opts out with authNone.
 type authKind int
 
 const (
-	// authNone: anyone (public keys, bundles by digest, the installer).
-	authNone authKind = iota
+	// authToken: an operator's API token (X-Api-Key), with the route's
+	// role.
+	authToken authKind = iota
 	// authAgent: a registered server by its id and secret (HTTP basic),
 	// or a server in an IP license.
 	authAgent
-	// authToken: an operator's API token (X-Api-Key), with the route's
-	// role.
-	authToken
 	// authActivationKey: an activation key in the path or the form body,
 	// as KernelCare has it (registration, the Nagios API). The handler
 	// checks the key; wrong keys are throttled per source before it runs.
@@ -31,16 +35,19 @@ const (
 	authReseller
 	// authMetrics: Config.MetricsToken and Config.MetricsAllow.
 	authMetrics
+	// authNone: anyone (public keys, bundles by digest, the installer).
+	authNone
 )
 
 func (k authKind) String() string {
-	return [...]string{"none", "agent", "token", "activation-key", "reseller", "metrics"}[k]
+	return [...]string{"token", "agent", "activation-key", "reseller", "metrics", "none"}[k]
 }
 
-// Roles an operator can have; a route needing roleAdmin refuses the rest.
+// Roles a route with authToken may need. The zero value is roleAdmin: a
+// route that any operator may read says roleAny.
 const (
-	roleAny   = ""
-	roleAdmin = "admin"
+	roleAdmin = apitype.Role("")
+	roleAny   = apitype.RoleReadOnly
 )
 
 // Body limits of the routes that take one.
@@ -54,10 +61,10 @@ const (
 // how large a body it takes. The table is the only place these are said;
 // Handler mounts it and the tests walk it.
 type route struct {
-	pattern string   // http.ServeMux pattern: "METHOD /path"
-	auth    authKind // checked before the handler runs and before any body is read
-	role    string   // authToken: roleAdmin, or roleAny for any operator
-	body    int64    // the most bytes a request body may hold; 0: no body
+	pattern string       // http.ServeMux pattern: "METHOD /path"
+	auth    authKind     // checked before the handler runs and before any body is read
+	role    apitype.Role // authToken: roleAdmin (the zero value), or roleAny for any operator
+	body    int64        // the most bytes a request body may hold; 0: no body
 	// guess: the route takes an activation key (or a reseller token) a
 	// caller could guess; wrong ones are throttled per source
 	// (guessThrottle), checked before anything else.
@@ -124,7 +131,7 @@ func (s *Server) guard(rt route) func(w http.ResponseWriter, r *http.Request) er
 			return err
 		}
 		if r.ContentLength > rt.body {
-			return errBodyTooLarge
+			return httperr.BodyTooLarge
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, rt.body)
 		rc := http.NewResponseController(w)
@@ -142,13 +149,10 @@ func (s *Server) guard(rt route) func(w http.ResponseWriter, r *http.Request) er
 	}
 }
 
-// errBodyTooLarge answers a body over its route's limit.
-var errBodyTooLarge = &httpError{code: http.StatusRequestEntityTooLarge, msg: "request body too large"}
-
 // authn is who authenticate found: an operator or an agent.
 type authn struct {
 	user   *store.User
-	caller *caller
+	caller *core.Caller
 }
 
 type authnKey struct{}
@@ -165,13 +169,13 @@ func userOf(r *http.Request) *store.User { return authnOf(r).user }
 func (s *Server) authenticate(rt route, r *http.Request) (*authn, error) {
 	switch rt.auth {
 	case authAgent:
-		c, err := s.agentAuth(r.Context(), r)
+		c, err := s.agentAuth(r)
 		if err != nil {
 			return nil, err
 		}
 		return &authn{caller: c}, nil
 	case authToken:
-		u, err := s.apiUser(r, rt.role == roleAdmin)
+		u, err := s.apiUser(r, rt.role)
 		if err != nil {
 			return nil, err
 		}
@@ -187,4 +191,24 @@ func (s *Server) mount() {
 	for _, rt := range s.routeTable() {
 		s.mux.Handle(rt.pattern, s.metrics.instrument(rt.pattern, s.wrap(s.guard(rt))))
 	}
+}
+
+// Route is one route of the API as those outside see it: its pattern,
+// how its caller authenticates, and the most its body may hold.
+type Route struct {
+	Method, Path string
+	Auth         string // "token", "agent", "activation-key", "reseller", "metrics" or "none"
+	Admin        bool   // with Auth "token": only an admin's token
+	MaxBody      int64
+}
+
+// Routes lists the API's routes (the web UI's are web.Routes), from the
+// table Handler mounts.
+func (s *Server) Routes() []Route {
+	var out []Route
+	for _, rt := range s.routeTable() {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		out = append(out, Route{Method: method, Path: path, Auth: rt.auth.String(), Admin: rt.auth == authToken && rt.role == roleAdmin, MaxBody: rt.body})
+	}
+	return out
 }

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
 )
@@ -59,16 +61,15 @@ func fillPattern(pattern string) (method, path string) {
 func TestRoutesAuthBeforeBody(t *testing.T) {
 	st := storetest.Open(t, "sqlite")
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	s := New(Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: bundletest.Signer("routes test index key"),
-		Now: func() time.Time { return now }, MetricsToken: "scrape-token"})
+	s := New(Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: bundletest.Signer("routes test index key"), Now: func() time.Time { return now }}), MetricsToken: "scrape-token"})
 	ctx := context.Background()
-	tokens := map[string]string{}
-	for _, role := range []string{"admin", "readonly"} {
-		if err := st.AddUser(ctx, &store.User{Name: role + "-user", PasswordHash: "x", Role: role, Created: now}); err != nil {
+	tokens := map[apitype.Role]string{}
+	for _, role := range apitype.Roles {
+		if err := st.AddUser(ctx, &store.User{Name: string(role) + "-user", PasswordHash: "x", Role: role, Created: now}); err != nil {
 			t.Fatal(err)
 		}
 		tok := auth.NewSecret()
-		if err := st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(tok), User: role + "-user", Created: now}); err != nil {
+		if err := st.AddToken(ctx, &store.Token{Hash: auth.HashSecret(tok), User: string(role) + "-user", Created: now}); err != nil {
 			t.Fatal(err)
 		}
 		tokens[role] = tok
@@ -110,7 +111,7 @@ func TestRoutesAuthBeforeBody(t *testing.T) {
 				{"wrong_token", map[string]string{"X-Api-Key": auth.NewSecret()}, []int{401}},
 			}
 			if rt.role == roleAdmin {
-				attempts = append(attempts, attempt{"readonly_token", map[string]string{"X-Api-Key": tokens["readonly"]}, []int{403}})
+				attempts = append(attempts, attempt{"readonly_token", map[string]string{"X-Api-Key": tokens[apitype.RoleReadOnly]}, []int{403}})
 			}
 		case authMetrics:
 			attempts = []attempt{
@@ -170,4 +171,13 @@ func basicAuth(user, pass string) string {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.SetBasicAuth(user, pass)
 	return r.Header.Get("Authorization")
+}
+
+// TestRouteDefaultsStrictest: a route that says nothing of its caller
+// needs an admin's API token and takes no body; being open is said.
+func TestRouteDefaultsStrictest(t *testing.T) {
+	var rt route
+	if rt.auth != authToken || rt.role != roleAdmin || rt.body != 0 || rt.guess {
+		t.Errorf("the zero route is %v/%q/body %d, want an admin's token and no body", rt.auth, rt.role, rt.body)
+	}
 }

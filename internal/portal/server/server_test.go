@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/config"
@@ -25,6 +26,7 @@ import (
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -54,16 +56,13 @@ func newPortal(t *testing.T, kind string) *portal {
 	t.Helper()
 	st := storetest.Open(t, kind)
 	p := &portal{st: st, now: testStart}
-	p.srv = server.New(server.Config{
-		Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
-		Publishers: ring(t, publisher), Now: func() time.Time { return p.now },
-	})
+	p.srv = server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: func() time.Time { return p.now }})})
 	p.http = httptest.NewServer(p.srv.Handler())
 	t.Cleanup(p.http.Close)
 	ctx := context.Background()
 	for _, u := range []struct{ name, role string }{{"alice", "admin"}, {"bob", "readonly"}} {
 		hash, _ := auth.HashPassword("password for " + u.name)
-		if err := st.AddUser(ctx, &store.User{Name: u.name, PasswordHash: hash, Role: u.role, Created: p.now}); err != nil {
+		if err := st.AddUser(ctx, &store.User{Name: u.name, PasswordHash: hash, Role: apitype.Role(u.role), Created: p.now}); err != nil {
 			t.Fatal(err)
 		}
 		tok := auth.NewSecret()
@@ -261,7 +260,7 @@ func TestAgentCycle(t *testing.T) {
 		if level, err := h.update(t, agent.UpdateOptions{}); err != nil || level != 2 {
 			t.Fatalf("first update: level %d, %v; want 2", level, err)
 		}
-		if err := h.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: 2, EffectiveRelease: "6.1.0-56.kcare2-amd64", Result: "ok", AgentVersion: "test"}); err != nil {
+		if err := h.c.CheckIn(ctx, apitype.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: 2, EffectiveRelease: "6.1.0-56.kcare2-amd64", Result: "ok", AgentVersion: "test"}); err != nil {
 			t.Fatalf("check-in: %v", err)
 		}
 		srv, err := p.st.Server(ctx, h.c.ServerID)
@@ -418,7 +417,7 @@ func TestREST(t *testing.T) {
 		if level, err := h.update(t, agent.UpdateOptions{}); err != nil || level != 2 {
 			t.Fatalf("update: %d %v", level, err)
 		}
-		h.c.CheckIn(context.Background(), portalclient.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, KernelID: kernel.KernelID(fakekernel.Version), Level: 2, Result: "ok"})
+		h.c.CheckIn(context.Background(), apitype.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, KernelID: kernel.KernelID(fakekernel.Version), Level: 2, Result: "ok"})
 
 		code, out := api("GET", "/admin/api/servers?key=k1&is_updated=true", p.ro, nil)
 		if data, _ := out["data"].([]any); code != 200 || len(data) != 1 {
@@ -471,7 +470,7 @@ func TestIPLicense(t *testing.T) {
 		if level, err := h.update(t, agent.UpdateOptions{}); err != nil || level != 1 {
 			t.Fatalf("update under the IP license: level %d, %v; want 1", level, err)
 		}
-		if err := h.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "lab1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: 1, Result: "ok"}); err != nil {
+		if err := h.c.CheckIn(ctx, apitype.CheckIn{Hostname: "lab1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, Level: 1, Result: "ok"}); err != nil {
 			t.Fatalf("check-in under the IP license: %v", err)
 		}
 		list, err := p.st.Servers(ctx, store.ServerFilter{IP: "127.0.0.1"})

@@ -38,9 +38,9 @@ func kernelPURL(release string) string {
 // server. A server with no level applied gets a document with no
 // statements.
 func (s *Server) serverVEX(w http.ResponseWriter, r *http.Request) error {
-	srv, err := s.cfg.Store.Server(r.Context(), r.PathValue("id"))
+	srv, err := s.core.Server(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return storeError(err)
+		return err
 	}
 	now := s.now().Truncate(time.Second)
 	doc := vex.New()
@@ -48,35 +48,18 @@ func (s *Server) serverVEX(w http.ResponseWriter, r *http.Request) error {
 	doc.AuthorRole = "live patching portal"
 	doc.Tooling = "eportal"
 	doc.Timestamp = &now
-	if srv.Level > 0 && srv.BuildID != "" {
-		lv, err := s.serverLevel(r, srv)
-		if err != nil {
-			return err
-		}
-		if lv != nil {
-			doc.Statements = levelStatements(srv, lv)
-		}
+	lv, err := s.core.ServerLevel(r.Context(), srv)
+	if err != nil {
+		return err
+	}
+	if lv != nil {
+		doc.Statements = levelStatements(srv, lv)
 	}
 	if _, err := doc.GenerateCanonicalID(); err != nil {
 		return fmt.Errorf("vex document id: %w", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return doc.ToJSON(w)
-}
-
-// serverLevel finds the level a server reported, or nil when the portal
-// does not hold it (any more).
-func (s *Server) serverLevel(r *http.Request, srv *store.Server) (*store.Level, error) {
-	levels, err := s.cfg.Store.Levels(r.Context(), srv.BuildID)
-	if err != nil {
-		return nil, err
-	}
-	for i := range levels {
-		if levels[i].Level == srv.Level {
-			return &levels[i], nil
-		}
-	}
-	return nil, nil
 }
 
 func levelStatements(srv *store.Server, lv *store.Level) []vex.Statement {

@@ -8,9 +8,9 @@ import (
 	"github.com/openvex/go-vex/pkg/vex"
 
 	"github.com/kcare/kcare/internal/agent"
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/portal/store"
-	"github.com/kcare/kcare/internal/portalclient"
 )
 
 func TestServerVEX(t *testing.T) {
@@ -52,7 +52,7 @@ func TestServerVEX(t *testing.T) {
 	if level, err := h.update(t, agent.UpdateOptions{}); err != nil || level != 2 {
 		t.Fatalf("update: level %d, %v; want 2", level, err)
 	}
-	if err := h.c.CheckIn(ctx, portalclient.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+	if err := h.c.CheckIn(ctx, apitype.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID,
 		Level: 2, EffectiveRelease: "6.1.0-56.kcare2-amd64", Result: "ok", AgentVersion: "test"}); err != nil {
 		t.Fatalf("check-in: %v", err)
 	}

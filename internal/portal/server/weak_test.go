@@ -15,6 +15,7 @@ import (
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -120,7 +121,7 @@ func TestBlobRangesLimited(t *testing.T) {
 	p.mustPublish(t, 1, p.now.Add(-time.Hour))
 	data, _ := bundleFor(t, publisher, 1)
 	u := p.http.URL + "/blobs/sha256/" + bundle.Digest(data)
-	resp, body := get(t, u, map[string]string{"Range": "bytes=0-0,10-10"})
+	resp, _ := get(t, u, map[string]string{"Range": "bytes=0-0,10-10"})
 	if resp.StatusCode != 206 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") {
 		t.Errorf("two ranges: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -128,7 +129,7 @@ func TestBlobRangesLimited(t *testing.T) {
 	for i := 0; i < 64; i++ {
 		many = append(many, fmt.Sprintf("%d-%d", 2*i, 2*i))
 	}
-	resp, body = get(t, u, map[string]string{"Range": "bytes=" + strings.Join(many, ",")})
+	resp, body := get(t, u, map[string]string{"Range": "bytes=" + strings.Join(many, ",")})
 	if resp.StatusCode != 416 || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", len(data)) || len(body) > 200 {
 		t.Errorf("64 ranges: %d, Content-Range %q, %d bytes; want 416 and a short body", resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
 	}
@@ -160,8 +161,7 @@ func TestUnknownServerAndWrongSecretAlike(t *testing.T) {
 func TestHSTSOverTLS(t *testing.T) {
 	st := storetest.Open(t, "sqlite")
 	now := time.Now().UTC()
-	srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey,
-		Publishers: ring(t, publisher), Now: func() time.Time { return now }})
+	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: ring(t, publisher), Now: func() time.Time { return now }})})
 	ts := httptest.NewTLSServer(srv.Handler())
 	defer ts.Close()
 	plain := httptest.NewServer(srv.Handler())

@@ -15,7 +15,7 @@ func testCheckinHistory(t *testing.T, b backend) {
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
 	check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: "srv-1", Registered: t0}))
 	for i := range CheckinHistoryKeep + 5 {
-		c := CheckIn{Level: i % 4, EffectiveRelease: relDebian, LastResult: "ok", At: t0.Add(time.Duration(i) * time.Minute)}
+		c := Report{Level: i % 4, EffectiveRelease: relDebian, LastResult: "ok", At: t0.Add(time.Duration(i) * time.Minute)}
 		check(t, "CheckIn", s.CheckIn(ctx, "srv-1", c))
 	}
 	got, err := s.CheckinHistory(ctx, "srv-1", 3)
@@ -102,7 +102,7 @@ func testServersState(t *testing.T, b backend) {
 	add := func(id, build string, lvl int, seen time.Time) {
 		check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: id, Registered: t0}))
 		if !seen.IsZero() {
-			check(t, "CheckIn", s.CheckIn(ctx, id, CheckIn{BuildID: build, Level: lvl, At: seen}))
+			check(t, "CheckIn", s.CheckIn(ctx, id, Report{BuildID: build, Level: lvl, At: seen}))
 		}
 	}
 	add("up", buildDebian, 2, now.Add(-time.Hour))
@@ -145,7 +145,7 @@ func testServersState(t *testing.T, b backend) {
 		// The check-ins above carried no release.
 		t.Errorf("TopKernels = %v, %v; want none", kernels, eff)
 	}
-	check(t, "CheckIn", s.CheckIn(ctx, "up", CheckIn{BuildID: buildDebian, Release: relDebian, EffectiveRelease: "6.1.0-57-amd64", Level: 2, At: now}))
+	check(t, "CheckIn", s.CheckIn(ctx, "up", Report{BuildID: buildDebian, Release: relDebian, EffectiveRelease: "6.1.0-57-amd64", Level: 2, At: now}))
 	kernels, eff, _ = s.TopKernels(ctx, 10)
 	if !slices.Equal(kernels, []Count{{relDebian, 1}}) || !slices.Equal(eff, []Count{{"6.1.0-57-amd64", 1}}) {
 		t.Errorf("TopKernels = %v, %v", kernels, eff)

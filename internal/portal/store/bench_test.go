@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // benchServers is how many servers the benchmarks seed: 1,000,000, or
@@ -34,9 +36,9 @@ func seeded(b *testing.B, be backend, n int) (Store, []Server) {
 	}
 	for _, k := range seedKernels {
 		for lv := 1; lv <= 3; lv++ {
-			ch := "stable"
+			ch := apitype.ChannelStable
 			if lv == 3 {
-				ch = "test"
+				ch = apitype.ChannelTest
 			}
 			l := &Level{BuildID: k.buildID, KernelID: k.kernelID, Release: k.release, Level: lv,
 				Patchset: fmt.Sprintf("K202611%02d_01", 20+lv), Channel: ch, Digest: digest(k.buildID, lv),
@@ -77,7 +79,7 @@ func BenchmarkCheckIn(b *testing.B) {
 						i := int(next.Add(1))
 						v := servers[i%len(servers)]
 						// What an agent reports after applying a level.
-						c := CheckIn{Hostname: v.Hostname, IP: v.IP, Release: v.Release, BuildID: v.BuildID,
+						c := Report{Hostname: v.Hostname, IP: v.IP, Release: v.Release, BuildID: v.BuildID,
 							KernelID: v.KernelID, Level: v.Level + 1, EffectiveRelease: v.EffectiveRelease,
 							LastResult: "ok", AgentVersion: v.AgentVersion}
 						if err := s.CheckIn(ctx, v.ID, c); err != nil {

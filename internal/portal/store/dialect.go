@@ -163,6 +163,15 @@ func isRetryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
+// minusNanos is the SQL of the time t (a parameter or column) less
+// nanos, a column of nanoseconds (a feed's delay).
+func (d dialect) minusNanos(t, nanos string) string {
+	if d.name == "sqlite" {
+		return `(` + t + ` - ` + nanos + `)` // unix nanoseconds
+	}
+	return `(CAST(` + t + ` AS TIMESTAMPTZ) - make_interval(secs => ` + nanos + ` / 1000000000.0))`
+}
+
 // likeEscape makes s a LIKE pattern matching s anywhere, with \ escaping.
 func likeEscape(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"strings"
 	"unicode/utf8"
 )
 
@@ -20,26 +19,4 @@ func MaskKey(key string) string {
 		cut += size
 	}
 	return key[:cut] + "…"
-}
-
-// AuditKey is a key as an audit entry's before or after shows it: its
-// settings, with the key masked. nil for nil.
-func AuditKey(k *Key) any {
-	if k == nil {
-		return nil
-	}
-	ranges := k.IPRanges
-	if ranges == nil {
-		ranges = []string{}
-	}
-	return map[string]any{"key": MaskKey(k.Key), "note": k.Note, "limit": k.Limit, "feed": k.Feed, "sticky": k.Sticky, "ip_ranges": ranges}
-}
-
-// AuditObject is the object an audit entry names: an activation key,
-// the object of every key.* action, masked.
-func AuditObject(action, object string) string {
-	if strings.HasPrefix(action, "key.") {
-		return MaskKey(object)
-	}
-	return object
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
+
+	"github.com/kcare/kcare/internal/config"
 )
 
 // migration is one step of the schema. sql is for both backends, with
@@ -11,6 +14,9 @@ import (
 // sqlite and postgres, when set, replace it for that backend.
 type migration struct {
 	sql, sqlite, postgres string
+	// fill, when set, runs after the SQL in the same transaction, to fill
+	// what the SQL added from what only Go can compute.
+	fill func(ctx context.Context, tx *sql.Tx, d dialect) error
 }
 
 func (m migration) text(d dialect) string {
@@ -193,6 +199,48 @@ CREATE TABLE reseller_cidrs (
 	PRIMARY KEY (login, cidr)
 );
 `},
+	// 4: each key's sticky date as the instant it ends, so that the
+	// servers' state filters in SQL apply it as the resolver does.
+	{sql: `ALTER TABLE keys ADD COLUMN sticky_until {{time}};`, fill: fillStickyUntil},
+	// 5: the publisher keys a bundle must be signed by, in the database
+	// so that every replica of a portal trusts the same ones.
+	{sql: `
+CREATE TABLE publisher_keys (
+	fingerprint TEXT PRIMARY KEY,
+	name TEXT NOT NULL,
+	armored TEXT NOT NULL,
+	added {{time}} NOT NULL
+);
+`},
+}
+
+// fillStickyUntil sets sticky_until of the keys with a sticky date.
+func fillStickyUntil(ctx context.Context, tx *sql.Tx, d dialect) error {
+	rows, err := tx.QueryContext(ctx, `SELECT key, sticky FROM keys WHERE sticky <> ''`)
+	if err != nil {
+		return err
+	}
+	ends := map[string]time.Time{}
+	for rows.Next() {
+		var key, sticky string
+		if err := rows.Scan(&key, &sticky); err != nil {
+			rows.Close()
+			return err
+		}
+		if end, err := config.StickyEnd(sticky); err == nil {
+			ends[key] = end
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for key, end := range ends {
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET sticky_until = $2 WHERE key = $1`, key, d.t(end)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrate brings the schema to the newest version, one migration per
@@ -246,6 +294,11 @@ func migrateOne(ctx context.Context, db *sql.DB, d dialect) (done bool, err erro
 	}
 	if _, err := tx.ExecContext(ctx, migrations[v].text(d)); err != nil {
 		return false, fmt.Errorf("migrate: to version %d: %w", v+1, err)
+	}
+	if fill := migrations[v].fill; fill != nil {
+		if err := fill(ctx, tx, d); err != nil {
+			return false, fmt.Errorf("migrate: to version %d: %w", v+1, err)
+		}
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)`, v+1, d.t(now()))
 	if err != nil {

@@ -19,8 +19,7 @@ type Reseller struct {
 	Created   time.Time
 }
 
-// ResellerStore is a Store that keeps resellers. The SQLite and
-// PostgreSQL stores are ResellerStores.
+// ResellerStore keeps the resellers.
 type ResellerStore interface {
 	AddReseller(ctx context.Context, r *Reseller) error
 	Reseller(ctx context.Context, login string) (*Reseller, error)
@@ -86,37 +85,20 @@ func (s *sqlStore) Reseller(ctx context.Context, login string) (*Reseller, error
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT cidr FROM reseller_cidrs WHERE login = $1 ORDER BY cidr`, login)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		r.CIDRs = append(r.CIDRs, c)
-	}
-	return &r, rows.Err()
+	r.CIDRs, err = queryAll(ctx, s.r, "IP ranges of reseller "+login, func(sc scanner) (c string, err error) {
+		return c, sc.Scan(&c)
+	}, `SELECT cidr FROM reseller_cidrs WHERE login = $1 ORDER BY cidr`, login)
+	return &r, err
 }
 
 // Resellers lists every reseller.
 func (s *sqlStore) Resellers(ctx context.Context) ([]Reseller, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT login FROM resellers ORDER BY login`)
+	logins, err := queryAll(ctx, s.r, "resellers", func(sc scanner) (l string, err error) {
+		return l, sc.Scan(&l)
+	}, `SELECT login FROM resellers ORDER BY login`)
 	if err != nil {
 		return nil, err
 	}
-	var logins []string
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		logins = append(logins, l)
-	}
-	rows.Close()
 	out := make([]Reseller, 0, len(logins))
 	for _, l := range logins {
 		r, err := s.Reseller(ctx, l)

@@ -14,15 +14,17 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // Errors a caller tells apart with errors.Is.
 var (
 	ErrNotFound     = errors.New("not found")
 	ErrExists       = errors.New("already exists")
-	ErrInvalidKey   = errors.New("invalid-key")
-	ErrLimitReached = errors.New("key-limit-reached")
-	ErrIPNotAllowed = errors.New("ip-not-allowed")
+	ErrInvalidKey   = errors.New("no such activation key")
+	ErrLimitReached = errors.New("the key's server limit is reached")
+	ErrIPNotAllowed = errors.New("address outside the key's IP ranges")
 	ErrInUse        = errors.New("in use")
 	ErrInvalidInput = errors.New("invalid input")
 )
@@ -35,7 +37,7 @@ type Level struct {
 	Release          string // its uname -r
 	Level            int
 	Patchset         string // the release it belongs to, e.g. K20261127_01
-	Channel          string // "stable" or "test"
+	Channel          apitype.Channel
 	Digest           string // sha256 hex of the .kcp; the blob's name
 	Size             int64
 	Signature        []byte // the publisher's detached signature, armored
@@ -46,12 +48,8 @@ type Level struct {
 	Published        time.Time
 }
 
-// CVE is one fix in a level.
-type CVE struct {
-	ID          string `json:"id"`
-	Description string `json:"description,omitempty"`
-	URL         string `json:"url,omitempty"`
-}
+// CVE is one fix in a level, kept as the wire has it.
+type CVE = apitype.CVE
 
 // Patchset groups the levels released together, across kernels.
 type Patchset struct {
@@ -65,9 +63,9 @@ type Patchset struct {
 // its channel, and at least DeployAfter old.
 type Feed struct {
 	Name        string
-	Channel     string        // "stable" (default) or "test": test also sees test-channel levels
-	DeployAfter time.Duration // hold levels back this long after release
-	Auto        bool          // new patchsets are enabled here when published
+	Channel     apitype.Channel // stable (default) or test: test also sees test-channel levels
+	DeployAfter time.Duration   // hold levels back this long after release
+	Auto        bool            // new patchsets are enabled here when published
 	Created     time.Time
 }
 
@@ -78,8 +76,8 @@ type Feed struct {
 // stamped with the day its data dir was made.
 func SortFeeds(feeds []Feed) {
 	slices.SortStableFunc(feeds, func(a, b Feed) int {
-		if (a.Name == "main") != (b.Name == "main") {
-			if a.Name == "main" {
+		if (a.Name == apitype.MainFeed) != (b.Name == apitype.MainFeed) {
+			if a.Name == apitype.MainFeed {
 				return -1
 			}
 			return 1
@@ -119,9 +117,12 @@ type IPLicense struct {
 
 // Server is a registered (or IP-licensed) server.
 type Server struct {
-	ID               string
-	SecretHash       []byte // sha256 of the per-server secret
-	Key              string // activation key; "" for an IP-licensed server
+	ID         string
+	SecretHash []byte // sha256 of the per-server secret
+	Key        string // activation key; "" for an IP-licensed server
+	// LicenseFeed is an IP-licensed server's feed as its last check-in
+	// recorded it (UpsertIPServer); "" for a server under a key.
+	LicenseFeed      string
 	Hostname         string
 	IP               string
 	Release          string
@@ -136,8 +137,9 @@ type Server struct {
 	LastCheckin      time.Time // zero before the first check-in
 }
 
-// CheckIn is what an agent reports after every run.
-type CheckIn struct {
+// Report is what an agent reports after every run, as the store keeps it
+// (the wire's apitype.CheckIn, with the address it came from and when).
+type Report struct {
 	Hostname, IP, Release, BuildID, KernelID string
 	Level                                    int
 	EffectiveRelease, LastResult             string
@@ -179,6 +181,10 @@ type ServerFilter struct {
 	// After, when set, starts the result after this cursor (keyset
 	// pagination: no rows are skipped by counting).
 	After *Cursor
+	// Before, when set instead, gives the rows just before this cursor:
+	// the Limit nearest it, still in the order Sort says (the page before
+	// one that starts at the cursor).
+	Before *Cursor
 }
 
 // SortColumns are the orders ServerFilter.Sort accepts.
@@ -261,7 +267,7 @@ type AuditFilter struct {
 type User struct {
 	Name         string
 	PasswordHash string // as made by package portal/auth
-	Role         string // "admin" or "readonly"
+	Role         apitype.Role
 	Created      time.Time
 }
 
@@ -292,17 +298,52 @@ type AuditEntry struct {
 // Methods that name a missing object return ErrNotFound, invalid fields
 // ErrInvalidInput, a duplicate ErrExists. The store records nothing in
 // the audit log by itself: the caller calls Audit.
+//
+// Store is the sum of the narrow interfaces below, one per kind of
+// object; a consumer that needs only some takes those (the fleet's
+// evaluator, a mirror), and only the portal's core takes the whole.
 type Store interface {
 	Close() error
 	// Kind is "sqlite" or "postgres".
 	Kind() string
-
 	// Version is a counter bumped, in the same transaction, by every
 	// change that can change an index (levels, patchsets enabled or
 	// disabled, feeds, keys, IP licenses); indexes carry it.
 	// Registrations and check-ins leave it alone.
 	Version(ctx context.Context) (int64, error)
 
+	LevelStore
+	FeedStore
+	KeyStore
+	IPLicenseStore
+	ServerStore
+	UserStore
+	SessionStore
+	AuditStore
+	ResellerStore
+	PublisherKeyStore
+}
+
+// PublisherKey is a publisher's public key the portal trusts: a bundle
+// must be signed by one of them (or by one in the publishers directory).
+type PublisherKey struct {
+	Fingerprint string // upper-case hex, as gpg prints it
+	Name        string // the key's primary user id
+	Armored     string // the public key, ASCII-armored
+	Added       time.Time
+}
+
+// PublisherKeyStore keeps the publisher keys.
+type PublisherKeyStore interface {
+	// AddPublisherKey adds a key; one with the same fingerprint is
+	// ErrExists. A zero Added is now.
+	AddPublisherKey(ctx context.Context, k *PublisherKey) error
+	PublisherKeys(ctx context.Context) ([]PublisherKey, error) // in order of addition
+	DeletePublisherKey(ctx context.Context, fingerprint string) error
+}
+
+// LevelStore keeps the published levels.
+type LevelStore interface {
 	// AddLevel records a published level and sets l.ID; a level with the
 	// same build-id and number is ErrExists. Channel "" is "stable". Its
 	// patchset is created if new, and then enabled in every Auto feed;
@@ -312,6 +353,15 @@ type Store interface {
 	Levels(ctx context.Context, buildID string) ([]Level, error)            // ascending level
 	LevelsByKernelID(ctx context.Context, kernelID string) ([]Level, error) // by build-id, ascending level
 	LevelByDigest(ctx context.Context, digest string) (*Level, error)
+	// AllLevels returns the levels published at or after since, oldest
+	// first: what a mirror fetches from its upstream and an export packs.
+	AllLevels(ctx context.Context, since time.Time) ([]Level, error)
+	// Kernels lists the kernel builds with levels, by release.
+	Kernels(ctx context.Context) ([]Kernel, error)
+}
+
+// FeedStore keeps the feeds and the patchsets' state in each.
+type FeedStore interface {
 	// VisibleLevels returns the levels of buildID visible in feed: their
 	// patchset enabled there, and the feed's channel admitting theirs.
 	// (a "stable" feed admits stable levels, a "test" feed both). Time
@@ -336,7 +386,10 @@ type Store interface {
 	// DeleteFeed moves the feed's keys and IP licenses to main; main
 	// cannot be deleted (ErrInUse).
 	DeleteFeed(ctx context.Context, name string) error
+}
 
+// KeyStore keeps the activation keys.
+type KeyStore interface {
 	// AddKey adds an activation key. Feed "" is main; an unknown feed is
 	// ErrNotFound. IPRanges are CIDRs (a bare address is its /32 or
 	// /128), stored in canonical form; a bad one is ErrInvalidInput.
@@ -346,18 +399,27 @@ type Store interface {
 	// an agent and resolving its feed need, on every agent request.
 	KeySettings(ctx context.Context, key string) (*Key, error)
 	Keys(ctx context.Context) ([]Key, error) // in order of creation
+	// KeyList is Keys without the server counts, which cost a count of
+	// each key's servers: what a list to choose a key from needs.
+	KeyList(ctx context.Context) ([]Key, error)
 	// UpdateKey sets the note, limit, feed, sticky date and IP ranges of
 	// the key k names; servers already registered stay.
 	UpdateKey(ctx context.Context, k *Key) error
 	// DeleteKey removes the key and unregisters its servers.
 	DeleteKey(ctx context.Context, key string) error
+}
 
+// IPLicenseStore keeps the IP licenses.
+type IPLicenseStore interface {
 	// AddIPLicense adds a license for l.CIDR (stored in canonical form);
 	// Feed "" is main.
 	AddIPLicense(ctx context.Context, l *IPLicense) error
 	IPLicenses(ctx context.Context) ([]IPLicense, error) // in order of creation
 	DeleteIPLicense(ctx context.Context, cidr string) error
+}
 
+// ServerStore keeps the servers, their check-ins and the counts of them.
+type ServerStore interface {
 	// Register adds s under key atomically: ErrInvalidKey for a missing
 	// key, ErrIPNotAllowed outside the key's IP ranges, ErrLimitReached
 	// when the key already has Limit servers — exact under concurrent
@@ -365,43 +427,23 @@ type Store interface {
 	// taken one is ErrExists); Register sets s.Key, and s.Registered when
 	// zero.
 	Register(ctx context.Context, key string, s *Server) error
-	// UpsertIPServer records a server known only by its IP license: it
-	// adds s, or updates the server with its ID (keeping Registered).
-	// The narrowest IP license holding s.IP gives its feed; none is
-	// ErrIPNotAllowed. An ID registered under a key is ErrExists. A zero
-	// LastCheckin is now.
-	UpsertIPServer(ctx context.Context, s *Server) error
+	// UpsertIPServer records a server known only by its IP license, in
+	// feed (the license's, as resolve.IPLicense picks it): it adds s, or
+	// updates the server with its ID (keeping Registered). An ID
+	// registered under a key is ErrExists. A zero LastCheckin is now.
+	UpsertIPServer(ctx context.Context, s *Server, feed string) error
 	Server(ctx context.Context, id string) (*Server, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
 	// CheckIn records an agent's report: every field of c, Tags only
 	// when not nil, and the check-in time (c.At, or now when zero). An
 	// unknown id is ErrNotFound.
-	CheckIn(ctx context.Context, id string, c CheckIn) error
+	CheckIn(ctx context.Context, id string, c Report) error
 	SetServerTags(ctx context.Context, id, tags string) error
 	DeleteServer(ctx context.Context, id string) error
 	// CleanServers deletes servers that have not checked in since before
 	// (those that never did: registered before it) and returns how many.
 	CleanServers(ctx context.Context, before time.Time) (int, error)
-
-	// AddUser adds a user; Role must be "admin" or "readonly".
-	AddUser(ctx context.Context, u *User) error
-	User(ctx context.Context, name string) (*User, error)
-	Users(ctx context.Context) ([]User, error) // by name
-	// DeleteUser deletes a user and its tokens.
-	DeleteUser(ctx context.Context, name string) error
-	// AddToken adds a token of an existing user and sets t.ID.
-	AddToken(ctx context.Context, t *Token) error
-	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
-	DeleteToken(ctx context.Context, id int64) error
-
-	Audit(ctx context.Context, e AuditEntry) error
-	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first; limit 0: all
-	// AuditQuery lists the entries f selects, newest first.
-	AuditQuery(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
-
-	// Tokens lists the API tokens of user ("" for all), by id.
-	Tokens(ctx context.Context, user string) ([]Token, error)
 
 	// CheckinHistory returns a server's newest check-ins, newest first.
 	CheckinHistory(ctx context.Context, serverID string, limit int) ([]Checkin, error)
@@ -415,9 +457,26 @@ type Store interface {
 	// TopKernels returns the most common kernel releases and effective
 	// releases, limit of each, most common first.
 	TopKernels(ctx context.Context, limit int) (kernels, effective []Count, err error)
-	// Kernels lists the kernel builds with levels, by release.
-	Kernels(ctx context.Context) ([]Kernel, error)
+}
 
+// UserStore keeps the operators and their API tokens.
+type UserStore interface {
+	// AddUser adds a user; Role must be "admin" or "readonly".
+	AddUser(ctx context.Context, u *User) error
+	User(ctx context.Context, name string) (*User, error)
+	Users(ctx context.Context) ([]User, error) // by name
+	// DeleteUser deletes a user and its tokens.
+	DeleteUser(ctx context.Context, name string) error
+	// AddToken adds a token of an existing user and sets t.ID.
+	AddToken(ctx context.Context, t *Token) error
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	DeleteToken(ctx context.Context, id int64) error
+	// Tokens lists the API tokens of user ("" for all), by id.
+	Tokens(ctx context.Context, user string) ([]Token, error)
+}
+
+// SessionStore keeps the web UI's sessions.
+type SessionStore interface {
 	// AddSession records a web UI session.
 	AddSession(ctx context.Context, s *Session) error
 	// Session returns the session with the id hash; ErrNotFound if none.
@@ -426,4 +485,12 @@ type Store interface {
 	DeleteSession(ctx context.Context, idHash []byte) error
 	// DeleteSessions deletes the sessions last seen before t.
 	DeleteSessions(ctx context.Context, before time.Time) (int, error)
+}
+
+// AuditStore keeps the audit log.
+type AuditStore interface {
+	Audit(ctx context.Context, e AuditEntry) error
+	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) // newest first; limit 0: all
+	// AuditQuery lists the entries f selects, newest first.
+	AuditQuery(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }

@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 const (
@@ -60,6 +63,7 @@ var suite = []struct {
 	{"ip-licenses", testIPLicenses},
 	{"check-in", testCheckIn},
 	{"servers-filter", testServersFilter},
+	{"servers-filter-sticky-delay", testServersFilterStickyDelay},
 	{"clean-servers", testCleanServers},
 	{"users-tokens", testUsersTokens},
 	{"audit", testAudit},
@@ -78,7 +82,7 @@ func digest(build string, level int) string {
 }
 
 // level makes a level of the Debian or Ubuntu test kernel.
-func level(build string, n int, patchset, channel string, released time.Time) *Level {
+func level(build string, n int, patchset string, channel apitype.Channel, released time.Time) *Level {
 	rel, kid := relDebian, kidDebian
 	if build == buildUbuntu {
 		rel, kid = relUbuntu, kidUbuntu
@@ -637,26 +641,26 @@ func testIPLicenses(t *testing.T, b backend) {
 
 	v := &Server{ID: "ip-1", Hostname: "build-01.example.net", IP: "198.51.100.200", Release: relDebian,
 		BuildID: buildDebian, Level: 1, Registered: t0, LastCheckin: t0}
-	check(t, "UpsertIPServer", s.UpsertIPServer(ctx, v))
+	check(t, "UpsertIPServer", s.UpsertIPServer(ctx, v, "main"))
 	v.Level, v.LastCheckin, v.Registered = 2, t0.Add(time.Hour), t0.Add(time.Hour)
-	check(t, "UpsertIPServer again", s.UpsertIPServer(ctx, v))
+	check(t, "UpsertIPServer again", s.UpsertIPServer(ctx, v, "test"))
 	got, err := s.Server(ctx, "ip-1")
 	check(t, "Server", err)
 	if got.Key != "" || got.Level != 2 || !got.LastCheckin.Equal(t0.Add(time.Hour)) || !got.Registered.Equal(t0) {
 		t.Errorf("IP server = %+v, want key \"\", level 2, checked in at %v, registered at %v", got, t0.Add(time.Hour), t0)
 	}
-	// The narrowest license decides the feed.
+	// The feed the caller gives is kept, the last one given.
 	vs, err := s.Servers(ctx, ServerFilter{Feed: "test"})
 	check(t, "Servers", err)
 	if diff := cmp.Diff([]string{"ip-1"}, serverIDs(vs)); diff != "" {
 		t.Errorf("Servers in feed test (-want +got):\n%s", diff)
 	}
-	err = s.UpsertIPServer(ctx, &Server{ID: "ip-2", IP: "203.0.113.1"})
-	wantErr(t, "UpsertIPServer outside licenses", err, ErrIPNotAllowed)
+	err = s.UpsertIPServer(ctx, &Server{ID: "ip-2", IP: "203.0.113.1"}, "")
+	wantErr(t, "UpsertIPServer without a feed", err, ErrInvalidInput)
 
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
 	check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: "keyed", IP: "198.51.100.3"}))
-	err = s.UpsertIPServer(ctx, &Server{ID: "keyed", IP: "198.51.100.3"})
+	err = s.UpsertIPServer(ctx, &Server{ID: "keyed", IP: "198.51.100.3"}, "main")
 	wantErr(t, "UpsertIPServer over a registered server", err, ErrExists)
 
 	check(t, "DeleteIPLicense", s.DeleteIPLicense(ctx, "198.51.100.77/24"))
@@ -670,9 +674,9 @@ func testCheckIn(t *testing.T, b backend) {
 	v := &Server{ID: "srv-1", Hostname: "web-01", IP: "192.0.2.1", Release: relDebian, BuildID: buildDebian,
 		Tags: "env:prod", Registered: t0}
 	check(t, "Register", s.Register(ctx, "kc-1", v))
-	wantErr(t, "CheckIn unknown", s.CheckIn(ctx, "nosuchserver", CheckIn{At: t0}), ErrNotFound)
+	wantErr(t, "CheckIn unknown", s.CheckIn(ctx, "nosuchserver", Report{At: t0}), ErrNotFound)
 
-	c := CheckIn{Hostname: "web-01.example.net", IP: "192.0.2.2", Release: relDebian, BuildID: buildDebian,
+	c := Report{Hostname: "web-01.example.net", IP: "192.0.2.2", Release: relDebian, BuildID: buildDebian,
 		KernelID: kidDebian, Level: 2, EffectiveRelease: "6.1.0-57-amd64", LastResult: "ok",
 		AgentVersion: "1.0.1", At: t0.Add(time.Hour)}
 	check(t, "CheckIn", s.CheckIn(ctx, "srv-1", c))
@@ -710,7 +714,9 @@ func testServersFilter(t *testing.T, b backend) {
 	addLevels(t, s,
 		level(buildDebian, 1, "K20261120_01", "stable", t0.Add(-7*24*time.Hour)),
 		level(buildDebian, 2, "K20261127_01", "stable", t0),
-		level(buildDebian, 3, "K20261204_01", "test", t0.Add(7*24*time.Hour)),
+		level(buildDebian, 3, "K20261127_02", "test", t0.Add(30*time.Minute)),
+		// Released after now: no server is allowed it yet.
+		level(buildDebian, 4, "K20261204_01", "test", t0.Add(7*24*time.Hour)),
 	)
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-main"}))
 	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-test", Feed: "test"}))
@@ -733,7 +739,7 @@ func testServersFilter(t *testing.T, b backend) {
 			Registered: t0.Add(time.Duration(len(servers)-i) * time.Minute)} // registered in reverse order
 		check(t, "Register", s.Register(ctx, v.key, srv))
 		if !v.checkin.IsZero() {
-			c := CheckIn{Hostname: v.host, IP: v.ip, BuildID: v.build, Level: v.level, At: v.checkin}
+			c := Report{Hostname: v.host, IP: v.ip, BuildID: v.build, Level: v.level, At: v.checkin}
 			check(t, "CheckIn", s.CheckIn(ctx, v.id, c))
 		}
 	}
@@ -754,7 +760,8 @@ func testServersFilter(t *testing.T, b backend) {
 		{"feed-main", ServerFilter{Feed: "main"}, []string{"f-pct", "e-ubu", "b-web2", "a-web1"}},
 		{"checkin-older-than-1d-or-never", ServerFilter{CheckinAge: 24 * time.Hour}, []string{"c-db1", "b-web2"}},
 		{"checkin-older-than-1h-or-never", ServerFilter{CheckinAge: time.Hour}, []string{"e-ubu", "c-db1", "b-web2"}},
-		// main sees 1 and 2, test sees 1, 2 and 3; no levels for Ubuntu counts as updated.
+		// main allows 1 and 2, test 1, 2 and 3 (4 is released after now);
+		// no levels for Ubuntu counts as updated.
 		{"updated", ServerFilter{IsUpdated: &yes}, []string{"f-pct", "e-ubu", "d-db2", "a-web1"}},
 		{"not-updated", ServerFilter{IsUpdated: &no}, []string{"c-db1", "b-web2"}},
 		{"not-updated-in-test", ServerFilter{IsUpdated: &no, Feed: "test"}, []string{"c-db1"}},
@@ -778,7 +785,7 @@ func testServersFilter(t *testing.T, b backend) {
 
 	// Disabling level 2's patchset in main leaves b-web2 (level 1) updated.
 	check(t, "SetPatchsets", s.SetPatchsets(ctx, "main", []string{"K20261127_01"}, false))
-	got, err := s.Servers(ctx, ServerFilter{IsUpdated: &no})
+	got, err := s.Servers(ctx, ServerFilter{IsUpdated: &no, Now: now})
 	check(t, "Servers", err)
 	if diff := cmp.Diff([]string{"c-db1"}, serverIDs(got)); diff != "" {
 		t.Errorf("not updated after disabling K20261127_01 in main (-want +got):\n%s", diff)
@@ -786,6 +793,57 @@ func testServersFilter(t *testing.T, b backend) {
 	if n, err := s.CountServers(ctx); err != nil || n != len(servers) {
 		t.Errorf("CountServers = %d, %v; want %d", n, err, len(servers))
 	}
+}
+
+// testServersFilterStickyDelay: a key's sticky date and its feed's delay
+// hold back the level its servers are allowed, in the update filter as in
+// the resolver; so do the overview's counts.
+func testServersFilterStickyDelay(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	now := t0
+	check(t, "AddFeed", s.AddFeed(ctx, &Feed{Name: "slow", DeployAfter: 24 * time.Hour, Auto: true}))
+	addLevels(t, s,
+		level(buildDebian, 1, "K20261124_01", "stable", now.Add(-72*time.Hour)),
+		level(buildDebian, 2, "K20261126_01", "stable", now.Add(-30*time.Hour)),
+		level(buildDebian, 3, "K20261127_01", "stable", now.Add(-2*time.Hour)),
+	)
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-plain"}))
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-sticky", Sticky: "2026-11-24"})) // allows level 1
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-slow", Feed: "slow"}))           // allows level 2
+	for _, key := range []string{"kc-plain", "kc-sticky", "kc-slow"} {
+		for lv := 1; lv <= 3; lv++ {
+			id := fmt.Sprintf("%s-%d", key, lv)
+			check(t, "Register", s.Register(ctx, key, &Server{ID: id, Registered: now}))
+			check(t, "CheckIn", s.CheckIn(ctx, id, Report{BuildID: buildDebian, Level: lv, At: now}))
+		}
+	}
+	no := false
+	got, err := s.Servers(ctx, ServerFilter{IsUpdated: &no, Now: now})
+	check(t, "Servers", err)
+	want := []string{"kc-plain-1", "kc-plain-2", "kc-slow-1"}
+	if diff := cmp.Diff(want, sortedIDs(got)); diff != "" {
+		t.Errorf("not updated (-want +got):\n%s", diff)
+	}
+	st, err := s.Stats(ctx, now, 48*time.Hour)
+	check(t, "Stats", err)
+	if st.OutOfDate != 3 || st.UpToDate != 6 {
+		t.Errorf("Stats = %+v, want 3 out of date, 6 up to date", st)
+	}
+	// Moving the sticky date on lets the key's servers have level 3.
+	check(t, "UpdateKey", s.UpdateKey(ctx, &Key{Key: "kc-sticky", Sticky: "2026-11-27"}))
+	got, err = s.Servers(ctx, ServerFilter{IsUpdated: &no, Now: now})
+	check(t, "Servers", err)
+	want = []string{"kc-plain-1", "kc-plain-2", "kc-slow-1", "kc-sticky-1", "kc-sticky-2"}
+	if diff := cmp.Diff(want, sortedIDs(got)); diff != "" {
+		t.Errorf("not updated after the sticky date moved (-want +got):\n%s", diff)
+	}
+}
+
+func sortedIDs(vs []Server) []string {
+	ids := serverIDs(vs)
+	slices.Sort(ids)
+	return ids
 }
 
 func testCleanServers(t *testing.T, b backend) {
@@ -803,7 +861,7 @@ func testCleanServers(t *testing.T, b backend) {
 	} {
 		check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: v.id, IP: "192.0.2.1", Registered: v.registered}))
 		if !v.checkin.IsZero() {
-			check(t, "CheckIn", s.CheckIn(ctx, v.id, CheckIn{IP: "192.0.2.1", At: v.checkin}))
+			check(t, "CheckIn", s.CheckIn(ctx, v.id, Report{IP: "192.0.2.1", At: v.checkin}))
 		}
 	}
 	n, err := s.CleanServers(ctx, t0.Add(-30*24*time.Hour))
@@ -917,7 +975,7 @@ func testVersion(t *testing.T, b backend) {
 		{"update-key", func() error { return s.UpdateKey(ctx, &Key{Key: "kc-1", Limit: 4, Feed: "test"}) }, true},
 		{"add-ip-license", func() error { return s.AddIPLicense(ctx, &IPLicense{CIDR: "192.0.2.0/24"}) }, true},
 		{"register", func() error { return s.Register(ctx, "kc-1", &Server{ID: "s1", IP: "192.0.2.1"}) }, false},
-		{"check-in", func() error { return s.CheckIn(ctx, "s1", CheckIn{IP: "192.0.2.1", Level: 1}) }, false},
+		{"check-in", func() error { return s.CheckIn(ctx, "s1", Report{IP: "192.0.2.1", Level: 1}) }, false},
 		{"add-user", func() error { return s.AddUser(ctx, &User{Name: "alice", Role: "admin"}) }, false},
 		{"audit", func() error { return s.Audit(ctx, AuditEntry{Actor: "alice", Action: "key.add"}) }, false},
 		{"delete-ip-license", func() error { return s.DeleteIPLicense(ctx, "192.0.2.0/24") }, true},

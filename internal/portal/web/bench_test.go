@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/blobs"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/server"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
@@ -50,7 +51,7 @@ func BenchmarkServersPage(b *testing.B) {
 			}
 			hash, _ := auth.HashPassword("bench password")
 			st.AddUser(ctx, &store.User{Name: "alice", PasswordHash: hash, Role: "admin"})
-			srv := server.New(server.Config{Store: st, Blobs: blobs.Store{Dir: b.TempDir()}})
+			srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: b.TempDir()}})})
 			hs := httptest.NewServer(srv.Handler())
 			defer hs.Close()
 			c := signIn(b, hs.URL)

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/fleet"
+	"github.com/kcare/kcare/internal/portal/httperr"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -21,27 +24,39 @@ import (
 type overview struct {
 	Stats              store.FleetStats
 	Kernels, Effective []store.Count
-	At                 time.Time
+	At                 time.Time     // when counted, on the portal's clock
+	Took               time.Duration // how long counting took
+	Kept               time.Duration // how long the counts are shown again: 0, or statsTTL
 }
 
-// statsTTL is how long the overview's counts are reused: they scan the
-// whole servers table.
-const statsTTL = 30 * time.Second
+// The overview's counts scan the whole servers table. When counting took
+// statsSlow or longer (a large fleet), the counts are shown again for
+// statsTTL; a fleet counted faster is counted on every view, so that a
+// server just registered shows at once.
+const (
+	statsSlow = 100 * time.Millisecond
+	statsTTL  = 30 * time.Second
+)
 
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	u.statsMu.Lock()
 	defer u.statsMu.Unlock()
 	now := u.now()
-	if u.stats == nil || now.Sub(u.statsAt) > statsTTL || now.Before(u.statsAt) {
-		st, err := u.cfg.Store.Stats(r.Context(), now, u.cfg.InactiveAge)
+	if o := u.stats; o == nil || o.Kept == 0 || now.Sub(o.At) > o.Kept || now.Before(o.At) {
+		start := time.Now()
+		st, err := u.core.Stats(r.Context())
 		if err != nil {
 			return err
 		}
-		k, e, err := u.cfg.Store.TopKernels(r.Context(), 10)
+		k, e, err := u.core.TopKernels(r.Context(), 10)
 		if err != nil {
 			return err
 		}
-		u.stats, u.statsAt = &overview{Stats: st, Kernels: k, Effective: e, At: now}, now
+		o = &overview{Stats: st, Kernels: k, Effective: e, At: now, Took: time.Since(start).Round(time.Millisecond)}
+		if o.Took >= statsSlow {
+			o.Kept = statsTTL
+		}
+		u.stats = o
 	}
 	u.render(w, r, c, http.StatusOK, "overview", "Overview", u.stats)
 	return nil
@@ -52,101 +67,102 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 type serverRow struct {
 	fleet.Classified
 	Marker bool   // has not the newest level it is allowed
-	Feed   string // its key's feed; "" for an IP-licensed server
-}
-
-// keyFeed returns the feed of key, looking each key up once per page.
-func (u *UI) keyFeed(ctx context.Context, seen map[string]string, key string) string {
-	if key == "" {
-		return ""
-	}
-	if f, ok := seen[key]; ok {
-		return f
-	}
-	f := ""
-	if k, err := u.cfg.Store.Key(ctx, key); err == nil {
-		f = k.Feed
-	}
-	seen[key] = f
-	return f
-}
-
-// stateFilter maps a state to the store's filters, so the servers page
-// filters in SQL.
-func (u *UI) stateFilter(f *store.ServerFilter, state string) error {
-	yes, no := true, false
-	f.Now = u.now()
-	switch state {
-	case "":
-	case string(fleet.Inactive):
-		f.CheckinAge = u.cfg.InactiveAge
-	case string(fleet.Unsupported):
-		f.ActiveWithin, f.Unsupported = u.cfg.InactiveAge, &yes
-	case string(fleet.OutOfDate):
-		f.ActiveWithin, f.IsUpdated = u.cfg.InactiveAge, &no
-	case string(fleet.UpToDate):
-		f.ActiveWithin, f.IsUpdated, f.Unsupported = u.cfg.InactiveAge, &yes, &no
-	default:
-		return errorf(http.StatusBadRequest, "state: one of uptodate, outofdate, unsupported, inactive")
-	}
-	return nil
+	Feed   string // its key's feed, or its IP license's
 }
 
 // serverList reads one page of servers by the query q and classifies it.
-func (u *UI) serverList(ctx context.Context, q url.Values, f store.ServerFilter) ([]serverRow, string, error) {
-	if err := u.stateFilter(&f, q.Get("state")); err != nil {
-		return nil, "", err
+// keys are the activation keys (KeyList), for the rows' feeds. A page
+// after a cursor (after, after_id) or before one (before, before_id)
+// links to the pages on either side.
+func (u *UI) serverList(ctx context.Context, q url.Values, f store.ServerFilter, keys []store.Key) (*serverPage, error) {
+	if err := u.core.StateFilter(&f, apitype.ServerState(q.Get("state"))); err != nil {
+		return nil, errorf(http.StatusBadRequest, "state: one of uptodate, outofdate, unsupported, inactive")
 	}
 	f.Sort = q.Get("sort")
 	if f.Sort != "" && !slices.Contains(store.SortColumns, f.Sort) {
-		return nil, "", errorf(http.StatusBadRequest, "sort: one of %s", strings.Join(store.SortColumns, ", "))
+		return nil, errorf(http.StatusBadRequest, "sort: one of %s", strings.Join(store.SortColumns, ", "))
 	}
 	f.Desc = q.Get("desc") == "1"
-	if id := q.Get("after_id"); id != "" {
-		f.After = &store.Cursor{Value: q.Get("after"), ID: id}
+	backward := false
+	switch {
+	case q.Get("after_id") != "":
+		f.After = &store.Cursor{Value: q.Get("after"), ID: q.Get("after_id")}
+	case q.Get("before_id") != "":
+		f.Before, backward = &store.Cursor{Value: q.Get("before"), ID: q.Get("before_id")}, true
 	}
 	f.Limit = PageSize + 1
-	list, err := u.cfg.Store.Servers(ctx, f)
+	list, err := u.core.Servers(ctx, f)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	next := ""
-	if len(list) > PageSize {
-		list = list[:PageSize]
-		c := store.CursorOf(list[len(list)-1], f.Sort)
+	more := len(list) > PageSize
+	if more {
+		if backward {
+			list = list[len(list)-PageSize:] // the rows nearest the cursor
+		} else {
+			list = list[:PageSize]
+		}
+	}
+	p := &serverPage{}
+	link := func(dir string, at store.Server) string {
+		c := store.CursorOf(at, f.Sort)
 		nq := url.Values{}
 		for k, v := range q {
 			nq[k] = v
 		}
-		nq.Set("after", c.Value)
-		nq.Set("after_id", c.ID)
-		next = nq.Encode()
+		for _, k := range []string{"after", "after_id", "before", "before_id"} {
+			nq.Del(k)
+		}
+		nq.Set(dir, c.Value)
+		nq.Set(dir+"_id", c.ID)
+		return nq.Encode()
 	}
-	ev := &fleet.Evaluator{Store: u.cfg.Store, Now: u.now(), InactiveAge: u.cfg.InactiveAge}
-	cs, err := ev.Classify(ctx, list)
+	if len(list) > 0 {
+		if more || backward {
+			p.Next = link("after", list[len(list)-1])
+		}
+		if (more && backward) || f.After != nil {
+			p.Prev = link("before", list[0])
+		}
+	}
+	cs, err := u.core.Classify(ctx, list)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	rows := make([]serverRow, len(cs))
-	feeds := map[string]string{}
+	feedOf := map[string]string{}
+	for _, k := range keys {
+		feedOf[k.Key] = k.Feed
+	}
+	p.Rows = make([]serverRow, len(cs))
 	for i, c := range cs {
-		rows[i] = serverRow{Classified: c, Marker: c.Allowed > c.Level, Feed: u.keyFeed(ctx, feeds, c.Key)}
+		feed := c.LicenseFeed
+		if c.Key != "" {
+			feed = feedOf[c.Key]
+		}
+		p.Rows[i] = serverRow{Classified: c, Marker: c.Allowed > c.Level, Feed: feed}
 	}
-	return rows, next, nil
+	return p, nil
+}
+
+// serverPage is one page of the servers list, with the queries of the
+// pages before and after it ("" for none).
+type serverPage struct {
+	Rows       []serverRow
+	Prev, Next string
 }
 
 func (u *UI) servers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	q := r.URL.Query()
+	keys, err := u.core.KeyList(r.Context())
+	if err != nil {
+		return err
+	}
 	f := store.ServerFilter{Key: q.Get("key"), Feed: q.Get("feed"), Tag: q.Get("tag"), Search: q.Get("q")}
-	rows, next, err := u.serverList(r.Context(), q, f)
+	page, err := u.serverList(r.Context(), q, f, keys)
 	if err != nil {
 		return err
 	}
-	keys, err := u.cfg.Store.Keys(r.Context())
-	if err != nil {
-		return err
-	}
-	feeds, err := u.cfg.Store.Feeds(r.Context())
+	feeds, err := u.core.Feeds(r.Context())
 	if err != nil {
 		return err
 	}
@@ -155,8 +171,9 @@ func (u *UI) servers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		for k, v := range q {
 			nq[k] = v
 		}
-		nq.Del("after")
-		nq.Del("after_id")
+		for _, k := range []string{"after", "after_id", "before", "before_id"} {
+			nq.Del(k)
+		}
 		nq.Set("sort", col)
 		if q.Get("sort") == col && q.Get("desc") != "1" {
 			nq.Set("desc", "1")
@@ -169,11 +186,12 @@ func (u *UI) servers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	for k, v := range q {
 		first[k] = v
 	}
-	first.Del("after")
-	first.Del("after_id")
+	for _, k := range []string{"after", "after_id", "before", "before_id"} {
+		first.Del(k)
+	}
 	u.render(w, r, c, http.StatusOK, "servers", "Servers", map[string]any{
-		"Rows": rows, "Next": next, "First": first.Encode(), "Paged": q.Get("after_id") != "",
-		"Q": q, "Keys": keys, "Feeds": feeds, "States": fleet.States,
+		"Rows": page.Rows, "Next": page.Next, "Prev": page.Prev, "First": first.Encode(), "Paged": page.Prev != "",
+		"Q": q, "Keys": keys, "Feeds": feeds, "States": apitype.ServerStates,
 		"SortHostname": sortLink("hostname"), "SortIP": sortLink("ip"), "SortRegistered": sortLink("registered"),
 	})
 	return nil
@@ -185,47 +203,28 @@ func (u *UI) deleteServers(w http.ResponseWriter, r *http.Request, c *reqCtx) er
 		return errorf(http.StatusBadRequest, "select at least one server")
 	}
 	for _, id := range ids {
-		before, err := u.cfg.Store.Server(r.Context(), id)
-		if err != nil {
-			return storeError(err)
+		if err := u.core.DeleteServer(r.Context(), c.actor(r), id); err != nil {
+			return err
 		}
-		if err := u.cfg.Store.DeleteServer(r.Context(), id); err != nil {
-			return storeError(err)
-		}
-		u.audit(r, c, "server.delete", id, "", serverAudit(before), nil)
 	}
 	return redirect(w, r, safeNext(r.PostForm.Get("back"), "/admin/servers"))
 }
 
-func serverAudit(v *store.Server) map[string]any {
-	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": store.MaskKey(v.Key),
-		"kernel": v.Release, "level": v.Level, "registered": v.Registered}
-}
-
 func (u *UI) server(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	ctx := r.Context()
-	v, err := u.cfg.Store.Server(ctx, r.PathValue("id"))
-	if err != nil {
-		return storeError(err)
-	}
-	ev := &fleet.Evaluator{Store: u.cfg.Store, Now: u.now(), InactiveAge: u.cfg.InactiveAge}
-	cs, err := ev.Classify(ctx, []store.Server{*v})
+	v, err := u.core.Server(ctx, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	var cves []store.CVE
-	if v.BuildID != "" && v.Level > 0 {
-		levels, err := u.cfg.Store.Levels(ctx, v.BuildID)
-		if err != nil {
-			return err
-		}
-		for _, l := range levels {
-			if l.Level <= v.Level {
-				cves = append(cves, l.CVEs...)
-			}
-		}
+	cs, err := u.core.Classify(ctx, []store.Server{*v})
+	if err != nil {
+		return err
 	}
-	hist, err := u.cfg.Store.CheckinHistory(ctx, v.ID, 50)
+	cves, err := u.core.FixedCVEs(ctx, v)
+	if err != nil {
+		return err
+	}
+	hist, err := u.core.CheckinHistory(ctx, v.ID, 50)
 	if err != nil {
 		return err
 	}
@@ -237,7 +236,7 @@ func (u *UI) server(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 // Keys.
 
 func (u *UI) keys(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	keys, err := u.cfg.Store.Keys(r.Context())
+	keys, err := u.core.Keys(r.Context())
 	if err != nil {
 		return err
 	}
@@ -246,28 +245,27 @@ func (u *UI) keys(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) key(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	k, err := u.cfg.Store.Key(r.Context(), r.PathValue("key"))
-	if err != nil {
-		return storeError(err)
-	}
-	q := r.URL.Query()
-	rows, next, err := u.serverList(r.Context(), q, store.ServerFilter{Key: k.Key})
+	k, err := u.core.Key(r.Context(), r.PathValue("key"))
 	if err != nil {
 		return err
 	}
-	u.render(w, r, c, http.StatusOK, "key", "Key "+k.Key, map[string]any{"K": k, "Rows": rows, "Next": next})
+	page, err := u.serverList(r.Context(), r.URL.Query(), store.ServerFilter{Key: k.Key}, []store.Key{*k})
+	if err != nil {
+		return err
+	}
+	u.render(w, r, c, http.StatusOK, "key", "Key "+k.Key, map[string]any{"K": k, "Rows": page.Rows, "Next": page.Next, "Prev": page.Prev})
 	return nil
 }
 
 func (u *UI) keyForm(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	k := &store.Key{Feed: "main"}
+	k := &store.Key{Feed: apitype.MainFeed}
 	if name := r.PathValue("key"); name != "" {
 		var err error
-		if k, err = u.cfg.Store.Key(r.Context(), name); err != nil {
-			return storeError(err)
+		if k, err = u.core.Key(r.Context(), name); err != nil {
+			return err
 		}
 	}
-	feeds, err := u.cfg.Store.Feeds(r.Context())
+	feeds, err := u.core.Feeds(r.Context())
 	if err != nil {
 		return err
 	}
@@ -294,56 +292,28 @@ func (u *UI) saveKey(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		}
 		limit = n
 	}
-	sticky := strings.TrimSpace(f.Get("sticky"))
-	if sticky != "" {
-		if _, err := time.Parse("2006-01-02", sticky); err != nil {
-			return errorf(http.StatusBadRequest, "sticky tag: a date as YYYY-MM-DD")
-		}
-	}
-	k := &store.Key{Note: f.Get("note"), Limit: limit, Feed: f.Get("feed"), Sticky: sticky, IPRanges: splitList(f.Get("ip_ranges"))}
-	if k.Feed == "" {
-		k.Feed = "main"
+	set := func(k *store.Key) {
+		k.Note, k.Limit, k.Feed = f.Get("note"), limit, f.Get("feed")
+		k.Sticky, k.IPRanges = strings.TrimSpace(f.Get("sticky")), splitList(f.Get("ip_ranges"))
 	}
 	if name := r.PathValue("key"); name != "" {
-		before, err := u.cfg.Store.Key(ctx, name)
-		if err != nil {
-			return storeError(err)
+		if _, err := u.core.EditKey(ctx, c.actor(r), name, set); err != nil {
+			return err
 		}
-		k.Key, k.Created = name, before.Created
-		if err := u.cfg.Store.UpdateKey(ctx, k); err != nil {
-			return storeError(err)
-		}
-		after, _ := u.cfg.Store.Key(ctx, name)
-		u.audit(r, c, "key.edit", name, fmt.Sprintf("feed=%s limit=%d sticky=%s", k.Feed, k.Limit, k.Sticky), keyAudit(before), keyAudit(after))
 		return redirect(w, r, "/admin/keys/"+url.PathEscape(name))
 	}
-	k.Key = strings.TrimSpace(f.Get("key"))
-	if k.Key == "" {
-		k.Key = u.cfg.NewKey()
+	k := &store.Key{Key: strings.TrimSpace(f.Get("key"))}
+	set(k)
+	if err := u.core.AddKey(ctx, c.actor(r), k); err != nil {
+		return err
 	}
-	k.Created = u.now()
-	if err := u.cfg.Store.AddKey(ctx, k); err != nil {
-		return storeError(err)
-	}
-	u.audit(r, c, "key.add", k.Key, fmt.Sprintf("feed=%s limit=%d", k.Feed, k.Limit), nil, keyAudit(k))
 	return redirect(w, r, "/admin/keys/"+url.PathEscape(k.Key))
 }
 
-func keyAudit(k *store.Key) map[string]any {
-	if k == nil {
-		return nil
-	}
-	ranges := k.IPRanges
-	if ranges == nil {
-		ranges = []string{}
-	}
-	return map[string]any{"key": store.MaskKey(k.Key), "note": k.Note, "limit": k.Limit, "feed": k.Feed, "sticky": k.Sticky, "ip_ranges": ranges}
-}
-
 func (u *UI) confirmDeleteKey(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	k, err := u.cfg.Store.Key(r.Context(), r.PathValue("key"))
+	k, err := u.core.Key(r.Context(), r.PathValue("key"))
 	if err != nil {
-		return storeError(err)
+		return err
 	}
 	u.render(w, r, c, http.StatusOK, "confirm", "Delete key "+k.Key, map[string]any{
 		"What":   fmt.Sprintf("Delete key %s? Its %d registered servers are unregistered.", k.Key, k.Servers),
@@ -352,22 +322,16 @@ func (u *UI) confirmDeleteKey(w http.ResponseWriter, r *http.Request, c *reqCtx)
 }
 
 func (u *UI) deleteKey(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	name := r.PathValue("key")
-	before, err := u.cfg.Store.Key(r.Context(), name)
-	if err != nil {
-		return storeError(err)
+	if err := u.core.DeleteKey(r.Context(), c.actor(r), r.PathValue("key")); err != nil {
+		return err
 	}
-	if err := u.cfg.Store.DeleteKey(r.Context(), name); err != nil {
-		return storeError(err)
-	}
-	u.audit(r, c, "key.delete", name, "", keyAudit(before), nil)
 	return redirect(w, r, "/admin/keys")
 }
 
 // Feeds.
 
 func (u *UI) feeds(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	feeds, err := u.cfg.Store.Feeds(r.Context())
+	feeds, err := u.core.Feeds(r.Context())
 	if err != nil {
 		return err
 	}
@@ -375,63 +339,52 @@ func (u *UI) feeds(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	return nil
 }
 
-func feedFromForm(f url.Values, name string) (*store.Feed, error) {
+// feedForm reads a feed's settings from its form into f.
+func feedForm(form url.Values, f *store.Feed) error {
 	hours := 0
-	if v := strings.TrimSpace(f.Get("deploy_after")); v != "" {
+	if v := strings.TrimSpace(form.Get("deploy_after")); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return nil, errorf(http.StatusBadRequest, "deploy after: whole hours")
+			return errorf(http.StatusBadRequest, "deploy after: whole hours")
 		}
 		hours = n
 	}
-	ch := f.Get("channel")
-	if ch == "" {
-		ch = "stable"
+	f.Channel = apitype.Channel(form.Get("channel"))
+	if f.Channel == "" {
+		f.Channel = apitype.ChannelStable
 	}
-	return &store.Feed{Name: name, Channel: ch, DeployAfter: time.Duration(hours) * time.Hour, Auto: f.Get("auto") != ""}, nil
-}
-
-func feedAudit(f *store.Feed) map[string]any {
-	if f == nil {
-		return nil
-	}
-	return map[string]any{"name": f.Name, "channel": f.Channel, "deploy_after_hours": int(f.DeployAfter / time.Hour), "auto": f.Auto}
+	f.DeployAfter, f.Auto = time.Duration(hours)*time.Hour, form.Get("auto") != ""
+	return nil
 }
 
 func (u *UI) addFeed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	f, err := feedFromForm(r.PostForm, strings.TrimSpace(r.PostFormValue("name")))
-	if err != nil {
+	f := &store.Feed{Name: strings.TrimSpace(r.PostFormValue("name"))}
+	if err := feedForm(r.PostForm, f); err != nil {
 		return err
 	}
-	f.Created = u.now()
-	if err := u.cfg.Store.AddFeed(r.Context(), f); err != nil {
-		return storeError(err)
+	if err := u.core.AddFeed(r.Context(), c.actor(r), f); err != nil {
+		return err
 	}
-	u.audit(r, c, "feed.add", f.Name, "channel="+f.Channel, nil, feedAudit(f))
 	return redirect(w, r, "/admin/feeds/"+url.PathEscape(f.Name))
 }
 
 func (u *UI) editFeed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	name := r.PathValue("feed")
-	before, err := u.cfg.Store.Feed(r.Context(), name)
-	if err != nil {
-		return storeError(err)
+	var formErr error
+	_, err := u.core.EditFeed(r.Context(), c.actor(r), name, func(f *store.Feed) { formErr = feedForm(r.PostForm, f) })
+	if formErr != nil {
+		return formErr
 	}
-	f, err := feedFromForm(r.PostForm, name)
 	if err != nil {
 		return err
 	}
-	if err := u.cfg.Store.UpdateFeed(r.Context(), f); err != nil {
-		return storeError(err)
-	}
-	u.audit(r, c, "feed.edit", name, "", feedAudit(before), feedAudit(f))
 	return redirect(w, r, "/admin/feeds/"+url.PathEscape(name))
 }
 
 func (u *UI) confirmDeleteFeed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	f, err := u.cfg.Store.Feed(r.Context(), r.PathValue("feed"))
+	f, err := u.core.Feed(r.Context(), r.PathValue("feed"))
 	if err != nil {
-		return storeError(err)
+		return err
 	}
 	u.render(w, r, c, http.StatusOK, "confirm", "Delete feed "+f.Name, map[string]any{
 		"What":   fmt.Sprintf("Delete feed %s? Its keys and IP licenses move to main.", f.Name),
@@ -440,79 +393,18 @@ func (u *UI) confirmDeleteFeed(w http.ResponseWriter, r *http.Request, c *reqCtx
 }
 
 func (u *UI) deleteFeed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	name := r.PathValue("feed")
-	before, err := u.cfg.Store.Feed(r.Context(), name)
-	if err != nil {
-		return storeError(err)
+	if err := u.core.DeleteFeed(r.Context(), c.actor(r), r.PathValue("feed")); err != nil {
+		return err
 	}
-	if err := u.cfg.Store.DeleteFeed(r.Context(), name); err != nil {
-		return storeError(err)
-	}
-	u.audit(r, c, "feed.delete", name, "keys moved to main", feedAudit(before), nil)
 	return redirect(w, r, "/admin/feeds")
 }
 
-// levelRow is one level of a kernel with its patchset's state in a feed.
-type levelRow struct {
-	store.Level
-	State string // enabled, disabled, test, not deployed
-}
-
-type kernelLevels struct {
-	store.Kernel
-	Levels []levelRow
-}
-
-func (u *UI) kernelLevels(ctx context.Context, feed *store.Feed) ([]kernelLevels, error) {
-	kernels, err := u.cfg.Store.Kernels(ctx)
-	if err != nil {
-		return nil, err
-	}
-	states := map[string]store.FeedPatchset{}
-	if feed != nil {
-		fps, err := u.cfg.Store.FeedPatchsets(ctx, feed.Name)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range fps {
-			states[p.Patchset] = p
-		}
-	}
-	out := make([]kernelLevels, len(kernels))
-	for i, k := range kernels {
-		levels, err := u.cfg.Store.Levels(ctx, k.BuildID)
-		if err != nil {
-			return nil, err
-		}
-		out[i].Kernel = k
-		for j := len(levels) - 1; j >= 0; j-- {
-			l := levels[j]
-			row := levelRow{Level: l}
-			if feed != nil {
-				p := states[l.Patchset]
-				switch {
-				case l.Channel == "test" && feed.Channel != "test":
-					row.State = "test"
-				case !p.Deployed:
-					row.State = "not deployed"
-				case p.Enabled:
-					row.State = "enabled"
-				default:
-					row.State = "disabled"
-				}
-			}
-			out[i].Levels = append(out[i].Levels, row)
-		}
-	}
-	return out, nil
-}
-
 func (u *UI) feed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	f, err := u.cfg.Store.Feed(r.Context(), r.PathValue("feed"))
+	f, err := u.core.Feed(r.Context(), r.PathValue("feed"))
 	if err != nil {
-		return storeError(err)
+		return err
 	}
-	kl, err := u.kernelLevels(r.Context(), f)
+	kl, err := u.core.Kernels(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -521,29 +413,26 @@ func (u *UI) feed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) managePatchsets(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	feed, patchset, action := r.PathValue("feed"), r.PostFormValue("patchset"), r.PostFormValue("action")
-	ctx := r.Context()
-	before, err := store.EnabledPatchsets(ctx, u.cfg.Store, feed)
+	feed := r.PathValue("feed")
+	_, err := u.core.ManagePatchsets(r.Context(), c.actor(r), feed, r.PostFormValue("patchset"), apitype.PatchsetAction(r.PostFormValue("action")))
 	if err != nil {
-		return storeError(err)
+		return err
 	}
-	names, err := u.cfg.ManagePatchsets(ctx, u.cfg.Store, feed, patchset, action)
-	if err != nil {
-		return storeError(err)
-	}
-	after, _ := store.EnabledPatchsets(ctx, u.cfg.Store, feed)
-	u.audit(r, c, "patchset."+action, feed+"/"+patchset, strings.Join(names, ","), before, after)
 	return redirect(w, r, "/admin/feeds/"+url.PathEscape(feed))
 }
 
 // Patches.
 
 func (u *UI) patches(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	kl, err := u.kernelLevels(r.Context(), nil)
+	kl, err := u.core.Kernels(r.Context(), nil)
 	if err != nil {
 		return err
 	}
-	u.render(w, r, c, http.StatusOK, "patches", "Patches", map[string]any{"Kernels": kl, "Published": r.URL.Query().Get("published")})
+	keys, err := u.core.PublisherKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	u.render(w, r, c, http.StatusOK, "patches", "Patches", map[string]any{"Kernels": kl, "Published": r.URL.Query().Get("published"), "Publishers": keys})
 	return nil
 }
 
@@ -555,25 +444,23 @@ func (u *UI) upload(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if len(sig) == 0 {
 		return errorf(http.StatusBadRequest, "choose the signature file")
 	}
-	channel, patchset := string(c.upload["channel"]), strings.TrimSpace(string(c.upload["patchset"]))
-	l, err := u.cfg.Publish(r.Context(), data, sig, channel, patchset)
-	if err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return &webError{code: http.StatusConflict, msg: "this level is already published", err: err}
-		}
-		return &webError{code: http.StatusBadRequest, msg: "bundle refused: " + trimLines(err.Error()), err: err}
+	o := core.PublishOptions{Channel: apitype.Channel(c.upload["channel"]), Patchset: strings.TrimSpace(string(c.upload["patchset"]))}
+	l, err := u.core.Publish(r.Context(), c.actor(r), data, sig, o)
+	switch {
+	case errors.Is(err, core.ErrNoPublisherKeys):
+		return err
+	case errors.Is(err, store.ErrExists):
+		return httperr.Wrap(http.StatusConflict, "this level is already published", err)
+	case err != nil:
+		return httperr.Wrap(http.StatusBadRequest, "bundle refused: "+trimLines(err.Error()), err)
 	}
-	obj := fmt.Sprintf("%s/%d", l.BuildID, l.Level)
-	u.audit(r, c, "level.publish", obj, fmt.Sprintf("release=%s patchset=%s channel=%s digest=%s", l.Release, l.Patchset, l.Channel, l.Digest),
-		nil, map[string]any{"build_id": l.BuildID, "release": l.Release, "level": l.Level, "patchset": l.Patchset,
-			"channel": l.Channel, "digest": l.Digest, "released": l.Released, "cves": len(l.CVEs)})
 	return redirect(w, r, "/admin/patches?published="+url.QueryEscape(l.Release+" level "+strconv.Itoa(l.Level)))
 }
 
 // Users and API keys.
 
 func (u *UI) users(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	users, err := u.cfg.Store.Users(r.Context())
+	users, err := u.core.Users(r.Context())
 	if err != nil {
 		return err
 	}
@@ -582,46 +469,35 @@ func (u *UI) users(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 }
 
 func (u *UI) addUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	name, role := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("role")
+	name, role := strings.TrimSpace(r.PostFormValue("name")), apitype.Role(r.PostFormValue("role"))
 	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
 	if err != nil {
-		return tooMany(time.Second, "the portal is busy checking sign-ins")
+		return httperr.TooMany(time.Second, "the portal is busy checking sign-ins")
 	}
 	hash, err := auth.HashPassword(r.PostFormValue("password"))
 	release()
 	if err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
-	usr := &store.User{Name: name, PasswordHash: hash, Role: role, Created: u.now()}
-	if err := u.cfg.Store.AddUser(r.Context(), usr); err != nil {
-		return storeError(err)
+	if err := u.core.AddUser(r.Context(), c.actor(r), name, hash, role); err != nil {
+		return err
 	}
-	u.audit(r, c, "user.add", name, "role="+role, nil, map[string]string{"name": name, "role": role})
 	return redirect(w, r, "/admin/users")
 }
 
 func (u *UI) deleteUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	name := r.PathValue("name")
-	if name == c.user.Name {
-		return errorf(http.StatusBadRequest, "you cannot delete yourself")
+	if err := u.core.DeleteUser(r.Context(), c.actor(r), r.PathValue("name")); err != nil {
+		return err
 	}
-	before, err := u.cfg.Store.User(r.Context(), name)
-	if err != nil {
-		return storeError(err)
-	}
-	if err := u.cfg.Store.DeleteUser(r.Context(), name); err != nil {
-		return storeError(err)
-	}
-	u.audit(r, c, "user.delete", name, "", map[string]string{"name": name, "role": before.Role}, nil)
 	return redirect(w, r, "/admin/users")
 }
 
 func (u *UI) apiKeys(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	toks, err := u.cfg.Store.Tokens(r.Context(), "")
+	toks, err := u.core.Tokens(r.Context(), "")
 	if err != nil {
 		return err
 	}
-	users, err := u.cfg.Store.Users(r.Context())
+	users, err := u.core.Users(r.Context())
 	if err != nil {
 		return err
 	}
@@ -634,12 +510,10 @@ func (u *UI) addAPIKey(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 	if user == "" {
 		user = c.user.Name
 	}
-	secret := auth.NewSecret()
-	t := &store.Token{Hash: auth.HashSecret(secret), User: user, Note: note, Created: u.now()}
-	if err := u.cfg.Store.AddToken(r.Context(), t); err != nil {
-		return storeError(err)
+	t, secret, err := u.core.AddToken(r.Context(), c.actor(r), user, note)
+	if err != nil {
+		return err
 	}
-	u.audit(r, c, "token.add", strconv.FormatInt(t.ID, 10), "user="+user, nil, map[string]any{"id": t.ID, "user": user, "note": note})
 	// Shown once: only its hash is kept.
 	u.render(w, r, c, http.StatusOK, "apikey", "New API key", map[string]any{"T": t, "Secret": secret})
 	return nil
@@ -650,23 +524,13 @@ func (u *UI) deleteAPIKey(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err != nil {
 		return errorf(http.StatusNotFound, "no such API key")
 	}
-	var before *store.Token
-	toks, err := u.cfg.Store.Tokens(r.Context(), "")
+	err = u.core.DeleteToken(r.Context(), c.actor(r), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return httperr.Wrap(http.StatusNotFound, "no such API key", err)
+	}
 	if err != nil {
 		return err
 	}
-	for i := range toks {
-		if toks[i].ID == id {
-			before = &toks[i]
-		}
-	}
-	if before == nil {
-		return errorf(http.StatusNotFound, "no such API key")
-	}
-	if err := u.cfg.Store.DeleteToken(r.Context(), id); err != nil {
-		return storeError(err)
-	}
-	u.audit(r, c, "token.delete", strconv.FormatInt(id, 10), "user="+before.User, map[string]any{"id": id, "user": before.User, "note": before.Note}, nil)
 	return redirect(w, r, "/admin/apikeys")
 }
 
@@ -703,7 +567,7 @@ func (u *UI) auditLog(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 			return errorf(http.StatusBadRequest, "before: an entry id")
 		}
 	}
-	list, err := u.cfg.Store.AuditQuery(r.Context(), f)
+	list, err := u.core.AuditLog(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -717,7 +581,7 @@ func (u *UI) auditLog(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		nq.Set("before", strconv.FormatInt(list[len(list)-1].ID, 10))
 		older = nq.Encode()
 	}
-	users, err := u.cfg.Store.Users(r.Context())
+	users, err := u.core.Users(r.Context())
 	if err != nil {
 		return err
 	}

@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"path"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // page is what every template gets.
@@ -18,7 +21,7 @@ type page struct {
 	Title string
 	Nav   string
 	User  string
-	Role  string
+	Role  apitype.Role
 	Admin bool
 	CSRF  string
 	// CSSVersion names this build's stylesheet, so a browser that
@@ -47,6 +50,17 @@ var funcs = template.FuncMap{
 		return s
 	},
 	"join": strings.Join,
+	// query is a link to this page with the query q, which the handler
+	// made with url.Values.Encode: already escaped, so the template must
+	// not escape it again (it would make the whole query one value).
+	"query": func(q string) template.URL { return template.URL("?" + q) },
+	// hours is a feed's delay as the forms take it: whole hours.
+	"hours": func(d time.Duration) string {
+		if d <= 0 {
+			return "none"
+		}
+		return fmt.Sprintf("%d h", int(d/time.Hour))
+	},
 	// withAdmin passes the page's Admin into a map of data for a
 	// nested template.
 	"withAdmin": func(admin bool, data map[string]any) map[string]any {
@@ -112,18 +126,6 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, c *reqCtx, code int,
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	w.Write(buf.Bytes())
-}
-
-// auditJSON is v as an audit entry's before or after: JSON, "" for nil.
-func auditJSON(v any) string {
-	if v == nil {
-		return ""
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
-	}
-	return string(b)
 }
 
 // stylesheet serves the UI's one stylesheet, which browsers may cache:

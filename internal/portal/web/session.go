@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"mime"
 	"net/http"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/httpbound"
+	"github.com/kcare/kcare/internal/portal/httperr"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -81,11 +81,11 @@ func (u *UI) authorize(w http.ResponseWriter, r *http.Request, rt Route, c *reqC
 		parts, err := readUpload(r.Body, params["boundary"], c.sess.CSRF)
 		switch {
 		case errors.Is(err, ErrUploadCSRF):
-			return &webError{code: http.StatusForbidden, msg: "missing or wrong CSRF token; reload the page and try again", err: err}
+			return httperr.Wrap(http.StatusForbidden, "missing or wrong CSRF token; reload the page and try again", err)
 		case errors.Is(err, ErrUploadTooLarge) || isTooLarge(err):
-			return &webError{code: http.StatusRequestEntityTooLarge, msg: "the upload is too large", err: err}
+			return httperr.Wrap(http.StatusRequestEntityTooLarge, "the upload is too large", err)
 		case err != nil:
-			return &webError{code: http.StatusBadRequest, msg: "bad upload form", err: err}
+			return httperr.Wrap(http.StatusBadRequest, "bad upload form", err)
 		}
 		c.upload = parts
 		return nil
@@ -95,9 +95,9 @@ func (u *UI) authorize(w http.ResponseWriter, r *http.Request, rt Route, c *reqC
 	}
 	if err := r.ParseForm(); err != nil {
 		if isTooLarge(err) {
-			return &webError{code: http.StatusRequestEntityTooLarge, msg: "the form is too large", err: err}
+			return httperr.Wrap(http.StatusRequestEntityTooLarge, "the form is too large", err)
 		}
-		return &webError{code: http.StatusBadRequest, msg: "bad form", err: err}
+		return httperr.Wrap(http.StatusBadRequest, "bad form", err)
 	}
 	if rt.Access != Public && !tokenMatches(r.PostForm.Get("csrf"), c.sess.CSRF) {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the page and try again")
@@ -118,7 +118,7 @@ func (u *UI) session(r *http.Request) (*store.Session, *store.User, error) {
 		return nil, nil, nil
 	}
 	hash := auth.HashSecret(ck.Value)
-	sess, err := u.cfg.Store.Session(r.Context(), hash)
+	sess, err := u.core.Session(r.Context(), hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, nil
 	}
@@ -127,10 +127,10 @@ func (u *UI) session(r *http.Request) (*store.Session, *store.User, error) {
 	}
 	now := u.now()
 	if now.Sub(sess.LastSeen) > u.cfg.IdleTimeout || now.Sub(sess.Created) > u.cfg.MaxAge {
-		u.cfg.Store.DeleteSession(r.Context(), hash)
+		u.core.EndSession(r.Context(), hash)
 		return nil, nil, nil
 	}
-	user, err := u.cfg.Store.User(r.Context(), sess.User)
+	user, err := u.core.User(r.Context(), sess.User)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, nil
 	}
@@ -139,7 +139,7 @@ func (u *UI) session(r *http.Request) (*store.Session, *store.User, error) {
 	}
 	// Touch at most once a minute: a page view is not a write.
 	if now.Sub(sess.LastSeen) > time.Minute {
-		if err := u.cfg.Store.TouchSession(r.Context(), hash, now); err != nil {
+		if err := u.core.TouchSession(r.Context(), hash); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -169,7 +169,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil || !tokenMatches(r.PostFormValue("csrf"), ck.Value) {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the sign-in page")
 	}
-	name, password, ip := r.PostFormValue("user"), r.PostFormValue("password"), remoteIP(r)
+	name, password, ip := r.PostFormValue("user"), r.PostFormValue("password"), httperr.RemoteIP(r)
 	src := throttleSource(ip)
 	// The throttle's slot first, then memory for the hash: a guess that
 	// would be refused costs no hash.
@@ -185,7 +185,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil {
 		return tooMany(time.Second, "the portal is busy checking other sign-ins")
 	}
-	user, err := u.cfg.Store.User(r.Context(), name)
+	user, err := u.core.User(r.Context(), name)
 	if err == nil {
 		err = u.cfg.CheckPassword(user.PasswordHash, password)
 	} else if errors.Is(err, store.ErrNotFound) {
@@ -201,10 +201,10 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	u.throttle.reset(name, src)
 	id := randomHex(32)
 	sess := &store.Session{IDHash: auth.HashSecret(id), User: user.Name, Created: u.now(), CSRF: randomHex(32), IP: ip}
-	if err := u.cfg.Store.AddSession(r.Context(), sess); err != nil {
+	if err := u.core.AddSession(r.Context(), sess); err != nil {
 		return err
 	}
-	u.cfg.Store.DeleteSessions(r.Context(), u.now().Add(-u.cfg.MaxAge))
+	u.core.EndSessionsIdle(r.Context(), u.cfg.MaxAge)
 	setCookie(w, r, sessionCookie, id, 0)
 	setCookie(w, r, loginCookie, "", -1)
 	return redirect(w, r, safeNext(r.PostForm.Get("next"), "/admin/"))
@@ -239,15 +239,11 @@ func safeNext(next, fallback string) string {
 }
 
 // tooMany is a 429 whose Retry-After says wait, in whole seconds.
-func tooMany(wait time.Duration, reason string) error {
-	secs := int((wait + time.Second - 1) / time.Second)
-	return &webError{code: http.StatusTooManyRequests, msg: fmt.Sprintf("%s; try again in %d s", reason, secs),
-		retryAfter: secs}
-}
+func tooMany(wait time.Duration, reason string) error { return httperr.TooMany(wait, reason) }
 
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if ck, err := r.Cookie(sessionCookie); err == nil {
-		u.cfg.Store.DeleteSession(r.Context(), auth.HashSecret(ck.Value))
+		u.core.EndSession(r.Context(), auth.HashSecret(ck.Value))
 	}
 	setCookie(w, r, sessionCookie, "", -1)
 	return redirect(w, r, "/admin/login")

@@ -12,11 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
 	"github.com/kcare/kcare/internal/portal/web"
 )
+
+var publisher = bundletest.Signer("kcare web test publisher")
 
 // testUI is the UI over a SQLite store with an admin (alice) and a
 // read-only user (bob), on a clock the test moves. Requests go straight
@@ -46,21 +51,23 @@ func plainCheck(hash, password string) error {
 }
 
 // newTestUI returns a UI for cfg, filling in the store, the clock and
-// (unless cfg has one) plainCheck.
-func newTestUI(t testing.TB, cfg web.Config) *testUI {
+// (unless cfg has one) plainCheck. The core trusts the test publisher;
+// each of opts may change its config.
+func newTestUI(t testing.TB, cfg web.Config, opts ...func(*core.Config)) *testUI {
 	t.Helper()
 	u := &testUI{t: t, st: storetest.Open(t, "sqlite"), now: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
 	for _, usr := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
-		if err := u.st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: usr.role}); err != nil {
+		if err := u.st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: apitype.Role(usr.role)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg.Store, cfg.Now = u.st, u.clock
+	cc := core.Config{Store: u.st, Now: u.clock, Publishers: bundletest.Keyring(t, publisher), PublishersFrom: "/srv/eportal/publishers"}
+	for _, o := range opts {
+		o(&cc)
+	}
+	cfg.Core = core.New(cc)
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = plainCheck
-	}
-	if cfg.NewKey == nil {
-		cfg.NewKey = func() string { return "newkey" }
 	}
 	u.ui = web.New(cfg)
 	return u

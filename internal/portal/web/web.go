@@ -10,20 +10,20 @@
 package web
 
 import (
-	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/core"
+	"github.com/kcare/kcare/internal/portal/httperr"
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
@@ -34,7 +34,6 @@ var files embed.FS
 const (
 	DefaultIdleTimeout = 30 * time.Minute
 	DefaultMaxAge      = 12 * time.Hour
-	DefaultInactiveAge = 48 * time.Hour
 	// DefaultHashWait is how long a sign-in waits for memory to hash its
 	// password before it is refused with 429.
 	DefaultHashWait = 2 * time.Second
@@ -42,18 +41,9 @@ const (
 	PageSize = 50
 )
 
-// Config is what the UI needs from the portal.
+// Config is what the UI needs beside the portal's core.
 type Config struct {
-	Store store.Store
-	// Publish verifies a bundle and its signature and stores it, as the
-	// publish API does.
-	Publish func(ctx context.Context, data, sig []byte, channel, patchset string) (*store.Level, error)
-	// ManagePatchsets applies enable, disable, enable-upto or
-	// undeploy-downto to a patchset in a feed.
-	ManagePatchsets func(ctx context.Context, st store.Store, feed, patchset, action string) ([]string, error)
-	// NewKey makes a random activation key.
-	NewKey      func() string
-	InactiveAge time.Duration // 0: DefaultInactiveAge
+	Core        *core.Core
 	IdleTimeout time.Duration // 0: DefaultIdleTimeout
 	MaxAge      time.Duration // a session's absolute lifetime; 0: DefaultMaxAge
 	// CheckPassword checks a sign-in's password against the user's
@@ -66,12 +56,12 @@ type Config struct {
 	// many run as HashMemory allows, before it is refused; 0: DefaultHashWait.
 	HashWait time.Duration
 	Log      *slog.Logger
-	Now      func() time.Time
 }
 
 // UI serves the admin pages.
 type UI struct {
 	cfg      Config
+	core     *core.Core
 	mux      *http.ServeMux
 	pages    map[string]*template.Template
 	throttle *throttle
@@ -79,7 +69,6 @@ type UI struct {
 
 	statsMu sync.Mutex
 	stats   *overview
-	statsAt time.Time
 }
 
 // Access is who may use a route.
@@ -184,9 +173,6 @@ func Routes() []Route {
 
 // New returns the UI for cfg. Mount it at "GET /admin/" and "POST /admin/".
 func New(cfg Config) *UI {
-	if cfg.InactiveAge <= 0 {
-		cfg.InactiveAge = DefaultInactiveAge
-	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -195,9 +181,6 @@ func New(cfg Config) *UI {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	if cfg.CheckPassword == nil {
 		cfg.CheckPassword = auth.CheckPassword
@@ -208,7 +191,7 @@ func New(cfg Config) *UI {
 	if cfg.HashWait <= 0 {
 		cfg.HashWait = DefaultHashWait
 	}
-	u := &UI{cfg: cfg, mux: http.NewServeMux(), pages: parsePages()}
+	u := &UI{cfg: cfg, core: cfg.Core, mux: http.NewServeMux(), pages: parsePages()}
 	u.throttle = newThrottle(u.now)
 	u.hashes = auth.NewLimiter(cfg.HashMemory)
 	for _, rt := range routes {
@@ -225,48 +208,9 @@ func New(cfg Config) *UI {
 
 func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP(w, r) }
 
-func (u *UI) now() time.Time { return u.cfg.Now().UTC() }
+func (u *UI) now() time.Time { return u.core.Now() }
 
-// webError is an error with a status and a message for the operator; the
-// wrapped error is for the log only.
-type webError struct {
-	code       int
-	msg        string
-	err        error
-	retryAfter int // seconds, for a 429
-}
-
-func (e *webError) Error() string {
-	if e.err != nil {
-		return fmt.Sprintf("%d %s: %v", e.code, e.msg, e.err)
-	}
-	return fmt.Sprintf("%d %s", e.code, e.msg)
-}
-
-func (e *webError) Unwrap() error { return e.err }
-
-func errorf(code int, format string, args ...any) error {
-	return &webError{code: code, msg: fmt.Sprintf(format, args...)}
-}
-
-// storeError gives a store error its status.
-func storeError(err error) error {
-	code := 0
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, store.ErrExists):
-		code = http.StatusConflict
-	case errors.Is(err, store.ErrInUse):
-		code = http.StatusConflict
-	case errors.Is(err, store.ErrInvalidInput):
-		code = http.StatusBadRequest
-	}
-	if code == 0 {
-		return err
-	}
-	return &webError{code: code, msg: err.Error(), err: err}
-}
+func errorf(code int, format string, args ...any) error { return httperr.New(code, format, args...) }
 
 // reqCtx is what a handler knows of the request beyond it.
 type reqCtx struct {
@@ -275,7 +219,10 @@ type reqCtx struct {
 	upload map[string][]byte // the patch upload's parts, by name
 }
 
-func (c *reqCtx) admin() bool { return c.user != nil && c.user.Role == "admin" }
+func (c *reqCtx) admin() bool { return c.user != nil && c.user.Role == apitype.RoleAdmin }
+
+// actor is who makes a change from the UI: the signed-in user.
+func (c *reqCtx) actor(r *http.Request) core.Actor { return core.Operator(c.user, httperr.RemoteIP(r)) }
 
 // contentSecurityPolicy lets a page load only its own stylesheet and
 // post forms only to this portal: no script, inline style, frame, plugin
@@ -301,24 +248,21 @@ func (u *UI) serve(rt Route, h handler) http.Handler {
 		if err == nil || errors.Is(err, errHandled) {
 			return
 		}
-		var we *webError
-		if !errors.As(err, &we) {
-			we = &webError{code: http.StatusInternalServerError, msg: "internal error", err: err}
-		}
+		we := httperr.From(err)
 		level := slog.LevelInfo
-		if we.code >= 500 {
+		if we.Code >= 500 {
 			level = slog.LevelError
 		}
-		u.cfg.Log.Log(r.Context(), level, "admin request failed", "method", r.Method, "path", r.URL.Path, "status", we.code, "error", we.Error())
-		if we.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(we.retryAfter))
+		u.cfg.Log.Log(r.Context(), level, "admin request failed", "method", r.Method, "path", r.URL.Path, "status", we.Code, "error", we.Error())
+		for k, v := range we.Header {
+			w.Header()[k] = v
 		}
-		if we.code == http.StatusTooManyRequests || we.code == http.StatusUnauthorized && rt.Access == Public {
+		if we.Code == http.StatusTooManyRequests || we.Code == http.StatusUnauthorized && rt.Access == Public {
 			// The sign-in form again, with the reason.
-			u.renderLogin(w, r, we.code, we.msg)
+			u.renderLogin(w, r, we.Code, we.Msg)
 			return
 		}
-		u.render(w, r, c, we.code, "error", "Error", map[string]any{"Code": we.code, "Status": http.StatusText(we.code), "Message": we.msg})
+		u.render(w, r, c, we.Code, "error", "Error", map[string]any{"Code": we.Code, "Status": http.StatusText(we.Code), "Message": we.Msg})
 	})
 }
 
@@ -328,24 +272,6 @@ var errHandled = errors.New("handled")
 func redirect(w http.ResponseWriter, r *http.Request, to string) error {
 	http.Redirect(w, r, to, http.StatusSeeOther)
 	return errHandled
-}
-
-// remoteIP is the address the request came from.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// audit records a change made in the UI.
-func (u *UI) audit(r *http.Request, c *reqCtx, action, object, detail string, before, after any) {
-	e := store.AuditEntry{At: u.now(), Actor: c.user.Name, IP: remoteIP(r), Action: action, Object: store.AuditObject(action, object),
-		Detail: detail, Before: auditJSON(before), After: auditJSON(after)}
-	if err := u.cfg.Store.Audit(r.Context(), e); err != nil {
-		u.cfg.Log.Error("audit", "action", action, "error", err)
-	}
 }
 
 func trimLines(s string) string {

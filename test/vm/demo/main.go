@@ -83,68 +83,85 @@ func run() error {
 	defer vm.Stop()
 	logf("guest up after %s", vm.BootTime().Round(time.Millisecond))
 
-	guest := func(title, script string) error {
+	// guest runs each command of a step in the guest and prints it and its
+	// output together, so that every output stands right under its
+	// command. A command whose exit code is not 0 fails the demo, unless
+	// it is written "CMD => N": then it must exit N, which is shown.
+	guest := func(title string, cmds ...string) error {
 		fmt.Printf("\n== %s\n", title)
-		for _, line := range strings.Split(script, "; ") {
+		for _, c := range cmds {
+			line, wantExit := c, 0
+			if l, n, ok := strings.Cut(c, " => "); ok {
+				line = l
+				fmt.Sscan(n, &wantExit)
+			}
 			fmt.Printf("guest# %s\n", line)
-		}
-		r, err := vm.Shell(ctx, "{ "+script+"; } 2>&1")
-		if err != nil {
-			return err
-		}
-		fmt.Print(r.Stdout)
-		if r.Exit != 0 {
-			return fmt.Errorf("%q: exit %d", script, r.Exit)
+			r, err := vm.Shell(ctx, "{ "+line+"; } 2>&1")
+			if err != nil {
+				return err
+			}
+			fmt.Print(r.Stdout)
+			if r.Stdout != "" && !strings.HasSuffix(r.Stdout, "\n") {
+				fmt.Println()
+			}
+			if r.Exit != 0 {
+				fmt.Printf("(exit %d)\n", r.Exit)
+			}
+			if r.Exit != wantExit {
+				return fmt.Errorf("%q: exit %d, want %d", line, r.Exit, wantExit)
+			}
 		}
 		return nil
 	}
-	host := func(title string, do func() (string, error)) error {
-		fmt.Printf("\n== %s\n", title)
+	// host runs one command on the host, printed with its output under it.
+	host := func(title, line string, do func() (string, error)) error {
+		fmt.Printf("\n== %s\nhost$ %s\n", title, line)
 		out, err := do()
 		if err != nil {
 			return err
 		}
-		fmt.Println(out)
+		fmt.Println(strings.TrimRight(out, "\n"))
 		return nil
 	}
 	conf := fmt.Sprintf("printf 'PATCH_SERVER=%s\\n' > /etc/sysconfig/kcare/kcare.conf", p.GuestURL())
 	steps := []func() error{
 		func() error {
-			return guest("The running kernel, unpatched",
-				"uname -r; cat /proc/cmdline; cat /proc/loadavg; kcarectl --info")
+			return guest("The guest: a name, and the running kernel unpatched",
+				"hostname demo-guest", "hostname", "uname -r", "cat /proc/cmdline", "cat /proc/loadavg", "kcarectl --info")
 		},
 		func() error {
 			return guest("Point kcarectl at the portal and trust its index key",
-				"cp /mnt/host/portal.pub /etc/sysconfig/kcare/keys/; "+conf+"; cat /etc/sysconfig/kcare/kcare.conf")
+				"cp /mnt/host/portal.pub /etc/sysconfig/kcare/keys/", conf, "cat /etc/sysconfig/kcare/kcare.conf")
 		},
 		func() error {
 			return guest("Register with the activation key: level 1 is applied", "kcarectl --register "+key)
 		},
 		func() error {
-			return guest("After level 1", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; uname -r; kcarectl --uname")
+			return guest("After level 1", "cat /proc/cmdline", "cat /proc/loadavg", "ls /sys/kernel/livepatch", "uname -r", "kcarectl --uname")
 		},
 		func() error {
-			return host("On the portal: publish level 2 (cumulative: also patches loadavg_proc_show)", func() (string, error) {
-				return "kcare-build publish l2.kcp: ok", p.Publish(2, time.Now().Add(-time.Hour))
-			})
+			return host("On the portal: publish level 2 (cumulative: also patches loadavg_proc_show)",
+				"KCARE_PUBLISH_TOKEN=... kcare-build publish --portal "+p.URL()+" l2.kcp", func() (string, error) {
+					return "published", p.Publish(2, time.Now().Add(-time.Hour))
+				})
 		},
-		func() error { return guest("Check and update", "kcarectl --check; kcarectl --update") },
+		func() error { return guest("Check and update", "kcarectl --check", "kcarectl --update") },
 		func() error {
-			return guest("After level 2", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; grep ^kcare_ /proc/modules | cut -d' ' -f1")
+			return guest("After level 2", "cat /proc/cmdline", "cat /proc/loadavg", "ls /sys/kernel/livepatch", "grep ^kcare_ /proc/modules | cut -d' ' -f1")
 		},
 		func() error { return guest("kcarectl --info", "kcarectl --info") },
 		func() error { return guest("kcarectl --patch-info", "kcarectl --patch-info") },
 		func() error {
-			return host("On the portal: the server checked in", func() (string, error) {
+			return host("On the portal: the server checked in, by its name", "eportal server list --data "+p.Data, func() (string, error) {
 				return p.Eportal("", "server", "list")
 			})
 		},
 		func() error {
-			return guest("A tampered bundle is refused", "kcarectl --apply /mnt/host/flipped.kcp; echo exit=$?")
+			return guest("A tampered bundle is refused (exit 3: verification refused)", "kcarectl --apply /mnt/host/flipped.kcp => 3")
 		},
 		func() error { return guest("Unload", "kcarectl --unload") },
 		func() error {
-			return guest("After unload", "cat /proc/cmdline; cat /proc/loadavg; ls /sys/kernel/livepatch; kcarectl --uname")
+			return guest("After unload", "cat /proc/cmdline", "cat /proc/loadavg", "ls /sys/kernel/livepatch", "kcarectl --uname")
 		},
 		func() error { return guest("The kernel's own livepatch log", "dmesg | grep 'livepatch:'") },
 	}

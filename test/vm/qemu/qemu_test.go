@@ -186,7 +186,9 @@ func TestBoot(t *testing.T) {
 
 // TestStartFails boots without an initramfs: the kernel finds no root file
 // system, panics, and QEMU exits; with a short boot timeout Start gives up
-// before that. Either way the error quotes the console.
+// before that (the kernel is told to wait for its root device far longer,
+// so the panic cannot win the race on a fast machine). Either way the
+// error quotes the console.
 func TestStartFails(t *testing.T) {
 	requireHost(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -198,14 +200,15 @@ func TestStartFails(t *testing.T) {
 	tests := []struct {
 		name    string
 		timeout time.Duration
+		append  string
 		want    []string
 	}{
-		{"timeout", 2 * time.Second, []string{"waiting up to 2s for the guest to answer", "last 40 lines of the console:\n"}},
-		{"panic", 0, []string{"qemu exited before the guest answered", "Kernel panic"}},
+		{"timeout", 2 * time.Second, "rootdelay=600", []string{"waiting up to 2s for the guest to answer", "last 40 lines of the console:\n"}},
+		{"panic", 0, "", []string{"qemu exited before the guest answered", "Kernel panic"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := qemu.Start(ctx, qemu.Config{Kernel: k.Vmlinux, BootTimeout: tt.timeout})
+			_, err := qemu.Start(ctx, qemu.Config{Kernel: k.Vmlinux, BootTimeout: tt.timeout, Append: tt.append})
 			if err == nil {
 				t.Fatal("Start without an initramfs succeeded")
 			}

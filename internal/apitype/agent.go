@@ -1,0 +1,230 @@
+package apitype
+
+import (
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The agent API's paths. REGISTRATION_URL replaces RegisterBase's host
+// part; the others are under PATCH_SERVER.
+const (
+	RegisterBase    = "/admin/api" // REGISTRATION_URL's default path
+	RegisterPath    = RegisterBase + "/register"
+	UnregisterPath  = "/api/v1/unregister"
+	IndexPath       = "/api/v1/index/" // + the kernel's build-id
+	CheckInPath     = "/api/v1/checkin"
+	LicensePath     = "/api/v1/license"
+	BlobPath        = "/blobs/sha256/" // + a bundle's sha256
+	PortalKeyPath   = "/keys/portal.pub"
+	IndexPrefixArg  = "prefix"   // the index's query: PREFIX
+	IndexStickyArg  = "sticky"   // the index's query: STICKY_PATCH, or KEY
+	RegisterKeyArg  = "key"      // the registration form's activation key
+	RegisterHostArg = "hostname" // the registration form's hostname
+)
+
+// ResultOK is the result of an answer that reports only success.
+const ResultOK = "ok"
+
+// Result is the answer of a request that reports only success:
+// {"result": "ok"}.
+type Result struct {
+	Result string `json:"result"`
+}
+
+// OK is the Result of success.
+var OK = Result{Result: ResultOK}
+
+// Registered is the answer to a registration: the server's id and its
+// secret, which it authenticates with from then on (HTTP basic). The
+// portal keeps only the secret's hash.
+type Registered struct {
+	ServerID     string `json:"server_id"`
+	ServerSecret string `json:"server_secret"`
+}
+
+// CheckIn is what an agent reports after every run, as JSON to
+// CheckInPath. The portal takes exactly these fields, each as Validate
+// allows.
+type CheckIn struct {
+	Hostname         string  `json:"hostname"`
+	Release          string  `json:"release"`
+	BuildID          string  `json:"build_id"`
+	KernelID         string  `json:"kernel_id"`
+	Level            int     `json:"level"`
+	EffectiveRelease string  `json:"effective_release"`
+	Result           string  `json:"result"`
+	AgentVersion     string  `json:"agent_version"`
+	Tags             *string `json:"tags,omitempty"` // nil keeps the tags the portal has
+}
+
+// Bounds of a check-in's fields.
+const (
+	MaxLevel     = 1 << 20
+	MaxResultLen = 1000 // bytes of a result kept; a longer one is cut at a character
+	MaxTagsLen   = 500
+)
+
+var (
+	// HostnameRE is a hostname registration and check-in accept.
+	HostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+	// BuildIDRE is a GNU build-id as the index's path and a check-in name it.
+	BuildIDRE = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
+	// KernelIDRE is KernelCare's kernel id: the sha1 of /proc/version.
+	KernelIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	// releaseRE is a kernel release as uname -r prints it (at most 64
+	// characters, the kernel's own bound).
+	releaseRE = regexp.MustCompile(`^[A-Za-z0-9._+~-]{1,64}$`)
+	// agentVersionRE is kcarectl's version.
+	agentVersionRE = regexp.MustCompile(`^[A-Za-z0-9._+~-]{1,64}$`)
+)
+
+// ValidHostname reports whether registration and check-in accept h as a
+// server's hostname: empty, or up to 253 letters, digits, dots, hyphens
+// and underscores.
+func ValidHostname(h string) bool { return h == "" || HostnameRE.MatchString(h) }
+
+// ErrBadField is a field of a registration or a check-in that breaks its
+// rule; every *FieldError matches it.
+var ErrBadField = errors.New("bad field")
+
+// FieldError names the field that broke its rule; its text is the
+// error code the portal answers with (BadField).
+type FieldError struct{ Field string }
+
+func (e *FieldError) Error() string { return string(BadField(e.Field)) }
+
+// Is reports whether target is ErrBadField.
+func (e *FieldError) Is(target error) bool { return target == ErrBadField }
+
+// Validate checks every field of a check-in, in the order they are
+// listed, and cuts a long result to MaxResultLen. A field that breaks its
+// rule is a *FieldError naming it.
+func (c *CheckIn) Validate() error {
+	ok := func(v string, re *regexp.Regexp) bool { return v == "" || re.MatchString(v) }
+	bad := ""
+	switch {
+	case !ValidHostname(c.Hostname):
+		bad = "hostname"
+	case !ok(c.Release, releaseRE):
+		bad = "release"
+	case !ok(c.BuildID, BuildIDRE):
+		bad = "build-id"
+	case !ok(c.KernelID, KernelIDRE):
+		bad = "kernel-id"
+	case c.Level < 0 || c.Level > MaxLevel:
+		bad = "level"
+	case !ok(c.EffectiveRelease, releaseRE):
+		bad = "effective-release"
+	case !freeText(c.Result, "\n\t"):
+		bad = "result"
+	case !ok(c.AgentVersion, agentVersionRE):
+		bad = "agent-version"
+	case c.Tags != nil && (len(*c.Tags) > MaxTagsLen || !freeText(*c.Tags, "") || strings.ContainsAny(*c.Tags, `"'\`)):
+		bad = "tags"
+	}
+	if bad != "" {
+		return &FieldError{Field: bad}
+	}
+	if len(c.Result) > MaxResultLen {
+		cut := MaxResultLen
+		for cut > 0 && !utf8.RuneStart(c.Result[cut]) {
+			cut--
+		}
+		c.Result = c.Result[:cut]
+	}
+	return nil
+}
+
+// freeText reports whether s is UTF-8 without control characters, but for
+// those in allowed.
+func freeText(s, allowed string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if (unicode.IsControl(r) || r == '\u2028' || r == '\u2029') && !strings.ContainsRune(allowed, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// LicenseType says what licenses a server.
+type LicenseType string
+
+// The license types.
+const (
+	LicenseKey LicenseType = "key" // registered under an activation key
+	LicenseIP  LicenseType = "ip"  // known by an IP license
+)
+
+// License is the answer of LicensePath: what licenses the asking server.
+// A server under a key also gets the key's settings (Key); one known by
+// its IP license gets none.
+type License struct {
+	Type     LicenseType
+	ServerID string
+	Feed     string
+	Key      *KeyLicense // nil for LicenseIP
+}
+
+// KeyLicense is the activation key a server is registered under, as the
+// server may see it.
+type KeyLicense struct {
+	Key     string
+	Limit   int // servers; 0 is unlimited
+	Servers int // registered under the key now
+	Note    string
+	Sticky  string
+}
+
+// licenseJSON is License on the wire: one flat object, the key's fields
+// only for a key.
+type licenseJSON struct {
+	Feed     string      `json:"feed"`
+	Key      *string     `json:"key,omitempty"`
+	Limit    *int        `json:"limit,omitempty"`
+	Note     *string     `json:"note,omitempty"`
+	ServerID string      `json:"server_id"`
+	Servers  *int        `json:"servers,omitempty"`
+	Sticky   *string     `json:"sticky,omitempty"`
+	Type     LicenseType `json:"type"`
+}
+
+// MarshalJSON writes l as one flat object.
+func (l License) MarshalJSON() ([]byte, error) {
+	w := licenseJSON{Feed: l.Feed, ServerID: l.ServerID, Type: l.Type}
+	if k := l.Key; k != nil {
+		w.Key, w.Limit, w.Note, w.Servers, w.Sticky = &k.Key, &k.Limit, &k.Note, &k.Servers, &k.Sticky
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads the flat object MarshalJSON writes.
+func (l *License) UnmarshalJSON(b []byte) error {
+	var w licenseJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*l = License{Type: w.Type, ServerID: w.ServerID, Feed: w.Feed}
+	if w.Type == LicenseKey {
+		k := &KeyLicense{}
+		for dst, src := range map[*string]*string{&k.Key: w.Key, &k.Note: w.Note, &k.Sticky: w.Sticky} {
+			if src != nil {
+				*dst = *src
+			}
+		}
+		if w.Limit != nil {
+			k.Limit = *w.Limit
+		}
+		if w.Servers != nil {
+			k.Servers = *w.Servers
+		}
+		l.Key = k
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/resolve"
+	"github.com/kcare/kcare/internal/portal/store"
+)
+
+// Errors of a server's authentication; each is an apitype error code's
+// cause.
+var (
+	// ErrUnregistered: an unknown server id, a wrong secret, or no IP
+	// license for a server that sent no credentials. The answer does not
+	// tell which.
+	ErrUnregistered = errors.New("unregistered")
+	// ErrKeyRevoked: the server's activation key was deleted.
+	ErrKeyRevoked = errors.New("key revoked")
+	// ErrNotRegistered: unregistering a server known by its IP license.
+	ErrNotRegistered = errors.New("not registered under a key")
+)
+
+// Caller is the server an agent request is from.
+type Caller struct {
+	Server *store.Server // as stored; for an IP-licensed server, its id and address only
+	Feed   string        // the feed its updates come from
+	Key    *store.Key    // its key's settings, without the server count; nil for an IP-licensed server
+}
+
+// unknownServerHash is compared against when a server id is unknown, so
+// that an unknown server and a wrong secret take as long.
+var unknownServerHash = auth.HashSecret("no server has this secret")
+
+// serverAudit is a server as the audit log shows it: no secret, its key
+// masked.
+func serverAudit(v *store.Server) any {
+	if v == nil {
+		return nil
+	}
+	return map[string]any{"id": v.ID, "hostname": v.Hostname, "ip": v.IP, "key": store.MaskKey(v.Key),
+		"kernel": v.Release, "level": v.Level, "registered": v.Registered}
+}
+
+// Register registers a server from ip under an activation key and
+// returns its id and secret. A wrong key is store.ErrInvalidKey, a full
+// one store.ErrLimitReached, an address outside its ranges
+// store.ErrIPNotAllowed; a bad hostname apitype.ErrBadField.
+func (c *Core) Register(ctx context.Context, key, hostname, ip string) (id, secret string, err error) {
+	if key == "" {
+		return "", "", fmt.Errorf("register: no key: %w", store.ErrInvalidKey)
+	}
+	if !apitype.ValidHostname(hostname) {
+		return "", "", &apitype.FieldError{Field: "hostname"}
+	}
+	secret = auth.NewSecret()
+	srv := &store.Server{
+		ID:         auth.NewSecret()[:24],
+		SecretHash: auth.HashSecret(secret),
+		Hostname:   hostname,
+		IP:         ip,
+		Registered: c.Now(),
+	}
+	if err := c.st.Register(ctx, key, srv); err != nil {
+		return "", "", err
+	}
+	c.audit(ctx, Agent(srv.ID, ip), "server.register", srv.ID, fmt.Sprintf("hostname=%s ip=%s key=%s", hostname, ip, store.MaskKey(key)),
+		nil, serverAudit(srv))
+	return srv.ID, secret, nil
+}
+
+// Authenticate returns the registered server with id and secret (HTTP
+// basic auth), or ErrUnregistered; ErrKeyRevoked when its key is gone.
+func (c *Core) Authenticate(ctx context.Context, id, secret string) (*Caller, error) {
+	srv, err := c.st.Server(ctx, id)
+	if isNotFound(err) {
+		auth.SecretMatches(unknownServerHash, secret) // as long as a wrong secret takes
+		return nil, fmt.Errorf("unknown server id: %w", ErrUnregistered)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !auth.SecretMatches(srv.SecretHash, secret) {
+		return nil, fmt.Errorf("wrong server secret: %w", ErrUnregistered)
+	}
+	cl := &Caller{Server: srv, Feed: apitype.MainFeed}
+	if srv.Key == "" {
+		// Stored by an IP-licensed check-in, which has no secret to match.
+		return nil, fmt.Errorf("server %s has no key: %w", id, ErrUnregistered)
+	}
+	k, err := c.st.KeySettings(ctx, srv.Key)
+	if isNotFound(err) {
+		return nil, ErrKeyRevoked
+	}
+	if err != nil {
+		return nil, err
+	}
+	cl.Key, cl.Feed = k, k.Feed
+	return cl, nil
+}
+
+// IPLicensed returns the server at ip as its IP license knows it, with
+// the license's feed (resolve.IPLicense: the narrowest license holding
+// ip), or ErrUnregistered when no license holds it.
+func (c *Core) IPLicensed(ctx context.Context, ip string) (*Caller, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", ip, ErrUnregistered)
+	}
+	a = a.Unmap()
+	lics, err := c.st.IPLicenses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l := resolve.IPLicense(lics, a.String())
+	if l == nil {
+		return nil, fmt.Errorf("no IP license holds %s: %w", a, ErrUnregistered)
+	}
+	srv := &store.Server{ID: "ip-" + strings.NewReplacer(":", "-", ".", "-").Replace(a.String()), IP: a.String()}
+	return &Caller{Server: srv, Feed: l.Feed}, nil
+}
+
+// Unregister removes a registered server at its own request.
+func (c *Core) Unregister(ctx context.Context, cl *Caller, ip string) error {
+	if cl.Key == nil {
+		return ErrNotRegistered
+	}
+	if err := c.st.DeleteServer(ctx, cl.Server.ID); err != nil {
+		return err
+	}
+	c.audit(ctx, Agent(cl.Server.ID, ip), "server.unregister", cl.Server.ID, "", serverAudit(cl.Server), nil)
+	return nil
+}
+
+// CheckIn records an agent's report, from ip. A server known by its IP
+// license is recorded (or updated) in its license's feed.
+func (c *Core) CheckIn(ctx context.Context, cl *Caller, in *apitype.CheckIn, ip string) error {
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	now := c.Now()
+	if cl.Key == nil {
+		srv := *cl.Server
+		srv.Hostname, srv.Release, srv.BuildID, srv.KernelID = in.Hostname, in.Release, in.BuildID, in.KernelID
+		srv.Level, srv.EffectiveRelease, srv.LastResult, srv.AgentVersion = in.Level, in.EffectiveRelease, in.Result, in.AgentVersion
+		srv.Registered, srv.LastCheckin = now, now
+		if in.Tags != nil {
+			srv.Tags = *in.Tags
+		}
+		return c.st.UpsertIPServer(ctx, &srv, cl.Feed)
+	}
+	return c.st.CheckIn(ctx, cl.Server.ID, store.Report{
+		Hostname: in.Hostname, IP: ip, Release: in.Release, BuildID: in.BuildID,
+		KernelID: in.KernelID, Level: in.Level, EffectiveRelease: in.EffectiveRelease,
+		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: now,
+	})
+}
+
+// DeleteServer deletes a server.
+func (c *Core) DeleteServer(ctx context.Context, a Actor, id string) error {
+	before, err := c.st.Server(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := c.st.DeleteServer(ctx, id); err != nil {
+		return err
+	}
+	c.audit(ctx, a, "server.delete", id, "", serverAudit(before), nil)
+	return nil
+}
+
+// CleanServers deletes the servers that have not checked in for age (and
+// those that never did, registered before then) and returns how many.
+func (c *Core) CleanServers(ctx context.Context, a Actor, age time.Duration) (int, error) {
+	if age <= 0 {
+		return 0, invalid("clean servers: the age must be positive")
+	}
+	n, err := c.st.CleanServers(ctx, c.Now().Add(-age))
+	if err != nil {
+		return n, err
+	}
+	c.audit(ctx, a, "server.clean", fmt.Sprintf("inactive %dd", int(age/(24*time.Hour))), fmt.Sprintf("%d deleted", n), nil, nil)
+	return n, nil
+}
+
+// Server returns a server.
+func (c *Core) Server(ctx context.Context, id string) (*store.Server, error) {
+	return c.st.Server(ctx, id)
+}
+
+// Servers returns the servers f selects. A check-in age counts back from
+// the portal's clock.
+func (c *Core) Servers(ctx context.Context, f store.ServerFilter) ([]store.Server, error) {
+	f.Now = c.Now()
+	return c.st.Servers(ctx, f)
+}
+
+// CheckinHistory returns a server's newest check-ins, newest first.
+func (c *Core) CheckinHistory(ctx context.Context, id string, limit int) ([]store.Checkin, error) {
+	return c.st.CheckinHistory(ctx, id, limit)
+}
+
+// ServerLevel returns the level a server last reported, or nil when the
+// portal does not hold it (any more) or the server has none applied.
+func (c *Core) ServerLevel(ctx context.Context, srv *store.Server) (*store.Level, error) {
+	if srv.Level <= 0 || srv.BuildID == "" {
+		return nil, nil
+	}
+	levels, err := c.st.Levels(ctx, srv.BuildID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range levels {
+		if levels[i].Level == srv.Level {
+			return &levels[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// FixedCVEs lists the CVEs fixed by the levels up to the one a server
+// last reported, oldest level first.
+func (c *Core) FixedCVEs(ctx context.Context, srv *store.Server) ([]store.CVE, error) {
+	if srv.BuildID == "" || srv.Level <= 0 {
+		return nil, nil
+	}
+	levels, err := c.st.Levels(ctx, srv.BuildID)
+	if err != nil {
+		return nil, err
+	}
+	var cves []store.CVE
+	for _, l := range levels {
+		if l.Level <= srv.Level {
+			cves = append(cves, l.CVEs...)
+		}
+	}
+	return cves, nil
+}
