@@ -39,9 +39,12 @@ unit-later:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-# The end-to-end suite on a real Debian kernel in QEMU.
+# The end-to-end suite on a real Debian kernel in QEMU: the one
+# linux-image-amd64 depends on, or KERNEL, a release (6.12.118+deb13-amd64)
+# or a family (trixie-6.12) for its newest; see docs/kernels.md.
+KERNEL ?=
 vmtest:
-	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
+	KCARE_TEST_KERNEL=$(KERNEL) $(GO) test -count=1 -v -timeout 30m ./test/vm/...
 
 # The fault tests (docs/reliability.md): kcarectl stopped at each of its
 # fault points on the real kernel in QEMU, killed or with the guest's
@@ -63,7 +66,7 @@ test: vet
 	$(MAKE) --no-print-directory unit unit-later fuzz vmtest faulttest
 
 demo:
-	$(GO) run ./test/vm/demo
+	KCARE_TEST_KERNEL=$(KERNEL) $(GO) run ./test/vm/demo
 
 clean:
 	rm -rf $(BIN)
