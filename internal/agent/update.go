@@ -143,7 +143,12 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 		}
 	}
 	if info.State == "applied" && info.Level == l.Level && st != nil && st.Digest == l.Digest {
-		return &Result{Manifest: st.Manifest}, fmt.Errorf("level %d is already applied: %w", l.Level, ErrNothingToDo)
+		err := a.checkCached(id)
+		if err == nil {
+			return &Result{Manifest: st.Manifest}, fmt.Errorf("level %d is already applied: %w", l.Level, ErrNothingToDo)
+		}
+		// The boot-time re-apply needs it: fetch it again.
+		a.logf("level %d is applied, but its cached bundle is not usable (%v); fetching it again", l.Level, err)
 	}
 	a.logf("downloading level %d (%d bytes)", l.Level, l.Size)
 	data, err := p.Download(ctx, l.URL, l.Size, o.Progress)

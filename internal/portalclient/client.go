@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,6 +28,10 @@ var (
 	ErrUnregistered  = errors.New("server is not registered (kcarectl --register KEY)")
 	ErrUnreachable   = errors.New("patch server unreachable")
 	ErrNoPatchServer = errors.New("no patch server configured (PATCH_SERVER in kcare.conf)")
+	// ErrMaybeTaken is a request that must not be sent twice (a
+	// registration) whose answer was lost after it was sent: the portal
+	// may have taken it. It comes with ErrUnreachable.
+	ErrMaybeTaken = errors.New("not sent again, as the portal may have taken it")
 )
 
 // retries bounds how often a request is retried on 429 and 5xx answers
@@ -63,12 +68,20 @@ func (c *Client) url(base, path string) (string, error) {
 	return u.String(), nil
 }
 
-// do sends a request, retrying 429, 5xx and connection errors.
-func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn bool) (*http.Response, error) {
-	backoff := c.Backoff
-	if backoff == 0 {
-		backoff = time.Second
+func (c *Client) backoff() time.Duration {
+	if c.Backoff == 0 {
+		return time.Second
 	}
+	return c.Backoff
+}
+
+// do sends a request, retrying 429, 5xx and connection errors. A request
+// that must not be sent twice (resend false: a registration) is sent
+// again only when it cannot have reached the portal: the connection was
+// refused. A registration whose answer is lost may have been taken, and
+// a second one would register the server twice.
+func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn, resend bool) (*http.Response, error) {
+	backoff := c.backoff()
 	var lastErr error
 	for try := 0; try < retries; try++ {
 		if try > 0 {
@@ -98,6 +111,9 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, contentT
 				return nil, terr // no retry can fix a certificate
 			}
 			lastErr = fmt.Errorf("%w: %v", ErrUnreachable, err)
+			if !resend && !notSent(err) {
+				return nil, fmt.Errorf("%w; %w", lastErr, ErrMaybeTaken)
+			}
 			continue
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
@@ -147,7 +163,7 @@ func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret
 		return "", "", err
 	}
 	form := url.Values{apitype.RegisterKeyArg: {key}, apitype.RegisterHostArg: {hostname}}
-	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false)
+	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false, false)
 	if err != nil {
 		return "", "", err
 	}
@@ -208,15 +224,50 @@ func (c *Client) IndexFor(ctx context.Context, r index.Request) (body, sig []byt
 
 // Download fetches a bundle by its path, reading at most size bytes: a
 // longer answer fails with index.ErrTooLarge. progress, if not nil, is
-// called with the bytes read so far.
+// called with the bytes read so far. A connection cut in the middle of
+// the bundle (a portal restarting, a proxy or a network dropping it) is
+// retried from the start, after a pause, up to retries times in all;
+// then the error wraps ErrUnreachable. The caller checks the digest.
 func (c *Client) Download(ctx context.Context, path string, size int64, progress func(done, total int64)) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
+	backoff := c.backoff()
+	var cut error
+	for try := 0; try < retries; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff *= 2
+		}
+		buf.Reset()
+		err := c.download(ctx, path, size, buf, progress)
+		if err == nil {
+			return buf.Bytes(), nil
+		}
+		var ce *cutError
+		if !errors.As(err, &ce) || ctx.Err() != nil {
+			return nil, err
+		}
+		cut = fmt.Errorf("download %s: cut off after %d of %d bytes, %d times: %w", path, buf.Len(), size, try+1, ce.err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnreachable, cut)
+}
+
+// cutError is a bundle's answer that ended before its end.
+type cutError struct{ err error }
+
+func (e *cutError) Error() string { return e.err.Error() }
+
+// download makes one request for a bundle and reads it into buf.
+func (c *Client) download(ctx context.Context, path string, size int64, buf *bytes.Buffer, progress func(done, total int64)) error {
 	resp, err := c.call(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	r := index.LimitedReader(resp.Body, size)
-	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
 	chunk := make([]byte, 64<<10)
 	for {
 		n, err := r.Read(chunk)
@@ -224,14 +275,15 @@ func (c *Client) Download(ctx context.Context, path string, size int64, progress
 		if progress != nil && n > 0 {
 			progress(int64(buf.Len()), size)
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", path, err)
+		switch {
+		case err == io.EOF:
+			return nil
+		case errors.Is(err, index.ErrTooLarge):
+			return fmt.Errorf("download %s: %w", path, err)
+		case err != nil:
+			return &cutError{err}
 		}
 	}
-	return buf.Bytes(), nil
 }
 
 // CheckIn reports this server's state.
@@ -274,7 +326,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, con
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, method, u, body, contentType, true)
+	resp, err := c.do(ctx, method, u, body, contentType, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -283,4 +335,11 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, con
 		return nil, apiError(resp)
 	}
 	return resp, nil
+}
+
+// notSent reports whether a request failed before it could reach the
+// portal: the connection was never made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ type agent struct {
 	hostname string
 	c        *portalclient.Client
 	v        *index.Verifier
+	// result is what its next check-in reports; "" is "ok". seq numbers
+	// its check-ins in a run with -kill-every.
+	result string
+	seq    int
 }
 
 // registerAgents registers n agents under key from conc workers at once,
@@ -117,7 +122,7 @@ func (a *agent) cycle(ctx context.Context, rec *recorder) error {
 	t[stepBundle+1] = time.Now()
 	err = a.c.CheckIn(ctx, apitype.CheckIn{
 		Hostname: a.hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID, KernelID: kernelID,
-		Level: l.Level, EffectiveRelease: l.EffectiveRelease, Result: "ok", AgentVersion: userAgent,
+		Level: l.Level, EffectiveRelease: l.EffectiveRelease, Result: cmp.Or(a.result, "ok"), AgentVersion: userAgent,
 	})
 	if err != nil {
 		return fmt.Errorf("checkin: %w", err)

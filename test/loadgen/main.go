@@ -23,6 +23,15 @@
 // (loadgen, the server, PostgreSQL, everything else), read from /proc: the
 // load generator shares the machine with what it measures.
 //
+// With -kill-every it kills eportal serve with SIGKILL at that interval
+// during the cycles, and starts it again on the same address and store;
+// every fifth cycle of each worker registers a new server, and each
+// check-in carries a sequence number. At the end it kills eportal once
+// more, opens the store (for SQLite also PRAGMA integrity_check) and looks
+// up every registration and check-in the portal acknowledged: the report
+// counts those lost and any registration stored twice, and the run fails
+// if there is one (test/faults runs it on SQLite and PostgreSQL).
+//
 // With -nginx it instead compares downloads of the bundle from eportal's
 // /blobs/sha256/{digest} with nginx serving the same file, with the same
 // client: -concurrency GETs at a time for -duration against each. nginx
@@ -78,6 +87,7 @@ type config struct {
 	nginx       bool
 	sharedKey   bool   // register the agents under the seeded servers' key
 	eportal     string // a built eportal; "" builds one
+	killEvery   time.Duration
 }
 
 // errUsage is a bad command line.
@@ -101,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.nginx, "nginx", false, "compare bundle downloads from eportal and nginx instead")
 	fs.BoolVar(&c.sharedKey, "shared-key", false, "register the agents under the seeded servers' activation key instead of a key of their own")
 	fs.StringVar(&c.eportal, "eportal", "", "use this eportal `BINARY` instead of building one")
+	fs.DurationVar(&c.killEvery, "kill-every", 0, "kill eportal serve with SIGKILL every `INTERVAL` and start it again; then check that the store holds every registration and check-in it acknowledged")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -127,6 +138,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-duration: 1s to 1h")
 	case c.bundleSize < 4096 || c.bundleSize > 32<<20:
 		return bad("-bundle-size: 4096 to 33554432")
+	case c.killEvery != 0 && (c.killEvery < 500*time.Millisecond || c.killEvery > c.duration):
+		return bad("-kill-every: 500ms to -duration")
+	case c.killEvery != 0 && c.nginx:
+		return bad("-kill-every and -nginx do not go together")
 	}
 	if c.db == "sqlite" {
 		c.dsn = ""
@@ -174,13 +189,20 @@ func loadgen(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		report interface{ writeText(io.Writer) error }
 		ok     bool
 	)
-	if cfg.nginx {
+	switch {
+	case cfg.nginx:
 		r, err := runNginx(ctx, cfg, p, logf)
 		if err != nil {
 			return err
 		}
 		report, ok = r, r.Servers[0].Failures.None() && r.Servers[1].Failures.None()
-	} else {
+	case cfg.killEvery > 0:
+		r, err := runCrash(ctx, cfg, p, logf)
+		if err != nil {
+			return err
+		}
+		report, ok = r, r.ok()
+	default:
 		r, err := runFleet(ctx, cfg, p, logf)
 		if err != nil {
 			return err

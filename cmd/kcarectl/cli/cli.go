@@ -222,7 +222,7 @@ func run(ctx context.Context, o *options, args []string, stdout, stderr io.Write
 	case o.tag.set:
 		err = runTag(ctx, a, o, stdout)
 	case o.info:
-		err = runInfo(a, o.json, stdout)
+		err = runInfo(ctx, a, o.json, stdout)
 	case o.uname:
 		err = runUname(a, stdout)
 	case o.patchInfo:

@@ -129,11 +129,13 @@ func register(ctx context.Context, c *portalclient.Client, o *options, host stri
 	}
 }
 
-// registrationRetryable reports whether a registration failed as the
-// portal client reports an unreachable or busy portal (ErrUnreachable,
-// after its own bounded retries of refused connections, 429 and 5xx).
+// registrationRetryable reports whether a registration failed before the
+// portal took it: the client reports an unreachable or busy portal
+// (ErrUnreachable, after its own bounded retries of refused connections,
+// 429 and 5xx), and not an answer lost after the request was sent
+// (ErrMaybeTaken), which a second registration could double.
 func registrationRetryable(err error) bool {
-	return errors.Is(err, portalclient.ErrUnreachable)
+	return errors.Is(err, portalclient.ErrUnreachable) && !errors.Is(err, portalclient.ErrMaybeTaken)
 }
 
 // The checks --doctor makes, and what each found.

@@ -56,6 +56,10 @@ func TooMany(wait time.Duration, reason string) *Error {
 		Header: http.Header{"Retry-After": {strconv.Itoa(secs)}}}
 }
 
+// UnavailableRetry is the Retry-After of an answer given while the
+// store cannot be reached: a request a few seconds later may succeed.
+const UnavailableRetry = 5 * time.Second
+
 // BodyTooLarge answers a body over its route's limit.
 var BodyTooLarge = &Error{Code: http.StatusRequestEntityTooLarge, Msg: "request body too large"}
 
@@ -72,6 +76,14 @@ func From(err error) *Error {
 	switch {
 	case errors.As(err, &mbe):
 		return Wrap(BodyTooLarge.Code, BodyTooLarge.Msg, err)
+	case store.Full(err):
+		// Before the generic cases: a full disk wrapped in anything is
+		// the operator's to fix, and the client must be told.
+		code, msg = http.StatusInsufficientStorage, store.ErrFull.Error()+"; nothing was stored"
+	case store.Unavailable(err):
+		e := Wrap(http.StatusServiceUnavailable, store.ErrUnavailable.Error()+"; try again later", err)
+		e.Header = http.Header{"Retry-After": {strconv.Itoa(int(UnavailableRetry / time.Second))}}
+		return e
 	case errors.Is(err, store.ErrExists):
 		code, msg = http.StatusConflict, "already exists"
 	case errors.Is(err, store.ErrInUse):

@@ -53,8 +53,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	o.Channel, o.Patchset = apitype.Channel(r.FormValue("channel")), r.FormValue("patchset")
 	l, err := s.core.Publish(r.Context(), core.Operator(userOf(r), httperr.RemoteIP(r)), data, sig, o)
 	if err != nil {
-		if errors.Is(err, core.ErrNoPublisherKeys) {
-			return err
+		if errors.Is(err, core.ErrNoPublisherKeys) || store.Full(err) || store.Unavailable(err) {
+			return err // the portal's own situation, answered by httperr.From: 409, 507, 503
 		}
 		code := http.StatusBadRequest
 		if errors.Is(err, store.ErrExists) {

@@ -386,17 +386,42 @@ func (s *sqlStore) DeleteServer(ctx context.Context, id string) error {
 	return nil
 }
 
+// cleanBatch bounds how many servers one transaction of CleanServers
+// deletes, and cleanPause is the pause between two: SQLite has one
+// writer, and a million servers deleted in one transaction held every
+// agent's check-in for as long (12 s measured, beyond the busy timeout
+// for more), where batches let them in between.
+const (
+	cleanBatch = 2000
+	cleanPause = 10 * time.Millisecond
+)
+
 func (s *sqlStore) CleanServers(ctx context.Context, before time.Time) (int, error) {
 	b := s.d.t(before)
-	n, err := s.exec(ctx, `DELETE FROM servers
-WHERE last_checkin < $1 OR (last_checkin IS NULL AND registered < $1)`, b)
-	if err != nil {
-		return 0, fmt.Errorf("clean servers not seen since %s: %w", before.UTC().Format(time.RFC3339), err)
+	var total int64
+	// Each condition on its own, so that each batch finds its rows
+	// through an index.
+	for _, cond := range []string{`last_checkin < $1`, `last_checkin IS NULL AND registered < $1`} {
+		for {
+			n, err := s.exec(ctx, `DELETE FROM servers WHERE id IN (SELECT id FROM servers WHERE `+cond+` LIMIT `+strconv.Itoa(cleanBatch)+`)`, b)
+			total += n
+			if err != nil {
+				return int(total), fmt.Errorf("clean servers not seen since %s: %w", before.UTC().Format(time.RFC3339), err)
+			}
+			if n < cleanBatch {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return int(total), ctx.Err()
+			case <-time.After(cleanPause):
+			}
+		}
 	}
 	if _, err := s.PruneCheckins(ctx, before); err != nil {
-		return int(n), err
+		return int(total), err
 	}
-	return int(n), nil
+	return int(total), nil
 }
 
 // Check-in history.

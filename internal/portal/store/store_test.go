@@ -65,6 +65,7 @@ var suite = []struct {
 	{"servers-filter", testServersFilter},
 	{"servers-filter-sticky-delay", testServersFilterStickyDelay},
 	{"clean-servers", testCleanServers},
+	{"clean-servers-batches", testCleanServersBatches},
 	{"users-tokens", testUsersTokens},
 	{"audit", testAudit},
 	{"version", testVersion},
@@ -891,6 +892,43 @@ func testCleanServers(t *testing.T, b backend) {
 	check(t, "Servers", err)
 	if diff := cmp.Diff([]string{"fresh", "never-new"}, serverIDs(got)); diff != "" {
 		t.Errorf("servers left (-want +got):\n%s", diff)
+	}
+}
+
+// testCleanServersBatches: a clean of more servers than one batch
+// deletes every one that is due, across batches, and no other.
+func testCleanServersBatches(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
+	n := 2*cleanBatch + 500
+	check(t, "SeedServers", SeedServers(ctx, s, "kc-1", n))
+	all, err := s.Servers(ctx, ServerFilter{})
+	check(t, "Servers", err)
+	before := now().Add(-24 * time.Hour)
+	due := map[string]bool{}
+	for _, v := range all {
+		if v.LastCheckin.IsZero() && v.Registered.Before(before) || !v.LastCheckin.IsZero() && v.LastCheckin.Before(before) {
+			due[v.ID] = true
+		}
+	}
+	if len(due) <= cleanBatch {
+		t.Fatalf("only %d of %d seeded servers are due; the test wants more than one batch (%d)", len(due), n, cleanBatch)
+	}
+	removed, err := s.CleanServers(ctx, before)
+	check(t, "CleanServers", err)
+	if removed != len(due) {
+		t.Errorf("CleanServers removed %d, want %d", removed, len(due))
+	}
+	left, err := s.Servers(ctx, ServerFilter{})
+	check(t, "Servers", err)
+	for _, v := range left {
+		if due[v.ID] {
+			t.Fatalf("server %s is due and was left", v.ID)
+		}
+	}
+	if len(left) != n-len(due) {
+		t.Errorf("%d servers left, want %d", len(left), n-len(due))
 	}
 }
 
