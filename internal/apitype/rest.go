@@ -114,7 +114,7 @@ type Server struct {
 	Feed          string  `json:"feed"`
 	Registered    *Time   `json:"registered"`
 	Checkin       *Time   `json:"checkin"` // null before the first check-in
-	Updated       *Time   `json:"updated"` // null: the portal keeps no time of a level change
+	Updated       *Time   `json:"updated"` // when it last loaded patches (a new level); null before
 	EUname        string  `json:"euname"`  // the effective release
 	Release       string  `json:"release"` // uname -r
 	KernelID      string  `json:"kernel_id"`

@@ -129,7 +129,20 @@ var filterChecks = map[string]func(t *testing.T, e *env, it item){
 			t.Error("checkin_age=-1 listed none")
 		}
 	},
-	"filter-updated-age": func(t *testing.T, e *env, it item) { filterHonoured(t, e, it) },
+	"filter-updated-age": func(t *testing.T, e *env, it item) {
+		if got := filterHonoured(t, e, it); got.Count != 0 {
+			t.Errorf("updated_age=3 (patches loaded more than 3 days ago): %d servers", got.Count)
+		}
+		young := servers(t, filterFleet(t, e).portal, "updated_age=-1&limit=1000")
+		if young.Count == 0 {
+			t.Error("updated_age=-1 listed none, though a host loaded patches just now")
+		}
+		for _, s := range young.Result {
+			if s["updated"] == nil || s["patch_level"] == 0.0 {
+				t.Errorf("updated_age=-1 listed %v, updated %v, level %v", s["hostname"], s["updated"], s["patch_level"])
+			}
+		}
+	},
 	"filter-is-updated": func(t *testing.T, e *env, it item) {
 		got := filterHonoured(t, e, it)
 		for _, s := range got.Result {

@@ -227,11 +227,13 @@ func serverFilter(q url.Values) (store.ServerFilter, bool, error) {
 	if has(q, "service_id") {
 		return f, false, errorf(http.StatusBadRequest, "service_id: not supported by kcare: servers have no service id, filter by hostname, ip or key")
 	}
-	if has(q, "updated_age") {
-		return f, false, errorf(http.StatusBadRequest, "updated_age: not supported by kcare: the portal keeps no time of a server's last level change; use is_updated or checkin_age")
-	}
 	if v := q.Get("registered_age"); v != "" {
 		if f.RegisteredAge, f.RegisteredWithin, err = ageParam("registered_age", v); err != nil {
+			return f, false, err
+		}
+	}
+	if v := q.Get("updated_age"); v != "" {
+		if f.UpdatedAge, f.UpdatedWithin, err = ageParam("updated_age", v); err != nil {
 			return f, false, err
 		}
 	}
@@ -309,7 +311,7 @@ func (s *Server) keyFeeds(r *http.Request) (map[string]string, error) {
 func serverJSON(s store.Server, feeds map[string]string) apitype.Server {
 	out := apitype.Server{
 		ID: s.ID, IP: s.IP, Hostname: s.Hostname, Key: s.Key, Feed: feeds[s.Key],
-		Registered: apitype.TimeOf(s.Registered), Checkin: apitype.TimeOf(s.LastCheckin),
+		Registered: apitype.TimeOf(s.Registered), Checkin: apitype.TimeOf(s.LastCheckin), Updated: apitype.TimeOf(s.Updated),
 		EUname: s.EffectiveRelease, Release: s.Release, KernelID: s.KernelID, PatchLevel: s.Level,
 		PatchType: apitype.PatchTypeDefault, KcareVersion: s.AgentVersion, BuildID: s.BuildID, LastResult: s.LastResult,
 	}

@@ -135,6 +135,9 @@ type Server struct {
 	Tags             string // "k:v;k2:v2" as kcarectl --tag sets them
 	Registered       time.Time
 	LastCheckin      time.Time // zero before the first check-in
+	// Updated is when it last loaded patches: reported a level (above 0)
+	// other than before, or on another kernel; zero until then.
+	Updated time.Time
 }
 
 // Report is what an agent reports after every run, as the store keeps it
@@ -160,9 +163,13 @@ type ServerFilter struct {
 	// RegisteredAge selects servers registered before Now less this;
 	// RegisteredWithin those registered at or after Now less this.
 	RegisteredAge, RegisteredWithin time.Duration
-	Key                             string
-	Feed                            string        // the key's feed, or the IP license's
-	CheckinAge                      time.Duration // last check-in older than this (or never)
+	// UpdatedAge selects servers that last changed level before Now less
+	// this; UpdatedWithin those that did at or after it. A server that
+	// never reported a level is in neither.
+	UpdatedAge, UpdatedWithin time.Duration
+	Key                       string
+	Feed                      string        // the key's feed, or the IP license's
+	CheckinAge                time.Duration // last check-in older than this (or never)
 	// Now is the instant CheckinAge and ActiveWithin count back from: the
 	// caller's clock, so that a face and its tests agree on "now". A filter
 	// with either age and no Now is refused (ErrInvalidInput).

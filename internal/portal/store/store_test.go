@@ -685,7 +685,7 @@ func testCheckIn(t *testing.T, b backend) {
 	check(t, "Server", err)
 	want := Server{ID: "srv-1", Key: "kc-1", Hostname: c.Hostname, IP: c.IP, Release: c.Release,
 		BuildID: c.BuildID, KernelID: c.KernelID, Level: 2, EffectiveRelease: c.EffectiveRelease,
-		LastResult: "ok", AgentVersion: "1.0.1", Tags: "env:prod", Registered: t0, LastCheckin: c.At}
+		LastResult: "ok", AgentVersion: "1.0.1", Tags: "env:prod", Registered: t0, LastCheckin: c.At, Updated: c.At}
 	if diff := cmp.Diff(&want, got); diff != "" {
 		t.Errorf("Server after CheckIn (-want +got):\n%s", diff)
 	}
@@ -800,6 +800,39 @@ func testServersFilter(t *testing.T, b backend) {
 	}
 	if n, err := s.CountFiltered(ctx, ServerFilter{Limit: 2, Offset: 1, Feed: "main"}); err != nil || n != 4 {
 		t.Errorf("CountFiltered with a limit = %d, %v; want 4 (the limit ignored)", n, err)
+	}
+	// A check-in at the same level keeps the time of the last change; a
+	// new level moves it.
+	updated := func(id string) time.Time {
+		t.Helper()
+		v, err := s.Server(ctx, id)
+		check(t, "Server", err)
+		return v.Updated
+	}
+	check(t, "CheckIn", s.CheckIn(ctx, "a-web1", Report{Hostname: "web-01.example.net", IP: "192.0.2.1", BuildID: buildDebian, Level: 2, At: now.Add(time.Hour)}))
+	if got := updated("a-web1"); !got.IsZero() {
+		t.Errorf("updated after check-ins at the level it registered with = %v, want none", got)
+	}
+	check(t, "CheckIn", s.CheckIn(ctx, "a-web1", Report{Hostname: "web-01.example.net", IP: "192.0.2.1", BuildID: buildDebian, Level: 3, At: now.Add(2 * time.Hour)}))
+	if got := updated("a-web1"); !got.Equal(now.Add(2 * time.Hour)) {
+		t.Errorf("updated after a new level = %v, want %v", got, now.Add(2*time.Hour))
+	}
+	if got := updated("e-ubu"); !got.IsZero() {
+		t.Errorf("updated of a server at level 0 = %v, want none", got)
+	}
+	for _, tt := range []struct {
+		f    ServerFilter
+		want []string
+	}{
+		{ServerFilter{UpdatedWithin: time.Hour, Now: now.Add(2 * time.Hour)}, []string{"a-web1"}},
+		{ServerFilter{UpdatedAge: time.Hour, Now: now.Add(2 * time.Hour)}, []string{}},
+		{ServerFilter{UpdatedAge: time.Hour, Now: now.Add(4 * time.Hour)}, []string{"a-web1"}},
+	} {
+		got, err := s.Servers(ctx, tt.f)
+		check(t, "Servers", err)
+		if diff := cmp.Diff(tt.want, serverIDs(got)); diff != "" {
+			t.Errorf("Servers(updated %v/%v at %v) (-want +got):\n%s", tt.f.UpdatedAge, tt.f.UpdatedWithin, tt.f.Now, diff)
+		}
 	}
 
 	// Disabling level 2's patchset in main leaves b-web2 (level 1) updated.
