@@ -28,6 +28,10 @@ var (
 	ErrUnregistered  = errors.New("server is not registered (kcarectl --register KEY)")
 	ErrUnreachable   = errors.New("patch server unreachable")
 	ErrNoPatchServer = errors.New("no patch server configured (PATCH_SERVER in kcare.conf)")
+	// ErrMaybeTaken is a request that must not be sent twice (a
+	// registration) whose answer was lost after it was sent: the portal
+	// may have taken it. It comes with ErrUnreachable.
+	ErrMaybeTaken = errors.New("not sent again, as the portal may have taken it")
 )
 
 // retries bounds how often a request is retried on 429 and 5xx answers
@@ -108,7 +112,7 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, contentT
 			}
 			lastErr = fmt.Errorf("%w: %v", ErrUnreachable, err)
 			if !resend && !notSent(err) {
-				return nil, fmt.Errorf("%w; not sent again, as the portal may have taken it", lastErr)
+				return nil, fmt.Errorf("%w; %w", lastErr, ErrMaybeTaken)
 			}
 			continue
 		}
@@ -180,16 +184,22 @@ func (c *Client) Unregister(ctx context.Context) error {
 	return err
 }
 
-// Index fetches the signed index for a kernel: the exact body and the
-// signature from its header. It parses nothing.
+// Index fetches the signed index for a kernel with a prefix and sticky
+// date: IndexFor with no delay or patchset.
 func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
-	path := apitype.IndexPath + url.PathEscape(buildID)
+	return c.IndexFor(ctx, index.Request{BuildID: buildID, Prefix: prefix, Sticky: sticky})
+}
+
+// IndexFor fetches the signed index that answers r: the exact body and
+// the signature from its header. It parses nothing.
+func (c *Client) IndexFor(ctx context.Context, r index.Request) (body, sig []byte, err error) {
+	path := apitype.IndexPath + url.PathEscape(r.BuildID)
 	q := url.Values{}
-	if prefix != "" {
-		q.Set(apitype.IndexPrefixArg, prefix)
-	}
-	if sticky != "" {
-		q.Set(apitype.IndexStickyArg, sticky)
+	for _, p := range [][2]string{{apitype.IndexPrefixArg, r.Prefix}, {apitype.IndexStickyArg, r.Sticky},
+		{apitype.IndexDelayArg, r.Delay}, {apitype.IndexPatchArg, r.Patchset}} {
+		if p[1] != "" {
+			q.Set(p[0], p[1])
+		}
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()

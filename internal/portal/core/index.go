@@ -22,6 +22,9 @@ type IndexRequest struct {
 	BuildID string
 	Prefix  string // PREFIX: "", test, 12h, 24h, 48h
 	Sticky  string // STICKY_PATCH as sent, or "KEY" for the key's
+	// Delay and Patchset are KernelCare's UPDATE_DELAY and
+	// STICKY_PATCHSET, as sent.
+	Delay, Patchset string
 }
 
 // Index answers a server with the signed index for its kernel: the exact
@@ -34,7 +37,17 @@ func (c *Core) Index(ctx context.Context, cl *Caller, q IndexRequest) (body, sig
 	if !apitype.BuildIDRE.MatchString(q.BuildID) {
 		return nil, nil, &apitype.FieldError{Field: "build-id"}
 	}
-	req := resolve.Request{Prefix: q.Prefix, Sticky: q.Sticky, Now: c.Now()}
+	req := resolve.Request{Prefix: q.Prefix, Sticky: q.Sticky, Delay: q.Delay, Patchset: q.Patchset, Now: c.Now()}
+	if q.Patchset != "" {
+		all, err := c.st.Patchsets(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.Order = make(map[string]int, len(all))
+		for i, p := range all {
+			req.Order[p.Name] = i
+		}
+	}
 	if req.Sticky == "KEY" {
 		req.Sticky = ""
 		if cl.Key != nil {
@@ -83,7 +96,7 @@ func (c *Core) Index(ctx context.Context, cl *Caller, q IndexRequest) (body, sig
 		BuildID:  q.BuildID,
 		Feed:     cl.Feed,
 		// The question as the agent asked it, which it checks.
-		Request: &index.Request{BuildID: q.BuildID, Prefix: q.Prefix, Sticky: q.Sticky},
+		Request: &index.Request{BuildID: q.BuildID, Prefix: q.Prefix, Sticky: q.Sticky, Delay: q.Delay, Patchset: q.Patchset},
 	}
 	reported, err := c.reported(ctx, cl)
 	if err != nil {

@@ -17,13 +17,24 @@ import (
 type Request struct {
 	Prefix string // "", "test", "12h", "24h", "48h"
 	Sticky string // "", a date STICKY_PATCH accepts; "KEY" must be resolved by the caller
-	Now    time.Time
+	// Delay is KernelCare's UPDATE_DELAY as sent ("24h", "2d"): levels
+	// released within it are held back, beside the feed's and PREFIX's.
+	Delay string
+	// Patchset is KernelCare's STICKY_PATCHSET: levels of newer patchsets
+	// than this one are held back. Order ranks every patchset, oldest 0.
+	Patchset string
+	Order    map[string]int
+	Now      time.Time
 }
 
 // ErrBadPrefix and ErrBadSticky report a request the portal cannot honour.
 var (
 	ErrBadPrefix = errors.New("unknown PREFIX")
 	ErrBadSticky = errors.New("bad STICKY_PATCH date")
+	// ErrBadDelay and ErrBadPatchset report an UPDATE_DELAY or a
+	// STICKY_PATCHSET the portal cannot honour.
+	ErrBadDelay    = errors.New("bad UPDATE_DELAY")
+	ErrBadPatchset = errors.New("unknown STICKY_PATCHSET")
 )
 
 // PrefixDelay returns how long PREFIX holds levels back, and whether it
@@ -55,6 +66,21 @@ func Pick(levels []store.Level, feed *store.Feed, req Request) (*store.Level, er
 	if feed != nil {
 		delay += feed.DeployAfter
 	}
+	if req.Delay != "" {
+		d, err := config.ParseDelay(req.Delay)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadDelay, err)
+		}
+		delay += d
+	}
+	maxRank := -1
+	if req.Patchset != "" {
+		r, ok := req.Order[req.Patchset]
+		if !ok {
+			return nil, fmt.Errorf("%w %q", ErrBadPatchset, req.Patchset)
+		}
+		maxRank = r
+	}
 	cutoff := req.Now.Add(-delay)
 	var sticky time.Time
 	if req.Sticky != "" {
@@ -71,6 +97,9 @@ func Pick(levels []store.Level, feed *store.Feed, req Request) (*store.Level, er
 	for i := range levels {
 		l := &levels[i]
 		if l.Released.After(cutoff) {
+			continue
+		}
+		if r, ok := req.Order[l.Patchset]; maxRank >= 0 && (!ok || r > maxRank) {
 			continue
 		}
 		if best == nil || l.Level > best.Level {

@@ -212,6 +212,9 @@ CREATE TABLE publisher_keys (
 	added {{time}} NOT NULL
 );
 `},
+	// 6: when each server last changed its level (ePortal's "updated"
+	// and updated_age); NULL until it reports a level.
+	{sql: `ALTER TABLE servers ADD COLUMN updated {{time}};`},
 }
 
 // fillStickyUntil sets sticky_until of the keys with a sticky date.
