@@ -15,13 +15,18 @@
 //
 // It then registers -agents simulated agents (under a key of their own, or
 // with -shared-key under the seeded servers' key) and runs, from -concurrency
-// workers for -duration, full agent cycles as kcarectl makes them: fetch
-// the signed index and verify it against the portal's key, download the
-// bundle it names and check its sha256, check in. It reports cycles per
-// second and the 50th, 90th and 99th percentile and maximum latency of
-// each step and of the whole cycle, and where the CPU went meanwhile
-// (loadgen, the server, PostgreSQL, everything else), read from /proc: the
-// load generator shares the machine with what it measures.
+// workers for -duration, agent cycles as kcarectl makes them: fetch the
+// signed index and verify it against the portal's key, download the
+// bundle it names and check its sha256 when the level is not the one the
+// agent has (each agent's first cycle; with -download-every-cycle every
+// cycle, the worst case), check in. It reports cycles per second and the
+// 50th, 90th and 99th percentile and maximum latency of each step and of
+// the whole cycle, and where the CPU went meanwhile (loadgen, the server,
+// PostgreSQL, everything else), in cores and in CPU milliseconds per
+// cycle, read from /proc: the load generator shares the machine with what
+// it measures. -server-cpus and -loadgen-cpus keep the server (eportal
+// or nginx, under taskset -c) and loadgen on CPUs of their own, so that
+// each one's cost per cycle is measured apart from the other's.
 //
 // With -nginx it instead compares downloads of the bundle from eportal's
 // /blobs/sha256/{digest} with nginx serving the same file, with the same
@@ -78,6 +83,10 @@ type config struct {
 	nginx       bool
 	sharedKey   bool   // register the agents under the seeded servers' key
 	eportal     string // a built eportal; "" builds one
+
+	downloadEveryCycle bool   // the worst case: every cycle downloads the bundle
+	serverCPUs         string // taskset -c list for eportal and nginx; "" none
+	loadgenCPUs        string // CPUs loadgen keeps to; "" any
 }
 
 // errUsage is a bad command line.
@@ -101,6 +110,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.nginx, "nginx", false, "compare bundle downloads from eportal and nginx instead")
 	fs.BoolVar(&c.sharedKey, "shared-key", false, "register the agents under the seeded servers' activation key instead of a key of their own")
 	fs.StringVar(&c.eportal, "eportal", "", "use this eportal `BINARY` instead of building one")
+	fs.BoolVar(&c.downloadEveryCycle, "download-every-cycle", false, "download the bundle in every cycle (the worst case), not only when the level changes")
+	fs.StringVar(&c.serverCPUs, "server-cpus", "", "run eportal (and nginx) on these `CPUS` only (taskset -c list, e.g. 0)")
+	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -128,6 +140,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case c.bundleSize < 4096 || c.bundleSize > 32<<20:
 		return bad("-bundle-size: 4096 to 33554432")
 	}
+	for _, l := range []struct{ flag, v string }{{"-server-cpus", c.serverCPUs}, {"-loadgen-cpus", c.loadgenCPUs}} {
+		if l.v == "" {
+			continue
+		}
+		if _, err := parseCPUList(l.v); err != nil {
+			return bad("%s: %v", l.flag, err)
+		}
+	}
 	if c.db == "sqlite" {
 		c.dsn = ""
 	} else if err := checkLocalDSN(c.dsn); err != nil {
@@ -147,6 +167,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "loadgen: %v\n", err)
 		}
 		return exitUsage
+	}
+	if cfg.loadgenCPUs != "" {
+		cpus, _ := parseCPUList(cfg.loadgenCPUs) // checked by parseFlags
+		if err := pinSelf(cpus); err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			return exitError
+		}
 	}
 	if err := loadgen(ctx, cfg, stdout, stderr); err != nil {
 		if ctx.Err() != nil {

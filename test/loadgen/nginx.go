@@ -96,7 +96,7 @@ func findNginx(ctx context.Context, logf func(string, ...any)) (string, error) {
 // startNginx runs nginx in the foreground with a configuration of its own
 // in a new temporary directory, serving the file at blobPath under its
 // digest. The returned function stops nginx and removes the directory.
-func startNginx(ctx context.Context, bin, blobPath, digest string) (url string, np *proc, stop func(), err error) {
+func startNginx(ctx context.Context, bin, blobPath, digest, cpus string) (url string, np *proc, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "kcare-loadgen-nginx-")
 	if err != nil {
 		return "", nil, nil, err
@@ -136,7 +136,7 @@ func startNginx(ctx context.Context, bin, blobPath, digest string) (url string, 
 	if err != nil {
 		return "", nil, nil, err
 	}
-	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf, "-g", "daemon off;")
+	cmd := onCPUs(exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf, "-g", "daemon off;"), cpus)
 	p, err := startProc("nginx", cmd, filepath.Join(dir, "nginx.out"))
 	if err != nil {
 		return "", nil, nil, err
@@ -221,6 +221,7 @@ func measureDownloads(ctx context.Context, server string, sp *proc, base, digest
 		MiBPerSecond:      perSecond(float64(n)*float64(size)/(1<<20), elapsed),
 		Latency:           summarize(all),
 		CPU:               usage,
+		CPUPerRequest:     usage.perEvent(n),
 		Failures:          fails.report(),
 	}
 }
@@ -232,7 +233,7 @@ func runNginx(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 	if err != nil {
 		return nil, err
 	}
-	url, np, stop, err := startNginx(ctx, bin, p.blobPath(), p.digest)
+	url, np, stop, err := startNginx(ctx, bin, p.blobPath(), p.digest, cfg.serverCPUs)
 	if err != nil {
 		return nil, err
 	}

@@ -76,9 +76,14 @@ type recorder struct {
 }
 
 // add records one cycle from the times its steps ended; t[0] is when it
-// started.
-func (r *recorder) add(t [numSteps + 1]time.Time) {
+// started. A cycle that downloaded no bundle (the agent has the level
+// already) records no bundle step: its t[stepBundle+1] is when verifying
+// ended.
+func (r *recorder) add(t [numSteps + 1]time.Time, downloaded bool) {
 	for i := range numSteps {
+		if i == stepBundle && !downloaded {
+			continue
+		}
 		r.steps[i] = append(r.steps[i], t[i+1].Sub(t[i]))
 	}
 	r.cycles = append(r.cycles, t[numSteps].Sub(t[0]))
