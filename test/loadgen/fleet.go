@@ -30,10 +30,11 @@ var kernelID = kernel.KernelID(fakekernel.Version)
 // agent is one simulated kcarectl on the fake kernel: its portal client,
 // holding its server id and secret, and its index verifier.
 type agent struct {
-	hostname string
-	c        *portalclient.Client
-	v        *index.Verifier
-	level    int // the level it has: 0 until its first download
+	hostname  string
+	c         *portalclient.Client
+	v         *index.Verifier
+	level     int    // the level it has: 0 until its first download
+	effective string // and that level's effective release
 }
 
 // registerAgents registers n agents under key from conc workers at once,
@@ -88,18 +89,44 @@ func registerAgents(ctx context.Context, url, key string, hc *http.Client, keys 
 // errNoLevel is an index that offers no level where one was published.
 var errNoLevel = errors.New("the index offers no level")
 
-// cycle is one agent run: fetch the signed index and verify it, download
+// cycleOptions say how agents run.
+type cycleOptions struct {
+	everyCycle bool // download the bundle in every cycle: the worst case
+	v1         bool // the index and the check-in as two requests, as agents before the run endpoint
+}
+
+// report is the check-in of an agent at its level.
+func (a *agent) report() apitype.CheckIn {
+	ci := apitype.CheckIn{Hostname: a.hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+		KernelID: kernelID, Level: a.level, Result: "ok", AgentVersion: userAgent}
+	if a.level > 0 {
+		ci.EffectiveRelease = a.effective
+	}
+	return ci
+}
+
+// cycle is one agent run as kcarectl makes it: check in and fetch the
+// signed index in one request (with o.v1, or from a portal without the
+// run endpoint, fetch the index and check in after), verify it, download
 // the bundle it names and check its digest when the level is not the one
-// the agent has (or always, with everyCycle: the worst case), check in.
-// It records the steps' times in rec when all of them succeeded.
-func (a *agent) cycle(ctx context.Context, rec *recorder, everyCycle bool) error {
+// the agent has (or always, with o.everyCycle), and then check in again
+// if the level changed. It records the steps' times in rec when all of
+// them succeeded.
+func (a *agent) cycle(ctx context.Context, rec *recorder, o cycleOptions) error {
 	var t [numSteps + 1]time.Time
+	var done [numSteps]bool
 	t[0] = time.Now()
+	a.c.Report = nil
+	if !o.v1 {
+		ci := a.report()
+		a.c.Report = &ci
+	}
 	body, sig, err := a.c.Index(ctx, fakekernel.BuildID, "", "")
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	t[stepIndex+1] = time.Now()
+	checkedIn := !o.v1 && a.c.Report == nil
+	t[stepIndex+1], done[stepIndex] = time.Now(), true
 	idx, err := a.v.Verify(body, sig)
 	if err != nil {
 		return fmt.Errorf("verify index: %w", err)
@@ -107,10 +134,10 @@ func (a *agent) cycle(ctx context.Context, rec *recorder, everyCycle bool) error
 	if idx.Level == nil {
 		return errNoLevel
 	}
-	t[stepVerify+1] = time.Now()
+	t[stepVerify+1], done[stepVerify] = time.Now(), true
 	l := idx.Level
-	download := everyCycle || l.Level != a.level
-	if download {
+	changed := l.Level != a.level
+	if o.everyCycle || changed {
 		data, err := a.c.Download(ctx, l.URL, l.Size, nil)
 		if err != nil {
 			return fmt.Errorf("bundle: %w", err)
@@ -118,18 +145,18 @@ func (a *agent) cycle(ctx context.Context, rec *recorder, everyCycle bool) error
 		if int64(len(data)) != l.Size || bundle.Digest(data) != l.Digest {
 			return fmt.Errorf("bundle %s: got %d bytes with sha256 %s, the index says %d bytes", l.URL, len(data), bundle.Digest(data), l.Size)
 		}
-		a.level = l.Level
+		a.level, a.effective = l.Level, l.EffectiveRelease
+		done[stepBundle] = true
 	}
 	t[stepBundle+1] = time.Now()
-	err = a.c.CheckIn(ctx, apitype.CheckIn{
-		Hostname: a.hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID, KernelID: kernelID,
-		Level: l.Level, EffectiveRelease: l.EffectiveRelease, Result: "ok", AgentVersion: userAgent,
-	})
-	if err != nil {
-		return fmt.Errorf("checkin: %w", err)
+	if !checkedIn || changed {
+		if err := a.c.CheckIn(ctx, a.report()); err != nil {
+			return fmt.Errorf("checkin: %w", err)
+		}
+		done[stepCheckin] = true
 	}
 	t[stepCheckin+1] = time.Now()
-	rec.add(t, download)
+	rec.add(t, done)
 	return nil
 }
 
@@ -138,7 +165,7 @@ func (a *agent) cycle(ctx context.Context, rec *recorder, everyCycle bool) error
 // Worker w takes agents w, w+conc, w+2*conc, ... in turn, so no agent
 // (and its verifier) is used by two workers. It returns the latencies of
 // the cycles that succeeded and how long the workers ran.
-func runCycles(ctx context.Context, agents []*agent, conc int, d time.Duration, everyCycle bool, fails *failureLog) (*recorder, time.Duration) {
+func runCycles(ctx context.Context, agents []*agent, conc int, d time.Duration, o cycleOptions, fails *failureLog) (*recorder, time.Duration) {
 	recs := make([]*recorder, conc)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -150,7 +177,7 @@ func runCycles(ctx context.Context, agents []*agent, conc int, d time.Duration, 
 		}
 		wg.Go(func() {
 			for j := 0; time.Since(start) < d && ctx.Err() == nil && fails.total() < maxFailures; j++ {
-				if err := own[j%len(own)].cycle(ctx, recs[w], everyCycle); err != nil && ctx.Err() == nil {
+				if err := own[j%len(own)].cycle(ctx, recs[w], o); err != nil && ctx.Err() == nil {
 					fails.fail(err)
 				}
 			}
@@ -177,7 +204,8 @@ func runFleet(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 	}
 	logf("running agent cycles from %d workers for %s", cfg.concurrency, cfg.duration)
 	cpu := startCPU(p.serve)
-	rec, elapsed := runCycles(ctx, agents, cfg.concurrency, cfg.duration, cfg.downloadEveryCycle, fails)
+	rec, elapsed := runCycles(ctx, agents, cfg.concurrency, cfg.duration,
+		cycleOptions{everyCycle: cfg.downloadEveryCycle, v1: cfg.api == "v1"}, fails)
 	usage := cpu()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -199,6 +227,7 @@ func runFleet(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 		Concurrency:         cfg.concurrency,
 		Pinned:              cfg.pinned(),
 		Cycle:               kind,
+		API:                 cfg.api,
 		DurationSeconds:     cfg.duration.Seconds(),
 		ElapsedSeconds:      round2(elapsed.Seconds()),
 		BundleBytes:         p.size,

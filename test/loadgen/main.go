@@ -15,11 +15,13 @@
 //
 // It then registers -agents simulated agents (under a key of their own, or
 // with -shared-key under the seeded servers' key) and runs, from -concurrency
-// workers for -duration, agent cycles as kcarectl makes them: fetch the
-// signed index and verify it against the portal's key, download the
-// bundle it names and check its sha256 when the level is not the one the
-// agent has (each agent's first cycle; with -download-every-cycle every
-// cycle, the worst case), check in. It reports cycles per second and the
+// workers for -duration, agent cycles as kcarectl makes them: check in
+// and fetch the signed index in one request (POST /api/v1/run; with -api
+// v1 the index first and a check-in after it, as older agents do), verify
+// it against the portal's key, download the bundle it names and check its
+// sha256 when the level is not the one the agent has (each agent's first
+// cycle; with -download-every-cycle every cycle, the worst case), and
+// check in again when the level changed. It reports cycles per second and the
 // 50th, 90th and 99th percentile and maximum latency of each step and of
 // the whole cycle, and where the CPU went meanwhile (loadgen, the server,
 // PostgreSQL, everything else), in cores and in CPU milliseconds per
@@ -85,6 +87,7 @@ type config struct {
 	eportal     string // a built eportal; "" builds one
 
 	downloadEveryCycle bool   // the worst case: every cycle downloads the bundle
+	api                string // "run" or "v1"
 	serverCPUs         string // taskset -c list for eportal and nginx; "" none
 	loadgenCPUs        string // CPUs loadgen keeps to; "" any
 }
@@ -111,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.sharedKey, "shared-key", false, "register the agents under the seeded servers' activation key instead of a key of their own")
 	fs.StringVar(&c.eportal, "eportal", "", "use this eportal `BINARY` instead of building one")
 	fs.BoolVar(&c.downloadEveryCycle, "download-every-cycle", false, "download the bundle in every cycle (the worst case), not only when the level changes")
+	fs.StringVar(&c.api, "api", "run", "how agents talk to the portal: run (check-in and index in one request, as kcarectl) or v1 (index, then check-in, as older agents)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "", "run eportal (and nginx) on these `CPUS` only (taskset -c list, e.g. 0)")
 	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
 	if err := fs.Parse(args); err != nil {
@@ -139,6 +143,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-duration: 1s to 1h")
 	case c.bundleSize < 4096 || c.bundleSize > 32<<20:
 		return bad("-bundle-size: 4096 to 33554432")
+	case c.api != "run" && c.api != "v1":
+		return bad("-api: run or v1, not %q", c.api)
 	}
 	for _, l := range []struct{ flag, v string }{{"-server-cpus", c.serverCPUs}, {"-loadgen-cpus", c.loadgenCPUs}} {
 		if l.v == "" {

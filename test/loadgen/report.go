@@ -22,6 +22,7 @@ type Report struct {
 	Concurrency         int       `json:"concurrency"`
 	Pinned              string    `json:"pinned,omitempty"` // which CPUs the server and loadgen kept to
 	Cycle               string    `json:"cycle"`            // "real": download when the level changes; "worst": every cycle
+	API                 string    `json:"api"`              // "run": check in and fetch the index in one request; "v1": two
 	DurationSeconds     float64   `json:"duration_seconds"` // asked for
 	ElapsedSeconds      float64   `json:"elapsed_seconds"`  // until the last cycle ended
 	BundleBytes         int64     `json:"bundle_bytes"`
@@ -99,6 +100,8 @@ func (r *Report) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "duration\t%ss (%ss elapsed)\n", num(r.DurationSeconds), num(r.ElapsedSeconds))
 	fmt.Fprintf(tw, "bundle\t%d bytes, downloaded %s\n", r.BundleBytes, map[string]string{
 		"real": "when the level changes", "worst": "in every cycle"}[r.Cycle])
+	fmt.Fprintf(tw, "agent api\t%s\n", map[string]string{
+		"run": "run: check-in and index in one request", "v1": "v1: index, then check-in"}[r.API])
 	fmt.Fprintf(tw, "cycles\t%d (%s/s)\n", r.Cycles, num(r.CyclesPerSecond))
 	if r.CPU != nil {
 		fmt.Fprintf(tw, "cpu\t%s\n", r.CPU.text("eportal"))

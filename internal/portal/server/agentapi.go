@@ -56,21 +56,58 @@ func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
 // index answers a server with the signed index for its kernel.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	body, sig, err := s.core.Index(r.Context(), authnOf(r).caller, core.IndexRequest{
+	a, err := s.core.Index(r.Context(), authnOf(r).caller, core.IndexRequest{
 		BuildID: r.PathValue("build_id"), Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)})
+	if err := indexError(err); err != nil {
+		return err
+	}
+	return writeIndex(w, r, a)
+}
+
+// indexError is the answer to an index question the core refused.
+func indexError(err error) error {
 	switch {
 	case errors.Is(err, apitype.ErrBadField):
 		return agentError(http.StatusBadRequest, apitype.CodeBadBuildID, err)
 	case errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky):
 		return httperr.Wrap(http.StatusBadRequest, err.Error(), err)
-	case err != nil:
+	}
+	return err
+}
+
+// writeIndex answers with a signed index: the exact body, its signature
+// in index.SignatureHeader, and its entity tag. A request whose
+// If-None-Match names that tag gets 304 and no body: the agent's own copy
+// is the answer, and the agent checks it again, expiry included, so a
+// 304 never makes an index live longer than it was signed for.
+func writeIndex(w http.ResponseWriter, r *http.Request, a *core.IndexAnswer) error {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("ETag", a.ETag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == a.ETag {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set(index.SignatureHeader, a.SigHeader)
+	_, err := w.Write(a.Body)
+	return err
+}
+
+// run is an agent's run in one round trip: its check-in, answered with
+// the signed index for the kernel it reports.
+func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
+	in, err := decodeCheckIn(r.Body) // bounded by the route's body limit
+	if err := checkInError(err); err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set(index.SignatureHeader, index.EncodeSignature(sig))
-	_, err = w.Write(body)
-	return err
+	q := r.URL.Query()
+	a, err := s.core.Run(r.Context(), authnOf(r).caller, in,
+		core.IndexRequest{Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)}, httperr.RemoteIP(r))
+	if err := indexError(err); err != nil {
+		return err
+	}
+	return writeIndex(w, r, a)
 }
 
 // license tells a server what it is licensed by.
