@@ -106,9 +106,10 @@ func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
 }
 
 // startCPU starts measuring the CPU used by the machine, loadgen, the
-// server sp and PostgreSQL; the function it returns ends the measurement,
-// returning nil where /proc cannot be read.
-func startCPU(sp *proc) func() *CPU {
+// server sp and (with db) PostgreSQL; the function it returns ends the
+// measurement, returning nil where /proc cannot be read. Without db,
+// PostgreSQL's processes count as other work.
+func startCPU(sp *proc, db bool) func() *CPU {
 	fs := procFS{Root: "/proc"}
 	pgid := sp.cmd.Process.Pid // its own process group: see sysProcAttr
 	a, err := fs.snapshot(pgid)
@@ -119,6 +120,9 @@ func startCPU(sp *proc) func() *CPU {
 		b, err := fs.snapshot(pgid)
 		if err != nil {
 			return nil
+		}
+		if !db {
+			a.database, b.database = 0, 0
 		}
 		c := cpuBetween(a, b, runtime.NumCPU())
 		return &c

@@ -203,7 +203,7 @@ func runFleet(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 		return nil, err
 	}
 	logf("running agent cycles from %d workers for %s", cfg.concurrency, cfg.duration)
-	cpu := startCPU(p.serve)
+	cpu := startCPU(p.serve, cfg.db == "postgres")
 	rec, elapsed := runCycles(ctx, agents, cfg.concurrency, cfg.duration,
 		cycleOptions{everyCycle: cfg.downloadEveryCycle, v1: cfg.api == "v1"}, fails)
 	usage := cpu()

@@ -116,7 +116,7 @@ func startNginx(ctx context.Context, bin, blobPath, digest, cpus string) (url st
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		return "", nil, nil, err
 	}
-	if err := linkOrCopy(blobPath, filepath.Join(www, digest)); err != nil {
+	if err := copyFile(blobPath, filepath.Join(www, digest)); err != nil {
 		return "", nil, nil, err
 	}
 	port, err := freePort()
@@ -153,12 +153,10 @@ func startNginx(ctx context.Context, bin, blobPath, digest, cpus string) (url st
 	return url, p, cleanup, nil
 }
 
-// linkOrCopy makes dst the same file as src: a hard link, or a copy
-// readable by all when the two are on different file systems.
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
+// copyFile copies src to dst, readable by all: the blob in eportal's
+// data directory is readable by its owner only, and nginx's workers run
+// as another user.
+func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -185,7 +183,7 @@ func measureDownloads(ctx context.Context, server string, sp *proc, base, digest
 	path := index.BlobPath(digest)
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
-	cpu := startCPU(sp)
+	cpu := startCPU(sp, false)
 	start := time.Now()
 	for w := range conc {
 		wg.Go(func() {

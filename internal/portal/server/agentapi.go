@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kcare/kcare/internal/apitype"
@@ -115,7 +117,11 @@ func (s *Server) license(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s.core.License(r.Context(), authnOf(r).caller))
 }
 
-// blob serves a bundle by digest: immutable, with ETag and Range.
+// blob serves a bundle by digest: immutable, with ETag and Range. A
+// plain GET of the whole bundle, what every agent sends, is answered
+// here: headers, then the file with sendfile(2) (see paced.ReadFrom),
+// without reading any of it into the process. Ranges, conditional
+// requests and HEAD go through http.ServeContent.
 func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
 	d := r.PathValue("digest")
 	f, err := s.core.OpenBlob(d)
@@ -136,10 +142,26 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", fi.Size()))
 		return errorf(http.StatusRequestedRangeNotSatisfiable, "at most %d ranges", maxBlobRanges)
 	}
-	w.Header().Set("ETag", `"sha256:`+d+`"`)
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	h := w.Header()
+	h.Set("ETag", `"sha256:`+d+`"`)
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("Content-Type", "application/octet-stream")
+	if r.Method != http.MethodGet || r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" ||
+		r.Header.Get("If-Modified-Since") != "" || r.Header.Get("If-Range") != "" {
+		http.ServeContent(w, r, "", fi.ModTime(), f)
+		return nil
+	}
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
+	h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	// Headers out first, so that net/http reads none of the file to
+	// sniff its type and hands all of it to sendfile. An error from here
+	// on is a client gone mid-way: nothing more to answer.
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return nil
+	}
+	io.Copy(w, io.LimitReader(f, fi.Size()))
 	return nil
 }
 
