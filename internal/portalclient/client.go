@@ -33,10 +33,15 @@ var (
 // or a failed connection.
 const retries = 3
 
-// Client talks to one portal.
+// Client talks to one portal, through any of its replicas.
 type Client struct {
-	PatchServer     string // PATCH_SERVER, e.g. http://eportal.example.com
-	RegistrationURL string // REGISTRATION_URL; default PATCH_SERVER + /admin/api
+	PatchServer string // PATCH_SERVER, e.g. http://eportal.example.com
+	// Alternates are more URLs of the same portal (PATCH_SERVER's after
+	// the first: its replicas). A request that cannot reach one (a
+	// connection that fails, 429, 5xx) goes to the next, in turn, and
+	// the client keeps to the one that answered.
+	Alternates      []string
+	RegistrationURL string // REGISTRATION_URL; default each PATCH_SERVER + /admin/api
 	ServerID        string
 	Secret          string
 	HTTP            *http.Client // nil: a client honouring http_proxy/https_proxy
@@ -51,6 +56,15 @@ type Client struct {
 	Report *apitype.CheckIn
 
 	noRun bool // the portal answered that it has no RunPath
+	cur   int  // the portal URL that answered last: 0 PatchServer, i Alternates[i-1]
+}
+
+// servers are the portal's URLs, PatchServer first.
+func (c *Client) servers() []string {
+	if c.PatchServer == "" {
+		return nil
+	}
+	return append([]string{c.PatchServer}, c.Alternates...)
 }
 
 func (c *Client) http() *http.Client {
@@ -71,21 +85,34 @@ func (c *Client) url(base, path string) (string, error) {
 	return u.String(), nil
 }
 
-// do sends a request, retrying 429, 5xx and connection errors.
-func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn bool) (*http.Response, error) {
+// do sends a request to path under one of bases, retrying 429, 5xx and
+// connection errors: each retry goes to the next base in turn, starting
+// from the one that answered last, with a pause after every round of them
+// all; retries rounds in all.
+func (c *Client) do(ctx context.Context, method string, bases []string, path string, body []byte, contentType string, authn bool) (*http.Response, error) {
+	if len(bases) == 0 {
+		return nil, ErrNoPatchServer
+	}
 	backoff := c.Backoff
 	if backoff == 0 {
 		backoff = time.Second
 	}
+	n := len(bases)
+	start := c.cur % n
 	var lastErr error
-	for try := 0; try < retries; try++ {
-		if try > 0 {
+	for try := 0; try < retries*n; try++ {
+		if try > 0 && try%n == 0 {
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-time.After(backoff):
 			}
 			backoff *= 2
+		}
+		at := (start + try) % n
+		u, err := c.url(bases[at], path)
+		if err != nil {
+			return nil, err
 		}
 		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 		if err != nil {
@@ -113,6 +140,7 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, contentT
 			resp.Body.Close()
 			continue
 		}
+		c.cur = at
 		return resp, nil
 	}
 	return nil, lastErr
@@ -146,16 +174,16 @@ func (c *Client) Server() string { return c.ServerID }
 // Register registers this server with an activation key and returns its
 // id and secret.
 func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret string, err error) {
-	base := c.RegistrationURL
-	if base == "" && c.PatchServer != "" {
-		base = strings.TrimRight(c.PatchServer, "/") + apitype.RegisterBase
-	}
-	u, err := c.url(base, strings.TrimPrefix(apitype.RegisterPath, apitype.RegisterBase))
-	if err != nil {
-		return "", "", err
+	bases := []string{c.RegistrationURL}
+	if c.RegistrationURL == "" {
+		bases = nil
+		for _, s := range c.servers() {
+			bases = append(bases, strings.TrimRight(s, "/")+apitype.RegisterBase)
+		}
 	}
 	form := url.Values{apitype.RegisterKeyArg: {key}, apitype.RegisterHostArg: {hostname}}
-	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false)
+	resp, err := c.do(ctx, http.MethodPost, bases, strings.TrimPrefix(apitype.RegisterPath, apitype.RegisterBase),
+		[]byte(form.Encode()), "application/x-www-form-urlencoded", false)
 	if err != nil {
 		return "", "", err
 	}
@@ -228,11 +256,7 @@ func (c *Client) run(ctx context.Context, query string) (*http.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	u, err := c.url(c.PatchServer, apitype.RunPath+query)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodPost, u, b, "application/json", true)
+	resp, err := c.do(ctx, http.MethodPost, c.servers(), apitype.RunPath+query, b, "application/json", true)
 	if err != nil {
 		return nil, err
 	}
@@ -313,11 +337,7 @@ func (c *Client) postJSON(ctx context.Context, path string, body []byte) ([]byte
 // call sends an authenticated request to the patch server and returns a
 // 200 answer, or the portal's error.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType string) (*http.Response, error) {
-	u, err := c.url(c.PatchServer, path)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, method, u, body, contentType, true)
+	resp, err := c.do(ctx, method, c.servers(), path, body, contentType, true)
 	if err != nil {
 		return nil, err
 	}

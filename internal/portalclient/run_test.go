@@ -2,6 +2,7 @@ package portalclient
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -58,5 +59,48 @@ func TestIndexRun(t *testing.T) {
 				t.Errorf("requests %q, want %q", seen, tt.want)
 			}
 		})
+	}
+}
+
+// TestFailover: with several URLs of one portal, a request that cannot
+// reach one (nothing listening, 503) goes to the next; the client keeps to
+// the one that answered; when none answers, the error says the portal is
+// unreachable, after a bounded number of tries.
+func TestFailover(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	serve := func(name string, status int) *httptest.Server {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, name+" "+r.URL.Path)
+			mu.Unlock()
+			w.WriteHeader(status)
+			w.Write([]byte(`{"type":"key","server_id":"srv-1","feed":"main"}`))
+		}))
+		t.Cleanup(hs.Close)
+		return hs
+	}
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // nothing listens there now
+	busy, good := serve("busy", http.StatusServiceUnavailable), serve("good", http.StatusOK)
+	c := &Client{PatchServer: down.URL, Alternates: []string{busy.URL, good.URL}, ServerID: "srv-1", Secret: "s", Backoff: time.Millisecond}
+	for range 2 {
+		if lic, err := c.License(context.Background()); err != nil || lic.ServerID != "srv-1" {
+			t.Fatalf("License through the third URL: %+v, %v", lic, err)
+		}
+	}
+	want := []string{"busy /api/v1/license", "good /api/v1/license", "good /api/v1/license"}
+	if !slices.Equal(seen, want) {
+		t.Errorf("requests %q, want %q (the second straight to the one that answered)", seen, want)
+	}
+
+	seen = nil
+	c = &Client{PatchServer: down.URL, Alternates: []string{busy.URL}, Backoff: time.Millisecond}
+	_, err := c.License(context.Background())
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("License with no URL answering: %v, want ErrUnreachable", err)
+	}
+	if len(seen) != retries {
+		t.Errorf("%d requests reached the busy portal, want %d (each of %d rounds)", len(seen), retries, retries)
 	}
 }

@@ -38,6 +38,9 @@ func client(a *agent.Agent, o *options) *portalclient.Client {
 		RegistrationURL: a.Config.RegistrationURL,
 		UserAgent:       "kcarectl/" + Version,
 	}
+	if len(a.Config.PatchServers) > 1 {
+		c.Alternates = a.Config.PatchServers[1:]
+	}
 	if id, err := os.ReadFile(filepath.Join(confDir(o), systemIDFile)); err == nil {
 		c.ServerID = strings.TrimSpace(string(id))
 	}
