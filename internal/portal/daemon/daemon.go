@@ -141,15 +141,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := datadir.MkdirAll(o.DataDir); err != nil {
 		return err
 	}
-	signer, err := PortalKey(o.DataDir)
-	if err != nil {
-		return err
-	}
 	tlsOn, err := serveTLS(o, log.Info)
-	if err != nil {
-		return err
-	}
-	salt, err := MetricsSalt(o.DataDir)
 	if err != nil {
 		return err
 	}
@@ -162,6 +154,19 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer st.Close()
+	if n, ok := st.(interface{ Notes() []string }); ok {
+		for _, note := range n.Notes() {
+			log.Warn(note)
+		}
+	}
+	signer, err := PortalKey(o.DataDir)
+	if err != nil {
+		return err
+	}
+	salt, err := MetricsSalt(o.DataDir)
+	if err != nil {
+		return err
+	}
 
 	c := core.New(core.Config{
 		Store: st, DataDir: o.DataDir, IndexKey: signer, Publishers: publishers, PublishersFrom: from,

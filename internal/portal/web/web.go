@@ -67,8 +67,11 @@ type UI struct {
 	throttle *throttle
 	hashes   *auth.Limiter
 
-	statsMu sync.Mutex
-	stats   *overview
+	statsMu       sync.Mutex
+	stats         *overview     // the last counts; nil before the first
+	statsErr      error         // the last count's error
+	counting      chan struct{} // closed when the count under way ends; nil when none is
+	countingSince time.Time
 }
 
 // Access is who may use a route.
