@@ -244,6 +244,35 @@ CREATE TRIGGER servers_count_insert AFTER INSERT ON servers REFERENCING NEW TABL
 CREATE TRIGGER servers_count_delete AFTER DELETE ON servers REFERENCING OLD TABLE AS old_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION kcare_count_servers();
 `},
+	// 7: what replicas of a portal on one database share beside it: the
+	// bundles, in chunks (the data directory is each replica's cache of
+	// them); the secrets they must agree on (the index signing key, the
+	// metrics salt); the web UI's failed sign-ins, counted together.
+	{sql: `
+CREATE TABLE blobs (
+	digest TEXT PRIMARY KEY,
+	size BIGINT NOT NULL,
+	added {{time}} NOT NULL
+);
+CREATE TABLE blob_chunks (
+	digest TEXT NOT NULL REFERENCES blobs (digest) ON DELETE CASCADE,
+	n INTEGER NOT NULL,
+	data {{bytes}} NOT NULL,
+	PRIMARY KEY (digest, n)
+);
+CREATE TABLE portal_secrets (
+	name TEXT PRIMARY KEY,
+	value {{bytes}} NOT NULL,
+	created {{time}} NOT NULL
+);
+CREATE TABLE signin_failures (
+	key {{bytes}} PRIMARY KEY,
+	n INTEGER NOT NULL,
+	until_at {{time}},
+	last_at {{time}} NOT NULL
+);
+CREATE INDEX signin_failures_last_at ON signin_failures (last_at);
+`},
 }
 
 // sqliteCountTriggers keep keys.server_count on SQLite, row by row.

@@ -72,6 +72,7 @@ var suite = []struct {
 	{"check-in-history", testCheckinHistory},
 	{"check-in-history-changes", testCheckinHistoryChanges},
 	{"check-in-concurrent", testCheckInConcurrent},
+	{"shared", testShared},
 	{"servers-keyset", testServersKeyset},
 	{"servers-state", testServersState},
 	{"audit-query", testAuditQuery},

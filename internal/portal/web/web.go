@@ -195,7 +195,11 @@ func New(cfg Config) *UI {
 		cfg.HashWait = DefaultHashWait
 	}
 	u := &UI{cfg: cfg, core: cfg.Core, mux: http.NewServeMux(), pages: parsePages()}
-	u.throttle = newThrottle(u.now)
+	var shared sharedFailures
+	if cfg.Core.Replicated() {
+		shared = cfg.Core
+	}
+	u.throttle = newThrottle(u.now, shared)
 	u.hashes = auth.NewLimiter(cfg.HashMemory)
 	for _, rt := range routes {
 		h := rt.h
