@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 10s
 
-.PHONY: all build scanner test unit unit-later fuzz vmtest demo vet clean packages systest
+.PHONY: all build scanner test unit unit-later fuzz vmtest faulttest demo vet clean packages systest
 
 all: build
 
@@ -23,9 +23,11 @@ vet:
 	$(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-# Unit tests: everything but the QEMU suite.
+# Unit tests: everything but the QEMU suite; then, built with the faults
+# tag, the tests that stop kcarectl at its fault points (internal/faultpoint).
 unit:
 	$(GO) test -count=1 -short ./...
+	$(GO) test -count=1 -short -tags faults ./internal/faultpoint/... ./internal/agent/... ./cmd/kcarectl/...
 
 # The unit tests again with every clock they meet 400 days ahead
 # (scripts/clockshift.sh): a test that compares a fixed date with the wall
@@ -37,9 +39,21 @@ unit-later:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-# The end-to-end suite on a real Debian kernel in QEMU.
+# The end-to-end suite on a real Debian kernel in QEMU: the one
+# linux-image-amd64 depends on, or KERNEL, a release (6.12.118+deb13-amd64)
+# or a family (trixie-6.12) for its newest; see docs/kernels.md.
+KERNEL ?=
 vmtest:
-	$(GO) test -count=1 -v -timeout 30m ./test/vm/...
+	KCARE_TEST_KERNEL=$(KERNEL) $(GO) test -count=1 -v -timeout 30m ./test/vm/...
+
+# The fault tests (docs/reliability.md): kcarectl stopped at each of its
+# fault points on the real kernel in QEMU, killed or with the guest's
+# power cut there; full disks, damaged caches and records, a clock a year
+# off, downloads cut; eportal killed under load on SQLite and PostgreSQL,
+# its PostgreSQL restarted, its SQLite held by a long clean, its disk full
+# (as root, in a private mount namespace).
+faulttest:
+	$(GO) test -count=1 -v -timeout 30m ./test/faults/...
 
 # Everything CI runs. The kernel is fetched first so that the unit tests
 # that read a real Debian kernel image, headers and kallsyms find them (the
@@ -49,10 +63,10 @@ test: vet
 	@set -e; eval "$$($(GO) run ./test/vm/fetchkernel -kallsyms)"; \
 	eval "$$(scripts/postgres-test.sh)"; \
 	export KCARE_TEST_VMLINUZ KCARE_TEST_HEADERS KCARE_TEST_RELEASE KCARE_TEST_POSTGRES; \
-	$(MAKE) --no-print-directory unit unit-later fuzz vmtest
+	$(MAKE) --no-print-directory unit unit-later fuzz vmtest faulttest
 
 demo:
-	$(GO) run ./test/vm/demo
+	KCARE_TEST_KERNEL=$(KERNEL) $(GO) run ./test/vm/demo
 
 clean:
 	rm -rf $(BIN)

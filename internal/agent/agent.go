@@ -21,6 +21,7 @@ import (
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/failure"
+	"github.com/kcare/kcare/internal/faultpoint"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
@@ -47,13 +48,17 @@ var (
 	// ErrNothingToDo is not a failure: the level is already in effect, or
 	// there is nothing for this kernel.
 	ErrNothingToDo = errors.New("nothing to do")
-	ErrWrongKernel = failure.New(failure.Refused, "bundle is for another kernel")
-	ErrVermagic    = failure.New(failure.Refused, "module vermagic does not match the running kernel")
-	ErrNotPatch    = failure.New(failure.Refused, "module is not a kcare livepatch")
-	ErrNoLivepatch = failure.New(failure.Unsupported, "kernel has no livepatch support")
-	ErrStalled     = failure.New(failure.Stalled, "transition stalled and was reversed")
-	ErrLocked      = failure.New(failure.Locked, "another kcarectl is changing the kernel")
-	ErrLoad        = failure.New(failure.Unsupported, "kernel refused the module")
+	// ErrUnknownKernel is the nothing-to-do of a kernel the portal has no
+	// patches for at all (KernelCare's unknown kernel); it is also
+	// ErrNothingToDo.
+	ErrUnknownKernel = errors.New("unknown kernel")
+	ErrWrongKernel   = failure.New(failure.Refused, "bundle is for another kernel")
+	ErrVermagic      = failure.New(failure.Refused, "module vermagic does not match the running kernel")
+	ErrNotPatch      = failure.New(failure.Refused, "module is not a kcare livepatch")
+	ErrNoLivepatch   = failure.New(failure.Unsupported, "kernel has no livepatch support")
+	ErrStalled       = failure.New(failure.Stalled, "transition stalled and was reversed")
+	ErrLocked        = failure.New(failure.Locked, "another kcarectl is changing the kernel")
+	ErrLoad          = failure.New(failure.Unsupported, "kernel refused the module")
 	// ErrDowngrade is a signed index offering a level below the one in
 	// effect with no rollback order for this server, and no change of
 	// this host's own PREFIX or STICKY_PATCH to ask for it.
@@ -113,8 +118,27 @@ func (a *Agent) keyring() (*trust.Keyring, error) {
 	return k, nil
 }
 
-// lock takes the kcarectl lock, waiting up to LockBound.
+// lock takes the kcarectl lock, waiting up to LockBound, and recovers
+// from a kcarectl that stopped part-way (recover) before it returns.
 func (a *Agent) lock(ctx context.Context) (unlock func(), err error) {
+	unlock, err = a.takeLock(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.recover(ctx); err != nil {
+		a.logf("warning: %v", err)
+	}
+	return unlock, nil
+}
+
+// tryLock takes the kcarectl lock if no other kcarectl holds it, and
+// fails with ErrLocked if one does.
+func (a *Agent) tryLock() (unlock func(), err error) {
+	return a.takeLock(context.Background(), true)
+}
+
+// takeLock takes the kcarectl lock, waiting up to LockBound unless noWait.
+func (a *Agent) takeLock(ctx context.Context, noWait bool) (unlock func(), err error) {
 	if err := os.MkdirAll(a.stateDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -136,6 +160,10 @@ func (a *Agent) lock(ctx context.Context) (unlock func(), err error) {
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if noWait {
+			f.Close()
+			return nil, fmt.Errorf("%s is held: %w", path, ErrLocked)
 		}
 		if time.Now().After(deadline) {
 			f.Close()
@@ -168,17 +196,23 @@ func (a *Agent) Apply(ctx context.Context, data, sig []byte) (*Result, error) {
 		return nil, err
 	}
 	defer unlock()
-	return a.apply(ctx, data, sig, nil)
+	return a.applyWith(ctx, data, sig, nil, nil)
 }
 
 // apply applies a verified bundle; req is the index request it was
 // fetched with, recorded with it, or nil for a bundle given by hand.
 func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request) (*Result, error) {
+	return a.applyWith(ctx, data, sig, req, nil)
+}
+
+// applyWith is apply verifying with keys; nil is the agent's keyring.
+func (a *Agent) applyWith(ctx context.Context, data, sig []byte, req *index.Request, keys *trust.Keyring) (*Result, error) {
 	start := time.Now()
-	b, id, err := a.check(data, sig)
+	b, id, err := a.check(data, sig, keys)
 	if err != nil {
 		return nil, err
 	}
+	faultpoint.Hit(faultpoint.AfterVerify)
 	m := &b.Manifest
 	sys := a.sysfs()
 	if p, err := sys.Patch(m.Module.Name); err == nil && p.Enabled && !p.Transition {
@@ -196,31 +230,45 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request)
 		}
 	}
 
+	// The bundle is cached and the record of the new level written before
+	// the kernel is touched: a full disk stops the apply here, and a
+	// kcarectl stopped from here on leaves what the next one needs to
+	// finish or undo it (recover).
+	c, err := a.prepare(b, data, sig, req)
+	if err != nil {
+		return nil, err
+	}
 	a.logf("applying level %d (%s) to %s", m.Level, m.Module.Name, id.Release)
 	if err := a.Loader.Load(ctx, b.Module); err != nil {
+		c.abort()
 		return nil, fmt.Errorf("load %s: %w: %w", m.Module.Name, ErrLoad, err)
 	}
+	faultpoint.Hit(faultpoint.AfterLoad)
 	bound := a.Config.TransitionTimeout
 	if bound <= 0 {
 		bound = config.DefaultTransitionTimeout
 	}
 	a.logf("waiting up to %s for transition of %s to finish", bound, m.Module.Name)
 	if err := sys.WaitTransition(ctx, m.Module.Name, bound); err != nil {
-		return nil, a.reverse(ctx, m.Module.Name, err)
+		err = a.reverse(ctx, m.Module.Name, err)
+		c.abort()
+		return nil, err
 	}
 	p, err := sys.Patch(m.Module.Name)
 	if err != nil || !p.Enabled {
 		// The kernel took the module but the patch is not in effect.
 		rerr := a.removePatch(context.WithoutCancel(ctx), m.Module.Name)
+		c.abort()
 		return nil, errors.Join(fmt.Errorf("patch %s not enabled after load: %w", m.Module.Name, ErrLoad), err, rerr)
 	}
 
 	// The new level is in effect. Record it before cleaning up, so that a
 	// crash from here on leaves a record that agrees with the kernel; an
 	// interrupt now stops nothing half way: the cleanup runs to its bound.
-	if err := a.record(b, data, sig, req); err != nil {
+	if err := c.commit(); err != nil {
 		return nil, err
 	}
+	faultpoint.Hit(faultpoint.AfterRecord)
 	replaced, err := a.removeReplaced(context.WithoutCancel(ctx), m.Module.Name)
 	res := &Result{Manifest: *m, Replaced: replaced, Elapsed: time.Since(start)}
 	if err != nil {
@@ -232,10 +280,13 @@ func (a *Agent) apply(ctx context.Context, data, sig []byte, req *index.Request)
 // check verifies a bundle for the running kernel, in a fixed order:
 // signature, archive and digest, target build-id, module tags, kernel
 // support.
-func (a *Agent) check(data, sig []byte) (*bundle.Bundle, kernel.Identity, error) {
-	keys, err := a.keyring()
-	if err != nil {
-		return nil, kernel.Identity{}, err
+func (a *Agent) check(data, sig []byte, keys *trust.Keyring) (*bundle.Bundle, kernel.Identity, error) {
+	if keys == nil {
+		k, err := a.keyring()
+		if err != nil {
+			return nil, kernel.Identity{}, err
+		}
+		keys = k
 	}
 	b, err := bundle.Open(data, sig, keys)
 	if err != nil {
@@ -321,6 +372,7 @@ func (a *Agent) removeReplaced(ctx context.Context, keep string) ([]string, erro
 			errs = append(errs, err)
 			continue
 		}
+		faultpoint.Hit(faultpoint.RemoveReplaced)
 		if err := a.Loader.Unload(ctx, name); err != nil && !errors.Is(err, kmod.ErrAbsent) {
 			errs = append(errs, fmt.Errorf("remove replaced module %s: %w", name, err))
 			continue
@@ -352,30 +404,15 @@ func (a *Agent) moduleLoaded(name string) bool {
 // with the index request it was fetched with (nil: kept from the record
 // of the same bundle, if any).
 func (a *Agent) record(b *bundle.Bundle, data, sig []byte, req *index.Request) error {
-	rel, err := a.cacheBundle(&b.Manifest, data, sig)
+	c, err := a.prepare(b, data, sig, req)
 	if err != nil {
 		return err
 	}
-	st := &State{
-		Manifest: b.Manifest,
-		Applied:  a.now().UTC().Truncate(time.Second),
-		Digest:   bundle.Digest(data),
-		Bundle:   rel,
-		Signer:   b.Signer.Fingerprint,
-		Request:  req,
+	if err := c.commit(); err != nil {
+		c.abort()
+		return err
 	}
-	if old, _ := a.readState(); old != nil && old.Digest == st.Digest {
-		if a.sysfs().Exists(old.Manifest.Module.Name) {
-			st.Applied = old.Applied
-		}
-		if st.Request == nil {
-			st.Request = old.Request
-		}
-	}
-	if err := a.writeState(st); err != nil {
-		return fmt.Errorf("record state: %w", err)
-	}
-	return a.writeEffective(&b.Manifest)
+	return nil
 }
 
 // Unload disables and removes every kcare patch, waiting as the kernel
@@ -386,10 +423,35 @@ func (a *Agent) Unload(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer unlock()
-	sys := a.sysfs()
-	if !sys.Supported() {
+	if !a.sysfs().Supported() {
 		return nil, ErrNoLivepatch
 	}
+	if err := writeAtomic(a.unloadingPath(), nil, 0o644); err != nil {
+		return nil, fmt.Errorf("unload: %w", err)
+	}
+	removed, err := a.unloadAll(ctx)
+	if err != nil {
+		return removed, err
+	}
+	if len(removed) == 0 {
+		return nil, fmt.Errorf("no kcare patches loaded: %w", ErrNothingToDo)
+	}
+	return removed, nil
+}
+
+// unloadAll disables every kcare patch, newest first, waits for each to
+// go, removes the modules, and records that nothing is applied. It ends
+// the unload UnloadingFile marks: when it fails, the record still names
+// the level it had, which the kernel no longer has in effect.
+func (a *Agent) unloadAll(ctx context.Context) ([]string, error) {
+	removed, err := a.disableAll(ctx)
+	os.Remove(a.unloadingPath())
+	atomicfile.SyncDir(a.stateDir())
+	return removed, err
+}
+
+func (a *Agent) disableAll(ctx context.Context) ([]string, error) {
+	sys := a.sysfs()
 	patches, err := sys.Patches()
 	if err != nil {
 		return nil, err
@@ -408,17 +470,22 @@ func (a *Agent) Unload(ctx context.Context) ([]string, error) {
 			break
 		}
 		a.logf("disabling %s, waiting up to %s for it to go", p.Name, ReverseBound)
-		if err := a.removePatch(context.WithoutCancel(ctx), p.Name); err != nil {
+		if err := sys.Disable(p.Name); err != nil && !errors.Is(err, livepatch.ErrNoPatch) {
+			errs = append(errs, err)
+			continue
+		}
+		if err := sys.WaitGone(context.WithoutCancel(ctx), p.Name, ReverseBound); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		removed = append(removed, p.Name)
 	}
+	faultpoint.Hit(faultpoint.Unload)
 	for _, name := range a.kcareModules() {
 		if sys.Exists(name) {
 			continue
 		}
-		if err := a.Loader.Unload(ctx, name); err != nil && !errors.Is(err, kmod.ErrAbsent) {
+		if err := a.Loader.Unload(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, kmod.ErrAbsent) {
 			errs = append(errs, fmt.Errorf("remove module %s: %w", name, err))
 			continue
 		}
@@ -434,9 +501,6 @@ func (a *Agent) Unload(ctx context.Context) ([]string, error) {
 	}
 	if err := a.clearEffective(); err != nil {
 		return removed, err
-	}
-	if len(removed) == 0 {
-		return nil, fmt.Errorf("no kcare patches loaded: %w", ErrNothingToDo)
 	}
 	return removed, nil
 }
@@ -462,45 +526,64 @@ func (a *Agent) UpdateLocal(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	path, err := a.cachedBundle(id)
+	c, err := a.localBundle(id)
 	if err != nil {
 		return nil, err
 	}
+	keys, err := a.keyring()
+	if err != nil {
+		return nil, err
+	}
+	a.logf("re-applying cached %s", filepath.Join(a.cacheDir(), c.rel))
+	// The clock plays no part: this is the bundle this machine verified
+	// and recorded, checked again against the publisher's key as of its
+	// signing; no answer from the network is involved (docs/reliability.md).
+	return a.applyWith(ctx, c.data, c.sig, nil, keys.AsSigned())
+}
+
+// checkCached checks the bundle the boot-time re-apply would load for
+// the kernel id: there, the recorded one, and signed by a trusted key.
+func (a *Agent) checkCached(id kernel.Identity) error {
+	c, err := a.localBundle(id)
+	if err != nil {
+		return err
+	}
+	if c.b != nil {
+		return nil // findCached verified it
+	}
+	keys, err := a.keyring()
+	if err != nil {
+		return err
+	}
+	_, err = bundle.Open(c.data, c.sig, keys.AsSigned())
+	return err
+}
+
+// localBundle finds the bundle to re-apply with no network: the recorded
+// one if it is for this kernel, which must be the very bundle recorded;
+// else the highest cached level for this kernel that verifies.
+func (a *Agent) localBundle(id kernel.Identity) (*cachedBundle, error) {
+	st, err := a.readState()
+	if err != nil {
+		return nil, err
+	}
+	if st == nil || st.Manifest.Kernel.BuildID != id.BuildID || st.Bundle == "" {
+		return a.findCached(id, func(*bundle.Manifest) bool { return true })
+	}
+	path := filepath.Join(a.cacheDir(), st.Bundle)
+	again := "; kcarectl --update fetches it again"
 	data, err := readLimited(path, bundle.MaxBundleSize)
 	if err != nil {
-		return nil, fmt.Errorf("read cached bundle: %w", err)
+		return nil, fmt.Errorf("read the cached bundle of level %d: %w%s", st.Manifest.Level, err, again)
+	}
+	if d := bundle.Digest(data); d != st.Digest {
+		return nil, fmt.Errorf("%w: the cached bundle %s has sha256 %s, the record says %s%s", bundle.ErrDigestMismatch, path, d, st.Digest, again)
 	}
 	sig, err := readLimited(path+".sig", bundle.MaxSignatureSize)
 	if err != nil {
-		return nil, fmt.Errorf("read cached bundle signature: %w", err)
+		return nil, fmt.Errorf("read the signature of the cached bundle of level %d: %w%s", st.Manifest.Level, err, again)
 	}
-	a.logf("re-applying cached %s", path)
-	return a.apply(ctx, data, sig, nil)
-}
-
-// cachedBundle finds the bundle to re-apply: the recorded one if it is for
-// this kernel, else the highest cached level for this build-id.
-func (a *Agent) cachedBundle(id kernel.Identity) (string, error) {
-	st, err := a.readState()
-	if err != nil {
-		return "", err
-	}
-	if st != nil && st.Manifest.Kernel.BuildID == id.BuildID && st.Bundle != "" {
-		return filepath.Join(a.cacheDir(), st.Bundle), nil
-	}
-	dir := filepath.Join(a.cacheDir(), id.BuildID)
-	ents, _ := os.ReadDir(dir)
-	best, bestLevel := "", 0
-	for _, e := range ents {
-		var n int
-		if _, err := fmt.Sscanf(e.Name(), "level-%d.kcp", &n); err == nil && e.Name() == fmt.Sprintf("level-%d.kcp", n) && n > bestLevel {
-			best, bestLevel = filepath.Join(dir, e.Name()), n
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("no cached patches for kernel %s (%s): %w", id.Release, id.BuildID, ErrNothingToDo)
-	}
-	return best, nil
+	return &cachedBundle{data: data, sig: sig, rel: st.Bundle}, nil
 }
 
 func readLimited(path string, max int64) ([]byte, error) {

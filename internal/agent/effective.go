@@ -1,14 +1,14 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/kernel"
-	"os"
-	"path/filepath"
 )
 
 // The files the agent keeps beside state.json for security scanners and
@@ -51,21 +51,11 @@ func (a *Agent) effective(m *bundle.Manifest) kernel.Effective {
 // writeEffective records the effective identity and CVE list of the
 // applied level m, atomically.
 func (a *Agent) writeEffective(m *bundle.Manifest) error {
-	e := a.effective(m)
-	if err := e.Check(); err != nil {
+	staged, err := a.stageEffective(m)
+	if err != nil {
 		return err
 	}
-	var cves bytes.Buffer
-	for _, c := range m.CVEs {
-		fmt.Fprintln(&cves, c.ID)
-	}
-	if err := writeAtomic(filepath.Join(a.stateDir(), CVEListFile), cves.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("record CVE list: %w", err)
-	}
-	if err := writeAtomic(filepath.Join(a.stateDir(), EffectiveFile), e.Marshal(), 0o644); err != nil {
-		return fmt.Errorf("record effective version: %w", err)
-	}
-	return nil
+	return commitStaged(staged)
 }
 
 // clearEffective removes the effective identity and CVE list: nothing is

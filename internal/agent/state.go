@@ -1,7 +1,7 @@
 package agent
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/faultpoint"
 	"github.com/kcare/kcare/internal/index"
 )
 
@@ -34,18 +35,7 @@ func (a *Agent) statePath() string {
 
 // readState returns the recorded state, or nil when nothing is recorded.
 func (a *Agent) readState() (*State, error) {
-	b, err := os.ReadFile(a.statePath())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("read state %s: %w", a.statePath(), err)
-	}
-	return &s, nil
+	return readStateFile(a.statePath())
 }
 
 // writeState records s atomically; nil records that nothing is applied.
@@ -56,11 +46,11 @@ func (a *Agent) writeState(s *State) error {
 		}
 		return atomicfile.SyncDir(a.stateDir())
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
+	b, err := marshalState(s)
 	if err != nil {
 		return err
 	}
-	return writeAtomic(a.statePath(), append(b, '\n'), 0o644)
+	return writeAtomic(a.statePath(), b, 0o644)
 }
 
 // writeAtomic writes data to path atomically, making its directory if
@@ -74,14 +64,37 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 
 // cacheBundle keeps a verified bundle and its signature for offline
 // re-application; it returns the bundle's path relative to the cache dir.
+// A bundle already cached with the same bytes is not written again, so
+// that the boot-time re-apply needs no space. The file a record names is
+// never overwritten with other bytes: another bundle of that level goes
+// beside it under a name with its digest.
 func (a *Agent) cacheBundle(m *bundle.Manifest, data, sig []byte) (string, error) {
+	digest := bundle.Digest(data)
 	rel := filepath.Join(m.Kernel.BuildID, fmt.Sprintf("level-%d.kcp", m.Level))
+	if old, _ := a.readState(); old != nil && old.Bundle == rel && old.Digest != digest {
+		rel = filepath.Join(m.Kernel.BuildID, fmt.Sprintf("level-%d-%s.kcp", m.Level, digest[:12]))
+	}
 	full := filepath.Join(a.cacheDir(), rel)
+	if a.cached(full, digest, sig) {
+		return rel, nil
+	}
 	if err := writeAtomic(full, data, 0o644); err != nil {
 		return "", fmt.Errorf("cache bundle: %w", err)
 	}
+	faultpoint.Hit(faultpoint.CacheWrite)
 	if err := writeAtomic(full+".sig", sig, 0o644); err != nil {
 		return "", fmt.Errorf("cache bundle signature: %w", err)
 	}
 	return rel, nil
+}
+
+// cached reports whether the bundle with digest and its signature sig are
+// already at path.
+func (a *Agent) cached(path, digest string, sig []byte) bool {
+	data, err := readLimited(path, bundle.MaxBundleSize)
+	if err != nil || bundle.Digest(data) != digest {
+		return false
+	}
+	old, err := readLimited(path+".sig", bundle.MaxSignatureSize)
+	return err == nil && bytes.Equal(old, sig)
 }

@@ -28,7 +28,7 @@ type fakePortal struct {
 
 func (p *fakePortal) Server() string { return p.server }
 
-func (p *fakePortal) Index(ctx context.Context, buildID, prefix, sticky string) ([]byte, []byte, error) {
+func (p *fakePortal) IndexFor(ctx context.Context, r index.Request) ([]byte, []byte, error) {
 	return p.body, p.sig, nil
 }
 

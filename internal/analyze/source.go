@@ -1,7 +1,6 @@
 package analyze
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kcare/kcare/internal/debian"
 )
 
 // Source is a Debian kernel's source tree, configured with that kernel's
@@ -48,7 +49,9 @@ const markerName = ".kcare-analyze-v1.json"
 // ErrNoSuchKernel means the archive does not serve the release asked for.
 var ErrNoSuchKernel = errors.New("no such kernel in the archive")
 
-var releasePattern = regexp.MustCompile(`^([0-9]+\.[0-9]+)\.[0-9]+-[0-9]+-[a-z0-9]+$`)
+// releasePattern matches a Debian kernel release and its series:
+// 6.1.0-47-amd64 (6.1), 6.12.118+deb13-amd64 (6.12).
+var releasePattern = regexp.MustCompile(`^([0-9]+\.[0-9]+)\.[0-9]+(?:-[0-9]+|\+deb[0-9]+(?:\.[0-9]+)?)-[a-z0-9]+$`)
 
 // Prepare returns the prepared source tree of a Debian kernel release,
 // fetching and preparing it unless the cache has it. It holds the cache's
@@ -79,22 +82,34 @@ func Prepare(ctx context.Context, release string, o SourceOptions) (*Source, err
 		return s, nil
 	}
 
-	apt, err := newApt(ctx, filepath.Join(o.Cache, "apt"), o.AptEtc, o.Logf)
+	// The archive of every kernel family, on the host's mirrors.
+	apt, err := debian.OpenArchive(debian.ArchiveOptions{Dir: filepath.Join(o.Cache, "apt"), AptEtc: o.AptEtc, Logf: o.Logf})
 	if err != nil {
 		return nil, fmt.Errorf("prepare source: %w", err)
 	}
 	headersPkg := "linux-headers-" + release
-	version, err := apt.version(ctx, headersPkg)
+	pkgs, err := apt.Show(ctx, headersPkg)
 	if err != nil {
 		return nil, fmt.Errorf("prepare source for %s: %w", release, err)
 	}
+	version := pkgs[headersPkg].Version
+	if version == "" {
+		return nil, fmt.Errorf("prepare source for %s: %w: apt knows no %s", release, ErrNoSuchKernel, headersPkg)
+	}
 	debDir := filepath.Join(o.Cache, "deb")
-	headersDeb, err := apt.download(ctx, debDir, headersPkg, version)
+	download := func(pkg string) (string, error) {
+		p, err := apt.Download(ctx, debDir, pkg, version)
+		if errors.Is(err, debian.ErrNotServed) {
+			return "", fmt.Errorf("%w: %v", ErrNoSuchKernel, err)
+		}
+		return p, err
+	}
+	headersDeb, err := download(headersPkg)
 	if err != nil {
 		return nil, fmt.Errorf("prepare source for %s: %w", release, err)
 	}
 	sourcePkg := "linux-source-" + series
-	sourceDeb, err := apt.download(ctx, debDir, sourcePkg, version)
+	sourceDeb, err := download(sourcePkg)
 	if err != nil {
 		return nil, fmt.Errorf("prepare source for %s: %w", release, err)
 	}
@@ -194,147 +209,6 @@ func kernelCC(config []byte, logf func(string, ...any)) string {
 		logf("analyze: warning: the kernel was built with %s, which this host lacks; using gcc", want)
 	}
 	return "gcc"
-}
-
-// apt runs apt-get and apt-cache with a private configuration: its own
-// package lists and cache under the analyze cache, the host's sources.
-// The host's own apt state is never touched.
-type apt struct {
-	dir  string
-	env  []string
-	logf func(string, ...any)
-}
-
-func newApt(ctx context.Context, dir, hostEtc string, logf func(string, ...any)) (*apt, error) {
-	for _, d := range []string{"etc/sources.list.d", "etc/preferences.d", "lists/partial", "cache/archives/partial"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	// The host's sources, as they are: the same mirrors and keys.
-	var sources []string
-	if _, err := os.Stat(filepath.Join(hostEtc, "sources.list")); err == nil {
-		sources = append(sources, filepath.Join(hostEtc, "sources.list"))
-	}
-	for _, pat := range []string{"*.list", "*.sources"} {
-		m, _ := filepath.Glob(filepath.Join(hostEtc, "sources.list.d", pat))
-		sources = append(sources, m...)
-	}
-	if len(sources) == 0 {
-		return nil, fmt.Errorf("apt: no sources in %s", hostEtc)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "etc", "sources.list.d", "*"))
-	for _, f := range old {
-		os.Remove(f)
-	}
-	for _, src := range sources {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "etc", "sources.list.d", filepath.Base(src)), data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	conf := fmt.Sprintf(`Dir::Etc::sourcelist "/dev/null";
-Dir::Etc::sourceparts "%[1]s/etc/sources.list.d";
-Dir::Etc::preferencesparts "%[1]s/etc/preferences.d";
-Dir::Etc::trusted "%[2]s/trusted.gpg";
-Dir::Etc::trustedparts "%[2]s/trusted.gpg.d";
-Dir::State::lists "%[1]s/lists";
-Dir::Cache "%[1]s/cache";
-Dir::Cache::archives "%[1]s/cache/archives";
-Dir::Cache::pkgcache "";
-Dir::Cache::srcpkgcache "";
-APT::Sandbox::User "root";
-Acquire::Languages "none";
-`, dir, hostEtc)
-	if err := os.WriteFile(filepath.Join(dir, "apt.conf"), []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	a := &apt{dir: dir, env: append(os.Environ(), "APT_CONFIG="+filepath.Join(dir, "apt.conf"), "LC_ALL=C"), logf: logf}
-	return a, nil
-}
-
-func (a *apt) run(ctx context.Context, dir string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Dir = dir
-	cmd.Env = a.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.Bytes(), nil
-}
-
-// version returns the archive's version of pkg, updating the private
-// package lists once when they do not know it.
-func (a *apt) version(ctx context.Context, pkg string) (string, error) {
-	for attempt := 0; ; attempt++ {
-		out, err := a.run(ctx, "", "apt-cache", "show", "--no-all-versions", pkg)
-		if err == nil {
-			if v := showField(out, "Version"); v != "" {
-				return v, nil
-			}
-		}
-		if attempt > 0 {
-			return "", fmt.Errorf("%w: apt knows no %s", ErrNoSuchKernel, pkg)
-		}
-		start := time.Now()
-		if _, err := a.run(ctx, "", "apt-get", "update", "-q"); err != nil {
-			return "", err
-		}
-		a.logf("analyze: apt-get update (private lists in %s): %s", a.dir, time.Since(start).Round(time.Millisecond))
-	}
-}
-
-// showField returns the first value of field in apt-cache show output.
-func showField(out []byte, field string) string {
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+": "); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-// download returns the path of pkg=version's .deb in debDir, fetching it
-// unless it is there.
-func (a *apt) download(ctx context.Context, debDir, pkg, version string) (string, error) {
-	name := pkg + "_" + strings.ReplaceAll(version, ":", "%3a")
-	for _, arch := range []string{"amd64", "all"} {
-		p := filepath.Join(debDir, name+"_"+arch+".deb")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if err := os.MkdirAll(debDir, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(debDir, ".download-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	start := time.Now()
-	if _, err := a.run(ctx, tmp, "apt-get", "download", "-q", pkg+"="+version); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoSuchKernel, err)
-	}
-	got, _ := filepath.Glob(filepath.Join(tmp, pkg+"_*.deb"))
-	if len(got) != 1 {
-		return "", fmt.Errorf("apt-get download %s=%s left %d .deb files", pkg, version, len(got))
-	}
-	dst := filepath.Join(debDir, filepath.Base(got[0]))
-	if err := os.Rename(got[0], dst); err != nil {
-		return "", err
-	}
-	if fi, err := os.Stat(dst); err == nil {
-		a.logf("analyze: downloaded %s (%d MiB) in %s", filepath.Base(dst), fi.Size()>>20, time.Since(start).Round(time.Millisecond))
-	}
-	return dst, nil
 }
 
 // run runs a command in dir and returns its stdout; the error carries

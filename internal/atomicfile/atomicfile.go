@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,7 +37,8 @@ var tempName = func(base string) string {
 // created 0600 until it holds all of data; renames it over path, which
 // replaces a symbolic link at path instead of following it; and syncs the
 // directory. The directory must exist. On failure path is unchanged and
-// the temporary file removed.
+// the temporary file removed. A process killed part-way leaves at most a
+// temporary file, which RemoveTemps finds.
 func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	f, err := Create(path, perm)
 	if err != nil {
@@ -76,6 +78,16 @@ func Create(path string, perm os.FileMode) (*File, error) {
 
 // Write writes to the temporary file.
 func (f *File) Write(b []byte) (int, error) { return f.f.Write(b) }
+
+// Sync syncs what was written so far, before Commit: a writer takes the
+// space a file needs before it does what the file is to record, so that
+// what is left afterwards is Commit's rename, which needs none.
+func (f *File) Sync() error {
+	if err := f.f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", f.path, err)
+	}
+	return nil
+}
 
 // Commit gives the file its permissions, syncs it, renames it over its
 // path and syncs the directory.
@@ -179,4 +191,40 @@ func OpenLock(path string, perm os.FileMode) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// tempRE matches the names tempName makes.
+var tempRE = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{16}$`)
+
+// IsTemp reports whether name is one WriteFile gives its temporary files.
+func IsTemp(name string) bool { return tempRE.MatchString(name) }
+
+// RemoveTemps removes the temporary files that writers killed part-way
+// left in dir (not below it), and returns their names. Only regular files
+// with names IsTemp matches are removed; a directory that does not exist
+// has none.
+func RemoveTemps(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !IsTemp(e.Name()) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	if len(removed) > 0 {
+		errs = append(errs, SyncDir(dir))
+	}
+	return removed, errors.Join(errs...)
 }

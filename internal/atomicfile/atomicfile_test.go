@@ -161,3 +161,71 @@ func TestOpenLock(t *testing.T) {
 		t.Error("OpenLock of a FIFO succeeded, want a refusal")
 	}
 }
+
+// TestSyncThenCommit: a file written and synced stays out of place until
+// Commit, and Close without Commit leaves nothing.
+func TestSyncThenCommit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(data string) *File {
+		f, err := Create(path, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f := write("new\n")
+	if b, _ := os.ReadFile(path); string(b) != "old\n" {
+		t.Errorf("before Commit %s holds %q, want the old contents", path, b)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close() // nothing to do after Commit
+	if b, _ := os.ReadFile(path); string(b) != "new\n" {
+		t.Errorf("after Commit %s holds %q, want %q", path, b, "new\n")
+	}
+	write("newer\n").Close()
+	if got := list(t, dir); len(got) != 1 || got[0] != "state.json" {
+		t.Errorf("after Close the directory holds %v, want only state.json", got)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "new\n" {
+		t.Errorf("after Close %s holds %q, want %q", path, b, "new\n")
+	}
+}
+
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	// What a writer killed after creating its temporary file leaves.
+	left := "." + tempName("state.json")[1:]
+	for _, name := range []string{left, "state.json", ".state.json.tmp-notours", "level-2.kcp"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "."+tempName("d")[1:]), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := RemoveTemps(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != left {
+		t.Errorf("RemoveTemps removed %v, want [%s]", removed, left)
+	}
+	if got := len(list(t, dir)); got != 4 {
+		t.Errorf("%d entries left, want 4 (the file, the names that are not temporary, the directory): %v", got, list(t, dir))
+	}
+	if removed, err := RemoveTemps(filepath.Join(dir, "missing")); err != nil || removed != nil {
+		t.Errorf("RemoveTemps of a missing directory = %v, %v; want nothing", removed, err)
+	}
+}

@@ -29,6 +29,7 @@ const (
 	MaxManifestSize  = 1 << 20
 	MaxModuleSize    = 48 << 20
 	MaxSignatureSize = 64 << 10
+	MaxCheckSize     = 8 << 20
 )
 
 // ManifestFile is the name of the manifest inside a bundle.
@@ -46,6 +47,18 @@ type Manifest struct {
 	EffectiveVersion string    `json:"effective_version,omitempty"` // package version, e.g. "6.1.195-1"
 	Released         time.Time `json:"released"`
 	Description      string    `json:"description,omitempty"`
+	// Check, when set, names the level's check: a program (a CVE
+	// reproducer, a script) that kcare-build test runs in a guest
+	// booted for the purpose, after applying the level, and that must
+	// exit 0. The agent never writes it out or runs it.
+	Check *Check `json:"check,omitempty"`
+}
+
+// Check describes a bundle's check program, its third entry.
+type Check struct {
+	File   string `json:"file"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // Kernel is the one kernel build a bundle is for.
@@ -76,6 +89,9 @@ type CVE struct {
 type Bundle struct {
 	Manifest Manifest
 	Module   []byte
+	// Check is the check program the manifest names, if any: data for
+	// kcare-build test, never run by the agent.
+	Check []byte
 	// Signer is set by Open: who signed the bundle.
 	Signer trust.Signature
 }
@@ -95,6 +111,7 @@ var (
 	fileName   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}\.ko$`)
 	cveID      = regexp.MustCompile(`^[A-Z][A-Z0-9]*-[0-9]{4}-[0-9]{1,10}$`)
 	pkgVersion = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~:_^-]{0,99}$`)
+	checkName  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$`)
 )
 
 // Validate checks every field of a manifest.
@@ -131,6 +148,12 @@ func (m *Manifest) Validate() error {
 		return bad("no release time")
 	case m.EffectiveVersion != "" && !pkgVersion.MatchString(m.EffectiveVersion):
 		return bad("bad effective version %q", m.EffectiveVersion)
+	case m.Check != nil && (!checkName.MatchString(m.Check.File) || m.Check.File == m.Module.File || m.Check.File == ManifestFile):
+		return bad("bad check file name %q", m.Check.File)
+	case m.Check != nil && (m.Check.Size <= 0 || m.Check.Size > MaxCheckSize):
+		return bad("check size %d out of range", m.Check.Size)
+	case m.Check != nil && !sha256Hex.MatchString(m.Check.SHA256):
+		return bad("bad check sha256 %q", m.Check.SHA256)
 	}
 	for _, c := range m.CVEs {
 		if !cveID.MatchString(c.ID) {
@@ -168,10 +191,22 @@ func ParseManifest(data []byte) (*Manifest, error) {
 // Write writes a bundle of m and module to w. It fills in the module's
 // size and digest, and validates the result.
 func Write(w io.Writer, m Manifest, module []byte) error {
+	return WriteCheck(w, m, module, "", nil)
+}
+
+// WriteCheck writes a bundle of m, module and, when check is not nil, the
+// check program as its third entry, named checkFile. It fills in the
+// sizes and digests, and validates the result.
+func WriteCheck(w io.Writer, m Manifest, module []byte, checkFile string, check []byte) error {
 	m.Format = FormatVersion
 	m.Module.Size = int64(len(module))
 	sum := sha256.Sum256(module)
 	m.Module.SHA256 = hex.EncodeToString(sum[:])
+	m.Check = nil
+	if check != nil {
+		sum := sha256.Sum256(check)
+		m.Check = &Check{File: checkFile, Size: int64(len(check)), SHA256: hex.EncodeToString(sum[:])}
+	}
 	if err := m.Validate(); err != nil {
 		return err
 	}
@@ -181,14 +216,20 @@ func Write(w io.Writer, m Manifest, module []byte) error {
 	}
 	mj = append(mj, '\n')
 	tw := tar.NewWriter(w)
-	for _, f := range []struct {
+	type entry struct {
 		name string
 		data []byte
-	}{{ManifestFile, mj}, {m.Module.File, module}} {
+		mode int64
+	}
+	entries := []entry{{ManifestFile, mj, 0o644}, {m.Module.File, module, 0o644}}
+	if m.Check != nil {
+		entries = append(entries, entry{m.Check.File, check, 0o755})
+	}
+	for _, f := range entries {
 		hdr := &tar.Header{
 			Typeflag: tar.TypeReg,
 			Name:     f.name,
-			Mode:     0o644,
+			Mode:     f.mode,
 			Size:     int64(len(f.data)),
 			ModTime:  m.Released.UTC().Truncate(time.Second),
 			Format:   tar.FormatPAX,
@@ -231,21 +272,23 @@ func Parse(data []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("bundle: %w (%d bytes, limit %d)", ErrTooLarge, len(data), MaxBundleSize)
 	}
 	tr := tar.NewReader(bytes.NewReader(data))
-	var entries [2][]byte
-	limits := [2]int64{MaxManifestSize, MaxModuleSize}
-	var names [2]string
+	var entries [3][]byte
+	limits := [3]int64{MaxManifestSize, MaxModuleSize, MaxCheckSize}
+	var names [3]string
+	n := 0
 	for i := 0; ; i++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			if i != 2 {
+			if i < 2 {
 				return nil, fmt.Errorf("%w: %d entries, want manifest and module", ErrMalformed, i)
 			}
+			n = i
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
-		if i >= 2 {
+		if i >= 3 {
 			return nil, fmt.Errorf("%w: unexpected entry %q", ErrMalformed, hdr.Name)
 		}
 		if hdr.Typeflag != tar.TypeReg {
@@ -267,6 +310,9 @@ func Parse(data []byte) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m.Check == nil && n == 3 {
+		return nil, fmt.Errorf("%w: unexpected entry %q", ErrMalformed, names[2])
+	}
 	if names[1] != m.Module.File {
 		return nil, fmt.Errorf("%w: module entry %q, manifest says %q", ErrMalformed, names[1], m.Module.File)
 	}
@@ -277,7 +323,21 @@ func Parse(data []byte) (*Bundle, error) {
 	if got := hex.EncodeToString(sum[:]); got != m.Module.SHA256 {
 		return nil, fmt.Errorf("%w: sha256 %s, manifest says %s", ErrDigestMismatch, got, m.Module.SHA256)
 	}
-	return &Bundle{Manifest: *m, Module: entries[1]}, nil
+	b := &Bundle{Manifest: *m, Module: entries[1]}
+	switch {
+	case m.Check != nil && n == 2:
+		return nil, fmt.Errorf("%w: the manifest names check %q, the archive has no third entry", ErrMalformed, m.Check.File)
+	case m.Check != nil:
+		if names[2] != m.Check.File {
+			return nil, fmt.Errorf("%w: check entry %q, manifest says %q", ErrMalformed, names[2], m.Check.File)
+		}
+		sum := sha256.Sum256(entries[2])
+		if int64(len(entries[2])) != m.Check.Size || hex.EncodeToString(sum[:]) != m.Check.SHA256 {
+			return nil, fmt.Errorf("%w: check %s differs from the manifest", ErrDigestMismatch, m.Check.File)
+		}
+		b.Check = entries[2]
+	}
+	return b, nil
 }
 
 // Digest returns the sha256 hex of a bundle file's bytes.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,60 @@ func FuzzParseManifest(f *testing.F) {
 			t.Errorf("re-parse of an accepted manifest failed: %v", err)
 		}
 	})
+}
+
+// TestCheckEntry: a bundle may carry a check program as a third entry,
+// which the manifest names with its size and digest; a check that differs
+// from the manifest, a named check that is missing, or a third entry the
+// manifest does not name, are refused.
+func TestCheckEntry(t *testing.T) {
+	mod, check := []byte("\x7fELF pretend module"), []byte("#!/bin/sh\ngrep -q 'level 2' /proc/cmdline\n")
+	var buf bytes.Buffer
+	if err := WriteCheck(&buf, testManifest(), mod, "check", check); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	b, err := Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b.Check) != string(check) || b.Manifest.Check == nil || b.Manifest.Check.File != "check" || b.Manifest.Check.Size != int64(len(check)) {
+		t.Errorf("Parse: check %q, manifest %+v", b.Check, b.Manifest.Check)
+	}
+	if b, err := Parse(write(t, testManifest(), mod)); err != nil || b.Check != nil || b.Manifest.Check != nil {
+		t.Errorf("a bundle without a check: %+v, %v", b, err)
+	}
+
+	tampered := bytes.Replace(good, []byte("level 2"), []byte("level 3"), 1)
+	// The manifest names a check the archive lacks: drop the third entry.
+	var noCheck bytes.Buffer
+	tr := tar.NewReader(bytes.NewReader(good))
+	tw := tar.NewWriter(&noCheck)
+	for i := 0; i < 2; i++ {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		tw.WriteHeader(hdr)
+		tw.Write(data)
+	}
+	tw.Close()
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"check_changed", tampered, ErrDigestMismatch},
+		{"check_missing", noCheck.Bytes(), ErrMalformed},
+	} {
+		if _, err := Parse(tt.data); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Parse error = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	for _, name := range []string{"", "../check", "manifest.json", "kcare_test_l2.ko", ".hidden"} {
+		if err := WriteCheck(&bytes.Buffer{}, testManifest(), mod, name, check); !errors.Is(err, ErrMalformed) {
+			t.Errorf("WriteCheck with check named %q: %v, want ErrMalformed", name, err)
+		}
+	}
 }

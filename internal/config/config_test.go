@@ -265,3 +265,79 @@ func TestParseStickyDateErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelCareKeys: every kcare.conf key KernelCare documents is read:
+// honoured (it changes Config) or refused, a refusal for a feature kcare
+// lacks being ErrNotSupported.
+func TestKernelCareKeys(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    func(c *Config)
+		refused bool // ErrNotSupported
+		bad     bool // another refusal
+	}{
+		{line: "UPDATE_DELAY=24h", want: func(c *Config) { c.UpdateDelay = "24h" }},
+		{line: "UPDATE_DELAY=2d", want: func(c *Config) { c.UpdateDelay = "2d" }},
+		{line: "UPDATE_DELAY=2w", bad: true},
+		{line: "AUTO_UPDATE_DELAY=48h", want: func(c *Config) { c.AutoUpdateDelay = "48h" }},
+		{line: "AUTO_UPDATE_DELAY=300", bad: true}, // kcare's old random wait, in seconds
+		{line: "STICKY_PATCHSET=K20261120_01", want: func(c *Config) { c.StickyPatchset = "K20261120_01" }},
+		{line: "AUTO_STICKY_PATCHSET=K20261120_01", want: func(c *Config) { c.AutoStickyPatchset = "K20261120_01" }},
+		{line: "STICKY_PATCHSET=K2026/01", bad: true},
+		{line: "PATCH_TYPE=default", want: func(c *Config) { c.PatchType = "default" }},
+		{line: "PATCH_TYPE=extra", refused: true},
+		{line: "PATCH_TYPE=free", refused: true},
+		{line: "PATCH_METHOD=smart", refused: true},
+		{line: "FORCE_GID=48", refused: true},
+		{line: "USERSPACE_PATCHES=libs", refused: true},
+		{line: "LOAD_KCARE_SYSCTL=True", refused: true},
+		{line: "LOAD_KCARE_SYSCTL=False", want: func(c *Config) {}},
+		{line: "REPORT_FQDN=True", refused: true},
+		{line: "REPORT_FQDN=False", want: func(c *Config) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			f, err := Parse([]byte(tt.line + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.Config()
+			switch {
+			case tt.refused:
+				if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "not supported by kcare: ") {
+					t.Errorf("Config = %v, want ErrNotSupported with a reason", err)
+				}
+			case tt.bad:
+				if err == nil || errors.Is(err, ErrNotSupported) {
+					t.Errorf("Config = %v, want a bad value", err)
+				}
+			default:
+				want := Default()
+				tt.want(&want)
+				if err != nil || !cmp.Equal(got, want) {
+					t.Errorf("Config = %+v, %v; want %+v", got, err, want)
+				}
+			}
+			if u := f.Unknown(); len(u) != 0 {
+				t.Errorf("Unknown = %v, want none", u)
+			}
+		})
+	}
+	f, _ := Parse([]byte("AUTO_UPDATE=yes\nKCARE_MAILTO=root\nTAGS=a\n"))
+	if u := f.Unknown(); !cmp.Equal(u, []string{"KCARE_MAILTO"}) {
+		t.Errorf("Unknown = %v, want [KCARE_MAILTO]", u)
+	}
+}
+
+func TestParseDelay(t *testing.T) {
+	for v, want := range map[string]time.Duration{"0": 0, "24h": 24 * time.Hour, "2d": 48 * time.Hour, "0h": 0} {
+		if got, err := ParseDelay(v); err != nil || got != want {
+			t.Errorf("ParseDelay(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "2", "300", "5m", "-1h", "1.5d", "+2d", "h", "2 d"} {
+		if _, err := ParseDelay(v); err == nil {
+			t.Errorf("ParseDelay(%q) accepted", v)
+		}
+	}
+}

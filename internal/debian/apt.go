@@ -78,6 +78,14 @@ func OpenArchive(o ArchiveOptions) (*Archive, error) {
 		}
 	}
 	sources, missing := sourcesFile(m, Suites())
+	// Only these sources: a directory an older layout filled with copies
+	// of the host's files is emptied first.
+	old, _ := filepath.Glob(filepath.Join(dir, "etc", "sources.list.d", "*"))
+	for _, f := range old {
+		if filepath.Base(f) != "kcare.sources" {
+			os.Remove(f)
+		}
+	}
 	if err := writeIfChanged(filepath.Join(dir, "etc", "sources.list.d", "kcare.sources"), []byte(sources)); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -340,9 +341,11 @@ func TestVerifyMessages(t *testing.T) {
 		want string
 	}{
 		{"rollback", mustMarshal(t, with(func(i *Index) { i.Version = 41 })), "index version 41 is older than the last accepted 42: rollback refused"},
-		{"expired", mustMarshal(t, with(func(i *Index) { i.Issued, i.Expires = now.Add(-26*time.Hour), now.Add(-2*time.Hour) })), "index expired at 2026-11-21T09:00:00Z, 2h0m0s ago"},
+		{"expired", mustMarshal(t, with(func(i *Index) { i.Issued, i.Expires = now.Add(-26*time.Hour), now.Add(-2*time.Hour) })), "index expired at 2026-11-21T09:00:00Z, 2h0m0s ago by this host's clock (2026-11-21T11:00:00Z); " +
+			"an index is good from its issue time (2026-11-20T09:00:00Z, less 5m0s of clock skew) until it expires: check this host's clock"},
 		{"wrong-kernel", mustMarshal(t, with(func(i *Index) { i.BuildID, i.Request.BuildID = otherBuild, otherBuild })), "index is for another kernel: issued for build-id " + otherBuild + ", this kernel is " + testBuildID},
-		{"future", mustMarshal(t, with(func(i *Index) { i.Issued = now.Add(time.Hour) })), "index issued in the future: at 2026-11-21T12:00:00Z, 1h0m0s ahead of this clock, more than the 5m0s allowed; check the clocks"},
+		{"future", mustMarshal(t, with(func(i *Index) { i.Issued = now.Add(time.Hour) })), "index issued in the future: at 2026-11-21T12:00:00Z, 1h0m0s ahead of this host's clock (2026-11-21T11:00:00Z), more than the 5m0s allowed; " +
+			"an index is good from its issue time (less 5m0s of clock skew) until it expires (2026-11-22T10:00:00Z): check this host's clock"},
 		{"malformed", []byte(strings.Replace(good, `"latest": 4`, `"latest": 2`, 1)), "malformed index: level 3 is newer than the latest published, 2"},
 		{"wrong-request", mustMarshal(t, with(func(i *Index) { i.Request.Sticky = "2026-11-01" })), `index answers another request: the index answers build-id ` + testBuildID + `, prefix "24h", sticky "2026-11-01", this agent asked build-id ` + testBuildID + `, prefix "24h", sticky "KEY"`},
 		{"no-request", mustMarshal(t, with(func(i *Index) { i.Request = nil })), "index answers another request: the index states no request (build-id, prefix, sticky); it was signed by a portal that does not bind them"},
@@ -573,4 +576,39 @@ func dearmor(t testing.TB, armored []byte) []byte {
 		t.Fatalf("read armor body: %v", err)
 	}
 	return b
+}
+
+// TestVerifyClockSkew: with this host's clock a year off, an index is
+// refused with an error that names the index's time window and the
+// host's clock: a year ahead, the index has expired; a year behind, its
+// signature was made in the future (the signature check comes first).
+func TestVerifyClockSkew(t *testing.T) {
+	portal := newSigner(t, "kcare portal")
+	keys := keyring(t, portal)
+	year := 365 * 24 * time.Hour
+
+	ahead := verifier(keys)
+	body, sig := mustSign(t, testIndex(), portal)
+	ahead.Now = func() time.Time { return now.Add(year) }
+	_, err := ahead.Verify(body, sig)
+	want := "index expired at 2026-11-22T10:00:00Z, 364 days ago by this host's clock (2027-11-21T11:00:00Z); " +
+		"an index is good from its issue time (2026-11-21T10:00:00Z, less 5m0s of clock skew) until it expires: check this host's clock"
+	if !errors.Is(err, ErrExpired) || err.Error() != want {
+		t.Errorf("host a year ahead: got %v, want ErrExpired: %q", err, want)
+	}
+
+	// The portal's clock a year ahead of this host's: as this host's a
+	// year behind, which the signature check sees first, by the wall clock.
+	made := time.Now().Add(year).UTC().Truncate(time.Second)
+	later := portal.WithClock(func() time.Time { return made })
+	idx := testIndex()
+	idx.Issued, idx.Expires = made, made.Add(72*time.Hour)
+	body, sig = mustSign(t, idx, later)
+	_, err = verifier(keys).Verify(body, sig)
+	re := regexp.MustCompile(`^index issued in the future: signed at ` + regexp.QuoteMeta(made.Format(time.RFC3339)) +
+		`, 365 days ahead of this host's clock \(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\), more than the 5m0s allowed; ` +
+		`an index is good from its issue time \(less 5m0s of clock skew\) until it expires: check this host's clock$`)
+	if !errors.Is(err, ErrFuture) || !re.MatchString(err.Error()) {
+		t.Errorf("host a year behind: got %v, want ErrFuture matching %s", err, re)
+	}
 }

@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -22,6 +23,9 @@ type Verifier struct {
 	// with its request, as sent ("" when it sent none). An index must
 	// state exactly these, and BuildID, as its request.
 	Prefix, Sticky string
+	// Delay and Patchset are the delay and patchset inputs it sent
+	// (UPDATE_DELAY, STICKY_PATCHSET), "" for none.
+	Delay, Patchset string
 	// ServerID is the agent's registered server id; "" for a server
 	// known only by its IP license. A rollback order must name it (or,
 	// with no id, a server id starting with IPServerPrefix).
@@ -61,6 +65,13 @@ func (v *Verifier) Verify(body, sig []byte) (*Index, error) {
 		return nil, fmt.Errorf("index body: %w: %d bytes, limit %d", ErrTooLarge, len(body), limit)
 	}
 	if _, err := v.Keys.Verify(bytes.NewReader(body), sig); err != nil {
+		var fe *trust.FutureError
+		if errors.As(err, &fe) {
+			// Most likely this host's clock is behind: say so in the
+			// index's terms, not as a forgery.
+			return nil, fmt.Errorf("%w: signed at %s, %s ahead of this host's clock (%s), more than the %s allowed; %s until it expires: check this host's clock",
+				ErrFuture, stamp(fe.Made), span(fe.Made.Sub(fe.Now)), stamp(fe.Now), trust.ClockSkew, goodFrom(""))
+		}
 		return nil, fmt.Errorf("index signature: %w", err)
 	}
 	idx, err := parse(body)
@@ -78,10 +89,12 @@ func (v *Verifier) Verify(body, sig []byte) (*Index, error) {
 		now = v.Now()
 	}
 	if !now.Before(idx.Expires) {
-		return nil, fmt.Errorf("%w at %s, %s ago", ErrExpired, stamp(idx.Expires), now.Sub(idx.Expires).Round(time.Second))
+		return nil, fmt.Errorf("%w at %s, %s ago by this host's clock (%s); %s until it expires: check this host's clock",
+			ErrExpired, stamp(idx.Expires), span(now.Sub(idx.Expires)), stamp(now), goodFrom(stamp(idx.Issued)))
 	}
 	if ahead := idx.Issued.Sub(now); ahead > MaxClockSkew {
-		return nil, fmt.Errorf("%w: at %s, %s ahead of this clock, more than the %s allowed; check the clocks", ErrFuture, stamp(idx.Issued), ahead.Round(time.Second), MaxClockSkew)
+		return nil, fmt.Errorf("%w: at %s, %s ahead of this host's clock (%s), more than the %s allowed; %s until it expires (%s): check this host's clock",
+			ErrFuture, stamp(idx.Issued), span(ahead), stamp(now), MaxClockSkew, goodFrom(""), stamp(idx.Expires))
 	}
 	if idx.Version < v.LastVersion {
 		return nil, fmt.Errorf("index version %d is older than the last accepted %d: %w", idx.Version, v.LastVersion, ErrRollback)
@@ -94,7 +107,7 @@ func (v *Verifier) Verify(body, sig []byte) (*Index, error) {
 // one asked: one that states no request or another one, or that orders
 // another server back.
 func (v *Verifier) checkRequest(idx *Index) error {
-	want := Request{BuildID: v.BuildID, Prefix: v.Prefix, Sticky: v.Sticky}
+	want := Request{BuildID: v.BuildID, Prefix: v.Prefix, Sticky: v.Sticky, Delay: v.Delay, Patchset: v.Patchset}
 	switch {
 	case idx.Request == nil:
 		return fmt.Errorf("%w: the index states no request (build-id, prefix, sticky); it was signed by a portal that does not bind them", ErrWrongRequest)
@@ -127,5 +140,27 @@ func (r Request) String() string {
 		}
 		return strconv.Quote(s)
 	}
-	return fmt.Sprintf("build-id %s, prefix %s, sticky %s", r.BuildID, q(r.Prefix), q(r.Sticky))
+	s := fmt.Sprintf("build-id %s, prefix %s, sticky %s", r.BuildID, q(r.Prefix), q(r.Sticky))
+	if r.Delay != "" || r.Patchset != "" {
+		s += fmt.Sprintf(", delay %s, patchset %s", q(r.Delay), q(r.Patchset))
+	}
+	return s
+}
+
+// goodFrom is the start of the sentence that states an index's time
+// window, with its issue time when known.
+func goodFrom(issued string) string {
+	if issued != "" {
+		issued += ", "
+	}
+	return fmt.Sprintf("an index is good from its issue time (%sless %s of clock skew)", issued, MaxClockSkew)
+}
+
+// span is a duration as a message gives it: to the second, or in days
+// from two days up.
+func span(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int64(d.Round(24*time.Hour)/(24*time.Hour)))
+	}
+	return d.Round(time.Second).String()
 }

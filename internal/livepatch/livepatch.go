@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/faultpoint"
 )
 
 // Sysfs is the livepatch interface of a kernel whose /sys and /proc are
@@ -158,6 +160,9 @@ func (s Sysfs) WaitTransition(ctx context.Context, name string, bound time.Durat
 			return false, err
 		}
 		last = p
+		if p.Transition {
+			faultpoint.Hit(faultpoint.TransitionWait)
+		}
 		return !p.Transition, nil
 	})
 	if errors.Is(err, ErrTimeout) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,6 +28,10 @@ var (
 	ErrUnregistered  = errors.New("server is not registered (kcarectl --register KEY)")
 	ErrUnreachable   = errors.New("patch server unreachable")
 	ErrNoPatchServer = errors.New("no patch server configured (PATCH_SERVER in kcare.conf)")
+	// ErrMaybeTaken is a request that must not be sent twice (a
+	// registration) whose answer was lost after it was sent: the portal
+	// may have taken it. It comes with ErrUnreachable.
+	ErrMaybeTaken = errors.New("not sent again, as the portal may have taken it")
 )
 
 // retries bounds how often a request is retried on 429 and 5xx answers
@@ -85,18 +90,26 @@ func (c *Client) url(base, path string) (string, error) {
 	return u.String(), nil
 }
 
+func (c *Client) backoff() time.Duration {
+	if c.Backoff == 0 {
+		return time.Second
+	}
+	return c.Backoff
+}
+
 // do sends a request to path under one of bases, retrying 429, 5xx and
 // connection errors: each retry goes to the next base in turn, starting
 // from the one that answered last, with a pause after every round of them
-// all; retries rounds in all.
-func (c *Client) do(ctx context.Context, method string, bases []string, path string, body []byte, contentType string, authn bool) (*http.Response, error) {
+// all; retries rounds in all. A request that must not be sent twice
+// (resend false: a registration) is sent again, to any base, only when it
+// cannot have reached the portal: the connection was refused. A
+// registration whose answer is lost may have been taken, and a second one
+// would register the server twice.
+func (c *Client) do(ctx context.Context, method string, bases []string, path string, body []byte, contentType string, authn, resend bool) (*http.Response, error) {
 	if len(bases) == 0 {
 		return nil, ErrNoPatchServer
 	}
-	backoff := c.Backoff
-	if backoff == 0 {
-		backoff = time.Second
-	}
+	backoff := c.backoff()
 	n := len(bases)
 	start := c.cur % n
 	var lastErr error
@@ -133,6 +146,9 @@ func (c *Client) do(ctx context.Context, method string, bases []string, path str
 				return nil, terr // no retry can fix a certificate
 			}
 			lastErr = fmt.Errorf("%w: %v", ErrUnreachable, err)
+			if !resend && !notSent(err) {
+				return nil, fmt.Errorf("%w; %w", lastErr, ErrMaybeTaken)
+			}
 			continue
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
@@ -183,7 +199,7 @@ func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret
 	}
 	form := url.Values{apitype.RegisterKeyArg: {key}, apitype.RegisterHostArg: {hostname}}
 	resp, err := c.do(ctx, http.MethodPost, bases, strings.TrimPrefix(apitype.RegisterPath, apitype.RegisterBase),
-		[]byte(form.Encode()), "application/x-www-form-urlencoded", false)
+		[]byte(form.Encode()), "application/x-www-form-urlencoded", false, false)
 	if err != nil {
 		return "", "", err
 	}
@@ -204,32 +220,36 @@ func (c *Client) Unregister(ctx context.Context) error {
 	return err
 }
 
-// Index fetches the signed index for a kernel: the exact body and the
-// signature from its header. It parses nothing. With a Report (and a
+// Index fetches the signed index for a kernel with a prefix and sticky
+// date: IndexFor with no delay or patchset.
+func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
+	return c.IndexFor(ctx, index.Request{BuildID: buildID, Prefix: prefix, Sticky: sticky})
+}
+
+// IndexFor fetches the signed index that answers r: the exact body and
+// the signature from its header. It parses nothing. With a Report (and a
 // portal that has apitype.RunPath) the same request checks in: see
 // Client.Report.
-func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
+func (c *Client) IndexFor(ctx context.Context, r index.Request) (body, sig []byte, err error) {
 	q := url.Values{}
-	if prefix != "" {
-		q.Set(apitype.IndexPrefixArg, prefix)
-	}
-	if sticky != "" {
-		q.Set(apitype.IndexStickyArg, sticky)
+	for _, p := range [][2]string{{apitype.IndexPrefixArg, r.Prefix}, {apitype.IndexStickyArg, r.Sticky},
+		{apitype.IndexDelayArg, r.Delay}, {apitype.IndexPatchArg, r.Patchset}} {
+		if p[1] != "" {
+			q.Set(p[0], p[1])
+		}
 	}
 	query := ""
 	if len(q) > 0 {
 		query = "?" + q.Encode()
 	}
 	var resp *http.Response
-	if c.Report != nil && !c.noRun && c.Report.BuildID == buildID {
-		resp, err = c.run(ctx, query)
-		if err != nil {
+	if c.Report != nil && !c.noRun && c.Report.BuildID == r.BuildID {
+		if resp, err = c.run(ctx, query); err != nil {
 			return nil, nil, err
 		}
 	}
 	if resp == nil {
-		resp, err = c.call(ctx, http.MethodGet, apitype.IndexPath+url.PathEscape(buildID)+query, nil, "")
-		if err != nil {
+		if resp, err = c.call(ctx, http.MethodGet, apitype.IndexPath+url.PathEscape(r.BuildID)+query, nil, ""); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -256,7 +276,7 @@ func (c *Client) run(ctx context.Context, query string) (*http.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, c.servers(), apitype.RunPath+query, b, "application/json", true)
+	resp, err := c.do(ctx, http.MethodPost, c.servers(), apitype.RunPath+query, b, "application/json", true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -275,15 +295,50 @@ func (c *Client) run(ctx context.Context, query string) (*http.Response, error) 
 
 // Download fetches a bundle by its path, reading at most size bytes: a
 // longer answer fails with index.ErrTooLarge. progress, if not nil, is
-// called with the bytes read so far.
+// called with the bytes read so far. A connection cut in the middle of
+// the bundle (a portal restarting, a proxy or a network dropping it) is
+// retried from the start, after a pause, up to retries times in all;
+// then the error wraps ErrUnreachable. The caller checks the digest.
 func (c *Client) Download(ctx context.Context, path string, size int64, progress func(done, total int64)) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
+	backoff := c.backoff()
+	var cut error
+	for try := 0; try < retries; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff *= 2
+		}
+		buf.Reset()
+		err := c.download(ctx, path, size, buf, progress)
+		if err == nil {
+			return buf.Bytes(), nil
+		}
+		var ce *cutError
+		if !errors.As(err, &ce) || ctx.Err() != nil {
+			return nil, err
+		}
+		cut = fmt.Errorf("download %s: cut off after %d of %d bytes, %d times: %w", path, buf.Len(), size, try+1, ce.err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnreachable, cut)
+}
+
+// cutError is a bundle's answer that ended before its end.
+type cutError struct{ err error }
+
+func (e *cutError) Error() string { return e.err.Error() }
+
+// download makes one request for a bundle and reads it into buf.
+func (c *Client) download(ctx context.Context, path string, size int64, buf *bytes.Buffer, progress func(done, total int64)) error {
 	resp, err := c.call(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	r := index.LimitedReader(resp.Body, size)
-	buf := bytes.NewBuffer(make([]byte, 0, min(size, 64<<20)))
 	chunk := make([]byte, 64<<10)
 	for {
 		n, err := r.Read(chunk)
@@ -291,14 +346,15 @@ func (c *Client) Download(ctx context.Context, path string, size int64, progress
 		if progress != nil && n > 0 {
 			progress(int64(buf.Len()), size)
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", path, err)
+		switch {
+		case err == io.EOF:
+			return nil
+		case errors.Is(err, index.ErrTooLarge):
+			return fmt.Errorf("download %s: %w", path, err)
+		case err != nil:
+			return &cutError{err}
 		}
 	}
-	return buf.Bytes(), nil
 }
 
 // CheckIn reports this server's state.
@@ -337,7 +393,7 @@ func (c *Client) postJSON(ctx context.Context, path string, body []byte) ([]byte
 // call sends an authenticated request to the patch server and returns a
 // 200 answer, or the portal's error.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType string) (*http.Response, error) {
-	resp, err := c.do(ctx, method, c.servers(), path, body, contentType, true)
+	resp, err := c.do(ctx, method, c.servers(), path, body, contentType, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -346,4 +402,11 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, con
 		return nil, apiError(resp)
 	}
 	return resp, nil
+}
+
+// notSent reports whether a request failed before it could reach the
+// portal: the connection was never made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

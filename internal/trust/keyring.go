@@ -18,6 +18,25 @@ var keyFileExts = []string{".pub", ".asc", ".gpg"}
 // Keyring is empty, and verifies nothing.
 type Keyring struct {
 	entities openpgp.EntityList
+	// asSigned judges a signature's times as of the moment it says it
+	// was made, not by this machine's clock (AsSigned).
+	asSigned bool
+}
+
+// AsSigned returns the keyring, judging each signature's times (its own,
+// and its key's validity) as of the moment the signature says it was
+// made instead of by this machine's clock. It is for data this machine
+// verified and accepted before, such as the agent's cached bundle that
+// the boot-time re-apply loads again, when the clock may since have gone
+// wrong: a signature does not wear out, and what was signed by a valid
+// key stays so signed. A revoked key is still refused.
+func (k *Keyring) AsSigned() *Keyring {
+	if k == nil {
+		return nil
+	}
+	c := *k
+	c.asSigned = true
+	return &c
 }
 
 // ReadKeyring reads one or more public keys: binary, as "gpg --export" writes

@@ -150,6 +150,13 @@ func (s *Signer) Sign(data io.Reader) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// WithClock returns a signer that dates its signatures by now instead of
+// this machine's clock: for tests of what a verifier does with a
+// signature made on a machine whose clock is wrong, or with its own.
+func (s *Signer) WithClock(now func() time.Time) *Signer {
+	return &Signer{entity: s.entity, now: now}
+}
+
 // Fingerprint returns the fingerprint of the signer's primary key in
 // upper-case hex, as gpg prints it. It equals the Fingerprint that Verify
 // reports for this signer's signatures.

@@ -676,3 +676,53 @@ func keys[V any](m map[string]V) []string {
 	}
 	return ks
 }
+
+// TestVerifyAsSigned: a signature dated a year ahead of this machine's
+// clock (or this clock a year behind) is refused as made in the future,
+// with the error saying when; the same signature, once accepted, checks
+// out again with the keyring AsSigned whatever the clock says, and a
+// tampered one still does not.
+func TestVerifyAsSigned(t *testing.T) {
+	s := newSigner(t, "kcare release")
+	ring := keyring(t, s)
+	made := time.Now().Add(365 * 24 * time.Hour).Truncate(time.Second)
+	sig := sign(t, s.WithClock(func() time.Time { return made }), bundle)
+
+	_, err := ring.Verify(bytes.NewReader(bundle), sig)
+	var fe *FutureError
+	if !errors.Is(err, ErrBadSignature) || !errors.As(err, &fe) || !fe.Made.Equal(made) {
+		t.Fatalf("Verify of a signature a year ahead = %v, want a FutureError (an ErrBadSignature) made at %s", err, made)
+	}
+	if got, err := ring.AsSigned().Verify(bytes.NewReader(bundle), sig); err != nil || !got.Created.Equal(made) {
+		t.Errorf("AsSigned().Verify = %+v, %v; want it accepted, created %s", got, err, made)
+	}
+	if _, err := ring.AsSigned().Verify(bytes.NewReader(flipByte(bundle, 7)), sig); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("AsSigned().Verify of tampered data = %v, want ErrBadSignature", err)
+	}
+	if k, rsig := revokedKey(t, bundle); true {
+		if _, err := k.AsSigned().Verify(bytes.NewReader(bundle), rsig); !errors.Is(err, ErrKeyRevoked) {
+			t.Errorf("AsSigned().Verify by a revoked key = %v, want ErrKeyRevoked", err)
+		}
+	}
+}
+
+// TestVerifyKeyMadeInTheFuture: with this machine's clock a year behind
+// the signer's, the signer's key itself is from the future, and the
+// refusal says the signature was made in the future, as for a signature
+// alone, not that the key expired.
+func TestVerifyKeyMadeInTheFuture(t *testing.T) {
+	born := time.Now().Add(365 * 24 * time.Hour)
+	e, err := generateKey("future", "", &packet.Config{Time: func() time.Time { return born }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Signer{entity: e, now: func() time.Time { return born.Add(time.Minute) }}
+	_, err = keyring(t, s).Verify(bytes.NewReader(bundle), sign(t, s, bundle))
+	var fe *FutureError
+	if !errors.As(err, &fe) || !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("Verify by a key made a year ahead = %v, want a FutureError", err)
+	}
+	if _, err := keyring(t, s).AsSigned().Verify(bytes.NewReader(bundle), sign(t, s, bundle)); err != nil {
+		t.Errorf("AsSigned().Verify = %v, want it accepted", err)
+	}
+}

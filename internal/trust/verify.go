@@ -37,6 +37,22 @@ type Signature struct {
 	Created time.Time
 }
 
+// FutureError is a signature dated further ahead of this machine's clock
+// than ClockSkew allows: this clock or the signer's is wrong. It is an
+// ErrBadSignature (errors.Is); errors.As finds the times.
+type FutureError struct {
+	Issuer string
+	Made   time.Time // when the signature says it was made
+	Now    time.Time // this machine's clock when it was checked
+}
+
+func (e *FutureError) Error() string {
+	return fmt.Sprintf("%v by key %s: made in the future, at %s; check the clocks", ErrBadSignature, e.Issuer, e.Made.UTC().Format(time.RFC3339))
+}
+
+// Unwrap makes a FutureError an ErrBadSignature.
+func (e *FutureError) Unwrap() error { return ErrBadSignature }
+
 // ClockSkew is how far in the future a signature's (or its key's) creation
 // time may be, by this machine's clock, before Verify refuses it: the
 // clocks of a signer and a verifier never agree exactly.
@@ -84,13 +100,23 @@ func (k *Keyring) Verify(data io.Reader, sig []byte) (Signature, error) {
 	rec := &errRecorder{r: data}
 	// Judge times as if the clock were ClockSkew ahead, so that a
 	// signature or key made on a machine whose clock runs a little ahead is
-	// not refused as made in the future.
-	cfg := &packet.Config{Time: func() time.Time { return time.Now().Add(ClockSkew) }}
+	// not refused as made in the future; or, for a keyring AsSigned, as of
+	// the moment the signature was made.
+	at := time.Now().Add(ClockSkew)
+	if k.asSigned {
+		at = chosen.CreationTime
+	}
+	cfg := &packet.Config{Time: func() time.Time { return at }}
 	verified, signer, err := openpgp.VerifyDetachedSignature(k.entities, rec, bytes.NewReader(raw), cfg)
 	if rec.err != nil {
 		return Signature{}, fmt.Errorf("read signed data: %w", rec.err)
 	}
 	if err != nil {
+		if !k.asSigned && k.keyFromFuture(chosen) {
+			// With this clock behind the signer's, the key is from the
+			// future too, which the library calls expired.
+			return Signature{}, &FutureError{Issuer: issuer, Made: chosen.CreationTime, Now: time.Now()}
+		}
 		return Signature{}, refusal(err, chosen, issuer)
 	}
 	// The library picks the signature by the same rule as choose; make sure
@@ -191,7 +217,7 @@ func refusal(err error, sig *packet.Signature, issuer string) error {
 	case errors.Is(err, pgperrors.ErrKeyExpired):
 		return fmt.Errorf("%w: signing key %s has expired", ErrKeyExpired, issuer)
 	case errors.Is(err, pgperrors.ErrSignatureExpired) && sig.CreationTime.After(time.Now().Add(ClockSkew)):
-		return fmt.Errorf("%w by key %s: made in the future, at %s; check the clocks", ErrBadSignature, issuer, sig.CreationTime.UTC().Format(time.RFC3339))
+		return &FutureError{Issuer: issuer, Made: sig.CreationTime, Now: time.Now()}
 	case errors.Is(err, pgperrors.ErrSignatureExpired):
 		return fmt.Errorf("%w: signature by key %s, or the key's self-signature, is expired or not yet valid", ErrKeyExpired, issuer)
 	case errors.As(err, &structural), errors.As(err, &unsupported):
@@ -240,4 +266,16 @@ func (e *errRecorder) Read(p []byte) (int, error) {
 		e.err = err
 	}
 	return n, err
+}
+
+// keyFromFuture reports whether the key that made sig was created further
+// ahead of this machine's clock than ClockSkew allows.
+func (k *Keyring) keyFromFuture(sig *packet.Signature) bool {
+	limit := time.Now().Add(ClockSkew)
+	for _, key := range k.entities.KeysById(*sig.IssuerKeyId) {
+		if key.PublicKey.CreationTime.After(limit) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +36,10 @@ type agent struct {
 	v         *index.Verifier
 	level     int    // the level it has: 0 until its first download
 	effective string // and that level's effective release
+	// result is what its next check-in reports; "" is "ok". seq numbers
+	// its check-ins in a run with -kill-every.
+	result string
+	seq    int
 }
 
 // registerAgents registers n agents under key from conc workers at once,
@@ -98,7 +103,7 @@ type cycleOptions struct {
 // report is the check-in of an agent at its level.
 func (a *agent) report() apitype.CheckIn {
 	ci := apitype.CheckIn{Hostname: a.hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
-		KernelID: kernelID, Level: a.level, Result: "ok", AgentVersion: userAgent}
+		KernelID: kernelID, Level: a.level, Result: cmp.Or(a.result, "ok"), AgentVersion: userAgent}
 	if a.level > 0 {
 		ci.EffectiveRelease = a.effective
 	}

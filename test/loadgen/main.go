@@ -30,6 +30,15 @@
 // or nginx, under taskset -c) and loadgen on CPUs of their own, so that
 // each one's cost per cycle is measured apart from the other's.
 //
+// With -kill-every it kills eportal serve with SIGKILL at that interval
+// during the cycles, and starts it again on the same address and store;
+// every fifth cycle of each worker registers a new server, and each
+// check-in carries a sequence number. At the end it kills eportal once
+// more, opens the store (for SQLite also PRAGMA integrity_check) and looks
+// up every registration and check-in the portal acknowledged: the report
+// counts those lost and any registration stored twice, and the run fails
+// if there is one (test/faults runs it on SQLite and PostgreSQL).
+//
 // With -nginx it instead compares downloads of the bundle from eportal's
 // /blobs/sha256/{digest} with nginx serving the same file, with the same
 // client: -concurrency GETs at a time for -duration against each. nginx
@@ -90,6 +99,7 @@ type config struct {
 	api                string // "run" or "v1"
 	serverCPUs         string // taskset -c list for eportal and nginx; "" none
 	loadgenCPUs        string // CPUs loadgen keeps to; "" any
+	killEvery          time.Duration
 }
 
 // errUsage is a bad command line.
@@ -117,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.api, "api", "run", "how agents talk to the portal: run (check-in and index in one request, as kcarectl) or v1 (index, then check-in, as older agents)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "", "run eportal (and nginx) on these `CPUS` only (taskset -c list, e.g. 0)")
 	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
+	fs.DurationVar(&c.killEvery, "kill-every", 0, "kill eportal serve with SIGKILL every `INTERVAL` and start it again; then check that the store holds every registration and check-in it acknowledged")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -145,6 +156,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-bundle-size: 4096 to 33554432")
 	case c.api != "run" && c.api != "v1":
 		return bad("-api: run or v1, not %q", c.api)
+	case c.killEvery != 0 && (c.killEvery < 500*time.Millisecond || c.killEvery > c.duration):
+		return bad("-kill-every: 500ms to -duration")
+	case c.killEvery != 0 && c.nginx:
+		return bad("-kill-every and -nginx do not go together")
 	}
 	for _, l := range []struct{ flag, v string }{{"-server-cpus", c.serverCPUs}, {"-loadgen-cpus", c.loadgenCPUs}} {
 		if l.v == "" {
@@ -207,13 +222,20 @@ func loadgen(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		report interface{ writeText(io.Writer) error }
 		ok     bool
 	)
-	if cfg.nginx {
+	switch {
+	case cfg.nginx:
 		r, err := runNginx(ctx, cfg, p, logf)
 		if err != nil {
 			return err
 		}
 		report, ok = r, r.Servers[0].Failures.None() && r.Servers[1].Failures.None()
-	} else {
+	case cfg.killEvery > 0:
+		r, err := runCrash(ctx, cfg, p, logf)
+		if err != nil {
+			return err
+		}
+		report, ok = r, r.ok()
+	default:
 		r, err := runFleet(ctx, cfg, p, logf)
 		if err != nil {
 			return err

@@ -205,16 +205,21 @@ func (p *portal) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p.undo = append(p.undo, func() { p.serve.stop(syscall.SIGTERM, serveStopBound) })
+	return p.startOn(ctx, fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// startOn runs eportal serve listening on addr, appending to its log.
+func (p *portal) startOn(ctx context.Context, addr string) error {
 	args := []string{"serve", "--data", p.data, "--listen", addr}
 	if p.dsn != "" {
 		args = append(args, "--db", p.dsn)
 	}
+	var err error
 	p.serve, err = startProc("eportal serve", onCPUs(exec.Command(p.bin, args...), p.cpus), filepath.Join(p.dir, "eportal.log"))
 	if err != nil {
 		return err
 	}
-	p.undo = append(p.undo, func() { p.serve.stop(syscall.SIGTERM, serveStopBound) })
 	p.url = "http://" + addr
 	return p.serve.waitHTTP(ctx, p.url+"/healthz", serveStartBound)
 }

@@ -25,7 +25,7 @@ type proc struct {
 
 // startProc starts cmd with its output going to the file logPath.
 func startProc(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
-	f, err := os.Create(logPath)
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}

@@ -28,10 +28,12 @@ var commands = map[string]command{
 	"analyze":   {"list the functions a kernel fix changes", runAnalyze},
 	"buildroot": {"list, make or remove the Debian build roots of other compilers", runBuildroot},
 	"keygen":    {"make a publisher signing key pair", runKeygen},
+	"matrix":    {"build, pack and publish one livepatch for many kernels", runMatrix},
 	"module":    {"build a livepatch module against a kernel's headers", runModule},
 	"pack":      {"pack and sign a module as a patch bundle", runPack},
 	"verify":    {"check a bundle's signature and contents", runVerify},
 	"publish":   {"upload a bundle and its signature to a portal", runPublish},
+	"test":      {"boot a level's own kernel in QEMU, apply the level and run its check", runTest},
 }
 
 // errUsage marks an error in the command line.
@@ -61,6 +63,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "kcare-build %s: %s\n", args[0], msg)
 		}
 		return ExitUsage
+	case errors.Is(err, errTestFailed):
+		fmt.Fprintf(stderr, "kcare-build %s: %v\n", args[0], err)
+		return ExitTestFailed
 	case errors.Is(err, errRefused):
 		fmt.Fprintf(stderr, "kcare-build %s: %v\n", args[0], err)
 		return ExitRefused
@@ -90,7 +95,7 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		}
 		return errUsage
 	}
-	if fs.NArg() > 0 && fs.Name() != "verify" && fs.Name() != "publish" && fs.Name() != "analyze" && fs.Name() != "buildroot" {
+	if fs.NArg() > 0 && fs.Name() != "verify" && fs.Name() != "publish" && fs.Name() != "analyze" && fs.Name() != "buildroot" && fs.Name() != "test" {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil

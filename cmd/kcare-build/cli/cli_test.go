@@ -292,7 +292,7 @@ func tail(s string) string {
 func TestFindModule(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"kernel/fs/binfmt_misc.ko", "kernel/fs/nls/nls-utf8.ko", "kernel/fs/zstd_mod.ko.zst",
-		"kernel/a/dup.ko", "kernel/b/dup.ko"} {
+		"kernel/fs/xz_mod.ko.xz", "kernel/fs/gz_mod.ko.gz", "kernel/a/dup.ko", "kernel/b/dup.ko"} {
 		p := filepath.Join(dir, f)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, nil, 0o644)
@@ -302,7 +302,9 @@ func TestFindModule(t *testing.T) {
 	}{
 		{"binfmt_misc", "kernel/fs/binfmt_misc.ko", ""},
 		{"nls_utf8", "kernel/fs/nls/nls-utf8.ko", ""},
-		{"zstd_mod", "", "compressed module; decompress it and give --object zstd_mod=FILE.ko"},
+		{"zstd_mod", "kernel/fs/zstd_mod.ko.zst", ""},
+		{"xz_mod", "kernel/fs/xz_mod.ko.xz", ""},
+		{"gz_mod", "", "compressed module; decompress it and give --object gz_mod=FILE.ko"},
 		{"dup", "", "2 files under"},
 		{"ext4", "", "no ext4.ko under"},
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -85,5 +86,27 @@ func TestModuleCumulative(t *testing.T) {
 	}
 	if _, err := os.Stat(p("kcare_cve_l2.ko")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the refused level was written: %v", err)
+	}
+}
+
+// TestReadModuleFile: a module object may come compressed, as trixie
+// ships its modules (.ko.xz), or as .ko.zst.
+func TestReadModuleFile(t *testing.T) {
+	dir := t.TempDir()
+	want := []byte("\x7fELF not really a module, but bytes to round-trip")
+	plain := filepath.Join(dir, "m.ko")
+	os.WriteFile(plain, want, 0o644)
+	for _, c := range []struct{ ext, cmd string }{{".xz", "xz"}, {".zst", "zstd"}} {
+		if out, err := exec.Command(c.cmd, "-k", "-q", plain).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v %s", c.cmd, err, out)
+		}
+		got, err := readModuleFile(plain + c.ext)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("readModuleFile(m.ko%s) = %q, %v", c.ext, got, err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "m.ko.gz"), want, 0o644)
+	if _, err := readModuleFile(filepath.Join(dir, "m.ko.gz")); !errors.Is(err, errCompressedModule) {
+		t.Errorf("readModuleFile(m.ko.gz): %v; want errCompressedModule", err)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -8,9 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/kcare/kcare/internal/debian"
 	"github.com/kcare/kcare/internal/kbuild"
@@ -223,7 +227,7 @@ func klpOptions(h kbuild.Headers, symvers, kallsyms, systemMap, modulesDir strin
 		}
 		switch {
 		case file != "":
-			data, err := os.ReadFile(file)
+			data, err := readModuleFile(file)
 			if err != nil {
 				return opts, fmt.Errorf("module object %s: %w", name, err)
 			}
@@ -238,8 +242,52 @@ func klpOptions(h kbuild.Headers, symvers, kallsyms, systemMap, modulesDir strin
 	return opts, nil
 }
 
-// errCompressedModule: the module is compressed; kcare-build reads .ko only.
+// errCompressedModule: the module is compressed in a way kcare-build
+// does not read (it reads .ko, .ko.xz and .ko.zst).
 var errCompressedModule = errors.New("compressed module")
+
+// maxModuleObject bounds a module object's decompressed size.
+const maxModuleObject = 64 << 20
+
+// readModuleFile reads a module's .ko, decompressing .ko.xz (trixie's
+// modules) and .ko.zst.
+func readModuleFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.HasSuffix(path, ".ko"):
+		return data, nil
+	case strings.HasSuffix(path, ".ko.xz"):
+		cmd := exec.Command("xz", "--decompress", "--stdout")
+		cmd.Stdin = bytes.NewReader(data)
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("xz -d %s: %w: %s (install xz-utils)", path, err, strings.TrimSpace(stderr.String()))
+		}
+		if out.Len() > maxModuleObject {
+			return nil, fmt.Errorf("%s: more than %d bytes decompressed", path, maxModuleObject)
+		}
+		return out.Bytes(), nil
+	case strings.HasSuffix(path, ".ko.zst"):
+		d, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderMaxMemory(maxModuleObject))
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		out, err := io.ReadAll(io.LimitReader(d, maxModuleObject+1))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if len(out) > maxModuleObject {
+			return nil, fmt.Errorf("%s: more than %d bytes decompressed", path, maxModuleObject)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s: %w", path, errCompressedModule)
+}
 
 // findModule returns the path of module name's .ko under dir.
 func findModule(dir, name string) (string, error) {
@@ -262,7 +310,7 @@ func findModule(dir, name string) (string, error) {
 		return "", fmt.Errorf("module object %s: no %s.ko under %s", name, name, dir)
 	case len(found) > 1:
 		return "", fmt.Errorf("module object %s: %d files under %s: %s; give one with --object %s=FILE.ko", name, len(found), dir, strings.Join(found, ", "), name)
-	case !strings.HasSuffix(found[0], ".ko"):
+	case !strings.HasSuffix(found[0], ".ko") && !strings.HasSuffix(found[0], ".ko.xz") && !strings.HasSuffix(found[0], ".ko.zst"):
 		return "", fmt.Errorf("module object %s: %s: %w; decompress it and give --object %s=FILE.ko", name, found[0], errCompressedModule, name)
 	}
 	return found[0], nil

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kimage"
@@ -33,6 +34,7 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	released := fs.String("released", "", "release `TIME`, RFC 3339 (default: now)")
 	key := fs.String("sign-key", "", "the publisher's private key `FILE`")
 	out := fs.String("out", "", "write the bundle to `FILE`.kcp and its signature to FILE.kcp.sig")
+	check := fs.String("check", "", "a program `FILE` (a CVE reproducer, a script) that kcare-build test runs in the level's own kernel after applying it, and that must exit 0; the agent never runs it")
 	var against listFlag
 	fs.Var(&against, "check-against", "refuse a module that does not replace every function the analysis `FILE` (kcare-build analyze --out) lists (repeatable: one per fix of a cumulative level)")
 	if err := parse(fs, args, stderr); err != nil {
@@ -116,8 +118,16 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cid = strings.TrimSpace(cid)
 		m.CVEs = append(m.CVEs, bundle.CVE{ID: cid, Description: strings.TrimSpace(text), URL: "https://www.cve.org/CVERecord?id=" + cid})
 	}
+	var checkData []byte
+	checkName := ""
+	if *check != "" {
+		if checkData, err = agent.ReadFile(*check, bundle.MaxCheckSize); err != nil {
+			return fmt.Errorf("--check: %w", err)
+		}
+		checkName = "check"
+	}
 	var buf bytes.Buffer
-	if err := bundle.Write(&buf, m, ko); err != nil {
+	if err := bundle.WriteCheck(&buf, m, ko, checkName, checkData); err != nil {
 		return err
 	}
 	sig, err := signer.Sign(bytes.NewReader(buf.Bytes()))

@@ -48,15 +48,21 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: give one bundle file", errUsage)
 	}
-	path := fs.Arg(0)
-	if *sigPath == "" {
-		*sigPath = path + ".sig"
+	return publishFile(ctx, *portal, token, fs.Arg(0), *sigPath, map[string]string{"released": *released, "channel": *channel, "patchset": *patchset}, stdout)
+}
+
+// publishFile uploads the bundle at path and its signature (sigPath, or
+// path + .sig) to the portal with an admin's token; fields are the
+// optional form fields (released, channel, patchset).
+func publishFile(ctx context.Context, portal, token, path, sigPath string, fields map[string]string, stdout io.Writer) error {
+	if sigPath == "" {
+		sigPath = path + ".sig"
 	}
 	data, err := agent.ReadFile(path, bundle.MaxBundleSize)
 	if err != nil {
 		return err
 	}
-	sig, err := agent.ReadFile(*sigPath, bundle.MaxSignatureSize)
+	sig, err := agent.ReadFile(sigPath, bundle.MaxSignatureSize)
 	if err != nil {
 		return err
 	}
@@ -72,13 +78,13 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		w.Write(f.data)
 	}
-	for k, v := range map[string]string{"released": *released, "channel": *channel, "patchset": *patchset} {
+	for k, v := range fields {
 		if v != "" {
 			mw.WriteField(k, v)
 		}
 	}
 	mw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*portal, "/")+"/api/v1/publish", &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(portal, "/")+"/api/v1/publish", &body)
 	if err != nil {
 		return err
 	}
@@ -97,6 +103,10 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		json.Unmarshal(out, &e)
 		if e.Error == "" {
 			e.Error = strings.TrimSpace(string(out))
+		}
+		if resp.StatusCode >= 500 {
+			// The portal's trouble (a full disk, its database down), not the bundle's.
+			return fmt.Errorf("portal could not publish %s: %s: %s", path, resp.Status, e.Error)
 		}
 		return fmt.Errorf("%w: portal refused %s: %s: %s", errRefused, path, resp.Status, e.Error)
 	}

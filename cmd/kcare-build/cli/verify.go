@@ -65,6 +65,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: module %s: %w", errRefused, m.Module.File, err)
 	}
 	writeRelocations(stdout, rels)
+	if m.Check != nil {
+		fmt.Fprintf(stdout, "check: %s (%d bytes), run only by kcare-build test\n", m.Check.File, m.Check.Size)
+	}
 	return nil
 }
 

@@ -2,11 +2,16 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/fakekernel"
+	"github.com/kcare/kcare/internal/kernel"
 )
 
 func TestRun(t *testing.T) {
@@ -53,8 +58,20 @@ func TestRun(t *testing.T) {
 
 	// With a level applied (recorded and enabled in the kernel), -r shows
 	// the effective release.
-	state := `{"manifest":{"format":1,"name":"x","level":2,"kernel":{"build_id":"` + fakekernel.BuildID + `","release":"` + fakekernel.Release + `"},"module":{"name":"kcare_test_l2"},` +
-		`"effective_release":"6.1.0-56.kcare2-amd64","effective_version":"6.1.195-1","released":"2026-11-20T10:00:00Z"}}`
+	m := bundle.Manifest{
+		Format: bundle.FormatVersion, Name: fakekernel.Release + "-2", Level: 2,
+		Kernel: bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release,
+			Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
+		Module: bundle.Module{File: "kcare_test_l2.ko", Name: "kcare_test_l2", Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions ",
+			Size: 4096, SHA256: strings.Repeat("ab", 32)},
+		EffectiveRelease: "6.1.0-56.kcare2-amd64", EffectiveVersion: "6.1.195-1",
+		Released: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC),
+	}
+	if err := m.Validate(); err != nil {
+		t.Fatalf("the test's manifest: %v", err)
+	}
+	stateJSON, _ := json.Marshal(map[string]any{"manifest": m})
+	state := string(stateJSON)
 	os.MkdirAll(filepath.Join(dir, "var/lib/kcare"), 0o755)
 	os.WriteFile(filepath.Join(dir, "var/lib/kcare/state.json"), []byte(state), 0o644)
 	var out bytes.Buffer

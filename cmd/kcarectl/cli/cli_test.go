@@ -77,7 +77,7 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) pack(t *testing.T, level int) {
-	name := []string{"", "kcare_test_l1", "kcare_test_l2"}[level]
+	name := fmt.Sprintf("kcare_test_l%d", level)
 	m := bundle.Manifest{
 		Name:  fakekernel.Release + "-" + string(rune('0'+level)),
 		Level: level,

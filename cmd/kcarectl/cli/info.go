@@ -1,15 +1,19 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"time"
 
 	"github.com/kcare/kcare/internal/agent"
 )
 
-func runInfo(a *agent.Agent, asJSON bool, stdout io.Writer) error {
+func runInfo(ctx context.Context, a *agent.Agent, asJSON bool, stdout io.Writer) error {
+	recoverQuietly(ctx, a)
 	info, err := a.Info()
 	if err != nil {
 		return err
@@ -95,4 +99,15 @@ func runPatchInfo(a *agent.Agent, stdout io.Writer) error {
 			info.Kernel.Release, info.Patch, info.Description, info.Kernel.Release, info.Level)
 	}
 	return nil
+}
+
+// recoverQuietly brings the kernel and the record into agreement before a
+// report, after a kcarectl that stopped part-way (agent.Recover), when
+// this kcarectl may: it does nothing while another kcarectl holds the
+// lock, nor for a user who cannot take it. What it did goes to stderr.
+func recoverQuietly(ctx context.Context, a *agent.Agent) {
+	err := a.Recover(ctx)
+	if err != nil && a.Log != nil && !errors.Is(err, agent.ErrLocked) && !errors.Is(err, fs.ErrPermission) {
+		a.Log.Write([]byte("warning: " + err.Error() + "\n"))
+	}
 }

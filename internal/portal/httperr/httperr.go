@@ -56,6 +56,10 @@ func TooMany(wait time.Duration, reason string) *Error {
 		Header: http.Header{"Retry-After": {strconv.Itoa(secs)}}}
 }
 
+// UnavailableRetry is the Retry-After of an answer given while the
+// store cannot be reached: a request a few seconds later may succeed.
+const UnavailableRetry = 5 * time.Second
+
 // BodyTooLarge answers a body over its route's limit.
 var BodyTooLarge = &Error{Code: http.StatusRequestEntityTooLarge, Msg: "request body too large"}
 
@@ -72,6 +76,14 @@ func From(err error) *Error {
 	switch {
 	case errors.As(err, &mbe):
 		return Wrap(BodyTooLarge.Code, BodyTooLarge.Msg, err)
+	case store.Full(err):
+		// Before the generic cases: a full disk wrapped in anything is
+		// the operator's to fix, and the client must be told.
+		code, msg = http.StatusInsufficientStorage, store.ErrFull.Error()+"; nothing was stored"
+	case store.Unavailable(err):
+		e := Wrap(http.StatusServiceUnavailable, store.ErrUnavailable.Error()+"; try again later", err)
+		e.Header = http.Header{"Retry-After": {strconv.Itoa(int(UnavailableRetry / time.Second))}}
+		return e
 	case errors.Is(err, store.ErrExists):
 		code, msg = http.StatusConflict, "already exists"
 	case errors.Is(err, store.ErrInUse):
@@ -79,7 +91,8 @@ func From(err error) *Error {
 	case errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, store.ErrInvalidInput), errors.Is(err, apitype.ErrBadField),
-		errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky), errors.Is(err, core.ErrSelf):
+		errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky), errors.Is(err, core.ErrSelf),
+		errors.Is(err, resolve.ErrBadDelay), errors.Is(err, resolve.ErrBadPatchset):
 		code = http.StatusBadRequest
 	case errors.Is(err, core.ErrNoPublisherKeys):
 		code, msg = http.StatusConflict, core.ErrNoPublisherKeys.Error()+"; add one: eportal publisher add FILE.pub"

@@ -212,7 +212,10 @@ CREATE TABLE publisher_keys (
 	added {{time}} NOT NULL
 );
 `},
-	// 6: each key's server count, kept by triggers, so that the keys
+	// 6: when each server last changed its level (ePortal's "updated"
+	// and updated_age); NULL until it reports a level.
+	{sql: `ALTER TABLE servers ADD COLUMN updated {{time}};`},
+	// 7: each key's server count, kept by triggers, so that the keys
 	// pages and a registration under a server limit read it rather than
 	// count a million servers; on SQLite, a trigram index of the
 	// servers' hostnames, addresses and tags for substring search
@@ -244,7 +247,7 @@ CREATE TRIGGER servers_count_insert AFTER INSERT ON servers REFERENCING NEW TABL
 CREATE TRIGGER servers_count_delete AFTER DELETE ON servers REFERENCING OLD TABLE AS old_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION kcare_count_servers();
 `},
-	// 7: what replicas of a portal on one database share beside it: the
+	// 8: what replicas of a portal on one database share beside it: the
 	// bundles, in chunks (the data directory is each replica's cache of
 	// them); the secrets they must agree on (the index signing key, the
 	// metrics salt); the web UI's failed sign-ins, counted together.

@@ -18,13 +18,13 @@ import (
 
 const serverCols = `s.id, s.secret_hash, s.key, s.ip_feed, s.hostname, s.ip, s.kernel_release, s.build_id,
 	s.kernel_id, s.level, s.effective_release, s.last_result, s.agent_version, s.tags,
-	s.registered, s.last_checkin`
+	s.registered, s.last_checkin, s.updated`
 
 func scanServer(r scanner) (Server, error) {
 	var v Server
 	err := r.Scan(&v.ID, &v.SecretHash, nullString{&v.Key}, nullString{&v.LicenseFeed}, &v.Hostname, &v.IP, &v.Release, &v.BuildID,
 		&v.KernelID, &v.Level, &v.EffectiveRelease, &v.LastResult, &v.AgentVersion, &v.Tags,
-		timeCol{&v.Registered}, timeCol{&v.LastCheckin})
+		timeCol{&v.Registered}, timeCol{&v.LastCheckin}, timeCol{&v.Updated})
 	return v, err
 }
 
@@ -123,10 +123,16 @@ ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash, ip_feed = exc
 	hostname = excluded.hostname, ip = excluded.ip, kernel_release = excluded.kernel_release,
 	build_id = excluded.build_id, kernel_id = excluded.kernel_id, level = excluded.level,
 	effective_release = excluded.effective_release, last_result = excluded.last_result,
-	agent_version = excluded.agent_version, tags = excluded.tags, last_checkin = excluded.last_checkin
+	agent_version = excluded.agent_version, tags = excluded.tags, last_checkin = excluded.last_checkin,
+	updated = CASE WHEN excluded.level > 0 AND (servers.level <> excluded.level OR servers.build_id <> excluded.build_id)
+		THEN excluded.last_checkin ELSE servers.updated END
 WHERE servers.key IS NULL`, s.serverArgs(v, feed)...)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("registered under a key: %w", ErrExists)
+	}
+	if err == nil && v.Level > 0 {
+		// A server recorded at once with a level changed to it then.
+		_, err = s.exec(ctx, `UPDATE servers SET updated = $2 WHERE id = $1 AND updated IS NULL`, v.ID, s.d.t(v.LastCheckin))
 	}
 	if err != nil {
 		return fmt.Errorf("record IP-licensed server %s: %w", v.ID, err)
@@ -170,7 +176,7 @@ const allowedJoin = ` LEFT JOIN avk ON avk.key = s.key AND avk.build_id = s.buil
 const allowedLevel = `COALESCE(avk.level, avf.level, -1)`
 
 func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error) {
-	if (f.CheckinAge > 0 || f.ActiveWithin > 0 || f.IsUpdated != nil) && f.Now.IsZero() {
+	if f.needsNow() && f.Now.IsZero() {
 		return nil, fmt.Errorf("servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
 	}
 	p, err := s.planFor(ctx, f)
@@ -323,6 +329,24 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time, p plan) (string, 
 	if f.IP != "" {
 		where = append(where, `s.ip = `+arg(f.IP))
 	}
+	if f.HostnameLike != "" {
+		where = append(where, `LOWER(s.hostname) LIKE `+arg(likePattern(strings.ToLower(f.HostnameLike)))+` ESCAPE '\'`)
+	}
+	if f.IPLike != "" {
+		where = append(where, `s.ip LIKE `+arg(likePattern(f.IPLike))+` ESCAPE '\'`)
+	}
+	if f.UpdatedAge > 0 {
+		where = append(where, `s.updated < `+arg(s.d.t(now.Add(-f.UpdatedAge))))
+	}
+	if f.UpdatedWithin > 0 {
+		where = append(where, `s.updated >= `+arg(s.d.t(now.Add(-f.UpdatedWithin))))
+	}
+	if f.RegisteredAge > 0 {
+		where = append(where, `s.registered < `+arg(s.d.t(now.Add(-f.RegisteredAge))))
+	}
+	if f.RegisteredWithin > 0 {
+		where = append(where, `s.registered >= `+arg(s.d.t(now.Add(-f.RegisteredWithin))))
+	}
 	if f.Key != "" {
 		where = append(where, `s.key = `+arg(f.Key))
 	}
@@ -449,6 +473,29 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time, p plan) (string, 
 	return q.String(), args
 }
 
+// needsNow reports whether f counts back from its Now.
+func (f ServerFilter) needsNow() bool {
+	return f.CheckinAge > 0 || f.ActiveWithin > 0 || f.IsUpdated != nil || f.RegisteredAge > 0 || f.RegisteredWithin > 0 ||
+		f.UpdatedAge > 0 || f.UpdatedWithin > 0
+}
+
+func (s *sqlStore) CountFiltered(ctx context.Context, f ServerFilter) (int, error) {
+	if f.needsNow() && f.Now.IsZero() {
+		return 0, fmt.Errorf("count servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
+	}
+	f.Limit, f.Offset, f.After, f.Before = 0, 0, nil, nil
+	p, err := s.planFor(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	q, args := s.serversQuery(f, f.Now, p)
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM (`+q+`) c`, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count servers: %w", err)
+	}
+	return n, nil
+}
+
 func (s *sqlStore) CountServers(ctx context.Context) (int, error) {
 	var n int
 	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers`).Scan(&n); err != nil {
@@ -479,17 +526,42 @@ func (s *sqlStore) DeleteServer(ctx context.Context, id string) error {
 	return nil
 }
 
+// cleanBatch bounds how many servers one transaction of CleanServers
+// deletes, and cleanPause is the pause between two: SQLite has one
+// writer, and a million servers deleted in one transaction held every
+// agent's check-in for as long (12 s measured, beyond the busy timeout
+// for more), where batches let them in between.
+const (
+	cleanBatch = 2000
+	cleanPause = 10 * time.Millisecond
+)
+
 func (s *sqlStore) CleanServers(ctx context.Context, before time.Time) (int, error) {
 	b := s.d.t(before)
-	n, err := s.exec(ctx, `DELETE FROM servers
-WHERE last_checkin < $1 OR (last_checkin IS NULL AND registered < $1)`, b)
-	if err != nil {
-		return 0, fmt.Errorf("clean servers not seen since %s: %w", before.UTC().Format(time.RFC3339), err)
+	var total int64
+	// Each condition on its own, so that each batch finds its rows
+	// through an index.
+	for _, cond := range []string{`last_checkin < $1`, `last_checkin IS NULL AND registered < $1`} {
+		for {
+			n, err := s.exec(ctx, `DELETE FROM servers WHERE id IN (SELECT id FROM servers WHERE `+cond+` LIMIT `+strconv.Itoa(cleanBatch)+`)`, b)
+			total += n
+			if err != nil {
+				return int(total), fmt.Errorf("clean servers not seen since %s: %w", before.UTC().Format(time.RFC3339), err)
+			}
+			if n < cleanBatch {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return int(total), ctx.Err()
+			case <-time.After(cleanPause):
+			}
+		}
 	}
 	if _, err := s.PruneCheckins(ctx, before); err != nil {
-		return int(n), err
+		return int(total), err
 	}
-	return int(n), nil
+	return int(total), nil
 }
 
 // Check-in history.

@@ -136,6 +136,9 @@ type Server struct {
 	Tags             string // "k:v;k2:v2" as kcarectl --tag sets them
 	Registered       time.Time
 	LastCheckin      time.Time // zero before the first check-in
+	// Updated is when it last loaded patches: reported a level (above 0)
+	// other than before, or on another kernel; zero until then.
+	Updated time.Time
 }
 
 // Report is what an agent reports after every run, as the store keeps it
@@ -152,11 +155,22 @@ type Report struct {
 // ServerFilter selects servers for Servers; zero fields match all. The
 // result is ordered by registration time, then ID.
 type ServerFilter struct {
-	Hostname   string // substring, case-insensitive
-	IP         string
-	Key        string
-	Feed       string        // the key's feed, or the IP license's
-	CheckinAge time.Duration // last check-in older than this (or never)
+	Hostname string // substring, case-insensitive
+	IP       string
+	// HostnameLike and IPLike are ePortal's hostname and ip filters: the
+	// whole value, case-insensitive, where % stands for any string (and
+	// _ is itself).
+	HostnameLike, IPLike string
+	// RegisteredAge selects servers registered before Now less this;
+	// RegisteredWithin those registered at or after Now less this.
+	RegisteredAge, RegisteredWithin time.Duration
+	// UpdatedAge selects servers that last changed level before Now less
+	// this; UpdatedWithin those that did at or after it. A server that
+	// never reported a level is in neither.
+	UpdatedAge, UpdatedWithin time.Duration
+	Key                       string
+	Feed                      string        // the key's feed, or the IP license's
+	CheckinAge                time.Duration // last check-in older than this (or never)
 	// Now is the instant CheckinAge and ActiveWithin count back from: the
 	// caller's clock, so that a face and its tests agree on "now". A filter
 	// with either age and no Now is refused (ErrInvalidInput).
@@ -487,6 +501,9 @@ type ServerStore interface {
 	AgentServer(ctx context.Context, id string) (*Server, *Key, int64, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
+	// CountFiltered counts the servers f selects, ignoring its Limit,
+	// Offset and cursors.
+	CountFiltered(ctx context.Context, f ServerFilter) (int, error)
 	// CheckIn records an agent's report: every field of c, Tags only
 	// when not nil, and the check-in time (c.At, or now when zero). An
 	// unknown id is ErrNotFound.

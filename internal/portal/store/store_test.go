@@ -65,6 +65,7 @@ var suite = []struct {
 	{"servers-filter", testServersFilter},
 	{"servers-filter-sticky-delay", testServersFilterStickyDelay},
 	{"clean-servers", testCleanServers},
+	{"clean-servers-batches", testCleanServersBatches},
 	{"users-tokens", testUsersTokens},
 	{"audit", testAudit},
 	{"version", testVersion},
@@ -72,6 +73,7 @@ var suite = []struct {
 	{"check-in-history", testCheckinHistory},
 	{"check-in-history-changes", testCheckinHistoryChanges},
 	{"check-in-concurrent", testCheckInConcurrent},
+	{"agent-server", testAgentServer},
 	{"shared", testShared},
 	{"servers-keyset", testServersKeyset},
 	{"servers-state", testServersState},
@@ -687,7 +689,7 @@ func testCheckIn(t *testing.T, b backend) {
 	check(t, "Server", err)
 	want := Server{ID: "srv-1", Key: "kc-1", Hostname: c.Hostname, IP: c.IP, Release: c.Release,
 		BuildID: c.BuildID, KernelID: c.KernelID, Level: 2, EffectiveRelease: c.EffectiveRelease,
-		LastResult: "ok", AgentVersion: "1.0.1", Tags: "env:prod", Registered: t0, LastCheckin: c.At}
+		LastResult: "ok", AgentVersion: "1.0.1", Tags: "env:prod", Registered: t0, LastCheckin: c.At, Updated: c.At}
 	if diff := cmp.Diff(&want, got); diff != "" {
 		t.Errorf("Server after CheckIn (-want +got):\n%s", diff)
 	}
@@ -783,6 +785,15 @@ func testServersFilter(t *testing.T, b backend) {
 		{"unsupported", ServerFilter{Unsupported: &yes}, []string{"e-ubu"}},
 		{"supported", ServerFilter{Unsupported: &no}, []string{"f-pct", "d-db2", "c-db1", "b-web2", "a-web1"}},
 		{"unsupported-in-test", ServerFilter{Unsupported: &yes, Feed: "test"}, []string{}},
+		// ePortal's filters: the whole value, % for any string.
+		{"hostname-like-whole", ServerFilter{HostnameLike: "web-0"}, []string{}},
+		{"hostname-like-exact-any-case", ServerFilter{HostnameLike: "web-02.example.NET"}, []string{"b-web2"}},
+		{"hostname-like-percent", ServerFilter{HostnameLike: "web-%"}, []string{"b-web2", "a-web1"}},
+		{"hostname-like-underscore-literal", ServerFilter{HostnameLike: "build_01%"}, []string{"e-ubu"}},
+		{"ip-like-percent", ServerFilter{IPLike: "192.0.2.%"}, []string{"f-pct", "d-db2", "c-db1", "b-web2", "a-web1"}},
+		{"registered-older", ServerFilter{RegisteredAge: 57 * time.Minute}, []string{"f-pct", "e-ubu"}},
+		{"registered-within", ServerFilter{RegisteredWithin: 57 * time.Minute}, []string{"d-db2", "c-db1", "b-web2", "a-web1"}},
+		{"active-within-1h", ServerFilter{ActiveWithin: time.Hour}, []string{"f-pct", "d-db2", "a-web1"}},
 	}
 	// Each filter three times: as the store reads few servers (through
 	// the trigram index, the feed's keys, the unsupported kernels), as it
@@ -798,8 +809,14 @@ func testServersFilter(t *testing.T, b backend) {
 		for _, tt := range tests {
 			t.Run(tt.name+"/"+mode.name, func(t *testing.T) {
 				tt.f.Now = now
-				if mode.name == "window" && tt.f.Limit == 0 && tt.f.Offset == 0 {
-					tt.f.Limit = 50 // a page, as the web UI asks
+				if tt.f.Limit == 0 && tt.f.Offset == 0 {
+					n, err := s.CountFiltered(ctx, tt.f)
+					if err != nil || n != len(tt.want) {
+						t.Errorf("CountFiltered = %d, %v; want %d", n, err, len(tt.want))
+					}
+					if mode.name == "window" {
+						tt.f.Limit = 50 // a page, as the web UI asks
+					}
 				}
 				got, err := s.Servers(ctx, tt.f)
 				check(t, "Servers", err)
@@ -807,6 +824,42 @@ func testServersFilter(t *testing.T, b backend) {
 					t.Errorf("Servers(%+v) (-want +got):\n%s", tt.f, diff)
 				}
 			})
+		}
+	}
+	if n, err := s.CountFiltered(ctx, ServerFilter{Limit: 2, Offset: 1, Feed: "main"}); err != nil || n != 4 {
+		t.Errorf("CountFiltered with a limit = %d, %v; want 4 (the limit ignored)", n, err)
+	}
+	// A check-in at the same level keeps the time of the last change; a
+	// new level moves it.
+	updated := func(id string) time.Time {
+		t.Helper()
+		v, err := s.Server(ctx, id)
+		check(t, "Server", err)
+		return v.Updated
+	}
+	check(t, "CheckIn", s.CheckIn(ctx, "a-web1", Report{Hostname: "web-01.example.net", IP: "192.0.2.1", BuildID: buildDebian, Level: 2, At: now.Add(time.Hour)}))
+	if got := updated("a-web1"); !got.IsZero() {
+		t.Errorf("updated after check-ins at the level it registered with = %v, want none", got)
+	}
+	check(t, "CheckIn", s.CheckIn(ctx, "a-web1", Report{Hostname: "web-01.example.net", IP: "192.0.2.1", BuildID: buildDebian, Level: 3, At: now.Add(2 * time.Hour)}))
+	if got := updated("a-web1"); !got.Equal(now.Add(2 * time.Hour)) {
+		t.Errorf("updated after a new level = %v, want %v", got, now.Add(2*time.Hour))
+	}
+	if got := updated("e-ubu"); !got.IsZero() {
+		t.Errorf("updated of a server at level 0 = %v, want none", got)
+	}
+	for _, tt := range []struct {
+		f    ServerFilter
+		want []string
+	}{
+		{ServerFilter{UpdatedWithin: time.Hour, Now: now.Add(2 * time.Hour)}, []string{"a-web1"}},
+		{ServerFilter{UpdatedAge: time.Hour, Now: now.Add(2 * time.Hour)}, []string{}},
+		{ServerFilter{UpdatedAge: time.Hour, Now: now.Add(4 * time.Hour)}, []string{"a-web1"}},
+	} {
+		got, err := s.Servers(ctx, tt.f)
+		check(t, "Servers", err)
+		if diff := cmp.Diff(tt.want, serverIDs(got)); diff != "" {
+			t.Errorf("Servers(updated %v/%v at %v) (-want +got):\n%s", tt.f.UpdatedAge, tt.f.UpdatedWithin, tt.f.Now, diff)
 		}
 	}
 
@@ -900,6 +953,43 @@ func testCleanServers(t *testing.T, b backend) {
 	check(t, "Servers", err)
 	if diff := cmp.Diff([]string{"fresh", "never-new"}, serverIDs(got)); diff != "" {
 		t.Errorf("servers left (-want +got):\n%s", diff)
+	}
+}
+
+// testCleanServersBatches: a clean of more servers than one batch
+// deletes every one that is due, across batches, and no other.
+func testCleanServersBatches(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
+	n := 2*cleanBatch + 500
+	check(t, "SeedServers", SeedServers(ctx, s, "kc-1", n))
+	all, err := s.Servers(ctx, ServerFilter{})
+	check(t, "Servers", err)
+	before := now().Add(-24 * time.Hour)
+	due := map[string]bool{}
+	for _, v := range all {
+		if v.LastCheckin.IsZero() && v.Registered.Before(before) || !v.LastCheckin.IsZero() && v.LastCheckin.Before(before) {
+			due[v.ID] = true
+		}
+	}
+	if len(due) <= cleanBatch {
+		t.Fatalf("only %d of %d seeded servers are due; the test wants more than one batch (%d)", len(due), n, cleanBatch)
+	}
+	removed, err := s.CleanServers(ctx, before)
+	check(t, "CleanServers", err)
+	if removed != len(due) {
+		t.Errorf("CleanServers removed %d, want %d", removed, len(due))
+	}
+	left, err := s.Servers(ctx, ServerFilter{})
+	check(t, "Servers", err)
+	for _, v := range left {
+		if due[v.ID] {
+			t.Fatalf("server %s is due and was left", v.ID)
+		}
+	}
+	if len(left) != n-len(due) {
+		t.Errorf("%d servers left, want %d", len(left), n-len(due))
 	}
 }
 

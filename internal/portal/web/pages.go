@@ -502,7 +502,7 @@ func (u *UI) upload(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	o := core.PublishOptions{Channel: apitype.Channel(c.upload["channel"]), Patchset: strings.TrimSpace(string(c.upload["patchset"]))}
 	l, err := u.core.Publish(r.Context(), c.actor(r), data, sig, o)
 	switch {
-	case errors.Is(err, core.ErrNoPublisherKeys):
+	case errors.Is(err, core.ErrNoPublisherKeys), store.Full(err), store.Unavailable(err):
 		return err
 	case errors.Is(err, store.ErrExists):
 		return httperr.Wrap(http.StatusConflict, "this level is already published", err)

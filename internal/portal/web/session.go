@@ -171,41 +171,9 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil || !tokenMatches(r.PostFormValue("csrf"), ck.Value) {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the sign-in page")
 	}
-	name, password, ip := r.PostFormValue("user"), r.PostFormValue("password"), httperr.RemoteIP(r)
-	src := throttleSource(ip)
-	// The throttle's slot first, then memory for the hash: a guess that
-	// would be refused costs no hash.
-	wait, busy, err := u.throttle.begin(r.Context(), name, src)
+	ip := httperr.RemoteIP(r)
+	user, err := u.CheckPassword(r.Context(), r.PostFormValue("user"), r.PostFormValue("password"), ip)
 	if err != nil {
-		return err
-	}
-	if wait > 0 {
-		if busy {
-			return tooMany(wait, "another sign-in from your address is being checked")
-		}
-		return tooMany(wait, "too many failed sign-ins")
-	}
-	defer u.throttle.end(src)
-	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
-	if err != nil {
-		return tooMany(time.Second, "the portal is busy checking other sign-ins")
-	}
-	user, err := u.core.User(r.Context(), name)
-	if err == nil {
-		err = u.cfg.CheckPassword(user.PasswordHash, password)
-	} else if errors.Is(err, store.ErrNotFound) {
-		// Spend the same time as a wrong password.
-		u.cfg.CheckPassword(auth.DummyHash, password)
-	}
-	release()
-	if err != nil {
-		if err := u.throttle.fail(r.Context(), name, src); err != nil {
-			return err
-		}
-		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
-		return errorf(http.StatusUnauthorized, "wrong user name or password")
-	}
-	if err := u.throttle.reset(r.Context(), name, src); err != nil {
 		return err
 	}
 	id := randomHex(32)
@@ -248,6 +216,51 @@ func safeNext(next, fallback string) string {
 }
 
 // tooMany is a 429 whose Retry-After says wait, in whole seconds.
+// CheckPassword returns the operator name signs in as with password,
+// from ip, under the sign-in's throttle and hash memory budget: the one
+// check of a password, for the sign-in page and the REST API's HTTP
+// basic auth alike. A refusal is an *httperr.Error: 401 for a wrong name
+// or password, 429 for a throttled source or a busy portal.
+func (u *UI) CheckPassword(ctx context.Context, name, password, ip string) (*store.User, error) {
+	src := throttleSource(ip)
+	// The throttle's slot first, then memory for the hash: a guess that
+	// would be refused costs no hash.
+	wait, busy, err := u.throttle.begin(ctx, name, src)
+	if err != nil {
+		return nil, err
+	}
+	if wait > 0 {
+		if busy {
+			return nil, tooMany(wait, "another sign-in from your address is being checked")
+		}
+		return nil, tooMany(wait, "too many failed sign-ins")
+	}
+	defer u.throttle.end(src)
+	release, err := u.hashes.Acquire(ctx, u.cfg.HashWait)
+	if err != nil {
+		return nil, tooMany(time.Second, "the portal is busy checking other sign-ins")
+	}
+	user, err := u.core.User(ctx, name)
+	if err == nil {
+		err = u.cfg.CheckPassword(user.PasswordHash, password)
+	} else if errors.Is(err, store.ErrNotFound) {
+		// Spend the same time as a wrong password.
+		u.cfg.CheckPassword(auth.DummyHash, password)
+	}
+	release()
+	if err != nil {
+		if err := u.throttle.fail(ctx, name, src); err != nil {
+			return nil, err
+		}
+		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
+		return nil, errorf(http.StatusUnauthorized, "wrong user name or password")
+	}
+	if err := u.throttle.reset(ctx, name, src); err != nil {
+		return nil, err
+	}
+	return user, nil
+}
+
 func tooMany(wait time.Duration, reason string) error { return httperr.TooMany(wait, reason) }
 
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {

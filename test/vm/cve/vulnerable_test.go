@@ -1,11 +1,13 @@
 package cve_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/openvex/go-vex/pkg/vex"
 
+	buildcli "github.com/kcare/kcare/cmd/kcare-build/cli"
 	"github.com/kcare/kcare/test/vm/cve"
 	"github.com/kcare/kcare/test/vm/debkernel"
 	"github.com/kcare/kcare/test/vm/fixture"
@@ -77,9 +80,13 @@ func TestVulnerableKernel(t *testing.T) {
 	}
 	// Level n carries fixes 1..n; their release times are fixed, past
 	// and in order, so the portal serves each as soon as it is published.
+	// The last level is built as a patch team ships a fix to every
+	// vulnerable kernel: with kcare-build matrix, tested in its own
+	// kernel with kcare-build test (the last fix's reproducer as its
+	// check), here for the one kernel.
 	released := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	var levels []string
-	for n := 1; n <= len(fixes); n++ {
+	for n := 1; n < len(fixes); n++ {
 		kcp, err := cve.BuildLevel(ctx, cve.Level{Kernel: k, Kallsyms: kallsyms, Fixes: fixes[:n], Analyses: analyses[:n],
 			N: n, SignKey: tools.Path("publisher.key"), Dir: work, Released: released.Add(time.Duration(n) * time.Hour), Logf: t.Logf})
 		if err != nil {
@@ -87,6 +94,8 @@ func TestVulnerableKernel(t *testing.T) {
 		}
 		levels = append(levels, kcp)
 	}
+	levels = append(levels, matrixLevel(t, ctx, k, fixes, analyses, tools.Path("publisher.key"), files["/usr/bin/repro-"+fixes[len(fixes)-1].CVE.ID],
+		filepath.Join(work, "matrix"), released.Add(time.Duration(len(fixes))*time.Hour)))
 
 	p, err := tools.NewPortal(filepath.Join(work, "eportal"))
 	if err != nil {
@@ -221,7 +230,7 @@ func TestVulnerableKernel(t *testing.T) {
 		if lvl := fmt.Sprint(srv[0]["patch_level"]); lvl != fmt.Sprint(len(fixes)) {
 			t.Errorf("the portal says the server is at level %s; want %d", lvl, len(fixes))
 		}
-		checkVEX(t, "the portal's /admin/api/servers/{id}/vex", restVEX(t, p, fmt.Sprint(srv[0]["server_id"])), fixes)
+		checkVEX(t, "the portal's /admin/api/servers/{id}/vex", restVEX(t, p, fmt.Sprint(srv[0]["id"])), fixes)
 
 		if r := g.run("kcarectl --unload"); r.Exit != 0 {
 			t.Fatalf("kcarectl --unload: exit %d\n%s%s", r.Exit, r.Stdout, r.Stderr)
@@ -250,6 +259,39 @@ func TestVulnerableKernel(t *testing.T) {
 			t.Errorf("after --unload the guest still has %q", got)
 		}
 	})
+}
+
+// matrixLevel builds the level of every fix for kernel k with kcare-build
+// matrix --test, and returns its bundle. The analyses and the kallsyms
+// dump are named per kernel, as matrix takes them for many.
+func matrixLevel(t *testing.T, ctx context.Context, k *debkernel.Kernel, fixes []cve.Fix, analyses []string, key, check, out string, released time.Time) string {
+	t.Helper()
+	cache := debkernel.DefaultCacheDir()
+	args := []string{"matrix", "--kernels", k.Release, "--name", cve.LevelName(len(fixes)), "--level", fmt.Sprint(len(fixes)),
+		"--sign-key", key, "--out", out, "--kallsyms", filepath.Join(cache, "kallsyms", "{build-id}.txt"),
+		"--check", check, "--test", "--released", released.Format(time.RFC3339), "--cache", cache}
+	for i, f := range fixes {
+		// analyses/{release}/CVE-….json
+		named := filepath.Join(out, "analyses", k.Release, f.CVE.ID+".json")
+		if err := os.MkdirAll(filepath.Dir(named), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(analyses[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(named, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--src", f.Livepatch(), "--check-against", filepath.Join(out, "analyses", "{release}", f.CVE.ID+".json"),
+			"--cve", f.CVE.ID+":"+f.CVE.Description)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := buildcli.Run(ctx, args, &stdout, &stderr); code != 0 {
+		t.Fatalf("kcare-build matrix: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	t.Logf("kcare-build matrix:\n%s%s", stderr.String(), stdout.String())
+	return filepath.Join(out, fmt.Sprintf("%s-%d.kcp", k.Release, len(fixes)))
 }
 
 // checkVEX checks an OpenVEX document states exactly the fixes, fixed,

@@ -92,38 +92,56 @@ func cveDemo(ctx context.Context, f *fixture.Fixture, p *fixture.Portal, logf fu
 	}
 	defer vm.Stop()
 
-	show := func(title, script string) error {
+	// guest prints each command with its output under it, as the demo's
+	// first part does; "CMD => N" must exit N.
+	guest := func(title string, cmds ...string) error {
 		fmt.Printf("\n== %s\n", title)
-		for _, line := range strings.Split(script, "; ") {
+		for _, c := range cmds {
+			line, wantExit := c, 0
+			if l, n, ok := strings.Cut(c, " => "); ok {
+				line = l
+				fmt.Sscan(n, &wantExit)
+			}
 			fmt.Printf("guest# %s\n", line)
+			r, err := vm.Shell(ctx, "{ "+line+"; } 2>&1")
+			if err != nil {
+				return err
+			}
+			fmt.Print(r.Stdout)
+			if r.Stdout != "" && !strings.HasSuffix(r.Stdout, "\n") {
+				fmt.Println()
+			}
+			if r.Exit != 0 {
+				fmt.Printf("(exit %d)\n", r.Exit)
+			}
+			if r.Exit != wantExit {
+				return fmt.Errorf("%q: exit %d, want %d", line, r.Exit, wantExit)
+			}
 		}
-		r, err := vm.Shell(ctx, "{ "+script+"; } 2>&1")
-		if err != nil {
-			return err
-		}
-		fmt.Print(r.Stdout)
 		return nil
 	}
+	repro = "repro-" + fix.CVE.ID
 	conf := fmt.Sprintf("printf 'PATCH_SERVER=%s\\n' > /etc/sysconfig/kcare/kcare.conf", p.GuestURL())
 	steps := []func() error{
 		func() error {
-			return show(fmt.Sprintf("A second guest on a kernel with a real bug: %s (%s)", fix.CVE.ID, fix.CVE.Description),
-				"uname -r; cat /proc/sys/kernel/random/boot_id; repro-"+fix.CVE.ID+"; echo exit=$?")
+			return guest(fmt.Sprintf("A second guest, on a kernel with a real bug: %s (%s)", fix.CVE.ID, fix.CVE.Description),
+				"hostname demo-vulnerable", "hostname", "uname -r", "cat /proc/sys/kernel/random/boot_id", repro+" => 1")
 		},
 		func() error {
-			return show("Register with the portal: nothing for this kernel yet", conf+"; kcarectl --register "+key)
+			return guest("Register with the portal: nothing for this kernel yet", conf, "kcarectl --register "+key)
 		},
 		func() error {
-			fmt.Printf("\n== On the portal: publish the fix (%s) as level 1 for %s\n", fix.Debian.UpstreamSubject, k.Release)
+			fmt.Printf("\n== On the portal: publish the fix (%s) as level 1 for %s\nhost$ KCARE_PUBLISH_TOKEN=... kcare-build publish --portal %s %s\n",
+				fix.Debian.UpstreamSubject, k.Release, p.URL(), filepath.Base(kcp))
 			if err := p.PublishFile(kcp, time.Now().Add(-time.Hour)); err != nil {
 				return err
 			}
-			fmt.Printf("kcare-build publish %s: ok\n", filepath.Base(kcp))
+			fmt.Println("published")
 			return nil
 		},
-		func() error { return show("Update: the fix arrives live", "kcarectl --update") },
+		func() error { return guest("Update: the fix arrives live", "kcarectl --update") },
 		func() error {
-			return show("The same reproducer, the same boot", "repro-"+fix.CVE.ID+"; echo exit=$?; cat /proc/sys/kernel/random/boot_id; kcarectl --patch-info")
+			return guest("The same reproducer, the same boot", repro, "cat /proc/sys/kernel/random/boot_id", "kcarectl --patch-info")
 		},
 	}
 	for _, s := range steps {

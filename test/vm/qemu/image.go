@@ -32,6 +32,10 @@ type Image struct {
 	// Modules names modules to insmod at boot after BaseModules; their
 	// dependencies are resolved from modules.dep and loaded first.
 	Modules []string
+	// Init, when set, is a shell script the guest runs once after its
+	// boot script, instead of guestd, and then powers off: an image for
+	// Run, with no network.
+	Init string
 }
 
 // BuildInitramfs writes an initramfs for img to out: a static busybox with
@@ -81,11 +85,17 @@ func buildInitramfs(ctx context.Context, img Image, out string) error {
 	}
 	a.AddSymlink("/init", "/bin/busybox")
 
-	guestd := filepath.Join(work, "guestd")
-	if err := buildGuestd(ctx, guestd); err != nil {
-		return err
+	tab := inittab
+	if img.Init != "" {
+		a.AddFile("/etc/init.d/run", []byte(img.Init), 0o755)
+		tab = runInittab
+	} else {
+		guestd := filepath.Join(work, "guestd")
+		if err := buildGuestd(ctx, guestd); err != nil {
+			return err
+		}
+		a.AddHostFile("/sbin/guestd", guestd, 0o755)
 	}
-	a.AddHostFile("/sbin/guestd", guestd, 0o755)
 
 	k := img.Kernel
 	mods, err := moduleFiles(k.ModulesDir, append(append([]string(nil), BaseModules...), img.Modules...))
@@ -117,7 +127,7 @@ func buildInitramfs(ctx context.Context, img Image, out string) error {
 		a.AddFile(path.Join(guestModules, f), []byte(strings.ReplaceAll(string(data), ".ko.xz", ".ko")), 0o644)
 	}
 
-	a.AddFile("/etc/inittab", []byte(inittab), 0o644)
+	a.AddFile("/etc/inittab", []byte(tab), 0o644)
 	a.AddFile("/etc/init.d/rcS", []byte(rcS(guestModules, loaded)), 0o755)
 	a.AddFile("/etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 	a.AddFile("/etc/group", []byte("root:x:0:\n"), 0o644)
@@ -149,6 +159,13 @@ func buildInitramfs(ctx context.Context, img Image, out string) error {
 // reaps orphans.
 const inittab = `::sysinit:/etc/init.d/rcS
 ::respawn:/sbin/guestd
+::ctrlaltdel:/sbin/poweroff
+::shutdown:/bin/sync
+`
+
+// runInittab runs rcS, then Image.Init once, then powers off.
+const runInittab = `::sysinit:/etc/init.d/rcS
+::once:/bin/sh -c '/etc/init.d/run; poweroff -f'
 ::ctrlaltdel:/sbin/poweroff
 ::shutdown:/bin/sync
 `

@@ -66,6 +66,9 @@ type Config struct {
 	// Forwards are TCP ports forwarded from the host's loopback to the
 	// guest, besides guestd's.
 	Forwards []Forward
+	// Accel lists QEMU's accelerators to try, in order: "tcg" (the
+	// default) or "kvm,tcg" (KVM when it works, else TCG).
+	Accel string
 }
 
 // Forward forwards TCP port Host on the host's loopback to port Guest of
@@ -231,8 +234,15 @@ func qemuArgs(cfg Config, port int) []string {
 	if cfg.Isolated {
 		netdev += ",restrict=on"
 	}
-	args := []string{
-		"-accel", "tcg",
+	accel := cfg.Accel
+	if accel == "" {
+		accel = "tcg"
+	}
+	var args []string
+	for _, a := range strings.Split(accel, ",") {
+		args = append(args, "-accel", a)
+	}
+	args = append(args,
 		"-smp", "1",
 		"-m", strconv.Itoa(cfg.MemoryMB),
 		"-nodefaults", "-no-user-config",
@@ -240,11 +250,11 @@ func qemuArgs(cfg Config, port int) []string {
 		"-no-reboot",
 		"-kernel", cfg.Kernel,
 		"-append", strings.Join(cmdline, " "),
-		"-chardev", "file,id=console,path=" + optionValue(cfg.ConsoleLog),
+		"-chardev", "file,id=console,path="+optionValue(cfg.ConsoleLog),
 		"-serial", "chardev:console",
 		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=net0",
-	}
+	)
 	if cfg.Initrd != "" {
 		args = append(args, "-initrd", cfg.Initrd)
 	}
@@ -542,4 +552,60 @@ func (b *limitedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Run boots cfg.Kernel with an initramfs whose Image.Init powers the
+// guest off when it is done (no guestd), waits for QEMU to exit, and
+// returns the serial console. When ctx ends first, QEMU is killed and the
+// error says so; the console so far is returned all the same.
+func Run(ctx context.Context, cfg Config) (string, error) {
+	if cfg.MemoryMB == 0 {
+		cfg.MemoryMB = DefaultMemoryMB
+	}
+	if err := checkShares(cfg.Shares); err != nil {
+		return "", fmt.Errorf("run qemu: %w", err)
+	}
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return "", fmt.Errorf("%w; install qemu-system-x86", err)
+	}
+	workDir, err := os.MkdirTemp("", "kcare-qemu-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(workDir)
+	if cfg.ConsoleLog == "" {
+		cfg.ConsoleLog = filepath.Join(workDir, "console.log")
+	}
+	if err := os.WriteFile(cfg.ConsoleLog, nil, 0o644); err != nil {
+		return "", err
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	out := &limitedBuffer{max: 64 << 10}
+	cmd := exec.Command(qemu, qemuArgs(cfg, port)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err = <-exited:
+		if err != nil {
+			err = fmt.Errorf("qemu: %w\n%s", err, out.String())
+		}
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-exited
+		err = fmt.Errorf("run qemu: the guest did not power off: %w", ctx.Err())
+	}
+	console, rerr := os.ReadFile(cfg.ConsoleLog)
+	if err == nil && rerr != nil {
+		err = rerr
+	}
+	return string(console), err
 }
