@@ -102,9 +102,11 @@ func (c *Client) backoff() time.Duration {
 // from the one that answered last, with a pause after every round of them
 // all; retries rounds in all. A request that must not be sent twice
 // (resend false: a registration) is sent again, to any base, only when it
-// cannot have reached the portal: the connection was refused. A
-// registration whose answer is lost may have been taken, and a second one
-// would register the server twice.
+// cannot have reached the portal: the connection was refused, or the
+// portal (or a load balancer with no portal up) answered 429 or 503. A
+// registration whose answer is lost (a cut connection, a load balancer's
+// 502 or 504) may have been taken, and a second one would register the
+// server twice.
 func (c *Client) do(ctx context.Context, method string, bases []string, path string, body []byte, contentType string, authn, resend bool) (*http.Response, error) {
 	if len(bases) == 0 {
 		return nil, ErrNoPatchServer
@@ -154,6 +156,12 @@ func (c *Client) do(ctx context.Context, method string, bases []string, path str
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 			lastErr = fmt.Errorf("%w: %s %s: %s", ErrUnreachable, method, u, resp.Status)
 			resp.Body.Close()
+			if !resend && (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout) {
+				// A load balancer's answer when the portal it passed the
+				// request to went away before answering: it may have
+				// taken it.
+				return nil, fmt.Errorf("%w; %w", lastErr, ErrMaybeTaken)
+			}
 			continue
 		}
 		c.cur = at

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,5 +103,29 @@ func TestFailover(t *testing.T) {
 	}
 	if len(seen) != retries {
 		t.Errorf("%d requests reached the busy portal, want %d (each of %d rounds)", len(seen), retries, retries)
+	}
+}
+
+// TestRegisterNotRepeatedAfterBadGateway: a registration a load balancer
+// answers with 502 or 504 (it passed it on, and the replica went away
+// before answering) may have been taken: it is not sent again. One
+// answered 503 (no replica to take it) is.
+func TestRegisterNotRepeatedAfterBadGateway(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		want   int // requests
+		taken  bool
+	}{{http.StatusBadGateway, 1, true}, {http.StatusGatewayTimeout, 1, true}, {http.StatusServiceUnavailable, retries, false}} {
+		var n atomic.Int32
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			w.WriteHeader(tt.status)
+		}))
+		c := &Client{PatchServer: hs.URL, Backoff: time.Millisecond}
+		_, _, err := c.Register(context.Background(), "key", "host")
+		hs.Close()
+		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrMaybeTaken) != tt.taken || int(n.Load()) != tt.want {
+			t.Errorf("registration answered %d: %d requests, error %v; want %d, maybe taken %v", tt.status, n.Load(), err, tt.want, tt.taken)
+		}
 	}
 }

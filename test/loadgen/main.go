@@ -100,6 +100,7 @@ type config struct {
 	serverCPUs         string // taskset -c list for eportal and nginx; "" none
 	loadgenCPUs        string // CPUs loadgen keeps to; "" any
 	killEvery          time.Duration
+	replicas           int // eportal serve processes on the store; more than one: PostgreSQL, behind haproxy
 }
 
 // errUsage is a bad command line.
@@ -127,6 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.api, "api", "run", "how agents talk to the portal: run (check-in and index in one request, as kcarectl) or v1 (index, then check-in, as older agents)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "", "run eportal (and nginx) on these `CPUS` only (taskset -c list, e.g. 0)")
 	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
+	fs.IntVar(&c.replicas, "replicas", 1, "run `N` replicas of eportal serve on one PostgreSQL database, behind haproxy; -kill-every kills one at a time, in turn")
 	fs.DurationVar(&c.killEvery, "kill-every", 0, "kill eportal serve with SIGKILL every `INTERVAL` and start it again; then check that the store holds every registration and check-in it acknowledged")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -160,6 +162,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-kill-every: 500ms to -duration")
 	case c.killEvery != 0 && c.nginx:
 		return bad("-kill-every and -nginx do not go together")
+	case c.replicas < 1 || c.replicas > 8:
+		return bad("-replicas: 1 to 8")
+	case c.replicas > 1 && (c.db != "postgres" || c.nginx):
+		return bad("-replicas: more than one share a PostgreSQL database (-db postgres), and not with -nginx")
 	}
 	for _, l := range []struct{ flag, v string }{{"-server-cpus", c.serverCPUs}, {"-loadgen-cpus", c.loadgenCPUs}} {
 		if l.v == "" {
