@@ -10,12 +10,12 @@ package config
 
 import (
 	"cmp"
-	"regexp"
 
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/kcare/kcare/internal/charclass"
 	"github.com/kcare/kcare/internal/failure"
 	"math"
 	"net/url"
@@ -306,7 +306,7 @@ func setDelay(s *string, v string) error {
 
 // patchsetRE is a patchset name: KernelCare's K20230908_02, or a name
 // given at publish time.
-var patchsetRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var patchsetRE = charclass.New("A-Za-z0-9", 1, 1).Then(charclass.New("A-Za-z0-9._-", 0, 63))
 
 // setPatchset checks a patchset name.
 func setPatchset(s *string, v string) error {

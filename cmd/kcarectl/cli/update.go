@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/atomicfile"
+	"github.com/kcare/kcare/internal/charclass"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portalclient"
@@ -183,7 +183,7 @@ func report(a *agent.Agent, o *options, runErr error) *apitype.CheckIn {
 	return &ci
 }
 
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+var hostnameRE = apitype.HostnameRE
 
 func validHostname(h string) string {
 	if hostnameRE.MatchString(h) {
@@ -357,7 +357,7 @@ func runLicenseInfo(ctx context.Context, a *agent.Agent, o *options, stdout io.W
 	return nil
 }
 
-var tagsRE = regexp.MustCompile(`^[^\n\r\x00"'\\]{0,500}$`)
+var tagsRE = charclass.New("^\n\r\x00\"'\\", 0, 500)
 
 func runTag(ctx context.Context, a *agent.Agent, o *options, stdout io.Writer) error {
 	if !tagsRE.MatchString(o.tag.v) {
