@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 10s
 
-.PHONY: all build scanner test unit unit-later fuzz vmtest faulttest demo vet clean packages systest
+.PHONY: all build scanner test unit unit-later fuzz vmtest faulttest benchsmoke demo vet clean packages systest
 
 all: build
 
@@ -55,6 +55,16 @@ vmtest:
 faulttest:
 	$(GO) test -count=1 -v -timeout 30m ./test/faults/...
 
+# Every benchmark once, small, so that none rots: the figures in
+# docs/benchmarks.md are taken with the commands there, at full size. Needs
+# KCARE_TEST_POSTGRES, the real kernel (as vmtest) and nginx.
+benchsmoke:
+	KCARE_BENCH_SERVERS=2000 $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./internal/... ./test/vm/
+	$(GO) run ./test/loadgen -seed 2000 -agents 16 -concurrency 4 -duration 1s
+	$(GO) run ./test/loadgen -api v1 -download-every-cycle -seed 2000 -agents 16 -concurrency 4 -duration 1s
+	$(GO) run ./test/loadgen -db postgres -seed 2000 -agents 16 -concurrency 4 -duration 1s
+	$(GO) run ./test/loadgen -nginx -seed 0 -concurrency 4 -duration 1s
+
 # Everything CI runs. The kernel is fetched first so that the unit tests
 # that read a real Debian kernel image, headers and kallsyms find them (the
 # kallsyms dump is taken in a guest once per build-id and cached), and a
@@ -63,7 +73,7 @@ test: vet
 	@set -e; eval "$$($(GO) run ./test/vm/fetchkernel -kallsyms)"; \
 	eval "$$(scripts/postgres-test.sh)"; \
 	export KCARE_TEST_VMLINUZ KCARE_TEST_HEADERS KCARE_TEST_RELEASE KCARE_TEST_POSTGRES; \
-	$(MAKE) --no-print-directory unit unit-later fuzz vmtest faulttest
+	$(MAKE) --no-print-directory unit unit-later fuzz vmtest faulttest benchsmoke
 
 demo:
 	KCARE_TEST_KERNEL=$(KERNEL) $(GO) run ./test/vm/demo

@@ -69,14 +69,15 @@ type change struct {
 // prepare caches the bundle and writes the record of the level it holds,
 // not yet in place.
 func (a *Agent) prepare(b *bundle.Bundle, data, sig []byte, req *index.Request) (*change, error) {
-	rel, err := a.cacheBundle(&b.Manifest, data, sig)
+	digest := bundle.Digest(data) // once: a pass of sha256 over the bundle
+	rel, err := a.cacheBundle(&b.Manifest, data, sig, digest)
 	if err != nil {
 		return nil, err
 	}
 	st := &State{
 		Manifest: b.Manifest,
 		Applied:  a.now().UTC().Truncate(time.Second),
-		Digest:   bundle.Digest(data),
+		Digest:   digest,
 		Bundle:   rel,
 		Signer:   b.Signer.Fingerprint,
 		Request:  req,

@@ -68,14 +68,14 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 // that the boot-time re-apply needs no space. The file a record names is
 // never overwritten with other bytes: another bundle of that level goes
 // beside it under a name with its digest.
-func (a *Agent) cacheBundle(m *bundle.Manifest, data, sig []byte) (string, error) {
-	digest := bundle.Digest(data)
+// digest is data's sha256, which the caller has computed (bundle.Digest).
+func (a *Agent) cacheBundle(m *bundle.Manifest, data, sig []byte, digest string) (string, error) {
 	rel := filepath.Join(m.Kernel.BuildID, fmt.Sprintf("level-%d.kcp", m.Level))
 	if old, _ := a.readState(); old != nil && old.Bundle == rel && old.Digest != digest {
 		rel = filepath.Join(m.Kernel.BuildID, fmt.Sprintf("level-%d-%s.kcp", m.Level, digest[:12]))
 	}
 	full := filepath.Join(a.cacheDir(), rel)
-	if a.cached(full, digest, sig) {
+	if a.cached(full, data, sig) {
 		return rel, nil
 	}
 	if err := writeAtomic(full, data, 0o644); err != nil {
@@ -88,13 +88,14 @@ func (a *Agent) cacheBundle(m *bundle.Manifest, data, sig []byte) (string, error
 	return rel, nil
 }
 
-// cached reports whether the bundle with digest and its signature sig are
-// already at path.
-func (a *Agent) cached(path, digest string, sig []byte) bool {
-	data, err := readLimited(path, bundle.MaxBundleSize)
-	if err != nil || bundle.Digest(data) != digest {
+// cached reports whether the bundle data and its signature sig are
+// already at path: the same bytes, compared as they are (a digest of the
+// file would cost a pass of sha256 over it for the same answer).
+func (a *Agent) cached(path string, data, sig []byte) bool {
+	old, err := readLimited(path, bundle.MaxBundleSize)
+	if err != nil || !bytes.Equal(old, data) {
 		return false
 	}
-	old, err := readLimited(path+".sig", bundle.MaxSignatureSize)
-	return err == nil && bytes.Equal(old, sig)
+	oldSig, err := readLimited(path+".sig", bundle.MaxSignatureSize)
+	return err == nil && bytes.Equal(oldSig, sig)
 }

@@ -3,20 +3,27 @@ package apitype
 import (
 	"encoding/json"
 	"errors"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kcare/kcare/internal/charclass"
 )
 
 // The agent API's paths. REGISTRATION_URL replaces RegisterBase's host
 // part; the others are under PATCH_SERVER.
 const (
-	RegisterBase    = "/admin/api" // REGISTRATION_URL's default path
-	RegisterPath    = RegisterBase + "/register"
-	UnregisterPath  = "/api/v1/unregister"
-	IndexPath       = "/api/v1/index/" // + the kernel's build-id
-	CheckInPath     = "/api/v1/checkin"
+	RegisterBase   = "/admin/api" // REGISTRATION_URL's default path
+	RegisterPath   = RegisterBase + "/register"
+	UnregisterPath = "/api/v1/unregister"
+	IndexPath      = "/api/v1/index/" // + the kernel's build-id
+	CheckInPath    = "/api/v1/checkin"
+	// RunPath is an agent's run in one round trip: its check-in (POST,
+	// a CheckIn, with IndexPrefixArg and IndexStickyArg in the query),
+	// answered with the signed index for the build-id it reports, as
+	// IndexPath answers it. Portals without it answer 404; the agent then
+	// asks IndexPath and checks in at CheckInPath.
+	RunPath         = "/api/v1/run"
 	LicensePath     = "/api/v1/license"
 	BlobPath        = "/blobs/sha256/" // + a bundle's sha256
 	PortalKeyPath   = "/keys/portal.pub"
@@ -67,16 +74,16 @@ const (
 
 var (
 	// HostnameRE is a hostname registration and check-in accept.
-	HostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+	HostnameRE = charclass.New("A-Za-z0-9._-", 1, 253)
 	// BuildIDRE is a GNU build-id as the index's path and a check-in name it.
-	BuildIDRE = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
+	BuildIDRE = charclass.New("0-9a-f", 16, 128)
 	// KernelIDRE is KernelCare's kernel id: the sha1 of /proc/version.
-	KernelIDRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	KernelIDRE = charclass.New("0-9a-f", 40, 40)
 	// releaseRE is a kernel release as uname -r prints it (at most 64
 	// characters, the kernel's own bound).
-	releaseRE = regexp.MustCompile(`^[A-Za-z0-9._+~-]{1,64}$`)
+	releaseRE = charclass.New("A-Za-z0-9._+~-", 1, 64)
 	// agentVersionRE is kcarectl's version.
-	agentVersionRE = regexp.MustCompile(`^[A-Za-z0-9._+~-]{1,64}$`)
+	agentVersionRE = charclass.New("A-Za-z0-9._+~-", 1, 64)
 )
 
 // ValidHostname reports whether registration and check-in accept h as a
@@ -101,7 +108,7 @@ func (e *FieldError) Is(target error) bool { return target == ErrBadField }
 // listed, and cuts a long result to MaxResultLen. A field that breaks its
 // rule is a *FieldError naming it.
 func (c *CheckIn) Validate() error {
-	ok := func(v string, re *regexp.Regexp) bool { return v == "" || re.MatchString(v) }
+	ok := func(v string, re interface{ MatchString(string) bool }) bool { return v == "" || re.MatchString(v) }
 	bad := ""
 	switch {
 	case !ValidHostname(c.Hostname):

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/charclass"
 	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -104,15 +105,34 @@ var (
 )
 
 var (
-	hexID      = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
-	sha1Hex    = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	sha256Hex  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	moduleName = regexp.MustCompile(`^kcare_[a-z0-9_]{1,50}$`)
-	fileName   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}\.ko$`)
+	hexID      = charclass.New("0-9a-f", 16, 128)
+	sha1Hex    = charclass.New("0-9a-f", 40, 40)
+	sha256Hex  = charclass.New("0-9a-f", 64, 64)
+	moduleName = affixed{prefix: "kcare_", class: charclass.New("a-z0-9_", 1, 50)}
+	fileName   = affixed{class: charclass.New("A-Za-z0-9_.-", 1, 100), suffix: ".ko"}
 	cveID      = regexp.MustCompile(`^[A-Z][A-Z0-9]*-[0-9]{4}-[0-9]{1,10}$`)
-	pkgVersion = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~:_^-]{0,99}$`)
-	checkName  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$`)
+	pkgVersion = charclass.New("0-9", 1, 1).Then(charclass.New("A-Za-z0-9.+~:_^-", 0, 99))
+	checkName  = charclass.New("A-Za-z0-9_", 1, 1).Then(charclass.New("A-Za-z0-9_.-", 0, 99))
 )
+
+// affixed is a fixed prefix, a string of a class, a fixed suffix:
+// `^kcare_[a-z0-9_]{1,50}$` without compiling a long regular expression.
+type affixed struct {
+	prefix string
+	class  *charclass.Class
+	suffix string
+}
+
+// MatchString reports whether s is the prefix, a string of the class,
+// and the suffix.
+func (a affixed) MatchString(s string) bool {
+	rest, ok := strings.CutPrefix(s, a.prefix)
+	if !ok {
+		return false
+	}
+	rest, ok = strings.CutSuffix(rest, a.suffix)
+	return ok && a.class.MatchString(rest)
+}
 
 // Validate checks every field of a manifest.
 func (m *Manifest) Validate() error {

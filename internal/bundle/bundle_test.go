@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -275,6 +276,27 @@ func TestCheckEntry(t *testing.T) {
 	for _, name := range []string{"", "../check", "manifest.json", "kcare_test_l2.ko", ".hidden"} {
 		if err := WriteCheck(&bytes.Buffer{}, testManifest(), mod, name, check); !errors.Is(err, ErrMalformed) {
 			t.Errorf("WriteCheck with check named %q: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// TestAffixedMatchesRegexp: the module and file name patterns match what
+// the regular expressions they replace match.
+func TestAffixedMatchesRegexp(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		p    interface{ MatchString(string) bool }
+		re   *regexp.Regexp
+	}{
+		{"module", moduleName, regexp.MustCompile(`^kcare_[a-z0-9_]{1,50}$`)},
+		{"file", fileName, regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}\.ko$`)},
+	} {
+		for _, s := range []string{"", "kcare_", "kcare_l1", "kcare_test_l1", "kcare_" + strings.Repeat("a", 50), "kcare_" + strings.Repeat("a", 51),
+			"kcare_L1", "xkcare_l1", "kcare_l1.ko", ".ko", "a.ko", "kcare_test_l1.ko", strings.Repeat("a", 100) + ".ko",
+			strings.Repeat("a", 101) + ".ko", "a.ko.ko", "a b.ko", "é.ko", "a.KO"} {
+			if got, want := tt.p.MatchString(s), tt.re.MatchString(s); got != want {
+				t.Errorf("%s: MatchString(%q) = %v, %s says %v", tt.name, s, got, tt.re, want)
+			}
 		}
 	}
 }

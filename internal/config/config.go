@@ -10,12 +10,12 @@ package config
 
 import (
 	"cmp"
-	"regexp"
 
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/kcare/kcare/internal/charclass"
 	"github.com/kcare/kcare/internal/failure"
 	"math"
 	"net/url"
@@ -44,7 +44,11 @@ const (
 
 // Config is the agent's configuration, read from a File.
 type Config struct {
-	PatchServer         string        // PATCH_SERVER: an http or https URL, or "" for the built-in one
+	PatchServer string // PATCH_SERVER's first URL: an http or https URL, or "" for the built-in one
+	// PatchServers are every URL of PATCH_SERVER, in order: one portal's
+	// replicas, each tried in turn when the one before cannot be reached
+	// ("url1,url2").
+	PatchServers        []string
 	RegistrationURL     string        // REGISTRATION_URL: an http or https URL, or "" for the built-in one
 	AutoUpdate          bool          // AUTO_UPDATE, default true
 	Prefix              string        // PREFIX: "", "test", "12h", "24h" or "48h"
@@ -99,7 +103,7 @@ type field struct {
 }
 
 var fields = []field{
-	{"PATCH_SERVER", func(c *Config, v string) error { return setURL(&c.PatchServer, v) }},
+	{"PATCH_SERVER", func(c *Config, v string) error { return setURLs(c, v) }},
 	{"REGISTRATION_URL", func(c *Config, v string) error { return setURL(&c.RegistrationURL, v) }},
 	{"AUTO_UPDATE", func(c *Config, v string) error { return setBool(&c.AutoUpdate, v) }},
 	{"PREFIX", func(c *Config, v string) error {
@@ -238,8 +242,9 @@ func ParsePins(v string) ([]string, error) {
 }
 
 // Config returns the configuration the file describes: Default, overridden
-// by the last assignment of each known key. It reports every invalid value,
-// in line order, each as a *ValueError.
+// by the assignment of each known key. It reports every invalid value, and
+// every known key assigned more than once, in line order, each as a
+// *ValueError.
 func (f *File) Config() (Config, error) {
 	c := Default()
 	var errs []*ValueError
@@ -249,6 +254,13 @@ func (f *File) Config() (Config, error) {
 			continue
 		}
 		v := f.lines[i].value
+		if first := f.first(field.key); first != i {
+			// A shell would take the last, and a reader of the file
+			// might take the first: neither is a safe guess.
+			errs = append(errs, &ValueError{Key: field.key, Line: i + 1, Value: v,
+				Err: fmt.Errorf("%s is set on line %d already; set it once (several portals: one comma-separated list)", field.key, first+1)})
+			continue
+		}
 		if err := field.set(&c, v); err != nil {
 			errs = append(errs, &ValueError{Key: field.key, Line: i + 1, Value: v, Err: err})
 		}
@@ -294,7 +306,7 @@ func setDelay(s *string, v string) error {
 
 // patchsetRE is a patchset name: KernelCare's K20230908_02, or a name
 // given at publish time.
-var patchsetRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var patchsetRE = charclass.New("A-Za-z0-9", 1, 1).Then(charclass.New("A-Za-z0-9._-", 0, 63))
 
 // setPatchset checks a patchset name.
 func setPatchset(s *string, v string) error {
@@ -361,6 +373,26 @@ func setBool(b *bool, v string) error {
 	default:
 		return errors.New("want true/false, yes/no, on/off or 1/0")
 	}
+	return nil
+}
+
+// setURLs sets PATCH_SERVER: empty, or one or more http or https URLs
+// separated by commas, none twice.
+func setURLs(c *Config, v string) error {
+	c.PatchServer, c.PatchServers = "", nil
+	if v == "" {
+		return nil
+	}
+	for _, u := range strings.Split(v, ",") {
+		if err := setURL(new(string), u); err != nil || u == "" {
+			return errors.New("want an http or https URL, or several separated by commas")
+		}
+		if slices.Contains(c.PatchServers, u) {
+			return fmt.Errorf("%s is listed twice", u)
+		}
+		c.PatchServers = append(c.PatchServers, u)
+	}
+	c.PatchServer = c.PatchServers[0]
 	return nil
 }
 

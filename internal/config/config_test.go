@@ -53,6 +53,7 @@ func TestConfig(t *testing.T) {
 		{"typical", typical, func(c *Config) {
 			c.AutoUpdate = true
 			c.PatchServer = "https://patches.example.com/"
+			c.PatchServers = []string{"https://patches.example.com/"}
 			c.RegistrationURL = "https://portal.example.com/admin/api"
 			c.Prefix = "test"
 			c.UpdatePolicy = "LOCAL_FIRST"
@@ -71,6 +72,7 @@ HTTPS_PROXY=proxy.example.com:3129
 IGNORE_UNKNOWN_KERNEL=on
 `, func(c *Config) {
 			c.PatchServer = "http://10.0.0.5:8080/patches"
+			c.PatchServers = []string{"http://10.0.0.5:8080/patches"}
 			c.RegistrationURL = "https://portal.example.com/admin/api"
 			c.AutoUpdate = false
 			c.Prefix = "48h"
@@ -83,7 +85,10 @@ IGNORE_UNKNOWN_KERNEL=on
 			c.HTTPSProxy = "http://proxy.example.com:3129"
 			c.IgnoreUnknownKernel = true
 		}},
-		{"last-wins", "PREFIX=12h\nPREFIX=24h\n", func(c *Config) { c.Prefix = "24h" }},
+		{"replicas", "PATCH_SERVER=https://eportal-a.example.com,https://eportal-b.example.com:8443/\n", func(c *Config) {
+			c.PatchServer = "https://eportal-a.example.com"
+			c.PatchServers = []string{"https://eportal-a.example.com", "https://eportal-b.example.com:8443/"}
+		}},
 		{"timeout-seconds", "TRANSITION_TIMEOUT=120\n", func(c *Config) { c.TransitionTimeout = 2 * time.Minute }},
 		{"timeout-minutes", "TRANSITION_TIMEOUT=2m30s\n", func(c *Config) { c.TransitionTimeout = 150 * time.Second }},
 		{"sticky-ddmmyy", "STICKY_PATCH=271126\n", func(c *Config) { c.StickyPatch = "271126" }},
@@ -162,7 +167,12 @@ func TestConfigErrors(t *testing.T) {
 		{"patch-server-no-scheme", "PATCH_SERVER=patches.example.com\n", "PATCH_SERVER", 1, "http or https URL"},
 		{"patch-server-ftp", "PATCH_SERVER=ftp://patches.example.com/\n", "PATCH_SERVER", 1, "http or https URL"},
 		{"registration-url-no-host", "REGISTRATION_URL=https:///admin\n", "REGISTRATION_URL", 1, "http or https URL"},
-		{"last-counts", "PREFIX=test\nPREFIX=bad\n", "PREFIX", 2, "line 2: PREFIX"},
+		{"set-twice", "PREFIX=12h\nPREFIX=24h\n", "PREFIX", 2, `line 2: PREFIX="24h": PREFIX is set on line 1 already; set it once`},
+		{"patch-server-twice", "PATCH_SERVER=https://a.example.com\n# the second portal\nPATCH_SERVER=https://b.example.com\n", "PATCH_SERVER", 3,
+			"PATCH_SERVER is set on line 1 already; set it once (several portals: one comma-separated list)"},
+		{"patch-server-same-twice", "PATCH_SERVER=https://a.example.com,https://a.example.com\n", "PATCH_SERVER", 1, "https://a.example.com is listed twice"},
+		{"patch-server-empty-in-list", "PATCH_SERVER=https://a.example.com,\n", "PATCH_SERVER", 1, "several separated by commas"},
+		{"patch-server-bad-second", "PATCH_SERVER=https://a.example.com,b.example.com\n", "PATCH_SERVER", 1, "several separated by commas"},
 		{"pin-no-prefix", "PATCH_SERVER_PIN=OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
 		{"pin-sha1", "PATCH_SERVER_PIN=sha1//2jmj7l5rSw0yVb/vlWAYkK/YBwk=\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
 		{"pin-short", "PATCH_SERVER_PIN=sha256//AAAA\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},

@@ -27,6 +27,7 @@ import (
 	"unicode"
 
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/charclass"
 	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/trust"
 )
@@ -206,9 +207,9 @@ func parse(body []byte) (*Index, error) {
 }
 
 var (
-	buildID   = regexp.MustCompile(`^[0-9a-f]{16,128}$`) // as a bundle's kernel build-id
-	sha1Hex   = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	buildID   = charclass.New("0-9a-f", 16, 128) // as a bundle's kernel build-id
+	sha1Hex   = charclass.New("0-9a-f", 40, 40)
+	sha256Hex = charclass.New("0-9a-f", 64, 64)
 	cveID     = regexp.MustCompile(`^[A-Z][A-Z0-9]*-[0-9]{4}-[0-9]{1,10}$`) // as a bundle's manifest
 )
 

@@ -189,8 +189,13 @@ func (s Sysfs) WaitGone(ctx context.Context, name string, bound time.Duration) e
 	return nil
 }
 
+// wait calls done until it reports true or fails, or bound has passed.
+// It looks again after 1 ms, then at intervals doubling up to the poll
+// interval: a transition that takes the kernel a few milliseconds is seen
+// done in a few, not a whole interval later.
 func (s Sysfs) wait(ctx context.Context, bound time.Duration, done func() (bool, error)) error {
 	deadline := time.Now().Add(bound)
+	pause := min(time.Millisecond, s.poll())
 	for {
 		ok, err := done()
 		if err != nil || ok {
@@ -202,8 +207,9 @@ func (s Sysfs) wait(ctx context.Context, bound time.Duration, done func() (bool,
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(s.poll()):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, s.poll())
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,18 +33,41 @@ type cpuTimes struct {
 // CPU is the CPU a phase of a run used, in cores: CPU-seconds per second
 // of wall time. Much in Other means something else ran on the machine.
 type CPU struct {
+	Seconds     float64 `json:"seconds"` // the wall time measured
 	Cores       int     `json:"cores"`
 	MachineBusy float64 `json:"machine_busy_cores"`
 	Loadgen     float64 `json:"loadgen_cores"`
 	Server      float64 `json:"server_cores"`             // eportal, or nginx's master and workers
 	Database    float64 `json:"database_cores,omitempty"` // PostgreSQL's processes, whoever they serve
 	Other       float64 `json:"other_cores"`              // the kernel's own work and every other process
+
+	// The CPU-seconds used in the time measured, unrounded, for the
+	// costs per event.
+	loadgenSecs, serverSecs, databaseSecs float64
+}
+
+// PerEvent is the CPU one event (an agent cycle, a download) cost, in
+// milliseconds of CPU time: what each part of the system spent on n
+// events in the time measured.
+type PerEvent struct {
+	Loadgen  float64 `json:"loadgen_cpu_ms"`
+	Server   float64 `json:"server_cpu_ms"`
+	Database float64 `json:"database_cpu_ms,omitempty"`
+}
+
+// perEvent divides the CPU used among n events; nil for none.
+func (c *CPU) perEvent(n int) *PerEvent {
+	if c == nil || n <= 0 {
+		return nil
+	}
+	per := func(secs float64) float64 { return math.Round(secs*1e6/float64(n)) / 1000 }
+	return &PerEvent{Loadgen: per(c.loadgenSecs), Server: per(c.serverSecs), Database: per(c.databaseSecs)}
 }
 
 // snapshot reads the CPU times of the machine, of loadgen, of the
-// process group serverPgid, and of PostgreSQL. A process that cannot be
-// read (it ended) is skipped.
-func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
+// process groups serverPgids (the server's processes, of each replica),
+// and of PostgreSQL. A process that cannot be read (it ended) is skipped.
+func (fs procFS) snapshot(serverPgids ...int) (cpuTimes, error) {
 	t := cpuTimes{at: time.Now()}
 	b, err := os.ReadFile(filepath.Join(fs.Root, "stat"))
 	if err != nil {
@@ -72,7 +97,7 @@ func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
 		switch {
 		case pid == self:
 			t.loadgen += st.ticks
-		case st.pgrp == serverPgid:
+		case slices.Contains(serverPgids, st.pgrp):
 			t.server += st.ticks
 		case st.comm == "postgres":
 			t.database += st.ticks
@@ -82,19 +107,30 @@ func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
 }
 
 // startCPU starts measuring the CPU used by the machine, loadgen, the
-// server sp and PostgreSQL; the function it returns ends the measurement,
-// returning nil where /proc cannot be read.
-func startCPU(sp *proc) func() *CPU {
+// server's processes sp (a server, or a portal's replicas) and (with db)
+// PostgreSQL; the function it returns ends the measurement, returning nil
+// where /proc cannot be read. Without db, PostgreSQL's processes count as
+// other work.
+func startCPU(db bool, sp ...*proc) func() *CPU {
 	fs := procFS{Root: "/proc"}
-	pgid := sp.cmd.Process.Pid // its own process group: see sysProcAttr
-	a, err := fs.snapshot(pgid)
+	pgids := func() []int {
+		var ids []int
+		for _, p := range sp {
+			ids = append(ids, p.cmd.Process.Pid) // its own process group: see sysProcAttr
+		}
+		return ids
+	}
+	a, err := fs.snapshot(pgids()...)
 	return func() *CPU {
 		if err != nil {
 			return nil
 		}
-		b, err := fs.snapshot(pgid)
+		b, err := fs.snapshot(pgids()...)
 		if err != nil {
 			return nil
+		}
+		if !db {
+			a.database, b.database = 0, 0
 		}
 		c := cpuBetween(a, b, runtime.NumCPU())
 		return &c
@@ -107,14 +143,16 @@ func cpuBetween(a, b cpuTimes, cores int) CPU {
 	if secs <= 0 {
 		return CPU{Cores: cores}
 	}
-	rate := func(x, y uint64) float64 {
+	used := func(x, y uint64) float64 {
 		if y < x {
 			return 0
 		}
-		return round2(float64(y-x) / clockTicks / secs)
+		return float64(y-x) / clockTicks
 	}
-	c := CPU{Cores: cores, MachineBusy: rate(a.busy, b.busy), Loadgen: rate(a.loadgen, b.loadgen),
-		Server: rate(a.server, b.server), Database: rate(a.database, b.database)}
+	rate := func(x, y uint64) float64 { return round2(used(x, y) / secs) }
+	c := CPU{Seconds: round2(secs), Cores: cores, MachineBusy: rate(a.busy, b.busy), Loadgen: rate(a.loadgen, b.loadgen),
+		Server: rate(a.server, b.server), Database: rate(a.database, b.database),
+		loadgenSecs: used(a.loadgen, b.loadgen), serverSecs: used(a.server, b.server), databaseSecs: used(a.database, b.database)}
 	c.Other = max(0, round2(c.MachineBusy-c.Loadgen-c.Server-c.Database))
 	return c
 }

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/kcare/kcare/internal/agent"
 	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/atomicfile"
+	"github.com/kcare/kcare/internal/charclass"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/portalclient"
@@ -36,6 +36,9 @@ func client(a *agent.Agent, o *options) *portalclient.Client {
 		PatchServer:     a.Config.PatchServer,
 		RegistrationURL: a.Config.RegistrationURL,
 		UserAgent:       "kcarectl/" + Version,
+	}
+	if len(a.Config.PatchServers) > 1 {
+		c.Alternates = a.Config.PatchServers[1:]
 	}
 	if id, err := os.ReadFile(filepath.Join(confDir(o), systemIDFile)); err == nil {
 		c.ServerID = strings.TrimSpace(string(id))
@@ -111,8 +114,15 @@ func runUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr i
 	return remoteUpdate(ctx, a, o, stdout, stderr)
 }
 
+// remoteUpdate updates from the portal and reports to it. The run's
+// check-in goes with the index request (portalclient.Client.Report): when
+// nothing changes, that one request is the whole run; when a level was
+// applied, or the update failed, a second check-in says so.
 func remoteUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
 	c := client(a, o)
+	if c.PatchServer != "" {
+		c.Report = report(a, o, nil)
+	}
 	res, err := a.Update(ctx, c, updateOptions(a, o, stderr))
 	if res != nil && err == nil {
 		printApplied(stdout, res)
@@ -120,7 +130,10 @@ func remoteUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stder
 	if errors.Is(err, agent.ErrNothingToDo) {
 		fmt.Fprintf(stdout, "%s\n", nothingMessage(err))
 	}
-	checkIn(ctx, a, o, c, err, stderr)
+	reported := c.Report == nil // stored with the index request
+	if !reported || !errors.Is(err, agent.ErrNothingToDo) {
+		checkIn(ctx, a, o, c, err, stderr)
+	}
 	return err
 }
 
@@ -136,9 +149,21 @@ func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Cl
 	if c.PatchServer == "" {
 		return
 	}
+	ci := report(a, o, runErr)
+	if ci == nil {
+		return
+	}
+	if err := c.CheckIn(ctx, *ci); err != nil {
+		fmt.Fprintf(stderr, "kcarectl: check-in: %v\n", err)
+	}
+}
+
+// report is the check-in of a run that ended with runErr: the kernel and
+// level in effect now, and the outcome. nil when the state cannot be read.
+func report(a *agent.Agent, o *options, runErr error) *apitype.CheckIn {
 	info, err := a.Info()
 	if err != nil {
-		return
+		return nil
 	}
 	id, _ := kernel.Read(o.root)
 	host, _ := os.Hostname()
@@ -155,12 +180,10 @@ func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Cl
 			ci.Tags = &tags
 		}
 	}
-	if err := c.CheckIn(ctx, ci); err != nil {
-		fmt.Fprintf(stderr, "kcarectl: check-in: %v\n", err)
-	}
+	return &ci
 }
 
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+var hostnameRE = apitype.HostnameRE
 
 func validHostname(h string) string {
 	if hostnameRE.MatchString(h) {
@@ -334,7 +357,7 @@ func runLicenseInfo(ctx context.Context, a *agent.Agent, o *options, stdout io.W
 	return nil
 }
 
-var tagsRE = regexp.MustCompile(`^[^\n\r\x00"'\\]{0,500}$`)
+var tagsRE = charclass.New("^\n\r\x00\"'\\", 0, 500)
 
 func runTag(ctx context.Context, a *agent.Agent, o *options, stdout io.Writer) error {
 	if !tagsRE.MatchString(o.tag.v) {

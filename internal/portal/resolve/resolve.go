@@ -59,39 +59,13 @@ func PrefixDelay(prefix string) (delay time.Duration, test bool, err error) {
 // allow, or nil. Test-channel levels must already be filtered out by the
 // caller unless the feed or prefix admits them.
 func Pick(levels []store.Level, feed *store.Feed, req Request) (*store.Level, error) {
-	delay, _, err := PrefixDelay(req.Prefix)
+	delay, sticky, maxRank, err := req.limits(feed)
 	if err != nil {
 		return nil, err
 	}
-	if feed != nil {
-		delay += feed.DeployAfter
-	}
-	if req.Delay != "" {
-		d, err := config.ParseDelay(req.Delay)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadDelay, err)
-		}
-		delay += d
-	}
-	maxRank := -1
-	if req.Patchset != "" {
-		r, ok := req.Order[req.Patchset]
-		if !ok {
-			return nil, fmt.Errorf("%w %q", ErrBadPatchset, req.Patchset)
-		}
-		maxRank = r
-	}
 	cutoff := req.Now.Add(-delay)
-	var sticky time.Time
-	if req.Sticky != "" {
-		end, err := config.StickyEnd(req.Sticky)
-		if err != nil {
-			return nil, fmt.Errorf("%w %q: %v", ErrBadSticky, req.Sticky, err)
-		}
-		sticky = end
-		if sticky.Before(cutoff) {
-			cutoff = sticky
-		}
+	if !sticky.IsZero() && sticky.Before(cutoff) {
+		cutoff = sticky
 	}
 	var best *store.Level
 	for i := range levels {
@@ -128,4 +102,65 @@ func RollbackFrom(srv *store.Server, buildID string, picked *store.Level) int {
 		return 0
 	}
 	return srv.Level
+}
+
+// NextChange returns the earliest time after req.Now at which Pick's
+// answer for the same levels, feed and request can change by the clock
+// alone: when a level held back by the delays becomes old enough. It
+// returns the zero time when none ever will (every level is allowed
+// already, or held back for good by the sticky date). A bad prefix or
+// sticky date is Pick's error.
+func NextChange(levels []store.Level, feed *store.Feed, req Request) (time.Time, error) {
+	delay, sticky, maxRank, err := req.limits(feed)
+	if err != nil {
+		return time.Time{}, err
+	}
+	cutoff := req.Now.Add(-delay)
+	var next time.Time
+	for _, l := range levels {
+		if r, ok := req.Order[l.Patchset]; maxRank >= 0 && (!ok || r > maxRank) {
+			continue // held back by STICKY_PATCHSET for good
+		}
+		if !l.Released.After(cutoff) || (!sticky.IsZero() && l.Released.After(sticky)) {
+			continue // allowed now, or never
+		}
+		if at := l.Released.Add(delay); next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next, nil
+}
+
+// limits are what req and feed hold levels back with, as Pick applies
+// them: the delay after release, the end of the sticky day (zero: none),
+// and the rank of the newest patchset allowed (-1: any).
+func (req Request) limits(feed *store.Feed) (delay time.Duration, sticky time.Time, maxRank int, err error) {
+	delay, _, err = PrefixDelay(req.Prefix)
+	if err != nil {
+		return 0, time.Time{}, 0, err
+	}
+	if feed != nil {
+		delay += feed.DeployAfter
+	}
+	if req.Delay != "" {
+		d, err := config.ParseDelay(req.Delay)
+		if err != nil {
+			return 0, time.Time{}, 0, fmt.Errorf("%w: %v", ErrBadDelay, err)
+		}
+		delay += d
+	}
+	maxRank = -1
+	if req.Patchset != "" {
+		r, ok := req.Order[req.Patchset]
+		if !ok {
+			return 0, time.Time{}, 0, fmt.Errorf("%w %q", ErrBadPatchset, req.Patchset)
+		}
+		maxRank = r
+	}
+	if req.Sticky != "" {
+		if sticky, err = config.StickyEnd(req.Sticky); err != nil {
+			return 0, time.Time{}, 0, fmt.Errorf("%w %q: %v", ErrBadSticky, req.Sticky, err)
+		}
+	}
+	return delay, sticky, maxRank, nil
 }

@@ -109,8 +109,8 @@ func BenchmarkServersFilter(b *testing.B) {
 		{"key", ServerFilter{Key: "kc-bench"}},
 		{"feed", ServerFilter{Feed: "main"}},
 		{"checkin-age-6d", ServerFilter{CheckinAge: 6 * 24 * time.Hour, Now: time.Now()}}, // the seed stamps check-ins with the wall clock
-		{"updated", ServerFilter{IsUpdated: &yes}},
-		{"not-updated", ServerFilter{IsUpdated: &no}},
+		{"updated", ServerFilter{IsUpdated: &yes, Now: time.Now()}},
+		{"not-updated", ServerFilter{IsUpdated: &no, Now: time.Now()}},
 		{"tag", ServerFilter{Tag: "rack:r07"}},
 	}
 	for _, be := range backends {

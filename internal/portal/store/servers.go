@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Servers.
@@ -67,10 +68,10 @@ func (s *sqlStore) Register(ctx context.Context, key string, v *Server) error {
 	v.Registered, v.LastCheckin = norm(v.Registered), norm(v.LastCheckin)
 	v.Key = key
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var limit int
+		var limit, n int
 		var rangesJSON string
-		err := tx.QueryRowContext(ctx, `SELECT server_limit, ip_ranges FROM keys WHERE key = $1`+s.d.forUpdate,
-			key).Scan(&limit, &rangesJSON)
+		err := tx.QueryRowContext(ctx, `SELECT server_limit, ip_ranges, server_count FROM keys WHERE key = $1`+s.d.forUpdate,
+			key).Scan(&limit, &rangesJSON, &n)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrInvalidKey
 		}
@@ -84,15 +85,10 @@ func (s *sqlStore) Register(ctx context.Context, key string, v *Server) error {
 		if !ipAllowed(v.IP, ranges) {
 			return fmt.Errorf("%s: %w", v.IP, ErrIPNotAllowed)
 		}
-		if limit > 0 {
-			var n int
-			err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers WHERE key = $1`, key).Scan(&n)
-			if err != nil {
-				return err
-			}
-			if n >= limit {
-				return fmt.Errorf("%d of %d: %w", n, limit, ErrLimitReached)
-			}
+		// n is kept by a trigger, under the key row's lock (on SQLite,
+		// the one writer's).
+		if limit > 0 && n >= limit {
+			return fmt.Errorf("%d of %d: %w", n, limit, ErrLimitReached)
 		}
 		_, err = tx.ExecContext(ctx, insertServer, s.serverArgs(v, "")...)
 		if isUnique(err) {
@@ -148,10 +144,6 @@ func (s *sqlStore) Server(ctx context.Context, id string) (*Server, error) {
 	return queryOne(ctx, s.r, "server "+id, scanServer, `SELECT `+serverCols+` FROM servers s WHERE s.id = $1`, id)
 }
 
-// serverFeed is the feed a server's updates come from: its key's, or
-// its IP license's.
-const serverFeed = `COALESCE(k.feed, s.ip_feed, 'main')`
-
 // allowedLevels are two small tables a servers query joins to every
 // server it reads (whatever the planner thinks of the tables' sizes): the
 // newest level each key's servers are allowed, per kernel build (avk), and
@@ -187,7 +179,36 @@ func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error
 	if f.needsNow() && f.Now.IsZero() {
 		return nil, fmt.Errorf("servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
 	}
-	q, args := s.serversQuery(f, f.Now)
+	p, err := s.planFor(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if p.ftsMany && f.Limit > 0 && f.Offset == 0 {
+		// See windowRows: the first rows in the page's order first.
+		w, err := s.windowEnd(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		if w != nil {
+			wp := p
+			wp.window = w
+			out, err := s.servers(ctx, f, wp)
+			if err != nil || len(out) >= f.Limit {
+				return out, err
+			}
+			if s.d.name == "postgres" {
+				p.filterFirst = true
+			} else {
+				p.searchFTS, p.tagFTS = usesTrigrams(f.Search), usesTrigrams(f.Tag)
+			}
+		}
+	}
+	return s.servers(ctx, f, p)
+}
+
+// servers runs the query for f as p plans it.
+func (s *sqlStore) servers(ctx context.Context, f ServerFilter, p plan) ([]Server, error) {
+	q, args := s.serversQuery(f, f.Now, p)
 	out, err := queryAll(ctx, s.r, "servers", scanServer, q, args...)
 	if f.Before != nil && f.After == nil {
 		slices.Reverse(out)
@@ -195,15 +216,113 @@ func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error
 	return out, err
 }
 
-// serversQuery is the SELECT for Servers(f) at time now.
-func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
+// usesTrigrams reports whether a trigram index can look term up: three
+// characters or more.
+func usesTrigrams(term string) bool { return utf8.RuneCountInString(term) >= 3 }
+
+// noIndex is the sort column col as an expression no index serves, which
+// orders the same.
+func noIndex(col string) string {
+	if col == `s.registered` {
+		return `(s.registered + interval '0 s')`
+	}
+	return `(` + col + ` || '')`
+}
+
+// sortCol is the column f.Sort orders by.
+func sortCol(sort string) string {
+	switch sort {
+	case "hostname":
+		return `s.hostname`
+	case "ip":
+		return `s.ip`
+	}
+	return `s.registered`
+}
+
+// cursorValue is c's value as a query argument of the column sort orders
+// by.
+func (s *sqlStore) cursorValue(sort string, c *Cursor) any {
+	if sortCol(sort) != `s.registered` {
+		return c.Value
+	}
+	t, err := time.Parse(time.RFC3339Nano, c.Value)
+	if err != nil {
+		t = time.Time{}
+	}
+	return s.d.t(t)
+}
+
+// order returns the conditions that start f's rows at its cursor, and its
+// ORDER BY. Backward (Before) reads the other way from the cursor,
+// nearest first; Servers turns the rows back.
+func (s *sqlStore) order(f ServerFilter, arg func(any) string) (where []string, orderBy string) {
+	col, cmp, dir := sortCol(f.Sort), ` > `, ``
+	cursor := f.After
+	if f.Before != nil && f.After == nil {
+		cursor = f.Before
+	}
+	if f.Desc != (cursor != nil && cursor == f.Before) {
+		cmp, dir = ` < `, ` DESC`
+	}
+	if cursor != nil {
+		pv, pid := arg(s.cursorValue(f.Sort, cursor)), arg(cursor.ID)
+		// A row-value comparison: both backends walk the (col, id) index.
+		where = append(where, `(`+col+`, s.id)`+cmp+`(`+pv+`, `+pid+`)`)
+	}
+	return where, ` ORDER BY ` + col + dir + `, s.id` + dir
+}
+
+// orderQuery is head (a SELECT from servers s) with f's cursor and order.
+func (s *sqlStore) orderQuery(f ServerFilter, head string) (string, []any) {
+	var args []any
+	where, orderBy := s.order(f, func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	})
+	if len(where) > 0 {
+		head += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	return head + orderBy, args
+}
+
+// windowEnd is the windowRows-th server in f's order from its cursor, or
+// nil when there are fewer.
+func (s *sqlStore) windowEnd(ctx context.Context, f ServerFilter) (*Cursor, error) {
+	q, args := s.orderQuery(f, `SELECT `+sortCol(f.Sort)+`, s.id FROM servers s`)
+	q += ` LIMIT 1 OFFSET ` + strconv.Itoa(windowRows-1)
+	var c Cursor
+	var v any
+	err := s.r.QueryRowContext(ctx, q, args...).Scan(&v, &c.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("servers: %w", err)
+	}
+	switch v := v.(type) {
+	case int64: // SQLite's registration time
+		c.Value = time.Unix(0, v).UTC().Format(time.RFC3339Nano)
+	case time.Time:
+		c.Value = v.UTC().Format(time.RFC3339Nano)
+	case string:
+		c.Value = v
+	case []byte:
+		c.Value = string(v)
+	default:
+		return nil, fmt.Errorf("servers: window end of type %T", v)
+	}
+	return &c, nil
+}
+
+// serversQuery is the SELECT for Servers(f) at time now, as p plans it.
+func (s *sqlStore) serversQuery(f ServerFilter, now time.Time, p plan) (string, []any) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
-	join := false
 	if f.Hostname != "" {
 		where = append(where, `s.hostname `+s.d.like+` `+arg(likeEscape(f.Hostname))+` ESCAPE '\'`)
 	}
@@ -232,8 +351,38 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 		where = append(where, `s.key = `+arg(f.Key))
 	}
 	if f.Feed != "" {
-		join = true
-		where = append(where, serverFeed+` = `+arg(f.Feed))
+		// The servers of the feed's keys, and those its IP licenses
+		// recorded: the feed a server's updates come from, put so that
+		// an index can answer it.
+		fa := arg(f.Feed)
+		inFeed := `COALESCE((SELECT k.feed FROM keys k WHERE k.key = s.key), s.ip_feed, 'main') = ` + fa
+		if s.d.name == "postgres" {
+			// PostgreSQL weighs reading the feed's keys' servers
+			// (servers_key) against walking the page's order itself.
+			inFeed = `(s.key IN (SELECT k.key FROM keys k WHERE k.feed = ` + fa + `) OR (s.key IS NULL AND COALESCE(s.ip_feed, 'main') = ` + fa + `))`
+		}
+		if p.feedFew {
+			// The feed's keys' servers by their index, named one by one
+			// so that each backend reads just those, then sorts them.
+			keys := make([]string, len(p.feedKeys))
+			for i, k := range p.feedKeys {
+				keys[i] = arg(k)
+			}
+			byKey := func(t string) string {
+				if len(keys) == 0 {
+					return `1 = 0`
+				}
+				return t + `key IN (` + strings.Join(keys, ", ") + `)`
+			}
+			ips := func(t string) string { return t + `key IS NULL AND COALESCE(` + t + `ip_feed, 'main') = ` + fa }
+			if s.d.name == "sqlite" {
+				inFeed = `s.rowid IN (SELECT rowid FROM servers WHERE ` + byKey("") + ` UNION ALL SELECT rowid FROM servers WHERE ` + ips("") + `)`
+			} else {
+				inFeed = `(` + byKey("s.") + ` OR (` + ips("s.") + `))`
+				p.filterFirst = true
+			}
+		}
+		where = append(where, inFeed)
 	}
 	if f.CheckinAge > 0 {
 		where = append(where, `(s.last_checkin IS NULL OR s.last_checkin < `+arg(s.d.t(now.Add(-f.CheckinAge)))+`)`)
@@ -250,65 +399,68 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	}
 	if f.Tag != "" {
 		where = append(where, `s.tags `+s.d.like+` `+arg(likeEscape(f.Tag))+` ESCAPE '\'`)
+		if p.tagFTS {
+			where = append(where, `s.rowid IN (SELECT rowid FROM servers_search WHERE servers_search MATCH `+arg(ftsQuery("tags", f.Tag))+`)`)
+		}
 	}
 	if f.Search != "" {
-		p := arg(likeEscape(f.Search))
-		where = append(where, `(s.hostname `+s.d.like+` `+p+` ESCAPE '\' OR s.ip `+s.d.like+` `+p+` ESCAPE '\')`)
+		pa := arg(likeEscape(f.Search))
+		where = append(where, `(s.hostname `+s.d.like+` `+pa+` ESCAPE '\' OR s.ip `+s.d.like+` `+pa+` ESCAPE '\')`)
+		if p.searchFTS {
+			where = append(where, `s.rowid IN (SELECT rowid FROM servers_search WHERE servers_search MATCH `+arg(ftsQuery("hostname ip", f.Search))+`)`)
+		}
 	}
 	if f.ActiveWithin > 0 {
 		where = append(where, `s.last_checkin >= `+arg(s.d.t(now.Add(-f.ActiveWithin))))
 	}
-	if f.Unsupported != nil {
-		not := ""
-		if !*f.Unsupported {
-			not = "NOT "
+	switch {
+	case f.Unsupported == nil:
+	case !*f.Unsupported:
+		where = append(where, `EXISTS (SELECT 1 FROM levels l WHERE l.build_id = s.build_id)`)
+	case len(p.unsupported) == 0:
+		where = append(where, `1 = 0`) // every kernel the servers run has levels
+	case len(p.unsupported) > maxUnsupported:
+		where = append(where, `NOT EXISTS (SELECT 1 FROM levels l WHERE l.build_id = s.build_id)`)
+	default:
+		list := make([]string, len(p.unsupported))
+		for i, b := range p.unsupported {
+			list[i] = arg(b)
 		}
-		where = append(where, not+`NOT EXISTS (SELECT 1 FROM levels l WHERE l.build_id = s.build_id)`)
-	}
-	col, cmp, dir := `s.registered`, ` > `, ``
-	switch f.Sort {
-	case "hostname":
-		col = `s.hostname`
-	case "ip":
-		col = `s.ip`
-	}
-	// Backward (Before) reads the other way from the cursor, nearest
-	// first; Servers turns the rows back.
-	cursor := f.After
-	if f.Before != nil && f.After == nil {
-		cursor = f.Before
-	}
-	if f.Desc != (cursor != nil && cursor == f.Before) {
-		cmp, dir = ` < `, ` DESC`
-	}
-	if cursor != nil {
-		var v any = cursor.Value
-		if col == `s.registered` {
-			t, err := time.Parse(time.RFC3339Nano, cursor.Value)
-			if err != nil {
-				t = time.Time{}
-			}
-			v = s.d.t(t)
+		in := `s.build_id IN (` + strings.Join(list, ", ") + `)`
+		if p.unsupportedFew {
+			in = `s.rowid IN (SELECT rowid FROM servers WHERE build_id IN (` + strings.Join(list, ", ") + `))`
 		}
-		pv, pid := arg(v), arg(cursor.ID)
-		// A row-value comparison: both backends walk the (col, id) index.
-		where = append(where, `(`+col+`, s.id)`+cmp+`(`+pv+`, `+pid+`)`)
+		where = append(where, in)
+	}
+	cursor, orderBy := s.order(f, arg)
+	if p.filterFirst {
+		// An order by an expression of the sort column, not the
+		// column: PostgreSQL cannot walk the column's index for it, so
+		// it reads the servers the filters name (pg_trgm) and sorts
+		// those.
+		orderBy = strings.Replace(orderBy, sortCol(f.Sort), noIndex(sortCol(f.Sort)), 1)
+	}
+	where = append(where, cursor...)
+	if w := p.window; w != nil {
+		// No further than the window's end, in the page's order.
+		op := ` <= `
+		if strings.Contains(orderBy, `DESC`) {
+			op = ` >= `
+		}
+		where = append(where, `(`+sortCol(f.Sort)+`, s.id)`+op+`(`+arg(s.cursorValue(f.Sort, w))+`, `+arg(w.ID)+`)`)
 	}
 	var q strings.Builder
 	if f.IsUpdated != nil {
 		q.WriteString(`WITH ` + s.allowedLevels(nowArg) + ` `)
 	}
 	q.WriteString(`SELECT ` + serverCols + ` FROM servers s`)
-	if join {
-		q.WriteString(` LEFT JOIN keys k ON k.key = s.key`)
-	}
 	if f.IsUpdated != nil {
 		q.WriteString(allowedJoin)
 	}
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
 	}
-	q.WriteString(` ORDER BY ` + col + dir + `, s.id` + dir)
+	q.WriteString(orderBy)
 	switch {
 	case f.Limit > 0:
 		q.WriteString(` LIMIT ` + arg(f.Limit))
@@ -332,7 +484,11 @@ func (s *sqlStore) CountFiltered(ctx context.Context, f ServerFilter) (int, erro
 		return 0, fmt.Errorf("count servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
 	}
 	f.Limit, f.Offset, f.After, f.Before = 0, 0, nil, nil
-	q, args := s.serversQuery(f, f.Now)
+	p, err := s.planFor(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	q, args := s.serversQuery(f, f.Now, p)
 	var n int
 	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM (`+q+`) c`, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count servers: %w", err)
@@ -346,36 +502,6 @@ func (s *sqlStore) CountServers(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("count servers: %w", err)
 	}
 	return n, nil
-}
-
-func (s *sqlStore) CheckIn(ctx context.Context, id string, c Report) error {
-	if c.At.IsZero() {
-		c.At = time.Now()
-	}
-	var tags any
-	if c.Tags != nil {
-		tags = *c.Tags
-	}
-	// The history row goes in the same transaction: one INSERT more on
-	// the hot path; PruneCheckins trims it.
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		err := affected(tx.ExecContext(ctx, `UPDATE servers SET hostname = $2, ip = $3, kernel_release = $4, build_id = $5,
-	kernel_id = $6, level = $7, effective_release = $8, last_result = $9, agent_version = $10,
-	tags = COALESCE($11, tags), last_checkin = $12,
-	updated = CASE WHEN $7 > 0 AND (level <> $7 OR build_id <> $5) THEN $12 ELSE updated END WHERE id = $1`,
-			id, c.Hostname, c.IP, c.Release, c.BuildID, c.KernelID, c.Level, c.EffectiveRelease,
-			c.LastResult, c.AgentVersion, tags, s.d.t(c.At)))
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO checkins (server_id, at, level, effective_release, result)
-VALUES ($1, $2, $3, $4, $5)`, id, s.d.t(c.At), c.Level, c.EffectiveRelease, c.LastResult)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("check in server %s: %w", id, err)
-	}
-	return nil
 }
 
 func (s *sqlStore) SetServerTags(ctx context.Context, id, tags string) error {

@@ -17,7 +17,15 @@ type sqlStore struct {
 	d dialect
 	w *sql.DB // writes; for SQLite its one writer connection
 	r *sql.DB // reads; for SQLite a pool of query-only connections, for PostgreSQL w
+
+	stmts   stmtCache // the hot path's prepared statements
+	commits committer // the group commit of check-ins
+	notes   []string  // what Open could not set up, for Notes
 }
+
+// Notes are what opening the store could not set up as it would have
+// liked, for the log: the store works without them, slower.
+func (s *sqlStore) Notes() []string { return s.notes }
 
 // writeAttempts bounds how often a transaction that failed with a
 // retryable error (isRetryable) is run: SQLite's busy timeout already
@@ -25,7 +33,8 @@ type sqlStore struct {
 const writeAttempts = 8
 
 func (s *sqlStore) Close() error {
-	err := s.w.Close()
+	s.commits.stop()
+	err := errors.Join(s.stmts.close(), s.w.Close())
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
 	}

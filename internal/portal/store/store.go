@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -336,6 +337,52 @@ type Store interface {
 	AuditStore
 	ResellerStore
 	PublisherKeyStore
+	SharedStore
+}
+
+// SignInFailure is what the web UI counts of failed sign-ins under one
+// key (a hash naming a user and a source, or a source).
+type SignInFailure struct {
+	Key   []byte
+	N     int
+	Until time.Time // no sign-in before this; zero: none held back
+	Last  time.Time // the last failure
+}
+
+// SharedStore is what the replicas of a portal on one database share
+// through it beside the portal's data.
+type SharedStore interface {
+	// PutBlob stores a bundle under its sha256 digest d (the caller
+	// checked it), in chunks; storing a digest again changes nothing.
+	PutBlob(ctx context.Context, d string, data []byte) error
+	// ReadBlob writes the bundle d to w, a chunk at a time, and returns
+	// its size; ErrNotFound when there is none.
+	ReadBlob(ctx context.Context, d string, w io.Writer) (int64, error)
+	// HasBlob reports whether the bundle d is stored.
+	HasBlob(ctx context.Context, d string) (bool, error)
+
+	// Secret is a secret every replica must share (the index signing
+	// key, the metrics salt); ErrNotFound when there is none yet.
+	Secret(ctx context.Context, name string) ([]byte, error)
+	// AddSecret stores value as the secret name unless there is one,
+	// and returns the one stored: of replicas starting at once, each
+	// gets the first one's.
+	AddSecret(ctx context.Context, name string, value []byte) ([]byte, error)
+
+	// SignInFailures are the failures counted under keys, for those
+	// that have any.
+	SignInFailures(ctx context.Context, keys ...[]byte) ([]SignInFailure, error)
+	// CountSignInFailure counts a failure under each of keys: count
+	// turns each key's record (zero but for Key when there is none) into
+	// the new one, in one transaction.
+	CountSignInFailure(ctx context.Context, count func(f *SignInFailure), keys ...[]byte) error
+	// ForgetSignInFailures forgets the failures under key, and every
+	// record last counted before before.
+	ForgetSignInFailures(ctx context.Context, key []byte, before time.Time) error
+
+	// TryLock takes the lock name, held by one replica at a time, if it
+	// is free: it reports whether it did, and unlock lets it go.
+	TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
 
 // PublisherKey is a publisher's public key the portal trusts: a bundle
@@ -447,6 +494,11 @@ type ServerStore interface {
 	// registered under a key is ErrExists. A zero LastCheckin is now.
 	UpsertIPServer(ctx context.Context, s *Server, feed string) error
 	Server(ctx context.Context, id string) (*Server, error)
+	// AgentServer reads, in one query, what authenticating an agent's
+	// request needs: the server with id (ErrNotFound when there is none),
+	// its key's settings without the server count (nil when it has no
+	// key, or its key was just deleted), and the store's Version.
+	AgentServer(ctx context.Context, id string) (*Server, *Key, int64, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
 	// CountFiltered counts the servers f selects, ignoring its Limit,

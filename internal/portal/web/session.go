@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -224,7 +225,10 @@ func (u *UI) CheckPassword(ctx context.Context, name, password, ip string) (*sto
 	src := throttleSource(ip)
 	// The throttle's slot first, then memory for the hash: a guess that
 	// would be refused costs no hash.
-	wait, busy := u.throttle.begin(name, src)
+	wait, busy, err := u.throttle.begin(ctx, name, src)
+	if err != nil {
+		return nil, err
+	}
 	if wait > 0 {
 		if busy {
 			return nil, tooMany(wait, "another sign-in from your address is being checked")
@@ -245,11 +249,15 @@ func (u *UI) CheckPassword(ctx context.Context, name, password, ip string) (*sto
 	}
 	release()
 	if err != nil {
-		u.throttle.fail(name, src)
+		if err := u.throttle.fail(ctx, name, src); err != nil {
+			return nil, err
+		}
 		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
 		return nil, errorf(http.StatusUnauthorized, "wrong user name or password")
 	}
-	u.throttle.reset(name, src)
+	if err := u.throttle.reset(ctx, name, src); err != nil {
+		return nil, err
+	}
 	return user, nil
 }
 
@@ -322,37 +330,63 @@ func freeFailures(k, source failKey) int {
 	return pairFreeFailures
 }
 
+// throttle counts failed sign-ins: in memory, or, for replicas of a
+// portal on one database, in the database (shared), so that guesses spread
+// over the replicas are counted together. The one sign-in at a time from a
+// source is each replica's own.
 type throttle struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	fails map[failKey]*failState
-	busy  map[string]bool // sources with a sign-in being checked
+	mu     sync.Mutex
+	now    func() time.Time
+	fails  map[failKey]*failState // with no shared store
+	shared sharedFailures
+	busy   map[string]bool // sources with a sign-in being checked
 }
 
-func newThrottle(now func() time.Time) *throttle {
-	return &throttle{now: now, fails: map[failKey]*failState{}, busy: map[string]bool{}}
+// sharedFailures is where replicas count failed sign-ins: the core.
+type sharedFailures interface {
+	SignInFailures(ctx context.Context, keys ...[]byte) ([]store.SignInFailure, error)
+	CountSignInFailure(ctx context.Context, count func(f *store.SignInFailure), keys ...[]byte) error
+	ForgetSignInFailures(ctx context.Context, key []byte, before time.Time) error
+}
+
+func newThrottle(now func() time.Time, shared sharedFailures) *throttle {
+	return &throttle{now: now, fails: map[failKey]*failState{}, busy: map[string]bool{}, shared: shared}
 }
 
 // begin starts a sign-in as user from src. It returns how long the caller
 // must wait instead, and whether that is because another sign-in from src
 // is being checked; else the caller must call end when done.
-func (t *throttle) begin(user, src string) (wait time.Duration, busy bool) {
+func (t *throttle) begin(ctx context.Context, user, src string) (wait time.Duration, busy bool, err error) {
+	now := t.now()
+	keys := []failKey{pairKey(user, src), sourceKey(src)}
+	if t.shared != nil {
+		fs, err := t.shared.SignInFailures(ctx, keys[0][:], keys[1][:])
+		if err != nil {
+			return 0, false, err
+		}
+		for _, f := range fs {
+			if f.Until.After(now) {
+				wait = max(wait, f.Until.Sub(now))
+			}
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	for _, k := range []failKey{pairKey(user, src), sourceKey(src)} {
-		if f := t.fails[k]; f != nil && f.until.After(now) {
-			wait = max(wait, f.until.Sub(now))
+	if t.shared == nil {
+		for _, k := range keys {
+			if f := t.fails[k]; f != nil && f.until.After(now) {
+				wait = max(wait, f.until.Sub(now))
+			}
 		}
 	}
 	if wait > 0 {
-		return wait, false
+		return wait, false, nil
 	}
 	if t.busy[src] {
-		return busyRetry, true
+		return busyRetry, true, nil
 	}
 	t.busy[src] = true
-	return 0, false
+	return 0, false, nil
 }
 
 // end finishes the sign-in from src that begin started.
@@ -362,11 +396,36 @@ func (t *throttle) end(src string) {
 	delete(t.busy, src)
 }
 
+// count adds a failure at now to f, for key k of a failure from source.
+func count(f *failState, k, source failKey, now time.Time) {
+	if now.Sub(f.last) > failMemory {
+		*f = failState{}
+	}
+	f.n++
+	f.last = now
+	if free := freeFailures(k, source); f.n >= free {
+		d := lockoutBase << min(f.n-free, 10)
+		f.until = now.Add(min(d, lockoutMax))
+	}
+}
+
 // fail counts a failed sign-in as user from src.
-func (t *throttle) fail(user, src string) {
+func (t *throttle) fail(ctx context.Context, user, src string) error {
+	now := t.now()
+	source, pair := sourceKey(src), pairKey(user, src)
+	if t.shared != nil {
+		return t.shared.CountSignInFailure(ctx, func(sf *store.SignInFailure) {
+			k := source
+			if bytes.Equal(sf.Key, pair[:]) {
+				k = pair
+			}
+			f := failState{n: sf.N, until: sf.Until, last: sf.Last}
+			count(&f, k, source, now)
+			sf.N, sf.Until, sf.Last = f.n, f.until, f.last
+		}, pair[:], source[:])
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
 	if len(t.fails) > maxFailStates {
 		for k, f := range t.fails {
 			if now.Sub(f.last) > failMemory {
@@ -374,27 +433,27 @@ func (t *throttle) fail(user, src string) {
 			}
 		}
 	}
-	source := sourceKey(src)
-	for _, k := range []failKey{pairKey(user, src), source} {
+	for _, k := range []failKey{pair, source} {
 		f := t.fails[k]
-		if f == nil || now.Sub(f.last) > failMemory {
+		if f == nil {
 			f = &failState{}
 			t.fails[k] = f
 		}
-		f.n++
-		f.last = now
-		if free := freeFailures(k, source); f.n >= free {
-			d := lockoutBase << min(f.n-free, 10)
-			f.until = now.Add(min(d, lockoutMax))
-		}
+		count(f, k, source, now)
 	}
+	return nil
 }
 
 // reset forgets the failures of user from src after a sign-in succeeds.
 // The address's own count stays: signing in to one account must not
 // clear its guesses at others.
-func (t *throttle) reset(user, src string) {
+func (t *throttle) reset(ctx context.Context, user, src string) error {
+	pair := pairKey(user, src)
+	if t.shared != nil {
+		return t.shared.ForgetSignInFailures(ctx, pair[:], t.now().Add(-failMemory))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.fails, pairKey(user, src))
+	delete(t.fails, pair)
+	return nil
 }
