@@ -116,9 +116,9 @@ func TestThroughProxy(t *testing.T) {
 		t.Errorf("/proc/cmdline = %q, want %q", got, cmdlineL1)
 	}
 	log := proxy.log()
-	for _, want := range []string{"POST " + fp.URL() + "/admin/api/register", "GET " + fp.URL() + "/api/v1/index/", "GET " + fp.URL() + "/blobs/sha256/"} {
+	for _, want := range []string{"POST " + fp.URL() + "/admin/api/register", "POST " + fp.URL() + "/api/v1/run", "GET " + fp.URL() + "/blobs/sha256/"} {
 		if !strings.Contains(log, want) {
-			t.Errorf("tinyproxy's log lacks %q:\n%s", want, tail(log, 20))
+			t.Errorf("tinyproxy's log lacks %q:\n%s", want, requestLines(log))
 		}
 	}
 
@@ -233,4 +233,15 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// requestLines is the requests in tinyproxy's log, one a line.
+func requestLines(log string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "Request (") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
