@@ -12,11 +12,17 @@ import (
 // The agent API's paths. REGISTRATION_URL replaces RegisterBase's host
 // part; the others are under PATCH_SERVER.
 const (
-	RegisterBase    = "/admin/api" // REGISTRATION_URL's default path
-	RegisterPath    = RegisterBase + "/register"
-	UnregisterPath  = "/api/v1/unregister"
-	IndexPath       = "/api/v1/index/" // + the kernel's build-id
-	CheckInPath     = "/api/v1/checkin"
+	RegisterBase   = "/admin/api" // REGISTRATION_URL's default path
+	RegisterPath   = RegisterBase + "/register"
+	UnregisterPath = "/api/v1/unregister"
+	IndexPath      = "/api/v1/index/" // + the kernel's build-id
+	CheckInPath    = "/api/v1/checkin"
+	// RunPath is an agent's run in one round trip: its check-in (POST,
+	// a CheckIn, with IndexPrefixArg and IndexStickyArg in the query),
+	// answered with the signed index for the build-id it reports, as
+	// IndexPath answers it. Portals without it answer 404; the agent then
+	// asks IndexPath and checks in at CheckInPath.
+	RunPath         = "/api/v1/run"
 	LicensePath     = "/api/v1/license"
 	BlobPath        = "/blobs/sha256/" // + a bundle's sha256
 	PortalKeyPath   = "/keys/portal.pub"

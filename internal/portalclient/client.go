@@ -44,6 +44,14 @@ type Client struct {
 	UserAgent       string
 	// Backoff is the first pause between retries; zero means one second.
 	Backoff time.Duration
+	// Report, when not nil, is this server's check-in for the run under
+	// way. The next Index sends it with its question in one request
+	// (apitype.RunPath) and, once the portal has stored it, sets Report
+	// to nil. A portal without RunPath gets the question at IndexPath
+	// instead, and Report stays for the caller to send with CheckIn.
+	Report *apitype.CheckIn
+
+	noRun bool // the portal answered that it has no RunPath
 }
 
 func (c *Client) http() *http.Client {
@@ -181,9 +189,10 @@ func (c *Client) Unregister(ctx context.Context) error {
 }
 
 // Index fetches the signed index for a kernel: the exact body and the
-// signature from its header. It parses nothing.
+// signature from its header. It parses nothing. With a Report (and a
+// portal that has apitype.RunPath) the same request checks in: see
+// Client.Report.
 func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
-	path := apitype.IndexPath + url.PathEscape(buildID)
 	q := url.Values{}
 	if prefix != "" {
 		q.Set(apitype.IndexPrefixArg, prefix)
@@ -191,12 +200,22 @@ func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (bod
 	if sticky != "" {
 		q.Set(apitype.IndexStickyArg, sticky)
 	}
+	query := ""
 	if len(q) > 0 {
-		path += "?" + q.Encode()
+		query = "?" + q.Encode()
 	}
-	resp, err := c.call(ctx, http.MethodGet, path, nil, "")
-	if err != nil {
-		return nil, nil, err
+	var resp *http.Response
+	if c.Report != nil && !c.noRun && c.Report.BuildID == buildID {
+		resp, err = c.run(ctx, query)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if resp == nil {
+		resp, err = c.call(ctx, http.MethodGet, apitype.IndexPath+url.PathEscape(buildID)+query, nil, "")
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	defer resp.Body.Close()
 	body, err = io.ReadAll(index.LimitedReader(resp.Body, index.DefaultMaxSize))
@@ -210,6 +229,36 @@ func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (bod
 		return body, nil, nil
 	}
 	return body, sig, nil
+}
+
+// run sends c.Report to RunPath with the index question in query. It
+// returns the index answer, or a nil response (and sets c.noRun) when
+// the portal has no RunPath: it answers 404 or 405 for a path it does not
+// serve.
+func (c *Client) run(ctx context.Context, query string) (*http.Response, error) {
+	b, err := json.Marshal(c.Report)
+	if err != nil {
+		return nil, err
+	}
+	u, err := c.url(c.PatchServer, apitype.RunPath+query)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, u, b, "application/json", true, true)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		c.Report = nil
+		return resp, nil
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		resp.Body.Close()
+		c.noRun = true
+		return nil, nil
+	}
+	defer resp.Body.Close()
+	return nil, apiError(resp)
 }
 
 // Download fetches a bundle by its path, reading at most size bytes: a

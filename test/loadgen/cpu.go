@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,12 +32,35 @@ type cpuTimes struct {
 // CPU is the CPU a phase of a run used, in cores: CPU-seconds per second
 // of wall time. Much in Other means something else ran on the machine.
 type CPU struct {
+	Seconds     float64 `json:"seconds"` // the wall time measured
 	Cores       int     `json:"cores"`
 	MachineBusy float64 `json:"machine_busy_cores"`
 	Loadgen     float64 `json:"loadgen_cores"`
 	Server      float64 `json:"server_cores"`             // eportal, or nginx's master and workers
 	Database    float64 `json:"database_cores,omitempty"` // PostgreSQL's processes, whoever they serve
 	Other       float64 `json:"other_cores"`              // the kernel's own work and every other process
+
+	// The CPU-seconds used in the time measured, unrounded, for the
+	// costs per event.
+	loadgenSecs, serverSecs, databaseSecs float64
+}
+
+// PerEvent is the CPU one event (an agent cycle, a download) cost, in
+// milliseconds of CPU time: what each part of the system spent on n
+// events in the time measured.
+type PerEvent struct {
+	Loadgen  float64 `json:"loadgen_cpu_ms"`
+	Server   float64 `json:"server_cpu_ms"`
+	Database float64 `json:"database_cpu_ms,omitempty"`
+}
+
+// perEvent divides the CPU used among n events; nil for none.
+func (c *CPU) perEvent(n int) *PerEvent {
+	if c == nil || n <= 0 {
+		return nil
+	}
+	per := func(secs float64) float64 { return math.Round(secs*1e6/float64(n)) / 1000 }
+	return &PerEvent{Loadgen: per(c.loadgenSecs), Server: per(c.serverSecs), Database: per(c.databaseSecs)}
 }
 
 // snapshot reads the CPU times of the machine, of loadgen, of the
@@ -82,9 +106,10 @@ func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
 }
 
 // startCPU starts measuring the CPU used by the machine, loadgen, the
-// server sp and PostgreSQL; the function it returns ends the measurement,
-// returning nil where /proc cannot be read.
-func startCPU(sp *proc) func() *CPU {
+// server sp and (with db) PostgreSQL; the function it returns ends the
+// measurement, returning nil where /proc cannot be read. Without db,
+// PostgreSQL's processes count as other work.
+func startCPU(sp *proc, db bool) func() *CPU {
 	fs := procFS{Root: "/proc"}
 	pgid := sp.cmd.Process.Pid // its own process group: see sysProcAttr
 	a, err := fs.snapshot(pgid)
@@ -95,6 +120,9 @@ func startCPU(sp *proc) func() *CPU {
 		b, err := fs.snapshot(pgid)
 		if err != nil {
 			return nil
+		}
+		if !db {
+			a.database, b.database = 0, 0
 		}
 		c := cpuBetween(a, b, runtime.NumCPU())
 		return &c
@@ -107,14 +135,16 @@ func cpuBetween(a, b cpuTimes, cores int) CPU {
 	if secs <= 0 {
 		return CPU{Cores: cores}
 	}
-	rate := func(x, y uint64) float64 {
+	used := func(x, y uint64) float64 {
 		if y < x {
 			return 0
 		}
-		return round2(float64(y-x) / clockTicks / secs)
+		return float64(y-x) / clockTicks
 	}
-	c := CPU{Cores: cores, MachineBusy: rate(a.busy, b.busy), Loadgen: rate(a.loadgen, b.loadgen),
-		Server: rate(a.server, b.server), Database: rate(a.database, b.database)}
+	rate := func(x, y uint64) float64 { return round2(used(x, y) / secs) }
+	c := CPU{Seconds: round2(secs), Cores: cores, MachineBusy: rate(a.busy, b.busy), Loadgen: rate(a.loadgen, b.loadgen),
+		Server: rate(a.server, b.server), Database: rate(a.database, b.database),
+		loadgenSecs: used(a.loadgen, b.loadgen), serverSecs: used(a.server, b.server), databaseSecs: used(a.database, b.database)}
 	c.Other = max(0, round2(c.MachineBusy-c.Loadgen-c.Server-c.Database))
 	return c
 }

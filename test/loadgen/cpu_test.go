@@ -100,11 +100,44 @@ func TestCPUBetween(t *testing.T) {
 	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	a := cpuTimes{busy: 1000, loadgen: 100, server: 200, database: 50, at: t0}
 	b := cpuTimes{busy: 1600, loadgen: 350, server: 400, database: 50, at: t0.Add(3 * time.Second)}
-	want := CPU{Cores: 2, MachineBusy: 2, Loadgen: 0.83, Server: 0.67, Other: 0.5}
-	if got := cpuBetween(a, b, 2); got != want {
+	want := CPU{Seconds: 3, Cores: 2, MachineBusy: 2, Loadgen: 0.83, Server: 0.67, Other: 0.5,
+		loadgenSecs: 2.5, serverSecs: 2}
+	got := cpuBetween(a, b, 2)
+	if got != want {
 		t.Errorf("cpuBetween = %+v, want %+v", got, want)
+	}
+	// 2.5 and 2 CPU-seconds over 1,000 cycles.
+	if per := got.perEvent(1000); *per != (PerEvent{Loadgen: 2.5, Server: 2}) {
+		t.Errorf("perEvent(1000) = %+v, want loadgen 2.5 ms, server 2 ms", *per)
+	}
+	if per := got.perEvent(0); per != nil {
+		t.Errorf("perEvent(0) = %+v, want nil", *per)
 	}
 	if got := cpuBetween(a, a, 2); got != (CPU{Cores: 2}) {
 		t.Errorf("cpuBetween over no time = %+v, want zeros", got)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{"1", []int{1}, false},
+		{"0-3", []int{0, 1, 2, 3}, false},
+		{"2,0-1,2", []int{0, 1, 2}, false},
+		{"", nil, true},
+		{"x", nil, true},
+		{"3-1", nil, true},
+		{"0-", nil, true},
+		{"-1", nil, true},
+		{"1024", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := parseCPUList(tt.in)
+		if (err != nil) != tt.wantErr || fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("parseCPUList(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
 	}
 }

@@ -159,7 +159,7 @@ func runCrash(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 				ag.seq++
 				seq := ag.seq
 				ag.result = crashResult(seq)
-				if err := ag.cycle(ctx, &recorder{}); err != nil {
+				if err := ag.cycle(ctx, &recorder{}, cycleOptions{}); err != nil {
 					failed.Add(1)
 					fails.fail(err)
 					continue

@@ -31,9 +31,11 @@ var kernelID = kernel.KernelID(fakekernel.Version)
 // agent is one simulated kcarectl on the fake kernel: its portal client,
 // holding its server id and secret, and its index verifier.
 type agent struct {
-	hostname string
-	c        *portalclient.Client
-	v        *index.Verifier
+	hostname  string
+	c         *portalclient.Client
+	v         *index.Verifier
+	level     int    // the level it has: 0 until its first download
+	effective string // and that level's effective release
 	// result is what its next check-in reports; "" is "ok". seq numbers
 	// its check-ins in a run with -kill-every.
 	result string
@@ -92,17 +94,44 @@ func registerAgents(ctx context.Context, url, key string, hc *http.Client, keys 
 // errNoLevel is an index that offers no level where one was published.
 var errNoLevel = errors.New("the index offers no level")
 
-// cycle is one full agent run: fetch the signed index and verify it,
-// download the bundle it names and check its digest, check in. It
-// records the steps' times in rec when all of them succeeded.
-func (a *agent) cycle(ctx context.Context, rec *recorder) error {
+// cycleOptions say how agents run.
+type cycleOptions struct {
+	everyCycle bool // download the bundle in every cycle: the worst case
+	v1         bool // the index and the check-in as two requests, as agents before the run endpoint
+}
+
+// report is the check-in of an agent at its level.
+func (a *agent) report() apitype.CheckIn {
+	ci := apitype.CheckIn{Hostname: a.hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID,
+		KernelID: kernelID, Level: a.level, Result: cmp.Or(a.result, "ok"), AgentVersion: userAgent}
+	if a.level > 0 {
+		ci.EffectiveRelease = a.effective
+	}
+	return ci
+}
+
+// cycle is one agent run as kcarectl makes it: check in and fetch the
+// signed index in one request (with o.v1, or from a portal without the
+// run endpoint, fetch the index and check in after), verify it, download
+// the bundle it names and check its digest when the level is not the one
+// the agent has (or always, with o.everyCycle), and then check in again
+// if the level changed. It records the steps' times in rec when all of
+// them succeeded.
+func (a *agent) cycle(ctx context.Context, rec *recorder, o cycleOptions) error {
 	var t [numSteps + 1]time.Time
+	var done [numSteps]bool
 	t[0] = time.Now()
+	a.c.Report = nil
+	if !o.v1 {
+		ci := a.report()
+		a.c.Report = &ci
+	}
 	body, sig, err := a.c.Index(ctx, fakekernel.BuildID, "", "")
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	t[stepIndex+1] = time.Now()
+	checkedIn := !o.v1 && a.c.Report == nil
+	t[stepIndex+1], done[stepIndex] = time.Now(), true
 	idx, err := a.v.Verify(body, sig)
 	if err != nil {
 		return fmt.Errorf("verify index: %w", err)
@@ -110,25 +139,29 @@ func (a *agent) cycle(ctx context.Context, rec *recorder) error {
 	if idx.Level == nil {
 		return errNoLevel
 	}
-	t[stepVerify+1] = time.Now()
+	t[stepVerify+1], done[stepVerify] = time.Now(), true
 	l := idx.Level
-	data, err := a.c.Download(ctx, l.URL, l.Size, nil)
-	if err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	if int64(len(data)) != l.Size || bundle.Digest(data) != l.Digest {
-		return fmt.Errorf("bundle %s: got %d bytes with sha256 %s, the index says %d bytes", l.URL, len(data), bundle.Digest(data), l.Size)
+	changed := l.Level != a.level
+	if o.everyCycle || changed {
+		data, err := a.c.Download(ctx, l.URL, l.Size, nil)
+		if err != nil {
+			return fmt.Errorf("bundle: %w", err)
+		}
+		if int64(len(data)) != l.Size || bundle.Digest(data) != l.Digest {
+			return fmt.Errorf("bundle %s: got %d bytes with sha256 %s, the index says %d bytes", l.URL, len(data), bundle.Digest(data), l.Size)
+		}
+		a.level, a.effective = l.Level, l.EffectiveRelease
+		done[stepBundle] = true
 	}
 	t[stepBundle+1] = time.Now()
-	err = a.c.CheckIn(ctx, apitype.CheckIn{
-		Hostname: a.hostname, Release: fakekernel.Release, BuildID: fakekernel.BuildID, KernelID: kernelID,
-		Level: l.Level, EffectiveRelease: l.EffectiveRelease, Result: cmp.Or(a.result, "ok"), AgentVersion: userAgent,
-	})
-	if err != nil {
-		return fmt.Errorf("checkin: %w", err)
+	if !checkedIn || changed {
+		if err := a.c.CheckIn(ctx, a.report()); err != nil {
+			return fmt.Errorf("checkin: %w", err)
+		}
+		done[stepCheckin] = true
 	}
 	t[stepCheckin+1] = time.Now()
-	rec.add(t)
+	rec.add(t, done)
 	return nil
 }
 
@@ -137,7 +170,7 @@ func (a *agent) cycle(ctx context.Context, rec *recorder) error {
 // Worker w takes agents w, w+conc, w+2*conc, ... in turn, so no agent
 // (and its verifier) is used by two workers. It returns the latencies of
 // the cycles that succeeded and how long the workers ran.
-func runCycles(ctx context.Context, agents []*agent, conc int, d time.Duration, fails *failureLog) (*recorder, time.Duration) {
+func runCycles(ctx context.Context, agents []*agent, conc int, d time.Duration, o cycleOptions, fails *failureLog) (*recorder, time.Duration) {
 	recs := make([]*recorder, conc)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -149,7 +182,7 @@ func runCycles(ctx context.Context, agents []*agent, conc int, d time.Duration, 
 		}
 		wg.Go(func() {
 			for j := 0; time.Since(start) < d && ctx.Err() == nil && fails.total() < maxFailures; j++ {
-				if err := own[j%len(own)].cycle(ctx, recs[w]); err != nil && ctx.Err() == nil {
+				if err := own[j%len(own)].cycle(ctx, recs[w], o); err != nil && ctx.Err() == nil {
 					fails.fail(err)
 				}
 			}
@@ -175,12 +208,18 @@ func runFleet(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 		return nil, err
 	}
 	logf("running agent cycles from %d workers for %s", cfg.concurrency, cfg.duration)
-	cpu := startCPU(p.serve)
-	rec, elapsed := runCycles(ctx, agents, cfg.concurrency, cfg.duration, fails)
+	cpu := startCPU(p.serve, cfg.db == "postgres")
+	rec, elapsed := runCycles(ctx, agents, cfg.concurrency, cfg.duration,
+		cycleOptions{everyCycle: cfg.downloadEveryCycle, v1: cfg.api == "v1"}, fails)
+	usage := cpu()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	cycles := len(rec.cycles)
+	kind := "real"
+	if cfg.downloadEveryCycle {
+		kind = "worst"
+	}
 	return &Report{
 		Backend:             cfg.db,
 		SeededServers:       cfg.seed,
@@ -191,13 +230,17 @@ func runFleet(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 		RegistrationsPerSec: perSecond(float64(cfg.agents), regTime),
 		Registration:        summarize(regLat),
 		Concurrency:         cfg.concurrency,
+		Pinned:              cfg.pinned(),
+		Cycle:               kind,
+		API:                 cfg.api,
 		DurationSeconds:     cfg.duration.Seconds(),
 		ElapsedSeconds:      round2(elapsed.Seconds()),
 		BundleBytes:         p.size,
 		Cycles:              cycles,
 		CyclesPerSecond:     perSecond(float64(cycles), elapsed),
 		Steps:               rec.stepSummaries(),
-		CPU:                 cpu(),
+		CPU:                 usage,
+		CPUPerCycle:         usage.perEvent(cycles),
 		Failures:            fails.report(),
 	}, nil
 }

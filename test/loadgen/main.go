@@ -15,13 +15,20 @@
 //
 // It then registers -agents simulated agents (under a key of their own, or
 // with -shared-key under the seeded servers' key) and runs, from -concurrency
-// workers for -duration, full agent cycles as kcarectl makes them: fetch
-// the signed index and verify it against the portal's key, download the
-// bundle it names and check its sha256, check in. It reports cycles per
-// second and the 50th, 90th and 99th percentile and maximum latency of
-// each step and of the whole cycle, and where the CPU went meanwhile
-// (loadgen, the server, PostgreSQL, everything else), read from /proc: the
-// load generator shares the machine with what it measures.
+// workers for -duration, agent cycles as kcarectl makes them: check in
+// and fetch the signed index in one request (POST /api/v1/run; with -api
+// v1 the index first and a check-in after it, as older agents do), verify
+// it against the portal's key, download the bundle it names and check its
+// sha256 when the level is not the one the agent has (each agent's first
+// cycle; with -download-every-cycle every cycle, the worst case), and
+// check in again when the level changed. It reports cycles per second and the
+// 50th, 90th and 99th percentile and maximum latency of each step and of
+// the whole cycle, and where the CPU went meanwhile (loadgen, the server,
+// PostgreSQL, everything else), in cores and in CPU milliseconds per
+// cycle, read from /proc: the load generator shares the machine with what
+// it measures. -server-cpus and -loadgen-cpus keep the server (eportal
+// or nginx, under taskset -c) and loadgen on CPUs of their own, so that
+// each one's cost per cycle is measured apart from the other's.
 //
 // With -kill-every it kills eportal serve with SIGKILL at that interval
 // during the cycles, and starts it again on the same address and store;
@@ -88,6 +95,11 @@ type config struct {
 	sharedKey   bool   // register the agents under the seeded servers' key
 	eportal     string // a built eportal; "" builds one
 	killEvery   time.Duration
+
+	downloadEveryCycle bool   // the worst case: every cycle downloads the bundle
+	api                string // "run" or "v1"
+	serverCPUs         string // taskset -c list for eportal and nginx; "" none
+	loadgenCPUs        string // CPUs loadgen keeps to; "" any
 }
 
 // errUsage is a bad command line.
@@ -112,6 +124,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.sharedKey, "shared-key", false, "register the agents under the seeded servers' activation key instead of a key of their own")
 	fs.StringVar(&c.eportal, "eportal", "", "use this eportal `BINARY` instead of building one")
 	fs.DurationVar(&c.killEvery, "kill-every", 0, "kill eportal serve with SIGKILL every `INTERVAL` and start it again; then check that the store holds every registration and check-in it acknowledged")
+	fs.BoolVar(&c.downloadEveryCycle, "download-every-cycle", false, "download the bundle in every cycle (the worst case), not only when the level changes")
+	fs.StringVar(&c.api, "api", "run", "how agents talk to the portal: run (check-in and index in one request, as kcarectl) or v1 (index, then check-in, as older agents)")
+	fs.StringVar(&c.serverCPUs, "server-cpus", "", "run eportal (and nginx) on these `CPUS` only (taskset -c list, e.g. 0)")
+	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -142,6 +158,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-kill-every: 500ms to -duration")
 	case c.killEvery != 0 && c.nginx:
 		return bad("-kill-every and -nginx do not go together")
+	case c.api != "run" && c.api != "v1":
+		return bad("-api: run or v1, not %q", c.api)
+	}
+	for _, l := range []struct{ flag, v string }{{"-server-cpus", c.serverCPUs}, {"-loadgen-cpus", c.loadgenCPUs}} {
+		if l.v == "" {
+			continue
+		}
+		if _, err := parseCPUList(l.v); err != nil {
+			return bad("%s: %v", l.flag, err)
+		}
 	}
 	if c.db == "sqlite" {
 		c.dsn = ""
@@ -162,6 +188,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "loadgen: %v\n", err)
 		}
 		return exitUsage
+	}
+	if cfg.loadgenCPUs != "" {
+		cpus, _ := parseCPUList(cfg.loadgenCPUs) // checked by parseFlags
+		if err := pinSelf(cpus); err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			return exitError
+		}
 	}
 	if err := loadgen(ctx, cfg, stdout, stderr); err != nil {
 		if ctx.Err() != nil {

@@ -96,7 +96,7 @@ func findNginx(ctx context.Context, logf func(string, ...any)) (string, error) {
 // startNginx runs nginx in the foreground with a configuration of its own
 // in a new temporary directory, serving the file at blobPath under its
 // digest. The returned function stops nginx and removes the directory.
-func startNginx(ctx context.Context, bin, blobPath, digest string) (url string, np *proc, stop func(), err error) {
+func startNginx(ctx context.Context, bin, blobPath, digest, cpus string) (url string, np *proc, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "kcare-loadgen-nginx-")
 	if err != nil {
 		return "", nil, nil, err
@@ -116,7 +116,7 @@ func startNginx(ctx context.Context, bin, blobPath, digest string) (url string, 
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		return "", nil, nil, err
 	}
-	if err := linkOrCopy(blobPath, filepath.Join(www, digest)); err != nil {
+	if err := copyFile(blobPath, filepath.Join(www, digest)); err != nil {
 		return "", nil, nil, err
 	}
 	port, err := freePort()
@@ -136,7 +136,7 @@ func startNginx(ctx context.Context, bin, blobPath, digest string) (url string, 
 	if err != nil {
 		return "", nil, nil, err
 	}
-	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf, "-g", "daemon off;")
+	cmd := onCPUs(exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf, "-g", "daemon off;"), cpus)
 	p, err := startProc("nginx", cmd, filepath.Join(dir, "nginx.out"))
 	if err != nil {
 		return "", nil, nil, err
@@ -153,12 +153,10 @@ func startNginx(ctx context.Context, bin, blobPath, digest string) (url string, 
 	return url, p, cleanup, nil
 }
 
-// linkOrCopy makes dst the same file as src: a hard link, or a copy
-// readable by all when the two are on different file systems.
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
+// copyFile copies src to dst, readable by all: the blob in eportal's
+// data directory is readable by its owner only, and nginx's workers run
+// as another user.
+func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -185,7 +183,7 @@ func measureDownloads(ctx context.Context, server string, sp *proc, base, digest
 	path := index.BlobPath(digest)
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
-	cpu := startCPU(sp)
+	cpu := startCPU(sp, false)
 	start := time.Now()
 	for w := range conc {
 		wg.Go(func() {
@@ -221,6 +219,7 @@ func measureDownloads(ctx context.Context, server string, sp *proc, base, digest
 		MiBPerSecond:      perSecond(float64(n)*float64(size)/(1<<20), elapsed),
 		Latency:           summarize(all),
 		CPU:               usage,
+		CPUPerRequest:     usage.perEvent(n),
 		Failures:          fails.report(),
 	}
 }
@@ -232,7 +231,7 @@ func runNginx(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 	if err != nil {
 		return nil, err
 	}
-	url, np, stop, err := startNginx(ctx, bin, p.blobPath(), p.digest)
+	url, np, stop, err := startNginx(ctx, bin, p.blobPath(), p.digest, cfg.serverCPUs)
 	if err != nil {
 		return nil, err
 	}

@@ -51,6 +51,7 @@ type portal struct {
 	data      string // eportal's --data
 	dsn       string // eportal's --db; "" for SQLite
 	bin       string // the eportal binary
+	cpus      string // taskset -c list eportal serve runs on; "" any
 	url       string // http://127.0.0.1:PORT
 	token     string // an admin's API token
 	publisher *trust.Signer
@@ -75,7 +76,7 @@ func (p *portal) close() {
 // setupPortal makes a fresh portal as the package doc describes. On
 // error it undoes what it did.
 func setupPortal(ctx context.Context, cfg *config, logf func(string, ...any)) (_ *portal, err error) {
-	p := &portal{}
+	p := &portal{cpus: cfg.serverCPUs}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -215,7 +216,7 @@ func (p *portal) startOn(ctx context.Context, addr string) error {
 		args = append(args, "--db", p.dsn)
 	}
 	var err error
-	p.serve, err = startProc("eportal serve", exec.Command(p.bin, args...), filepath.Join(p.dir, "eportal.log"))
+	p.serve, err = startProc("eportal serve", onCPUs(exec.Command(p.bin, args...), p.cpus), filepath.Join(p.dir, "eportal.log"))
 	if err != nil {
 		return err
 	}

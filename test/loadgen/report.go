@@ -11,23 +11,27 @@ import (
 // Report is the result of an agent-cycle run. Its JSON field names are
 // stable; fields are only added.
 type Report struct {
-	Backend             string   `json:"backend"` // "sqlite" or "postgres"
-	SeededServers       int      `json:"seeded_servers"`
-	SeedSeconds         float64  `json:"seed_seconds"`
-	Agents              int      `json:"agents"`
-	AgentKey            string   `json:"agent_key"` // the activation key they registered with
-	RegisterSeconds     float64  `json:"register_seconds"`
-	RegistrationsPerSec float64  `json:"registrations_per_second"`
-	Registration        Summary  `json:"registration"`
-	Concurrency         int      `json:"concurrency"`
-	DurationSeconds     float64  `json:"duration_seconds"` // asked for
-	ElapsedSeconds      float64  `json:"elapsed_seconds"`  // until the last cycle ended
-	BundleBytes         int64    `json:"bundle_bytes"`
-	Cycles              int      `json:"cycles"`
-	CyclesPerSecond     float64  `json:"cycles_per_second"`
-	Steps               []Step   `json:"steps"`         // index, verify, bundle, checkin, then the whole cycle
-	CPU                 *CPU     `json:"cpu,omitempty"` // during the cycles; where /proc can be read
-	Failures            Failures `json:"failures"`
+	Backend             string    `json:"backend"` // "sqlite" or "postgres"
+	SeededServers       int       `json:"seeded_servers"`
+	SeedSeconds         float64   `json:"seed_seconds"`
+	Agents              int       `json:"agents"`
+	AgentKey            string    `json:"agent_key"` // the activation key they registered with
+	RegisterSeconds     float64   `json:"register_seconds"`
+	RegistrationsPerSec float64   `json:"registrations_per_second"`
+	Registration        Summary   `json:"registration"`
+	Concurrency         int       `json:"concurrency"`
+	Pinned              string    `json:"pinned,omitempty"` // which CPUs the server and loadgen kept to
+	Cycle               string    `json:"cycle"`            // "real": download when the level changes; "worst": every cycle
+	API                 string    `json:"api"`              // "run": check in and fetch the index in one request; "v1": two
+	DurationSeconds     float64   `json:"duration_seconds"` // asked for
+	ElapsedSeconds      float64   `json:"elapsed_seconds"`  // until the last cycle ended
+	BundleBytes         int64     `json:"bundle_bytes"`
+	Cycles              int       `json:"cycles"`
+	CyclesPerSecond     float64   `json:"cycles_per_second"`
+	Steps               []Step    `json:"steps"`                   // index, verify, bundle, checkin, then the whole cycle
+	CPU                 *CPU      `json:"cpu,omitempty"`           // during the cycles; where /proc can be read
+	CPUPerCycle         *PerEvent `json:"cpu_per_cycle,omitempty"` // the same, in CPU milliseconds per cycle
+	Failures            Failures  `json:"failures"`
 }
 
 // Step is the latency of one step of the agent cycle, or of the whole
@@ -58,14 +62,15 @@ type ThroughputReport struct {
 
 // Throughput is one server's bundle downloads.
 type Throughput struct {
-	Server            string   `json:"server"`
-	Requests          int      `json:"requests"`
-	ElapsedSeconds    float64  `json:"elapsed_seconds"`
-	RequestsPerSecond float64  `json:"requests_per_second"`
-	MiBPerSecond      float64  `json:"mib_per_second"`
-	Latency           Summary  `json:"latency"`
-	CPU               *CPU     `json:"cpu,omitempty"`
-	Failures          Failures `json:"failures"`
+	Server            string    `json:"server"`
+	Requests          int       `json:"requests"`
+	ElapsedSeconds    float64   `json:"elapsed_seconds"`
+	RequestsPerSecond float64   `json:"requests_per_second"`
+	MiBPerSecond      float64   `json:"mib_per_second"`
+	Latency           Summary   `json:"latency"`
+	CPU               *CPU      `json:"cpu,omitempty"`
+	CPUPerRequest     *PerEvent `json:"cpu_per_request,omitempty"` // CPU milliseconds per download
+	Failures          Failures  `json:"failures"`
 }
 
 // writeJSON writes v as indented JSON.
@@ -89,11 +94,20 @@ func (r *Report) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "agents\t%d under key %s (registered in %ss, %s/s)\n", r.Agents, r.AgentKey, num(r.RegisterSeconds), num(r.RegistrationsPerSec))
 	fmt.Fprintf(tw, "registration\tp50 %s ms, p99 %s ms, max %s ms\n", msText(r.Registration.P50), msText(r.Registration.P99), msText(r.Registration.Max))
 	fmt.Fprintf(tw, "concurrency\t%d\n", r.Concurrency)
+	if r.Pinned != "" {
+		fmt.Fprintf(tw, "pinned\t%s\n", r.Pinned)
+	}
 	fmt.Fprintf(tw, "duration\t%ss (%ss elapsed)\n", num(r.DurationSeconds), num(r.ElapsedSeconds))
-	fmt.Fprintf(tw, "bundle\t%d bytes\n", r.BundleBytes)
+	fmt.Fprintf(tw, "bundle\t%d bytes, downloaded %s\n", r.BundleBytes, map[string]string{
+		"real": "when the level changes", "worst": "in every cycle"}[r.Cycle])
+	fmt.Fprintf(tw, "agent api\t%s\n", map[string]string{
+		"run": "run: check-in and index in one request", "v1": "v1: index, then check-in"}[r.API])
 	fmt.Fprintf(tw, "cycles\t%d (%s/s)\n", r.Cycles, num(r.CyclesPerSecond))
 	if r.CPU != nil {
 		fmt.Fprintf(tw, "cpu\t%s\n", r.CPU.text("eportal"))
+	}
+	if p := r.CPUPerCycle; p != nil {
+		fmt.Fprintf(tw, "cpu per cycle\t%s\n", p.text("eportal"))
 	}
 	writeFailures(tw, r.Failures)
 	if err := tw.Flush(); err != nil {
@@ -128,6 +142,9 @@ func (r *ThroughputReport) writeText(w io.Writer) error {
 			fmt.Fprintf(w, "%scpu during %s: %s\n", sep, s.Server, s.CPU.text(s.Server))
 			sep = ""
 		}
+		if p := s.CPUPerRequest; p != nil {
+			fmt.Fprintf(w, "cpu per download from %s: %s\n", s.Server, p.text(s.Server))
+		}
 	}
 	for _, s := range r.Servers {
 		if !s.Failures.None() {
@@ -147,6 +164,15 @@ func (c *CPU) text(server string) string {
 		s += fmt.Sprintf(", postgres %.2f", c.Database)
 	}
 	return s + fmt.Sprintf(", other %.2f", c.Other)
+}
+
+// text says what an event cost each part, naming the server.
+func (p *PerEvent) text(server string) string {
+	s := fmt.Sprintf("%s %.3f ms, loadgen %.3f ms", server, p.Server, p.Loadgen)
+	if p.Database > 0 {
+		s += fmt.Sprintf(", postgres %.3f ms", p.Database)
+	}
+	return s
 }
 
 func writeFailures(tw io.Writer, f Failures) {

@@ -43,6 +43,9 @@ var cycleReport = &Report{
 	RegistrationsPerSec: 400,
 	Registration:        Summary{Count: 1000, P50: 61.2, P90: 95.03, P99: 140.881, Max: 201.4},
 	Concurrency:         32,
+	Pinned:              "server on CPUs 0, loadgen on CPUs 1",
+	Cycle:               "real",
+	API:                 "run",
 	DurationSeconds:     30,
 	ElapsedSeconds:      30.02,
 	BundleBytes:         262144,
@@ -51,11 +54,12 @@ var cycleReport = &Report{
 	Steps: []Step{
 		{"index", Summary{Count: 15012, P50: 21.5, P90: 40.2, P99: 70.123, Max: 120}},
 		{"verify", Summary{Count: 15012, P50: 0.31, P90: 0.9, P99: 2.5, Max: 9.75}},
-		{"bundle", Summary{Count: 15012, P50: 12.25, P90: 30, P99: 55.5, Max: 110}},
-		{"checkin", Summary{Count: 15012, P50: 25, P90: 45, P99: 80, Max: 150}},
+		{"bundle", Summary{Count: 1000, P50: 12.25, P90: 30, P99: 55.5, Max: 110}},
+		{"checkin", Summary{Count: 1000, P50: 25, P90: 45, P99: 80, Max: 150}},
 		{"cycle", Summary{Count: 15012, P50: 62, P90: 101.5, P99: 160.25, Max: 260}},
 	},
-	CPU: &CPU{Cores: 2, MachineBusy: 1.97, Loadgen: 0.81, Server: 0.72, Database: 0.35, Other: 0.09},
+	CPU:         &CPU{Seconds: 30.02, Cores: 2, MachineBusy: 1.97, Loadgen: 0.81, Server: 0.72, Database: 0.35, Other: 0.09},
+	CPUPerCycle: &PerEvent{Loadgen: 1.62, Server: 1.44, Database: 0.7},
 }
 
 var throughputReport = &ThroughputReport{
@@ -64,11 +68,13 @@ var throughputReport = &ThroughputReport{
 	DurationSeconds: 30,
 	Servers: []Throughput{
 		{Server: "eportal", Requests: 60000, ElapsedSeconds: 30.01, RequestsPerSecond: 1999.33, MiBPerSecond: 499.83,
-			Latency: Summary{Count: 60000, P50: 14.1, P90: 25, P99: 40.5, Max: 90},
-			CPU:     &CPU{Cores: 2, MachineBusy: 1.99, Loadgen: 1.1, Server: 0.85, Other: 0.04}},
+			Latency:       Summary{Count: 60000, P50: 14.1, P90: 25, P99: 40.5, Max: 90},
+			CPU:           &CPU{Seconds: 30.01, Cores: 2, MachineBusy: 1.99, Loadgen: 1.1, Server: 0.85, Other: 0.04},
+			CPUPerRequest: &PerEvent{Loadgen: 0.55, Server: 0.425}},
 		{Server: "nginx", Requests: 90000, ElapsedSeconds: 30, RequestsPerSecond: 3000, MiBPerSecond: 750,
-			Latency: Summary{Count: 89998, P50: 9.5, P90: 15, P99: 30, Max: 61},
-			CPU:     &CPU{Cores: 2, MachineBusy: 1.98, Loadgen: 1.4, Server: 0.5, Other: 0.08}, Failures: Failures{
+			Latency:       Summary{Count: 89998, P50: 9.5, P90: 15, P99: 30, Max: 61},
+			CPU:           &CPU{Seconds: 30, Cores: 2, MachineBusy: 1.98, Loadgen: 1.4, Server: 0.5, Other: 0.08},
+			CPUPerRequest: &PerEvent{Loadgen: 0.467, Server: 0.167}, Failures: Failures{
 				Failed: 2, Samples: []string{"GET /blobs/sha256/ab: got 10 bytes with sha256 cd"}}},
 	},
 }
@@ -132,13 +138,21 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"defaults", nil, "", func(c *config) bool {
 			return c.db == "sqlite" && c.dsn == "" && c.seed == 10000 && c.agents == 100 && c.concurrency == 8 &&
-				c.duration == 10*time.Second && c.bundleSize == 256<<10 && !c.json && !c.nginx
+				c.duration == 10*time.Second && c.bundleSize == 256<<10 && !c.json && !c.nginx &&
+				!c.downloadEveryCycle && c.pinned() == "" && c.api == "run"
 		}},
 		{"postgres", []string{"-db", "postgres", "-dsn", dsn, "-seed", "1000000", "-agents", "1000", "-concurrency", "32", "-duration", "30s", "-json"}, "", func(c *config) bool {
 			return c.db == "postgres" && c.dsn == dsn && c.seed == 1000000 && c.agents == 1000 && c.concurrency == 32 && c.duration == 30*time.Second && c.json
 		}},
 		{"postgres_key_value_dsn", []string{"-db", "postgres", "-dsn", "host=/run/postgresql dbname=kcare_test"}, "", nil},
 		{"shared_key", []string{"-shared-key"}, "", func(c *config) bool { return c.sharedKey }},
+		{"pinned", []string{"-server-cpus", "0", "-loadgen-cpus", "1"}, "", func(c *config) bool {
+			return c.serverCPUs == "0" && c.loadgenCPUs == "1" && c.pinned() == "server on CPUs 0, loadgen on CPUs 1"
+		}},
+		{"worst_case", []string{"-download-every-cycle"}, "", func(c *config) bool { return c.downloadEveryCycle }},
+		{"api_v1", []string{"-api", "v1"}, "", func(c *config) bool { return c.api == "v1" }},
+		{"bad_api", []string{"-api", "v2"}, "-api: run or v1", nil},
+		{"bad_cpu_list", []string{"-server-cpus", "0-x"}, "-server-cpus", nil},
 		{"nginx_ignores_agents", []string{"-nginx", "-agents", "1", "-concurrency", "64"}, "", func(c *config) bool { return c.nginx }},
 		{"unknown_db", []string{"-db", "mysql"}, "-db: sqlite or postgres", nil},
 		{"postgres_without_dsn", []string{"-db", "postgres", "-dsn", ""}, "needs -dsn", nil},

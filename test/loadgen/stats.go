@@ -59,7 +59,7 @@ func round2(x float64) float64 { return math.Round(x*100) / 100 }
 
 // The steps of one agent cycle, in order.
 const (
-	stepIndex   = iota // GET /api/v1/index/{build_id}
+	stepIndex   = iota // POST /api/v1/run (with -api v1: GET /api/v1/index/{build_id})
 	stepVerify         // verify the index's signature and fields
 	stepBundle         // GET /blobs/sha256/{digest} and its sha256
 	stepCheckin        // POST /api/v1/checkin
@@ -76,9 +76,14 @@ type recorder struct {
 }
 
 // add records one cycle from the times its steps ended; t[0] is when it
-// started.
-func (r *recorder) add(t [numSteps + 1]time.Time) {
+// started. A step the cycle did not take (done[i] false: no download when
+// the agent has the level already, no check-in of its own when the run
+// carried it) is not recorded; it ended when the step before it did.
+func (r *recorder) add(t [numSteps + 1]time.Time, done [numSteps]bool) {
 	for i := range numSteps {
+		if !done[i] {
+			continue
+		}
 		r.steps[i] = append(r.steps[i], t[i+1].Sub(t[i]))
 	}
 	r.cycles = append(r.cycles, t[numSteps].Sub(t[0]))

@@ -108,16 +108,21 @@ func TestRecorder(t *testing.T) {
 		return t
 	}
 	a, b := &recorder{}, &recorder{}
-	a.add(at(0, 2, 3, 7, 10))
-	b.add(at(0, 4, 5, 13, 20))
-	b.add(at(0, 1, 2, 3, 4))
+	all := [numSteps]bool{true, true, true, true}
+	a.add(at(0, 2, 3, 7, 10), all)
+	b.add(at(0, 4, 5, 13, 20), all)
+	b.add(at(0, 1, 2, 3, 4), all)
+	// A cycle with no download: the bundle step ends when verify did.
+	b.add(at(0, 3, 4, 4, 9), [numSteps]bool{true, true, false, true})
+	// A run with nothing new: no download, no check-in of its own.
+	b.add(at(0, 2, 3, 3, 3), [numSteps]bool{true, true, false, false})
 	got := merge([]*recorder{a, b}).stepSummaries()
 	want := []Step{
-		{"index", Summary{Count: 3, P50: 2, P90: 4, P99: 4, Max: 4}},
-		{"verify", Summary{Count: 3, P50: 1, P90: 1, P99: 1, Max: 1}},
+		{"index", Summary{Count: 5, P50: 2, P90: 4, P99: 4, Max: 4}},
+		{"verify", Summary{Count: 5, P50: 1, P90: 1, P99: 1, Max: 1}},
 		{"bundle", Summary{Count: 3, P50: 4, P90: 8, P99: 8, Max: 8}},
-		{"checkin", Summary{Count: 3, P50: 3, P90: 7, P99: 7, Max: 7}},
-		{"cycle", Summary{Count: 3, P50: 10, P90: 20, P99: 20, Max: 20}},
+		{"checkin", Summary{Count: 4, P50: 3, P90: 7, P99: 7, Max: 7}},
+		{"cycle", Summary{Count: 5, P50: 9, P90: 20, P99: 20, Max: 20}},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d steps, want %d", len(got), len(want))

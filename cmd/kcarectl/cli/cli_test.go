@@ -3,17 +3,23 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/fakekernel"
 	"github.com/kcare/kcare/internal/kernel"
@@ -245,6 +251,13 @@ func TestAutoUpdateOff(t *testing.T) {
 // fake host talks to over HTTP.
 func portalEnv(t *testing.T) (*env, *server.Server, func(level int, released time.Time)) {
 	t.Helper()
+	return portalEnvWith(t, nil)
+}
+
+// portalEnvWith is portalEnv with the portal's handler wrapped by wrap
+// (nil: none).
+func portalEnvWith(t *testing.T, wrap func(http.Handler) http.Handler) (*env, *server.Server, func(level int, released time.Time)) {
+	t.Helper()
 	e := newEnv(t)
 	priv, pub, err := trust.GenerateKey("kcare cli test portal", "")
 	if err != nil {
@@ -256,7 +269,11 @@ func portalEnv(t *testing.T) (*env, *server.Server, func(level int, released tim
 	publishers, _ := trust.ReadKeyring(ppub)
 	st := storetest.Open(t, "sqlite")
 	srv := server.New(server.Config{Core: core.New(core.Config{Store: st, Blobs: blobs.Store{Dir: t.TempDir()}, IndexKey: portalKey, Publishers: publishers})})
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 	if err := st.AddKey(context.Background(), &store.Key{Key: "fleet", Feed: "main", Created: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -355,12 +372,25 @@ func editFile(t *testing.T, p, old, new string) {
 	os.WriteFile(p, []byte(strings.Replace(string(mustRead(t, p)), old, new, 1)), 0o644)
 }
 
+// withoutRun is a portal from before apitype.RunPath: it answers 404 there.
+func withoutRun(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == apitype.RunPath {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // TestUpdateRefusesDowngrade: --update never takes the kernel below the
 // level in effect on an index with no rollback order (exit 3, one line
 // saying so); once the check-in told the portal the level in effect, the
-// portal orders the rollback and the next --update follows it.
+// portal orders the rollback and the next --update follows it. The portal
+// is one without the run endpoint, so the agent asks for the index first
+// and checks in after it, as agents did before.
 func TestUpdateRefusesDowngrade(t *testing.T) {
-	e, _, publish := portalEnv(t)
+	e, _, publish := portalEnvWith(t, withoutRun)
 	publish(1, time.Now().Add(-time.Hour))
 	if _, stderr, code := e.run("--register", "fleet"); code != 0 {
 		t.Fatalf("--register: exit %d: %s", code, stderr)
@@ -386,4 +416,70 @@ func TestUpdateRefusesDowngrade(t *testing.T) {
 	if stdout, _, _ := e.run("--info", "--json"); !strings.Contains(stdout, `"level": 1,`) {
 		t.Errorf("--info after the ordered rollback:\n%s", stdout)
 	}
+}
+
+// TestUpdateOneRequest: a run with nothing new is one request, the
+// check-in that carries the index question (apitype.RunPath); a run that
+// applies a level checks in again with the level it applied. And as the
+// run reports the level in effect with its question, a level applied by
+// hand above the allowed one is ordered back at once.
+func TestUpdateOneRequest(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	count := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.Method+" "+r.URL.Path)
+			mu.Unlock()
+			h.ServeHTTP(w, r)
+		})
+	}
+	requests := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := seen
+		seen = nil
+		return out
+	}
+	e, srv, publish := portalEnvWith(t, count)
+	publish(1, time.Now().Add(-time.Hour))
+	if _, stderr, code := e.run("--register", "fleet"); code != 0 {
+		t.Fatalf("--register: exit %d: %s", code, stderr)
+	}
+	id := strings.TrimSpace(string(mustRead(t, filepath.Join(e.root, "etc/sysconfig/kcare/systemid"))))
+	l1 := "/blobs/sha256/" + bundleDigest(t, filepath.Join(e.dir, "l1.kcp"))
+	want := []string{"POST /admin/api/register", "POST /api/v1/run", "GET " + l1, "POST /api/v1/checkin"}
+	if got := requests(); !slices.Equal(got, want) {
+		t.Errorf("--register applying level 1: requests %q, want %q", got, want)
+	}
+	if stdout, stderr, code := e.run("--update"); code != 0 || stdout != "Level 1 is already applied\n" {
+		t.Errorf("--update with nothing new: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if got, want := requests(), []string{"POST /api/v1/run"}; !slices.Equal(got, want) {
+		t.Errorf("--update with nothing new: requests %q, want %q", got, want)
+	}
+	hist, err := srv.Core().CheckinHistory(context.Background(), id, 0)
+	if err != nil || len(hist) != 2 || hist[0].Level != 1 || hist[1].Level != 0 {
+		t.Errorf("check-in history %+v, %v; want level 1 after level 0", hist, err)
+	}
+
+	// Level 2 by hand: the next run reports it with its question, and
+	// the portal orders it back to level 1 in the same answer.
+	if stdout, stderr, code := e.run("--apply", filepath.Join(e.dir, "l2.kcp")); code != 0 {
+		t.Fatalf("--apply level 2: exit %d: %s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code := e.run("--update")
+	if code != 0 || !strings.Contains(stderr, "kcarectl: the portal orders a rollback from level 2 to level 1\n") {
+		t.Errorf("--update at level 2 by hand: exit %d, stdout %q, stderr %q; want exit 0 and the rollback order", code, stdout, stderr)
+	}
+	if stdout, _, _ := e.run("--info", "--json"); !strings.Contains(stdout, `"level": 1,`) {
+		t.Errorf("--info after the ordered rollback:\n%s", stdout)
+	}
+}
+
+// bundleDigest is the sha256 of the bundle at path, hex.
+func bundleDigest(t *testing.T, path string) string {
+	t.Helper()
+	sum := sha256.Sum256(mustRead(t, path))
+	return hex.EncodeToString(sum[:])
 }

@@ -96,8 +96,15 @@ func runUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr i
 	return remoteUpdate(ctx, a, o, stdout, stderr)
 }
 
+// remoteUpdate updates from the portal and reports to it. The run's
+// check-in goes with the index request (portalclient.Client.Report): when
+// nothing changes, that one request is the whole run; when a level was
+// applied, or the update failed, a second check-in says so.
 func remoteUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
 	c := client(a, o)
+	if c.PatchServer != "" {
+		c.Report = report(a, o, nil)
+	}
 	res, err := a.Update(ctx, c, updateOptions(a, o, stderr))
 	if res != nil && err == nil {
 		printApplied(stdout, res)
@@ -105,7 +112,10 @@ func remoteUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stder
 	if errors.Is(err, agent.ErrNothingToDo) {
 		fmt.Fprintf(stdout, "%s\n", nothingMessage(err))
 	}
-	checkIn(ctx, a, o, c, err, stderr)
+	reported := c.Report == nil // stored with the index request
+	if !reported || !errors.Is(err, agent.ErrNothingToDo) {
+		checkIn(ctx, a, o, c, err, stderr)
+	}
 	return err
 }
 
@@ -121,9 +131,21 @@ func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Cl
 	if c.PatchServer == "" {
 		return
 	}
+	ci := report(a, o, runErr)
+	if ci == nil {
+		return
+	}
+	if err := c.CheckIn(ctx, *ci); err != nil {
+		fmt.Fprintf(stderr, "kcarectl: check-in: %v\n", err)
+	}
+}
+
+// report is the check-in of a run that ended with runErr: the kernel and
+// level in effect now, and the outcome. nil when the state cannot be read.
+func report(a *agent.Agent, o *options, runErr error) *apitype.CheckIn {
 	info, err := a.Info()
 	if err != nil {
-		return
+		return nil
 	}
 	id, _ := kernel.Read(o.root)
 	host, _ := os.Hostname()
@@ -140,9 +162,7 @@ func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Cl
 			ci.Tags = &tags
 		}
 	}
-	if err := c.CheckIn(ctx, ci); err != nil {
-		fmt.Fprintf(stderr, "kcarectl: check-in: %v\n", err)
-	}
+	return &ci
 }
 
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)

@@ -60,9 +60,10 @@ type Config struct {
 
 // Core is the portal's operations over its store.
 type Core struct {
-	cfg Config
-	st  store.Store
-	log *slog.Logger
+	cfg     Config
+	st      store.Store
+	log     *slog.Logger
+	indexes indexCache // the signed index answers servers share
 }
 
 // New returns a Core for cfg.

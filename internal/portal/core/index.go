@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -24,38 +26,142 @@ type IndexRequest struct {
 	Sticky  string // STICKY_PATCH as sent, or "KEY" for the key's
 }
 
+// IndexAnswer is a signed index as the portal serves it: the exact body,
+// the portal's detached signature over it (SigHeader: as the
+// index.SignatureHeader carries it), and an entity tag naming the body,
+// for conditional requests.
+type IndexAnswer struct {
+	Body, Sig []byte
+	SigHeader string
+	ETag      string
+}
+
+// answer is e as an IndexAnswer.
+func (e *signedIndex) answer() *IndexAnswer {
+	return &IndexAnswer{Body: e.body, Sig: e.sig, SigHeader: e.sigHeader, ETag: e.etag}
+}
+
+// check refuses a question the portal cannot answer: a bad build-id
+// (apitype.ErrBadField), PREFIX (resolve.ErrBadPrefix) or sticky date
+// (resolve.ErrBadSticky).
+func (q IndexRequest) check() error {
+	if !apitype.BuildIDRE.MatchString(q.BuildID) {
+		return &apitype.FieldError{Field: "build-id"}
+	}
+	if _, _, err := resolve.PrefixDelay(q.Prefix); err != nil {
+		return err
+	}
+	if q.Sticky != "" && q.Sticky != "KEY" {
+		if _, err := config.StickyEnd(q.Sticky); err != nil {
+			return fmt.Errorf("%w %q: %v", resolve.ErrBadSticky, q.Sticky, err)
+		}
+	}
+	return nil
+}
+
+// Run is an agent's run in one round trip: it records the check-in in,
+// from ip, as CheckIn does (stored before Run returns), and answers the
+// question q for the kernel the check-in reports (q.BuildID is in's), as
+// Index does, with a rollback order decided from the level in reports.
+// A bad question is refused before anything is recorded.
+func (c *Core) Run(ctx context.Context, cl *Caller, in *apitype.CheckIn, q IndexRequest, ip string) (*IndexAnswer, error) {
+	if c.cfg.IndexKey == nil {
+		return nil, ErrNoIndexKey
+	}
+	q.BuildID = in.BuildID
+	if err := q.check(); err != nil {
+		return nil, err
+	}
+	if err := c.CheckIn(ctx, cl, in, ip); err != nil {
+		return nil, err
+	}
+	reported := *cl.Server
+	reported.BuildID, reported.Level = in.BuildID, in.Level
+	return c.index(ctx, cl, q, &reported)
+}
+
 // Index answers a server with the signed index for its kernel: the exact
 // body and the portal's detached signature. A bad prefix or sticky date
 // is resolve.ErrBadPrefix or ErrBadSticky.
-func (c *Core) Index(ctx context.Context, cl *Caller, q IndexRequest) (body, sig []byte, err error) {
+func (c *Core) Index(ctx context.Context, cl *Caller, q IndexRequest) (*IndexAnswer, error) {
+	reported, err := c.reported(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	return c.index(ctx, cl, q, reported)
+}
+
+// index answers q for cl, with a rollback order when reported (the
+// server as it last reported itself) is above the level the answer
+// names. The answer for everyone who asks q comes from c.indexes; one
+// with a rollback order is signed for cl alone.
+func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, reported *store.Server) (*IndexAnswer, error) {
 	if c.cfg.IndexKey == nil {
-		return nil, nil, ErrNoIndexKey
+		return nil, ErrNoIndexKey
 	}
-	if !apitype.BuildIDRE.MatchString(q.BuildID) {
-		return nil, nil, &apitype.FieldError{Field: "build-id"}
+	if err := q.check(); err != nil {
+		return nil, err
 	}
-	req := resolve.Request{Prefix: q.Prefix, Sticky: q.Sticky, Now: c.Now()}
-	if req.Sticky == "KEY" {
-		req.Sticky = ""
+	resolved := q.Sticky
+	if resolved == "KEY" {
+		resolved = ""
 		if cl.Key != nil {
-			req.Sticky = cl.Key.Sticky
+			resolved = cl.Key.Sticky
 		}
 	}
-	_, testPrefix, err := resolve.PrefixDelay(req.Prefix)
-	if err != nil {
-		return nil, nil, err
+	version := cl.Version
+	if version == 0 {
+		v, err := c.st.Version(ctx)
+		if err != nil {
+			return nil, err
+		}
+		version = v
 	}
-	feed, err := c.st.Feed(ctx, cl.Feed)
-	if err != nil {
-		return nil, nil, fmt.Errorf("feed %s: %w", cl.Feed, err)
+	now := c.Now()
+	k := indexKey{buildID: q.BuildID, feed: cl.Feed, prefix: q.Prefix, sticky: q.Sticky, resolved: resolved, version: version}
+	e := c.indexes.get(k, now, func(e *signedIndex) { e.err = c.signIndex(ctx, k, now, e) })
+	if e.err != nil {
+		return nil, e.err
 	}
-	levels, err := c.st.VisibleLevels(ctx, cl.Feed, q.BuildID)
-	if err != nil {
-		return nil, nil, err
+	if e.picked == 0 {
+		return e.answer(), nil
 	}
-	all, err := c.st.Levels(ctx, q.BuildID)
+	from := resolve.RollbackFrom(reported, q.BuildID, &store.Level{Level: e.picked})
+	if from == 0 {
+		return e.answer(), nil
+	}
+	// An order for this server alone, signed now, never shared.
+	idx := e.idx
+	idx.Issued, idx.Expires = now, now.Add(c.cfg.IndexTTL)
+	idx.ServerID = cl.Server.ID
+	idx.Rollback = &index.Rollback{Level: e.picked, From: from, ServerID: cl.Server.ID}
+	body, sig, err := index.Sign(&idx, c.cfg.IndexKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	return &IndexAnswer{Body: body, Sig: sig, SigHeader: index.EncodeSignature(sig), ETag: etag(body)}, nil
+}
+
+// signIndex fills e with the answer to k at now, signed: the newest level
+// k's feed, prefix and sticky date allow of those published for its
+// kernel. It holds until the clock makes another level allowed, or
+// indexCacheMaxAge.
+func (c *Core) signIndex(ctx context.Context, k indexKey, now time.Time, e *signedIndex) error {
+	_, testPrefix, err := resolve.PrefixDelay(k.prefix)
+	if err != nil {
+		return err
+	}
+	feed, err := c.st.Feed(ctx, k.feed)
+	if err != nil {
+		return fmt.Errorf("feed %s: %w", k.feed, err)
+	}
+	levels, err := c.st.VisibleLevels(ctx, k.feed, k.buildID)
+	if err != nil {
+		return err
+	}
+	all, err := c.st.Levels(ctx, k.buildID)
+	if err != nil {
+		return err
 	}
 	if testPrefix {
 		// PREFIX=test admits the test channel's levels too.
@@ -65,41 +171,39 @@ func (c *Core) Index(ctx context.Context, cl *Caller, q IndexRequest) (body, sig
 			}
 		}
 	}
+	req := resolve.Request{Prefix: k.prefix, Sticky: k.resolved, Now: now}
 	picked, err := resolve.Pick(levels, feed, req)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	version, err := c.st.Version(ctx)
+	next, err := resolve.NextChange(levels, feed, req)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	now := c.Now()
-	idx := &index.Index{
-		Type:     "kcare-index",
-		Version:  version,
-		Issued:   now,
-		Expires:  now.Add(c.cfg.IndexTTL),
-		ServerID: cl.Server.ID,
-		BuildID:  q.BuildID,
-		Feed:     cl.Feed,
+	e.issued = now
+	e.until = now.Add(min(indexCacheMaxAge, c.cfg.IndexTTL/10))
+	if !next.IsZero() && next.Before(e.until) {
+		e.until = next
+	}
+	e.idx = index.Index{
+		Type:    index.Type,
+		Version: k.version,
+		Issued:  now,
+		Expires: now.Add(c.cfg.IndexTTL),
+		BuildID: k.buildID,
+		Feed:    k.feed,
 		// The question as the agent asked it, which it checks.
-		Request: &index.Request{BuildID: q.BuildID, Prefix: q.Prefix, Sticky: q.Sticky},
-	}
-	reported, err := c.reported(ctx, cl)
-	if err != nil {
-		return nil, nil, err
-	}
-	if from := resolve.RollbackFrom(reported, q.BuildID, picked); from > 0 {
-		idx.Rollback = &index.Rollback{Level: picked.Level, From: from, ServerID: cl.Server.ID}
+		Request: &index.Request{BuildID: k.buildID, Prefix: k.prefix, Sticky: k.sticky},
 	}
 	for _, l := range all {
-		idx.KernelID = l.KernelID
-		if l.Level > idx.Latest {
-			idx.Latest = l.Level
+		e.idx.KernelID = l.KernelID
+		if l.Level > e.idx.Latest {
+			e.idx.Latest = l.Level
 		}
 	}
 	if picked != nil {
-		idx.Level = &index.Level{
+		e.picked = picked.Level
+		e.idx.Level = &index.Level{
 			Level:            picked.Level,
 			Name:             manifestName(picked),
 			Patchset:         picked.Patchset,
@@ -112,7 +216,8 @@ func (c *Core) Index(ctx context.Context, cl *Caller, q IndexRequest) (body, sig
 			Released:         picked.Released,
 		}
 	}
-	return index.Sign(idx, c.cfg.IndexKey)
+	e.body, e.sig, err = index.Sign(&e.idx, c.cfg.IndexKey)
+	return err
 }
 
 // reported returns the server as its last check-in recorded it, for

@@ -32,6 +32,9 @@ type Caller struct {
 	Server *store.Server // as stored; for an IP-licensed server, its id and address only
 	Feed   string        // the feed its updates come from
 	Key    *store.Key    // its key's settings, without the server count; nil for an IP-licensed server
+	// Version is the store's version when the request was authenticated;
+	// 0 when it was not read.
+	Version int64
 }
 
 // unknownServerHash is compared against when a server id is unknown, so
@@ -78,7 +81,7 @@ func (c *Core) Register(ctx context.Context, key, hostname, ip string) (id, secr
 // Authenticate returns the registered server with id and secret (HTTP
 // basic auth), or ErrUnregistered; ErrKeyRevoked when its key is gone.
 func (c *Core) Authenticate(ctx context.Context, id, secret string) (*Caller, error) {
-	srv, err := c.st.Server(ctx, id)
+	srv, k, version, err := c.st.AgentServer(ctx, id)
 	if isNotFound(err) {
 		auth.SecretMatches(unknownServerHash, secret) // as long as a wrong secret takes
 		return nil, fmt.Errorf("unknown server id: %w", ErrUnregistered)
@@ -89,20 +92,14 @@ func (c *Core) Authenticate(ctx context.Context, id, secret string) (*Caller, er
 	if !auth.SecretMatches(srv.SecretHash, secret) {
 		return nil, fmt.Errorf("wrong server secret: %w", ErrUnregistered)
 	}
-	cl := &Caller{Server: srv, Feed: apitype.MainFeed}
 	if srv.Key == "" {
 		// Stored by an IP-licensed check-in, which has no secret to match.
 		return nil, fmt.Errorf("server %s has no key: %w", id, ErrUnregistered)
 	}
-	k, err := c.st.KeySettings(ctx, srv.Key)
-	if isNotFound(err) {
+	if k == nil {
 		return nil, ErrKeyRevoked
 	}
-	if err != nil {
-		return nil, err
-	}
-	cl.Key, cl.Feed = k, k.Feed
-	return cl, nil
+	return &Caller{Server: srv, Feed: k.Feed, Key: k, Version: version}, nil
 }
 
 // IPLicensed returns the server at ip as its IP license knows it, with

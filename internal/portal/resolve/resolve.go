@@ -100,3 +100,36 @@ func RollbackFrom(srv *store.Server, buildID string, picked *store.Level) int {
 	}
 	return srv.Level
 }
+
+// NextChange returns the earliest time after req.Now at which Pick's
+// answer for the same levels, feed and request can change by the clock
+// alone: when a level held back by the delays becomes old enough. It
+// returns the zero time when none ever will (every level is allowed
+// already, or held back for good by the sticky date). A bad prefix or
+// sticky date is Pick's error.
+func NextChange(levels []store.Level, feed *store.Feed, req Request) (time.Time, error) {
+	delay, _, err := PrefixDelay(req.Prefix)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if feed != nil {
+		delay += feed.DeployAfter
+	}
+	var sticky time.Time
+	if req.Sticky != "" {
+		if sticky, err = config.StickyEnd(req.Sticky); err != nil {
+			return time.Time{}, fmt.Errorf("%w %q: %v", ErrBadSticky, req.Sticky, err)
+		}
+	}
+	cutoff := req.Now.Add(-delay)
+	var next time.Time
+	for _, l := range levels {
+		if !l.Released.After(cutoff) || (!sticky.IsZero() && l.Released.After(sticky)) {
+			continue // allowed now, or never
+		}
+		if at := l.Released.Add(delay); next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next, nil
+}

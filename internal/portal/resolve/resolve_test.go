@@ -84,3 +84,63 @@ func TestRollbackFrom(t *testing.T) {
 		})
 	}
 }
+
+// TestNextChange: the time a held-back level becomes allowed, and that at
+// that instant Pick's answer changes while just before it does not.
+func TestNextChange(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	levels := []store.Level{
+		{Level: 1, Released: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)},
+		{Level: 2, Released: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)},
+		{Level: 3, Released: now.Add(-time.Hour)},
+		{Level: 4, Released: now.Add(2 * time.Hour)}, // published ahead of its release
+	}
+	delayed := &store.Feed{Name: "delayed", DeployAfter: 24 * time.Hour}
+	tests := []struct {
+		name string
+		feed *store.Feed
+		req  Request
+		want time.Time // zero: never
+	}{
+		{"release_ahead", nil, Request{}, now.Add(2 * time.Hour)},
+		{"prefix_12h", nil, Request{Prefix: "12h"}, now.Add(11 * time.Hour)},
+		{"feed_delay", delayed, Request{}, now.Add(23 * time.Hour)},
+		{"feed_delay_and_prefix_48h", delayed, Request{Prefix: "48h"}, now.Add(71 * time.Hour)},
+		{"sticky_holds_back_for_good", nil, Request{Sticky: "2026-11-20"}, time.Time{}},
+		{"sticky_today", nil, Request{Sticky: "2026-11-27"}, now.Add(2 * time.Hour)},
+		{"sticky_today_12h", nil, Request{Prefix: "12h", Sticky: "2026-11-27"}, now.Add(11 * time.Hour)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.Now = now
+			got, err := NextChange(levels, tt.feed, tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equal(tt.want) {
+				t.Fatalf("NextChange = %v, want %v", got, tt.want)
+			}
+			if got.IsZero() {
+				return
+			}
+			pick := func(at time.Time) int {
+				r := tt.req
+				r.Now = at
+				l, err := Pick(levels, tt.feed, r)
+				if err != nil || l == nil {
+					t.Fatalf("Pick at %v = %v, %v", at, l, err)
+				}
+				return l.Level
+			}
+			if a, b := pick(now), pick(got.Add(-time.Second)); a != b {
+				t.Errorf("Pick changed before NextChange: level %d now, %d a second before %v", a, b, got)
+			}
+			if a, b := pick(now), pick(got); a == b {
+				t.Errorf("Pick at NextChange %v = level %d, the same as now", got, b)
+			}
+		})
+	}
+	if _, err := NextChange(levels, nil, Request{Prefix: "6h", Now: now}); !errors.Is(err, ErrBadPrefix) {
+		t.Errorf("NextChange with a bad prefix = %v, want ErrBadPrefix", err)
+	}
+}

@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kcare/kcare/internal/apitype"
@@ -56,21 +58,58 @@ func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
 // index answers a server with the signed index for its kernel.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	body, sig, err := s.core.Index(r.Context(), authnOf(r).caller, core.IndexRequest{
+	a, err := s.core.Index(r.Context(), authnOf(r).caller, core.IndexRequest{
 		BuildID: r.PathValue("build_id"), Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)})
+	if err := indexError(err); err != nil {
+		return err
+	}
+	return writeIndex(w, r, a)
+}
+
+// indexError is the answer to an index question the core refused.
+func indexError(err error) error {
 	switch {
 	case errors.Is(err, apitype.ErrBadField):
 		return agentError(http.StatusBadRequest, apitype.CodeBadBuildID, err)
 	case errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky):
 		return httperr.Wrap(http.StatusBadRequest, err.Error(), err)
-	case err != nil:
+	}
+	return err
+}
+
+// writeIndex answers with a signed index: the exact body, its signature
+// in index.SignatureHeader, and its entity tag. A request whose
+// If-None-Match names that tag gets 304 and no body: the agent's own copy
+// is the answer, and the agent checks it again, expiry included, so a
+// 304 never makes an index live longer than it was signed for.
+func writeIndex(w http.ResponseWriter, r *http.Request, a *core.IndexAnswer) error {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("ETag", a.ETag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == a.ETag {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set(index.SignatureHeader, a.SigHeader)
+	_, err := w.Write(a.Body)
+	return err
+}
+
+// run is an agent's run in one round trip: its check-in, answered with
+// the signed index for the kernel it reports.
+func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
+	in, err := decodeCheckIn(r.Body) // bounded by the route's body limit
+	if err := checkInError(err); err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set(index.SignatureHeader, index.EncodeSignature(sig))
-	_, err = w.Write(body)
-	return err
+	q := r.URL.Query()
+	a, err := s.core.Run(r.Context(), authnOf(r).caller, in,
+		core.IndexRequest{Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)}, httperr.RemoteIP(r))
+	if err := indexError(err); err != nil {
+		return err
+	}
+	return writeIndex(w, r, a)
 }
 
 // license tells a server what it is licensed by.
@@ -78,7 +117,11 @@ func (s *Server) license(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s.core.License(r.Context(), authnOf(r).caller))
 }
 
-// blob serves a bundle by digest: immutable, with ETag and Range.
+// blob serves a bundle by digest: immutable, with ETag and Range. A
+// plain GET of the whole bundle, what every agent sends, is answered
+// here: headers, then the file with sendfile(2) (see paced.ReadFrom),
+// without reading any of it into the process. Ranges, conditional
+// requests and HEAD go through http.ServeContent.
 func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
 	d := r.PathValue("digest")
 	f, err := s.core.OpenBlob(d)
@@ -99,10 +142,26 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", fi.Size()))
 		return errorf(http.StatusRequestedRangeNotSatisfiable, "at most %d ranges", maxBlobRanges)
 	}
-	w.Header().Set("ETag", `"sha256:`+d+`"`)
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	h := w.Header()
+	h.Set("ETag", `"sha256:`+d+`"`)
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("Content-Type", "application/octet-stream")
+	if r.Method != http.MethodGet || r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" ||
+		r.Header.Get("If-Modified-Since") != "" || r.Header.Get("If-Range") != "" {
+		http.ServeContent(w, r, "", fi.ModTime(), f)
+		return nil
+	}
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
+	h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	// Headers out first, so that net/http reads none of the file to
+	// sniff its type and hands all of it to sendfile. An error from here
+	// on is a client gone mid-way: nothing more to answer.
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return nil
+	}
+	io.Copy(w, io.LimitReader(f, fi.Size()))
 	return nil
 }
 

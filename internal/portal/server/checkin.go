@@ -30,13 +30,21 @@ func decodeCheckIn(r io.Reader) (*apitype.CheckIn, error) {
 	return &in, nil
 }
 
-func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
-	in, err := decodeCheckIn(r.Body) // bounded by the route's body limit
+// checkInError is the answer to a check-in decodeCheckIn refused.
+func checkInError(err error) error {
 	switch {
 	case errors.Is(err, apitype.ErrBadField):
 		return agentError(http.StatusBadRequest, apitype.ErrorCode(err.Error()), err)
 	case err != nil:
 		return agentError(http.StatusBadRequest, apitype.CodeBadRequest, err)
+	}
+	return nil
+}
+
+func (s *Server) checkin(w http.ResponseWriter, r *http.Request) error {
+	in, err := decodeCheckIn(r.Body) // bounded by the route's body limit
+	if err := checkInError(err); err != nil {
+		return err
 	}
 	if err := s.core.CheckIn(r.Context(), authnOf(r).caller, in, httperr.RemoteIP(r)); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -199,6 +200,16 @@ type limitedConn struct {
 	done bool // guarded by l.mu
 }
 
+// ReadFrom lets the HTTP server send a file with sendfile(2) on the
+// connection beneath: net/http does so only through a connection that
+// has ReadFrom.
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.l.release(c)
@@ -259,3 +270,24 @@ func (p *paced) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (p *paced) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// ReadFrom sends r's bytes as the connection sends a file, with
+// sendfile(2) and no copy through the process, when r is the
+// io.LimitedReader around a file that http.ServeContent hands over: the
+// deadline is then set once for all of its N bytes. Another reader is
+// copied through Write.
+func (p *paced) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	rf, canSend := p.ResponseWriter.(io.ReaderFrom)
+	if !ok || !canSend {
+		return io.Copy(writerOnly{p}, r)
+	}
+	p.rc.SetWriteDeadline(p.start.Add(WriteTimeout + time.Duration(p.written+lr.N)*time.Second/minWriteRate))
+	n, err := rf.ReadFrom(r)
+	p.written += n
+	return n, err
+}
+
+// writerOnly hides every method of a writer but Write, so that io.Copy
+// does not come back to its ReadFrom.
+type writerOnly struct{ io.Writer }

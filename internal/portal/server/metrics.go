@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/netip"
 	"runtime"
@@ -81,6 +82,15 @@ func (w *statusWriter) WriteHeader(code int) {
 
 // Unwrap lets http.ServeContent and friends reach the real writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadFrom hands r to the real writer's ReadFrom, which sends a file
+// with sendfile(2).
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{w}, r)
+}
 
 // serveMetrics is GET /metrics; its route's guard has run metricsAuth.
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {

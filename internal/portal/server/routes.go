@@ -82,6 +82,7 @@ func (s *Server) routeTable() []route {
 		{"POST /api/v1/unregister", authAgent, roleAny, 0, false, s.unregister},
 		{"GET /api/v1/index/{build_id}", authAgent, roleAny, 0, false, s.index},
 		{"POST /api/v1/checkin", authAgent, roleAny, formBodyMax, false, s.checkin},
+		{"POST /api/v1/run", authAgent, roleAny, formBodyMax, false, s.run},
 		{"GET /api/v1/license", authAgent, roleAny, 0, false, s.license},
 		{"GET /blobs/sha256/{digest}", authNone, roleAny, 0, false, s.blob},
 		{"GET /keys/portal.pub", authNone, roleAny, 0, false, s.portalKey},

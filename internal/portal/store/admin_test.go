@@ -1,8 +1,10 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,4 +246,74 @@ func testSessions(t *testing.T, b backend) {
 	_, err = s.Session(ctx, []byte("hash-1"))
 	wantErr(t, "Session of a deleted user", err, ErrNotFound)
 	check(t, "DeleteSession", s.DeleteSession(ctx, []byte("hash-1")))
+}
+
+// testCheckinHistoryChanges: a check-in that reports what the server's
+// row holds moves only its check-in time and adds no history line; one
+// that reports a change adds one.
+func testCheckinHistoryChanges(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
+	check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: "srv-1", Registered: t0}))
+	c := Report{Hostname: "web-01", IP: "192.0.2.1", Release: relDebian, BuildID: buildDebian, KernelID: kidDebian,
+		Level: 1, EffectiveRelease: relDebian, LastResult: "ok", AgentVersion: "1.0.0"}
+	for i, lv := range []int{1, 1, 1, 2, 2, 1} {
+		c.Level, c.At = lv, t0.Add(time.Duration(i)*time.Minute)
+		check(t, "CheckIn", s.CheckIn(ctx, "srv-1", c))
+	}
+	got, err := s.Server(ctx, "srv-1")
+	check(t, "Server", err)
+	if last := t0.Add(5 * time.Minute); !got.LastCheckin.Equal(last) || got.Level != 1 {
+		t.Errorf("after six check-ins: level %d, last check-in %v; want 1, %v", got.Level, got.LastCheckin, last)
+	}
+	hist, err := s.CheckinHistory(ctx, "srv-1", 0)
+	check(t, "CheckinHistory", err)
+	var lines []string
+	for _, h := range hist {
+		lines = append(lines, fmt.Sprintf("%s level %d", h.At.Sub(t0), h.Level))
+	}
+	if want := []string{"5m0s level 1", "3m0s level 2", "0s level 1"}; !slices.Equal(lines, want) {
+		t.Errorf("history %q, want %q", lines, want)
+	}
+}
+
+// testCheckInConcurrent: check-ins from many callers at once (written in
+// shared transactions) are each stored, and each caller hears only of its
+// own: an unknown server fails alone.
+func testCheckInConcurrent(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1"}))
+	const n = 200
+	for i := range n {
+		check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: fmt.Sprintf("srv-%03d", i), Registered: t0}))
+	}
+	errs := make(chan error, n+1)
+	for i := range n + 1 {
+		go func() {
+			id := fmt.Sprintf("srv-%03d", i) // srv-200 is not registered
+			errs <- s.CheckIn(ctx, id, Report{Hostname: "h" + id, Level: i % 3, LastResult: "ok", At: t0.Add(time.Hour)})
+		}()
+	}
+	failed := 0
+	for range n + 1 {
+		if err := <-errs; err != nil {
+			failed++
+			if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "srv-200") {
+				t.Errorf("CheckIn: %v", err)
+			}
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d check-ins failed, want 1 (the unknown server's)", failed)
+	}
+	for i := range n {
+		id := fmt.Sprintf("srv-%03d", i)
+		v, err := s.Server(ctx, id)
+		check(t, "Server", err)
+		if v.Hostname != "h"+id || v.Level != i%3 || !v.LastCheckin.Equal(t0.Add(time.Hour)) {
+			t.Errorf("%s: hostname %q, level %d, last check-in %v", id, v.Hostname, v.Level, v.LastCheckin)
+		}
+	}
 }

@@ -305,35 +305,6 @@ func (s *sqlStore) CountServers(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (s *sqlStore) CheckIn(ctx context.Context, id string, c Report) error {
-	if c.At.IsZero() {
-		c.At = time.Now()
-	}
-	var tags any
-	if c.Tags != nil {
-		tags = *c.Tags
-	}
-	// The history row goes in the same transaction: one INSERT more on
-	// the hot path; PruneCheckins trims it.
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		err := affected(tx.ExecContext(ctx, `UPDATE servers SET hostname = $2, ip = $3, kernel_release = $4, build_id = $5,
-	kernel_id = $6, level = $7, effective_release = $8, last_result = $9, agent_version = $10,
-	tags = COALESCE($11, tags), last_checkin = $12 WHERE id = $1`,
-			id, c.Hostname, c.IP, c.Release, c.BuildID, c.KernelID, c.Level, c.EffectiveRelease,
-			c.LastResult, c.AgentVersion, tags, s.d.t(c.At)))
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO checkins (server_id, at, level, effective_release, result)
-VALUES ($1, $2, $3, $4, $5)`, id, s.d.t(c.At), c.Level, c.EffectiveRelease, c.LastResult)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("check in server %s: %w", id, err)
-	}
-	return nil
-}
-
 func (s *sqlStore) SetServerTags(ctx context.Context, id, tags string) error {
 	n, err := s.exec(ctx, `UPDATE servers SET tags = $2 WHERE id = $1`, id, tags)
 	if err == nil && n == 0 {

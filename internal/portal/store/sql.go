@@ -17,6 +17,9 @@ type sqlStore struct {
 	d dialect
 	w *sql.DB // writes; for SQLite its one writer connection
 	r *sql.DB // reads; for SQLite a pool of query-only connections, for PostgreSQL w
+
+	stmts   stmtCache // the hot path's prepared statements
+	commits committer // the group commit of check-ins
 }
 
 // writeAttempts bounds how often a transaction that failed with a
@@ -25,7 +28,8 @@ type sqlStore struct {
 const writeAttempts = 8
 
 func (s *sqlStore) Close() error {
-	err := s.w.Close()
+	s.commits.stop()
+	err := errors.Join(s.stmts.close(), s.w.Close())
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
 	}

@@ -433,6 +433,11 @@ type ServerStore interface {
 	// registered under a key is ErrExists. A zero LastCheckin is now.
 	UpsertIPServer(ctx context.Context, s *Server, feed string) error
 	Server(ctx context.Context, id string) (*Server, error)
+	// AgentServer reads, in one query, what authenticating an agent's
+	// request needs: the server with id (ErrNotFound when there is none),
+	// its key's settings without the server count (nil when it has no
+	// key, or its key was just deleted), and the store's Version.
+	AgentServer(ctx context.Context, id string) (*Server, *Key, int64, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
 	// CheckIn records an agent's report: every field of c, Tags only

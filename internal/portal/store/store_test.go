@@ -71,6 +71,8 @@ var suite = []struct {
 	{"version", testVersion},
 	{"seed", testSeed},
 	{"check-in-history", testCheckinHistory},
+	{"check-in-history-changes", testCheckinHistoryChanges},
+	{"check-in-concurrent", testCheckInConcurrent},
 	{"servers-keyset", testServersKeyset},
 	{"servers-state", testServersState},
 	{"audit-query", testAuditQuery},
