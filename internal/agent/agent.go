@@ -235,6 +235,16 @@ func (a *Agent) applyWith(ctx context.Context, data, sig []byte, req *index.Requ
 		return nil, err
 	}
 	a.logf("applying level %d (%s) to %s", m.Level, m.Module.Name, id.Release)
+	// The kernel's health just before the load, which the apply is judged
+	// against (its record, the check-ins' telemetry).
+	before, herr := a.health()
+	if herr != nil {
+		a.logf("warning: the kernel's health before the apply: %v", herr)
+	}
+	ap := lastApply{Level: m.Level, At: a.now().UTC().Truncate(time.Second), Before: before}
+	if herr == nil {
+		defer func() { a.recordApply(ap) }()
+	}
 	if err := a.Loader.Load(ctx, b.Module); err != nil {
 		c.abort()
 		return nil, fmt.Errorf("load %s: %w: %w", m.Module.Name, ErrLoad, err)
@@ -258,9 +268,20 @@ func (a *Agent) applyWith(ctx context.Context, data, sig []byte, req *index.Requ
 		return nil, errors.Join(fmt.Errorf("patch %s not enabled after load: %w", m.Module.Name, ErrLoad), err, rerr)
 	}
 
-	// The new level is in effect. Record it before cleaning up, so that a
-	// crash from here on leaves a record that agrees with the kernel; an
-	// interrupt now stops nothing half way: the cleanup runs to its bound.
+	// The new level is in effect. Record it, and how the kernel took it,
+	// before cleaning up, so that a crash from here on leaves a record
+	// that agrees with the kernel; an interrupt now stops nothing half
+	// way: the cleanup runs to its bound.
+	ap.OK = true
+	if herr == nil {
+		if after, err := a.health(); err == nil {
+			ap.After = &after
+			if v := verdict(before, after); v != "" {
+				a.logf("warning: level %d is applied, but the kernel logged %s as it was", m.Level, v)
+				c.st.Unhealthy = v
+			}
+		}
+	}
 	if err := c.commit(); err != nil {
 		return nil, err
 	}

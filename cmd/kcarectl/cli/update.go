@@ -141,7 +141,8 @@ func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Cl
 }
 
 // report is the check-in of a run that ended with runErr: the kernel and
-// level in effect now, and the outcome. nil when the state cannot be read.
+// level in effect now, the outcome, and the kernel's health (now and at
+// the last apply). nil when the state cannot be read.
 func report(a *agent.Agent, o *options, runErr error) *apitype.CheckIn {
 	info, err := a.Info()
 	if err != nil {
@@ -161,6 +162,11 @@ func report(a *agent.Agent, o *options, runErr error) *apitype.CheckIn {
 		if tags, ok := f.Get("TAGS"); ok {
 			ci.Tags = &tags
 		}
+	}
+	if t, err := a.Telemetry(); err == nil {
+		ci.Telemetry = t
+	} else if a.Log != nil {
+		fmt.Fprintf(a.Log, "warning: the kernel's health is not reported: %v\n", err)
 	}
 	return &ci
 }

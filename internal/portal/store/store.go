@@ -146,6 +146,9 @@ type Report struct {
 	AgentVersion                             string
 	Tags                                     *string // nil keeps the tags
 	At                                       time.Time
+	// Health is the kernel's health the check-in reports, with its
+	// Level; nil when it reports none.
+	Health *Health
 }
 
 // ServerFilter selects servers for Servers; zero fields match all. The
@@ -449,6 +452,14 @@ type ServerStore interface {
 	// CleanServers deletes servers that have not checked in since before
 	// (those that never did: registered before it) and returns how many.
 	CleanServers(ctx context.Context, before time.Time) (int, error)
+
+	// RecordHealth records the health a check-in of a server known by
+	// its IP license reports (registered servers' check-ins carry it in
+	// their Report), at at (zero: now). An unknown id is ErrNotFound.
+	RecordHealth(ctx context.Context, id string, h *Health, at time.Time) error
+	// ServerHealth returns the health a server last reported;
+	// ErrNotFound when it never has.
+	ServerHealth(ctx context.Context, id string) (*Health, error)
 
 	// CheckinHistory returns a server's newest check-ins, newest first.
 	CheckinHistory(ctx context.Context, serverID string, limit int) ([]Checkin, error)

@@ -77,6 +77,7 @@ var suite = []struct {
 	{"servers-state", testServersState},
 	{"audit-query", testAuditQuery},
 	{"sessions", testSessions},
+	{"server-health", testServerHealth},
 }
 
 func digest(build string, level int) string {
