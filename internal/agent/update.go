@@ -136,6 +136,9 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 		if err := a.mayLower(idx, info.Level, o, st); err != nil {
 			return nil, err
 		}
+		if idx.Rollback != nil {
+			a.keepOrder(st, idx.Rollback)
+		}
 	}
 	if info.State == "applied" && info.Level == l.Level && st != nil && st.Digest == l.Digest {
 		err := a.checkCached(id)
@@ -166,15 +169,23 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 // mayLower decides whether a verified index may take the kernel from level
 // cur, in effect, down to its level: only when the index carries the
 // portal's rollback order for this server (the verifier has checked that
-// it names this server), or when this host's own settings asked for it
-// (hostAsked). Else it returns an error wrapping ErrDowngrade, and nothing
-// is fetched or applied.
+// it names this server) from level cur, or when this host's own settings
+// asked for it (hostAsked). Else it returns an error wrapping
+// ErrDowngrade (and ErrStaleOrder for an order from another level), and
+// nothing is fetched or applied.
 func (a *Agent) mayLower(idx *index.Index, cur int, o UpdateOptions, st *State) error {
 	to := idx.Level.Level
-	switch {
-	case idx.Rollback != nil && idx.Rollback.Level == to:
-		a.logf("the portal orders a rollback from level %d to level %d", cur, to)
+	switch r := idx.Rollback; {
+	case r != nil && r.Level == to && r.From == cur:
+		why := ""
+		if r.Reason != "" {
+			why = ": " + r.Reason
+		}
+		a.logf("the portal orders a rollback from level %d to level %d%s", cur, to, why)
 		return nil
+	case r != nil && !hostAsked(o, st):
+		return fmt.Errorf("%w: %w: the index orders level %d back to level %d, but level %d is in effect; "+
+			"an order given for another state is not carried out (level %d stays)", ErrDowngrade, ErrStaleOrder, r.From, r.Level, cur, cur)
 	case hostAsked(o, st):
 		a.logf("going down from level %d to level %d, as this host's PREFIX or STICKY_PATCH asks", cur, to)
 		return nil
@@ -195,6 +206,21 @@ func hostAsked(o UpdateOptions, st *State) bool {
 		return o.Prefix != st.Request.Prefix || o.Sticky != st.Request.Sticky
 	}
 	return o.Prefix != "" || (o.Sticky != "" && o.Sticky != "KEY")
+}
+
+// keepOrder records a rollback order with the level it is from, before
+// anything is fetched: should the machine reboot before the order is
+// carried out, the boot does not re-apply that level (UpdateLocal). A
+// failure to record it is a warning: the order is carried out now.
+func (a *Agent) keepOrder(st *State, r *index.Rollback) {
+	if st == nil || st.Manifest.Level != r.From {
+		return
+	}
+	o := *r
+	st.Rollback = &o
+	if err := a.writeState(st); err != nil {
+		a.logf("warning: record the rollback order from level %d: %v", r.From, err)
+	}
 }
 
 // Status is what the portal's index says beside the kernel's state, for

@@ -109,6 +109,10 @@ type Rollback struct {
 	Level    int    `json:"level"`     // the level to return to: the index's Level
 	From     int    `json:"from"`      // the level the server last reported, above Level
 	ServerID string `json:"server_id"` // the server ordered back
+	// Reason says why, for the agent's log: "the rollout of
+	// K20261127_01 in feed main halted: 1 new kernel warning". It may be
+	// empty; agents ignore it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // IPServerPrefix starts the server id the portal gives a server known only
@@ -263,6 +267,8 @@ func (idx *Index) validate() error {
 			return bad("rollback order from level %d to level %d is not a rollback", r.From, r.Level)
 		case r.ServerID == "" || !printable(r.ServerID):
 			return bad("rollback order for bad server id %q", r.ServerID)
+		case !printable(r.Reason):
+			return bad("rollback order with a bad reason %q", r.Reason)
 		}
 	}
 	if idx.Level == nil {
