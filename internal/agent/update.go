@@ -29,6 +29,10 @@ type UpdateOptions struct {
 	Prefix   string // PREFIX: "", test, 12h, 24h, 48h
 	Sticky   string // STICKY_PATCH
 	Progress func(done, total int64)
+	// Scheduled: the update runs by itself (kcarectl --auto-update, the
+	// timer), not by an operator's hand, and so waits for the server's
+	// maintenance window when the index names one.
+	Scheduled bool
 }
 
 // request is the index request o makes for the kernel buildID.
@@ -106,7 +110,8 @@ func (a *Agent) FetchIndex(ctx context.Context, p Portal, o UpdateOptions) (*ind
 
 // Update fetches the index from the portal and applies the level it
 // names, if it is not the one in effect: resolve -> fetch -> verify ->
-// apply. Nothing touches the kernel until the index, the download's size
+// apply. A scheduled update outside the maintenance window the index
+// names applies nothing (ErrNothingToDo, saying when the window is). Nothing touches the kernel until the index, the download's size
 // and digest, and the bundle have passed every check. A level below the
 // one in effect is applied only as mayLower allows; else the error wraps
 // ErrDowngrade.
@@ -147,6 +152,10 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 		}
 		// The boot-time re-apply needs it: fetch it again.
 		a.logf("level %d is applied, but its cached bundle is not usable (%v); fetching it again", l.Level, err)
+	}
+	if w := idx.Window; o.Scheduled && w != nil && !w.Open(a.now()) {
+		return nil, fmt.Errorf("level %d waits for the maintenance window, %s to %s (kcarectl --update applies it now): %w",
+			l.Level, w.Start.UTC().Format(time.RFC3339), w.End.UTC().Format(time.RFC3339), ErrNothingToDo)
 	}
 	a.logf("downloading level %d (%d bytes)", l.Level, l.Size)
 	data, err := p.Download(ctx, l.URL, l.Size, o.Progress)

@@ -64,7 +64,8 @@ func caBundle(a *agent.Agent, o *options) string {
 }
 
 func updateOptions(a *agent.Agent, o *options, stderr io.Writer) agent.UpdateOptions {
-	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch}
+	// --auto-update runs by itself, and waits for the maintenance window.
+	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch, Scheduled: o.autoUpdate}
 	if o.prefix.set {
 		uo.Prefix = o.prefix.v
 	}

@@ -73,8 +73,8 @@ func (s *Signals) add(o Signals) {
 	s.Silent += o.Silent
 }
 
-// signals are the health signals of one member at now.
-func (m *Member) signals(r Rollout, p Policy, now time.Time) Signals {
+// Measure returns the health signals of one member of r at now.
+func Measure(m Member, r Rollout, p Policy, now time.Time) Signals {
 	s := Signals{Servers: 1}
 	has := m.Level >= m.Target
 	if has && !m.LastCheckin.Before(r.Started) {
@@ -147,7 +147,7 @@ func Evaluate(r Rollout, p Policy, members []Member, now time.Time) Decision {
 		if m.Wave < 0 || m.Wave >= len(d.Waves) {
 			continue
 		}
-		s := m.signals(r, p, now)
+		s := Measure(*m, r, p, now)
 		d.Waves[m.Wave].add(s)
 		if m.Wave <= r.Wave {
 			d.Total.add(s)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/portal/window"
 )
 
 // Policy is how a feed rolls out a new patchset: its waves, how long
@@ -37,6 +39,13 @@ type Policy struct {
 	// must have checked in with the patchset's level before the next
 	// wave starts.
 	MinCheckedIn int `json:"min_checked_in"`
+	// Window is the feed's maintenance window, as window.Parse reads it:
+	// its servers' agents apply a new level by themselves (--auto-update)
+	// only inside it. A key's own window takes its place. "" is none.
+	Window string `json:"window,omitempty"`
+	// UrgentSkipsWindow lets an urgent patchset be applied outside the
+	// window.
+	UrgentSkipsWindow bool `json:"urgent_skips_window,omitempty"`
 }
 
 // Defaults of a feed's policy.
@@ -72,6 +81,9 @@ func (p Policy) Check() error {
 		if v < 0 || v > 1_000_000 {
 			return bad("%s %d: 0 to 1000000", name, v)
 		}
+	}
+	if _, err := window.Parse(p.Window); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPolicy, err)
 	}
 	if len(p.Waves) > 0 {
 		if _, err := ParseWaves(p.Waves.String()); err != nil {

@@ -115,6 +115,25 @@ func (hs *healthScan) dest() []any {
 		timeCol{&hs.h.Rebooted}, &hs.h.RebootedLevel, timeCol{&hs.h.Updated}}
 }
 
+// nullable is dest for a LEFT JOIN, where a server with no health has
+// NULL in every column.
+func (hs *healthScan) nullable() []any {
+	d := hs.dest()
+	for i, v := range d {
+		switch p := v.(type) {
+		case *string:
+			d[i] = nullString{p}
+		case *int64:
+			d[i] = nullInt64{p}
+		case *int:
+			d[i] = nullInt{p}
+		case *bool:
+			d[i] = nullBool{p}
+		}
+	}
+	return d
+}
+
 func (hs *healthScan) done() *Health {
 	h := hs.h
 	h.Taint = taint.Mask(hs.taint)
@@ -136,4 +155,39 @@ func (s *sqlStore) ServerHealth(ctx context.Context, id string) (*Health, error)
 		return nil, fmt.Errorf("health of server %s: %w", id, err)
 	}
 	return hs.done(), nil
+}
+
+// nullInt64, nullInt and nullBool scan a column where NULL is the zero
+// value.
+type (
+	nullInt64 struct{ p *int64 }
+	nullInt   struct{ p *int }
+	nullBool  struct{ p *bool }
+)
+
+func (c nullInt64) Scan(src any) error {
+	var n sql.NullInt64
+	if err := n.Scan(src); err != nil {
+		return err
+	}
+	*c.p = n.Int64
+	return nil
+}
+
+func (c nullInt) Scan(src any) error {
+	var n sql.NullInt64
+	if err := n.Scan(src); err != nil {
+		return err
+	}
+	*c.p = int(n.Int64)
+	return nil
+}
+
+func (c nullBool) Scan(src any) error {
+	var b sql.NullBool
+	if err := b.Scan(src); err != nil {
+		return err
+	}
+	*c.p = b.Bool
+	return nil
 }

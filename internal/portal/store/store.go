@@ -56,6 +56,7 @@ type Patchset struct {
 	Name     string
 	Released time.Time // the newest release time of its levels
 	Levels   int       // how many levels it holds
+	Urgent   bool      // its rollouts skip their soak times
 }
 
 // Feed is a view of the patchsets: main (always there), test, delayed or
@@ -93,6 +94,7 @@ type FeedPatchset struct {
 	Enabled  bool
 	Deployed bool // ever enabled or disabled in the feed; false: not deployed there
 	Released time.Time
+	Urgent   bool
 }
 
 // Key is an activation key.
@@ -325,6 +327,7 @@ type Store interface {
 	AuditStore
 	ResellerStore
 	PublisherKeyStore
+	RolloutStore
 }
 
 // PublisherKey is a publisher's public key the portal trusts: a bundle

@@ -78,6 +78,9 @@ var suite = []struct {
 	{"audit-query", testAuditQuery},
 	{"sessions", testSessions},
 	{"server-health", testServerHealth},
+	{"rollouts", testRollouts},
+	{"rollout-members", testRolloutMembers},
+	{"windows-urgent-coverage", testWindowsUrgentCoverage},
 }
 
 func digest(build string, level int) string {
