@@ -192,6 +192,7 @@ func rolloutList(e *env) *cmdline.Command {
 func rolloutShow(e *env) *cmdline.Command {
 	fs := flags("rollout show")
 	db := withDB(fs)
+	brief := fs.Bool("brief", false, "the waves only, not each server")
 	return &cmdline.Command{Name: "show", Args: "ID", MinArgs: 1, MaxArgs: 1, Flags: fs,
 		Summary: "show a rollout: each wave, its servers and their health now",
 		Run: withCore(e, db, func(ctx context.Context, c *core.Core, args []string) error {
@@ -220,6 +221,18 @@ func rolloutShow(e *env) *cmdline.Command {
 			for i, w := range st.Decision.Waves {
 				fmt.Fprintf(tw, "%d\t%s%%\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", i+1, rollout.Percent(waves[i]), w.Servers, w.Applied,
 					w.Failures, w.Warnings, w.Oopses, w.Taints, w.Reboots, w.Silent)
+			}
+			if err := tw.Flush(); err != nil || len(st.Servers) == 0 || *brief {
+				return err
+			}
+			fmt.Fprintln(e.stdout)
+			fmt.Fprintln(tw, "SERVER\tWAVE\tLEVEL\tTARGET\tHEALTH")
+			for _, srv := range st.Servers {
+				health := srv.Signals.Problems()
+				if health == "" {
+					health = "ok"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", srv.ID, srv.Wave+1, srv.Level, srv.Target, health)
 			}
 			return tw.Flush()
 		})}

@@ -62,6 +62,27 @@ type Signals struct {
 	Silent   int // servers with the level that stopped checking in
 }
 
+// Problems says what s counts against a rollout's health: "1 new
+// warning, 1 new taint"; "" when nothing.
+func (s Signals) Problems() string {
+	var out []string
+	add := func(n int64, one, many string) {
+		switch {
+		case n == 1:
+			out = append(out, "1 "+one)
+		case n > 1:
+			out = append(out, fmt.Sprintf("%d %s", n, many))
+		}
+	}
+	add(int64(s.Failures), "failed apply", "failed applies")
+	add(s.Warnings, "new warning", "new warnings")
+	add(s.Oopses, "new oops", "new oopses")
+	add(int64(s.Taints), "new taint", "new taints")
+	add(int64(s.Reboots), "reboot", "reboots")
+	add(int64(s.Silent), "silent", "silent")
+	return strings.Join(out, ", ")
+}
+
 func (s *Signals) add(o Signals) {
 	s.Servers += o.Servers
 	s.Applied += o.Applied
