@@ -3,6 +3,9 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -352,5 +355,136 @@ func TestRolloutAnswersShared(t *testing.T) {
 		if want := 4; len(ids) != want {
 			t.Errorf("%d servers got the answer naming level %d, want %d", len(ids), level, want)
 		}
+	}
+}
+
+// call makes a request with an API token and returns the status and body.
+func (p *portal) call(t *testing.T, method, path, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, p.http.URL+path, strings.NewReader(body))
+	req.Header.Set("X-Api-Key", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestRolloutFaces: a halted rollout as the REST API, the Nagios check
+// and the metrics tell it; the operator's actions through the REST API,
+// refused to a read-only token; a feed's policy and a key's window set
+// through it.
+func TestRolloutFaces(t *testing.T) {
+	p, hosts := rolloutPortal(t, "sqlite")
+	p.mustPublish(t, 2, p.now.Add(-time.Hour))
+	p.tick(t)
+	canary := canaryFirst(t, p.rolloutOf(t, "K20261127_01"), hosts)[0]
+	canary.k.WarnOnLoad("kcare_test_l2")
+	canary.run(t)
+	p.tick(t)
+	id := p.rolloutOf(t, "K20261127_01").ID
+
+	code, body := p.call(t, "GET", "/admin/api/rollouts", p.ro, "")
+	want := fmt.Sprintf(`{"data":[{"id":%d,"feed":"main","patchset":"K20261127_01","waves":[50,100],"wave":1,"state":"rolled-back",`+
+		`"reason":"1 new kernel warning (at most 0), 1 server with a new taint (at most 0)","urgent":false,`+
+		`"started":"2026-11-27T10:00:00Z","wave_started":"2026-11-27T10:00:00Z","updated":"2026-11-27T10:00:00Z"}]}`+"\n", id)
+	if code != 200 || body != want {
+		t.Errorf("GET /admin/api/rollouts: %d\n%s\nwant\n%s", code, body, want)
+	}
+	code, body = p.call(t, "GET", fmt.Sprintf("/admin/api/rollouts/%d", id), p.ro, "")
+	for _, part := range []string{`"verdict":"idle"`, `"health":[{"wave":1,"share":50,"size":1,"servers":1,"applied":1,"failures":0,"warnings":1,"oopses":0,"taints":1,"reboots":0,"silent":0},{"wave":2,"share":100,"size":2,"servers":1,"applied":0`,
+		fmt.Sprintf(`{"server_id":"%s","wave":1,"level":2,"target":2,"health":"1 new warning, 1 new taint"}`, canary.c.ServerID)} {
+		if code != 200 || !strings.Contains(body, part) {
+			t.Errorf("GET /admin/api/rollouts/%d: %d, lacks %s\n%s", id, code, part, body)
+		}
+	}
+	code, body = p.call(t, "GET", "/admin/api/kcare/nagios-rollouts", p.ro, "")
+	wantNagios := "CRITICAL: 1 rollout halted or rolled back|running=0;paused=0;halted=0;rolled_back=1;done=0\n" +
+		"K20261127_01 in feed main is rolled-back at wave 1: 1 new kernel warning (at most 0), 1 server with a new taint (at most 0)\n"
+	if code != 200 || body != wantNagios {
+		t.Errorf("Nagios rollouts: %d\n%s\nwant\n%s", code, body, wantNagios)
+	}
+	_, metrics := getText(t, p.http.URL+"/metrics")
+	for _, line := range []string{`kcare_rollouts{feed="main",state="rolled-back"} 1`, `kcare_rollouts{feed="main",state="running"} 0`,
+		`kcare_rollout_wave{feed="main",patchset="K20261127_01",state="rolled-back"} 1`} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+
+	path := fmt.Sprintf("/admin/api/rollouts/%d/resume", id)
+	if code, body := p.call(t, "POST", path, p.ro, ""); code != 403 {
+		t.Errorf("resume with a read-only token: %d %s, want 403", code, body)
+	}
+	if code, body := p.call(t, "POST", fmt.Sprintf("/admin/api/rollouts/%d/frob", id), p.admin, ""); code != 400 || !strings.Contains(body, `action \"frob\"`) {
+		t.Errorf("an unknown action: %d %s, want 400", code, body)
+	}
+	if code, body := p.call(t, "POST", "/admin/api/rollouts/999/pause", p.admin, ""); code != 404 {
+		t.Errorf("pause an unknown rollout: %d %s, want 404", code, body)
+	}
+	if code, body := p.call(t, "POST", path, p.admin, ""); code != 200 || !strings.Contains(body, `"state":"running"`) || !strings.Contains(body, `"reason":"resume by alice"`) {
+		t.Errorf("resume: %d %s", code, body)
+	}
+	if code, body := p.call(t, "POST", fmt.Sprintf("/admin/api/rollouts/%d/resume", id), p.admin, ""); code != 400 || !strings.Contains(body, "not allowed in this state") {
+		t.Errorf("resume a running rollout: %d %s, want 400", code, body)
+	}
+
+	code, body = p.call(t, "PUT", "/admin/api/feeds/main/rollout", p.admin, `{"soak":"30m","max_warnings":3,"window":"Sat 02:00-05:00 Europe/Berlin"}`)
+	wantPolicy := `{"waves":[50,100],"soak":"30m0s","auto_rollback":true,"max_failures":0,"max_warnings":3,"max_oopses":0,"max_taints":0,"max_reboots":0,"max_silent":0,"silent_after":"12h0m0s","min_checked_in":90,"window":"Sat 02:00-05:00 Europe/Berlin","urgent_skips_window":false}` + "\n"
+	if code != 200 || body != wantPolicy {
+		t.Errorf("PUT the policy: %d\n%s\nwant\n%s", code, body, wantPolicy)
+	}
+	for _, bad := range []string{`{"waves":[100,50]}`, `{"soak":"soon"}`, `{"window":"Funday 01:00-02:00"}`, `{"min_checked_in":150}`, `{"frob":1}`} {
+		if code, body := p.call(t, "PUT", "/admin/api/feeds/main/rollout", p.admin, bad); code != 400 {
+			t.Errorf("PUT the policy %s: %d %s, want 400", bad, code, body)
+		}
+	}
+	if code, body := p.call(t, "PUT", "/admin/api/key-windows", p.ro, `{"key":"fleet","window":""}`); code != 403 {
+		t.Errorf("key window with a read-only token: %d %s", code, body)
+	}
+	if code, body := p.call(t, "PUT", "/admin/api/key-windows", p.admin, `{"key":"fleet","window":"Sun 01:00-02:00"}`); code != 200 || body != `{"key":"fleet","window":"Sun 01:00-02:00"}`+"\n" {
+		t.Errorf("key window: %d %s", code, body)
+	}
+	if code, body := p.call(t, "PUT", "/admin/api/patchsets/K20261127_01/urgent", p.admin, `{"urgent":true}`); code != 200 {
+		t.Errorf("urgent: %d %s", code, body)
+	}
+	entries, _ := p.st.AuditQuery(context.Background(), store.AuditFilter{Actor: "alice"})
+	var got []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Action, "level.") {
+			got = append(got, e.Action+" "+e.Object)
+		}
+	}
+	if want := []string{"patchset.urgent K20261127_01", "key.window f…", "feed.rollout main", fmt.Sprintf("rollout.resume rollout/%d", id)}; !slices.Equal(got, want) {
+		t.Errorf("alice's audit entries = %q, want %q", got, want)
+	}
+}
+
+// TestRolloutStatesOnTheWire: the wire's states are the rule's.
+func TestRolloutStatesOnTheWire(t *testing.T) {
+	var wire, rule []string
+	for _, s := range apitype.RolloutStates {
+		wire = append(wire, string(s))
+	}
+	for _, s := range rollout.States {
+		rule = append(rule, string(s))
+	}
+	if !slices.Equal(wire, rule) {
+		t.Errorf("apitype.RolloutStates %v, rollout.States %v", wire, rule)
+	}
+	var acts []string
+	for _, a := range apitype.RolloutActions {
+		acts = append(acts, string(a))
+	}
+	var ruleActs []string
+	for _, a := range rollout.Actions {
+		ruleActs = append(ruleActs, string(a))
+	}
+	slices.Sort(acts)
+	slices.Sort(ruleActs)
+	if !slices.Equal(acts, ruleActs) {
+		t.Errorf("apitype.RolloutActions %v, rollout.Actions %v", acts, ruleActs)
 	}
 }

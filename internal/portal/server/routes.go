@@ -104,6 +104,15 @@ func (s *Server) routeTable() []route {
 		{"GET /admin/api/patchsets/", authToken, roleAny, 0, false, s.restPatchsets},
 		{"POST /admin/api/patchsets/manage", authToken, roleAdmin, 0, false, s.restManagePatchsets},
 		{"GET /admin/api/kcare/patchset/{key}", authToken, roleAny, 0, true, s.restKeyPatchset},
+		// Safe rollout.
+		{"GET /admin/api/rollouts", authToken, roleAny, 0, false, s.restRollouts},
+		{"GET /admin/api/rollouts/{id}", authToken, roleAny, 0, false, s.restRollout},
+		{"POST /admin/api/rollouts/{id}/{action}", authToken, roleAdmin, 0, false, s.restRolloutAction},
+		{"GET /admin/api/feeds/{feed}/rollout", authToken, roleAny, 0, false, s.restRolloutPolicy},
+		{"PUT /admin/api/feeds/{feed}/rollout", authToken, roleAdmin, restBodyMax, false, s.restSetRolloutPolicy},
+		{"PUT /admin/api/key-windows", authToken, roleAdmin, restBodyMax, false, s.restKeyWindow},
+		{"PUT /admin/api/patchsets/{patchset}/urgent", authToken, roleAdmin, restBodyMax, false, s.restPatchsetUrgent},
+		{"GET /admin/api/kcare/nagios-rollouts", authToken, roleAny, 0, false, s.nagiosRollouts},
 		// KernelCare's Nagios API.
 		{"GET /admin/api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},
 		{"GET /api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},
