@@ -530,6 +530,7 @@ type Sample struct {
 	State    string    `json:"state"`
 	Wave     int       `json:"wave"`
 	Servers  int       `json:"servers"`
+	Admitted int       `json:"admitted"` // servers in the waves so far
 	Applied  int       `json:"applied"`  // servers with the level
 	Warnings []int64   `json:"warnings"` // new kernel warnings, by wave
 }
@@ -539,6 +540,9 @@ func sampleOf(st *RolloutStatus) Sample {
 	s := Sample{State: st.State, Wave: st.Wave, Warnings: make([]int64, len(st.Decision.Waves))}
 	for i, w := range st.Decision.Waves {
 		s.Servers += w.Servers
+		if i <= st.Wave {
+			s.Admitted += w.Servers
+		}
 		s.Warnings[i] = w.Warnings
 	}
 	for _, srv := range st.Servers {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -27,6 +28,9 @@ type overview struct {
 	At                 time.Time     // when counted, on the portal's clock
 	Took               time.Duration // how long counting took
 	Kept               time.Duration // how long the counts are shown again: 0, or statsTTL
+	// Coverage is the chart of the fleet's coverage by day, drawn anew
+	// at every view.
+	Coverage template.HTML
 }
 
 // The overview's counts scan the whole servers table. When counting took
@@ -58,6 +62,11 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 		}
 		u.stats = o
 	}
+	days, err := u.core.Coverage(r.Context(), coverageMaxDays)
+	if err != nil {
+		return err
+	}
+	u.stats.Coverage = CoverageChart(days, now, coverageMaxDays)
 	u.render(w, r, c, http.StatusOK, "overview", "Overview", u.stats)
 	return nil
 }
@@ -408,7 +417,16 @@ func (u *UI) feed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil {
 		return err
 	}
-	u.render(w, r, c, http.StatusOK, "feed", "Feed "+f.Name, map[string]any{"F": f, "Hours": int(f.DeployAfter / time.Hour), "Kernels": kl})
+	pol, err := u.core.RolloutPolicy(r.Context(), f.Name)
+	if err != nil {
+		return err
+	}
+	rs, err := u.feedRollouts(r.Context(), f.Name)
+	if err != nil {
+		return err
+	}
+	u.render(w, r, c, http.StatusOK, "feed", "Feed "+f.Name, map[string]any{"F": f, "Hours": int(f.DeployAfter / time.Hour), "Kernels": kl,
+		"Policy": pol, "Rollouts": rs})
 	return nil
 }
 
