@@ -12,6 +12,7 @@ import (
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
+	"github.com/kcare/kcare/internal/trust"
 )
 
 // Portal is where Update fetches from (portalclient.Client).
@@ -46,6 +47,9 @@ type indexState struct {
 	Issued  time.Time `json:"issued"`
 	Level   int       `json:"level"`
 	Latest  int       `json:"latest"`
+	// ETag names the answer a poll accepted (Poll), for its next
+	// conditional request; "" after a full run.
+	ETag string `json:"etag,omitempty"`
 }
 
 func (a *Agent) indexStatePath() string { return filepath.Join(a.stateDir(), "index.json") }
@@ -88,24 +92,32 @@ func (a *Agent) FetchIndex(ctx context.Context, p Portal, o UpdateOptions) (*ind
 	if err != nil {
 		return nil, id, fmt.Errorf("fetch index: %w", err)
 	}
+	idx, err := a.acceptIndex(body, sig, id, keys, o, p.Server(), "")
+	return idx, id, err
+}
+
+// acceptIndex verifies an index in the fixed order of index.Verifier
+// and records its version as the last accepted, with tag, the entity tag
+// it came with (for a poll).
+func (a *Agent) acceptIndex(body, sig []byte, id kernel.Identity, keys *trust.Keyring, o UpdateOptions, server, tag string) (*index.Index, error) {
 	last, err := a.readIndexState()
 	if err != nil {
-		return nil, id, err
+		return nil, err
 	}
-	v := index.Verifier{Keys: keys, BuildID: id.BuildID, Prefix: o.Prefix, Sticky: o.Sticky, ServerID: p.Server(),
+	v := index.Verifier{Keys: keys, BuildID: id.BuildID, Prefix: o.Prefix, Sticky: o.Sticky, ServerID: server,
 		LastVersion: last.Version, Now: a.Now}
 	idx, err := v.Verify(body, sig)
 	if err != nil {
-		return nil, id, fmt.Errorf("verify index: %w", err)
+		return nil, fmt.Errorf("verify index: %w", err)
 	}
-	st := indexState{Version: idx.Version, Issued: idx.Issued, Latest: idx.Latest}
+	st := indexState{Version: idx.Version, Issued: idx.Issued, Latest: idx.Latest, ETag: tag}
 	if idx.Level != nil {
 		st.Level = idx.Level.Level
 	}
 	if err := a.writeIndexState(st); err != nil {
-		return nil, id, fmt.Errorf("record index version: %w", err)
+		return nil, fmt.Errorf("record index version: %w", err)
 	}
-	return idx, id, nil
+	return idx, nil
 }
 
 // Update fetches the index from the portal and applies the level it

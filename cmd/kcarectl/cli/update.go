@@ -64,8 +64,9 @@ func caBundle(a *agent.Agent, o *options) string {
 }
 
 func updateOptions(a *agent.Agent, o *options, stderr io.Writer) agent.UpdateOptions {
-	// --auto-update runs by itself, and waits for the maintenance window.
-	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch, Scheduled: o.autoUpdate}
+	// --auto-update and --poll run by themselves, and wait for the
+	// maintenance window.
+	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch, Scheduled: o.autoUpdate || o.poll}
 	if o.prefix.set {
 		uo.Prefix = o.prefix.v
 	}
@@ -249,6 +250,35 @@ func runAutoUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stde
 			fmt.Fprintf(stdout, "Kernel is patched: level %d, effective release %s\n", info.Level, info.EffectiveRelease)
 		}
 	}
+	return err
+}
+
+// runPoll is what the poll timer runs, every few minutes between the
+// update timer's runs: nothing when AUTO_UPDATE is off; else a
+// conditional index request, and, when the answer changed and asks for
+// it (an urgent level, a rollback order), an update at once, which
+// prints only what it applied. Another kcarectl under way skips the poll.
+func runPoll(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
+	if !a.Config.AutoUpdate {
+		return nil
+	}
+	res, err := a.Poll(ctx, client(a, o), updateOptions(a, o, stderr))
+	if errors.Is(err, agent.ErrLocked) {
+		return nil
+	}
+	if err != nil || res.Act == "" {
+		return err
+	}
+	fmt.Fprintf(stderr, "kcarectl: %s; updating now\n", res.Act)
+	a.Log = nil // quiet
+	if err := runUpdate(ctx, a, o, io.Discard, stderr); err != nil {
+		return err
+	}
+	info, err := a.Info()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "Kernel is patched: level %d, effective release %s\n", info.Level, info.EffectiveRelease)
 	return err
 }
 

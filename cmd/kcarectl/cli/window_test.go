@@ -3,9 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,4 +73,80 @@ func (e *env) level(t *testing.T) int {
 	}
 	fmt.Sscanf(stdout[i+len(`"level": `):], "%d", &n)
 	return n
+}
+
+// TestPoll: --poll asks the portal with the tag of the answer it has and
+// gets 304 while nothing changed; a new level that is not urgent waits
+// for the timer's run; an urgent one is applied at once, as the update
+// timer's run would, saying why on stderr.
+func TestPoll(t *testing.T) {
+	var mu sync.Mutex
+	var codes []int
+	count := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, "/api/v1/index/") {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := &statusRecorder{ResponseWriter: w}
+			h.ServeHTTP(rec, r)
+			mu.Lock()
+			codes = append(codes, rec.code)
+			mu.Unlock()
+		})
+	}
+	polled := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := codes
+		codes = nil
+		return out
+	}
+	e, srv, publish := portalEnvWith(t, count)
+	publish(1, time.Now().Add(-time.Hour))
+	if _, stderr, code := e.run("--register", "fleet"); code != 0 {
+		t.Fatalf("--register: exit %d: %s", code, stderr)
+	}
+	conf := filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf")
+	b, _ := os.ReadFile(conf)
+	os.WriteFile(conf, append(b, "AUTO_UPDATE=True\n"...), 0o644)
+	poll := func(what string, wantOut, wantErr string, wantCodes ...int) {
+		t.Helper()
+		stdout, stderr, code := e.run("--poll")
+		if code != 0 || stdout != wantOut || stderr != wantErr {
+			t.Errorf("--poll %s: exit %d, stdout %q, stderr %q; want exit 0, %q, %q", what, code, stdout, stderr, wantOut, wantErr)
+		}
+		if got := polled(); !slices.Equal(got, wantCodes) {
+			t.Errorf("--poll %s: index requests answered %v, want %v", what, got, wantCodes)
+		}
+	}
+	poll("first", "", "", 200)
+	poll("nothing new", "", "", 304)
+	publish(2, time.Now().Add(-time.Hour))
+	poll("a new level", "", "", 200)
+	if got := e.level(t); got != 1 {
+		t.Errorf("level %d after polling a level that is not urgent, want 1", got)
+	}
+	ps, _ := srv.Core().Patchsets(context.Background())
+	if err := srv.Core().SetPatchsetUrgent(context.Background(), core.CLI, ps[len(ps)-1].Name, true); err != nil {
+		t.Fatal(err)
+	}
+	poll("an urgent level", "Kernel is patched: level 2, effective release 6.1.0-56.kcare2-amd64\n",
+		"kcarectl: urgent level 2 is out; updating now\n", 200)
+	if got := e.level(t); got != 2 {
+		t.Errorf("level %d after polling an urgent level, want 2", got)
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) { r.code = code; r.ResponseWriter.WriteHeader(code) }
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = 200
+	}
+	return r.ResponseWriter.Write(b)
 }
