@@ -100,6 +100,9 @@ type config struct {
 	api                string // "run" or "v1"
 	serverCPUs         string // taskset -c list for eportal and nginx; "" none
 	loadgenCPUs        string // CPUs loadgen keeps to; "" any
+
+	rollout   *rolloutConfig // -rollout: time a level's way to the agents
+	serveArgs []string       // more arguments of eportal serve
 }
 
 // errUsage is a bad command line.
@@ -128,6 +131,18 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.api, "api", "run", "how agents talk to the portal: run (check-in and index in one request, as kcarectl) or v1 (index, then check-in, as older agents)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "", "run eportal (and nginx) on these `CPUS` only (taskset -c list, e.g. 0)")
 	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
+	rolloutOn := fs.Bool("rollout", false, "time a level from its publish to the agents, who run by their timers (the flags below)")
+	rc := &rolloutConfig{}
+	fs.BoolVar(&rc.urgent, "urgent", false, "with -rollout: mark the level urgent")
+	fs.StringVar(&rc.waves, "waves", "", `with -rollout: the main feed's waves, "1,10,50,100" (default none)`)
+	fs.Float64Var(&rc.scale, "time-scale", 1, "with -rollout: divide every timer by `N` for the run, and multiply the times measured back")
+	fs.DurationVar(&rc.runEvery, "run-every", defaultRunEvery, "with -rollout: the update timer's period")
+	fs.DurationVar(&rc.runJitter, "run-jitter", defaultRunJitter, "with -rollout: the update timer's random delay")
+	fs.DurationVar(&rc.autoDelay, "auto-delay", defaultAutoDelay, "with -rollout: kcarectl --auto-update's random delay")
+	fs.DurationVar(&rc.pollEvery, "poll-every", defaultPollEvery, "with -rollout: the poll timer's period (0: no polls)")
+	fs.DurationVar(&rc.pollJitter, "poll-jitter", defaultPollJitter, "with -rollout: the poll timer's random delay")
+	fs.DurationVar(&rc.timeout, "rollout-timeout", 0, "with -rollout: give up after this long in the agents' time (default three full run periods)")
+	fs.Float64Var(&rc.target, "target", 0.99, "with -rollout: end the run when this share of the agents has the level")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -160,6 +175,21 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-kill-every and -nginx do not go together")
 	case c.api != "run" && c.api != "v1":
 		return bad("-api: run or v1, not %q", c.api)
+	}
+	if *rolloutOn {
+		switch {
+		case c.nginx || c.killEvery != 0:
+			return bad("-rollout goes with neither -nginx nor -kill-every")
+		case rc.scale < 1 || rc.scale > 1000:
+			return bad("-time-scale: 1 to 1000")
+		case rc.target <= 0 || rc.target > 1:
+			return bad("-target: above 0, at most 1")
+		case rc.runEvery <= 0 || rc.pollEvery < 0:
+			return bad("-run-every above 0, -poll-every 0 or more")
+		}
+		c.rollout = rc
+		// The rollout loop every minute of the agents' time.
+		c.serveArgs = []string{"--rollout-interval", rc.scaled(time.Minute).String()}
 	}
 	for _, l := range []struct{ flag, v string }{{"-server-cpus", c.serverCPUs}, {"-loadgen-cpus", c.loadgenCPUs}} {
 		if l.v == "" {
@@ -229,6 +259,12 @@ func loadgen(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			return err
 		}
 		report, ok = r, r.Servers[0].Failures.None() && r.Servers[1].Failures.None()
+	case cfg.rollout != nil:
+		r, err := runRollout(ctx, cfg, cfg.rollout, p, logf)
+		if err != nil {
+			return err
+		}
+		report, ok = r, r.Failures.None() && !r.TimedOut
 	case cfg.killEvery > 0:
 		r, err := runCrash(ctx, cfg, p, logf)
 		if err != nil {
