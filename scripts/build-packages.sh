@@ -46,6 +46,7 @@ stage_kcare() {
 	d=$1 unitdir=$2
 	install -D -m 0755 "$work/bin/kcarectl" "$d/usr/bin/kcarectl"
 	install -D -m 0755 "$work/bin/kcare-uname" "$d/usr/bin/kcare-uname"
+	install -D -m 0755 $pkg/kcare-scanner-interface "$d/usr/bin/kcare-scanner-interface"
 	install -D -m 0644 "$work/bin/libkcare_scanner.so" "$d/usr/lib/kcare/libkcare_scanner.so"
 	install -D -m 0755 deploy/systemd/kcare-boot "$d/usr/libexec/kcare/kcare-boot"
 	for u in kcare.service kcare-boot-ok.service kcare-auto-update.service kcare-auto-update.timer kcare-poll.service kcare-poll.timer; do
@@ -67,6 +68,8 @@ stage_kcare() {
 stage_eportal() {
 	d=$1 unitdir=$2 envfile=$3
 	install -D -m 0755 "$work/bin/eportal" "$d/usr/bin/eportal"
+	# ePortal's name for its admin command.
+	ln -s eportal "$d/usr/bin/kc.eportal"
 	install -D -m 0644 $pkg/eportal.service "$d$unitdir/eportal.service"
 	install -D -m 0644 $pkg/eportal.default "$d$envfile"
 }

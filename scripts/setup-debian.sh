@@ -25,7 +25,7 @@ apt-get $apt_opts install -y -q --no-install-recommends \
 	make gcc libc6-dev build-essential libelf-dev libssl-dev bc flex bison patch \
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd \
 	gnupg ca-certificates postgresql prometheus nagios4-core zabbix-agent tinyproxy rpm chromium faketime \
-	debootstrap e2fsprogs openssh-client dpkg-dev lintian ansible \
+	debootstrap e2fsprogs openssh-client dpkg-dev lintian ansible haproxy \
 	dwarves
 
 mkdir -p /var/cache/kcare-test

@@ -48,13 +48,17 @@ var (
 	// ErrNothingToDo is not a failure: the level is already in effect, or
 	// there is nothing for this kernel.
 	ErrNothingToDo = errors.New("nothing to do")
-	ErrWrongKernel = failure.New(failure.Refused, "bundle is for another kernel")
-	ErrVermagic    = failure.New(failure.Refused, "module vermagic does not match the running kernel")
-	ErrNotPatch    = failure.New(failure.Refused, "module is not a kcare livepatch")
-	ErrNoLivepatch = failure.New(failure.Unsupported, "kernel has no livepatch support")
-	ErrStalled     = failure.New(failure.Stalled, "transition stalled and was reversed")
-	ErrLocked      = failure.New(failure.Locked, "another kcarectl is changing the kernel")
-	ErrLoad        = failure.New(failure.Unsupported, "kernel refused the module")
+	// ErrUnknownKernel is the nothing-to-do of a kernel the portal has no
+	// patches for at all (KernelCare's unknown kernel); it is also
+	// ErrNothingToDo.
+	ErrUnknownKernel = errors.New("unknown kernel")
+	ErrWrongKernel   = failure.New(failure.Refused, "bundle is for another kernel")
+	ErrVermagic      = failure.New(failure.Refused, "module vermagic does not match the running kernel")
+	ErrNotPatch      = failure.New(failure.Refused, "module is not a kcare livepatch")
+	ErrNoLivepatch   = failure.New(failure.Unsupported, "kernel has no livepatch support")
+	ErrStalled       = failure.New(failure.Stalled, "transition stalled and was reversed")
+	ErrLocked        = failure.New(failure.Locked, "another kcarectl is changing the kernel")
+	ErrLoad          = failure.New(failure.Unsupported, "kernel refused the module")
 	// ErrDowngrade is a signed index offering a level below the one in
 	// effect with no rollback order for this server, and no change of
 	// this host's own PREFIX or STICKY_PATCH to ask for it.

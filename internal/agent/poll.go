@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
 )
 
@@ -13,7 +14,7 @@ type Poller interface {
 	Portal
 	// IndexIfChanged asks for the index on condition that it is not the
 	// one tagged tag: no body then.
-	IndexIfChanged(ctx context.Context, buildID, prefix, sticky, tag string) (body, sig []byte, newTag string, err error)
+	IndexIfChanged(ctx context.Context, r index.Request, tag string) (body, sig []byte, newTag string, err error)
 }
 
 // PollResult is what a poll found.
@@ -50,7 +51,7 @@ func (a *Agent) Poll(ctx context.Context, p Poller, o UpdateOptions) (PollResult
 	if err != nil {
 		return PollResult{}, err
 	}
-	body, sig, tag, err := p.IndexIfChanged(ctx, id.BuildID, o.Prefix, o.Sticky, last.ETag)
+	body, sig, tag, err := p.IndexIfChanged(ctx, o.request(id.BuildID), last.ETag)
 	if err != nil {
 		return PollResult{}, fmt.Errorf("poll index: %w", err)
 	}

@@ -21,15 +21,20 @@ type Portal interface {
 	// "" for a server known by its IP license: a rollback order in the
 	// index must name it.
 	Server() string
-	Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error)
+	// IndexFor fetches the signed index that answers r, unparsed.
+	IndexFor(ctx context.Context, r index.Request) (body, sig []byte, err error)
 	Download(ctx context.Context, path string, size int64, progress func(done, total int64)) ([]byte, error)
 }
 
 // UpdateOptions tune one update.
 type UpdateOptions struct {
-	Prefix   string // PREFIX: "", test, 12h, 24h, 48h
-	Sticky   string // STICKY_PATCH
-	Progress func(done, total int64)
+	Prefix string // PREFIX: "", test, 12h, 24h, 48h
+	Sticky string // STICKY_PATCH
+	// Delay and Patchset are KernelCare's UPDATE_DELAY ("24h", "2d") and
+	// STICKY_PATCHSET: the portal holds back levels released within the
+	// delay and those of patchsets newer than the one named.
+	Delay, Patchset string
+	Progress        func(done, total int64)
 	// Scheduled: the update runs by itself (kcarectl --auto-update, the
 	// timer), not by an operator's hand, and so waits for the server's
 	// maintenance window when the index names one.
@@ -38,7 +43,7 @@ type UpdateOptions struct {
 
 // request is the index request o makes for the kernel buildID.
 func (o UpdateOptions) request(buildID string) index.Request {
-	return index.Request{BuildID: buildID, Prefix: o.Prefix, Sticky: o.Sticky}
+	return index.Request{BuildID: buildID, Prefix: o.Prefix, Sticky: o.Sticky, Delay: o.Delay, Patchset: o.Patchset}
 }
 
 // indexState is /var/lib/kcare/index.json: the last index accepted.
@@ -88,7 +93,7 @@ func (a *Agent) FetchIndex(ctx context.Context, p Portal, o UpdateOptions) (*ind
 	if err != nil {
 		return nil, id, err
 	}
-	body, sig, err := p.Index(ctx, id.BuildID, o.Prefix, o.Sticky)
+	body, sig, err := p.IndexFor(ctx, o.request(id.BuildID))
 	if err != nil {
 		return nil, id, fmt.Errorf("fetch index: %w", err)
 	}
@@ -104,7 +109,7 @@ func (a *Agent) acceptIndex(body, sig []byte, id kernel.Identity, keys *trust.Ke
 	if err != nil {
 		return nil, err
 	}
-	v := index.Verifier{Keys: keys, BuildID: id.BuildID, Prefix: o.Prefix, Sticky: o.Sticky, ServerID: server,
+	v := index.Verifier{Keys: keys, BuildID: id.BuildID, Prefix: o.Prefix, Sticky: o.Sticky, Delay: o.Delay, Patchset: o.Patchset, ServerID: server,
 		LastVersion: last.Version, Now: a.Now}
 	idx, err := v.Verify(body, sig)
 	if err != nil {
@@ -140,7 +145,7 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 	l := idx.Level
 	if l == nil {
 		if idx.Latest == 0 {
-			return nil, fmt.Errorf("no patches for kernel %s (build-id %s): %w", id.Release, id.BuildID, ErrNothingToDo)
+			return nil, unknownKernel{fmt.Errorf("no patches for kernel %s (build-id %s): %w", id.Release, id.BuildID, ErrNothingToDo)}
 		}
 		return nil, fmt.Errorf("no patch level allowed yet for kernel %s (newest published: %d): %w", id.Release, idx.Latest, ErrNothingToDo)
 	}
@@ -224,9 +229,10 @@ func (a *Agent) mayLower(idx *index.Index, cur int, o UpdateOptions, st *State) 
 // the portal orders a rollback when it moves back.
 func hostAsked(o UpdateOptions, st *State) bool {
 	if st != nil && st.Request != nil {
-		return o.Prefix != st.Request.Prefix || o.Sticky != st.Request.Sticky
+		return o.Prefix != st.Request.Prefix || o.Sticky != st.Request.Sticky ||
+			o.Delay != st.Request.Delay || o.Patchset != st.Request.Patchset
 	}
-	return o.Prefix != "" || (o.Sticky != "" && o.Sticky != "KEY")
+	return o.Prefix != "" || (o.Sticky != "" && o.Sticky != "KEY") || o.Delay != "" || o.Patchset != ""
 }
 
 // keepOrder records a rollback order with the level it is from, before
@@ -272,3 +278,10 @@ func (a *Agent) CheckStatus(ctx context.Context, p Portal, o UpdateOptions) (*St
 	st.Applied = info.Level
 	return st, nil
 }
+
+// unknownKernel is a nothing-to-do that is also ErrUnknownKernel.
+type unknownKernel struct{ err error }
+
+func (e unknownKernel) Error() string        { return e.err.Error() }
+func (e unknownKernel) Unwrap() error        { return e.err }
+func (e unknownKernel) Is(target error) bool { return target == ErrUnknownKernel }

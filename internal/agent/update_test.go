@@ -31,7 +31,7 @@ type fakePortal struct {
 
 func (p *fakePortal) Server() string { return p.server }
 
-func (p *fakePortal) Index(ctx context.Context, buildID, prefix, sticky string) ([]byte, []byte, error) {
+func (p *fakePortal) IndexFor(ctx context.Context, r index.Request) ([]byte, []byte, error) {
 	return p.body, p.sig, nil
 }
 
@@ -259,7 +259,7 @@ func TestUpdateDowngrade(t *testing.T) {
 
 // IndexIfChanged answers as a portal does from memory: no body for the
 // tag of the answer it has.
-func (p *fakePortal) IndexIfChanged(ctx context.Context, buildID, prefix, sticky, tag string) ([]byte, []byte, string, error) {
+func (p *fakePortal) IndexIfChanged(ctx context.Context, r index.Request, tag string) ([]byte, []byte, string, error) {
 	p.polls++
 	now := fmt.Sprintf(`"%x"`, sha256.Sum256(p.body))
 	if tag == now {

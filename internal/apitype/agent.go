@@ -31,6 +31,8 @@ const (
 	PortalKeyPath   = "/keys/portal.pub"
 	IndexPrefixArg  = "prefix"   // the index's query: PREFIX
 	IndexStickyArg  = "sticky"   // the index's query: STICKY_PATCH, or KEY
+	IndexDelayArg   = "delay"    // the index's query: UPDATE_DELAY, 24h or 2d
+	IndexPatchArg   = "patchset" // the index's query: STICKY_PATCHSET, a patchset name
 	RegisterKeyArg  = "key"      // the registration form's activation key
 	RegisterHostArg = "hostname" // the registration form's hostname
 )
@@ -38,14 +40,9 @@ const (
 // ResultOK is the result of an answer that reports only success.
 const ResultOK = "ok"
 
-// Result is the answer of a request that reports only success:
+// OK is the answer of a request that reports only success:
 // {"result": "ok"}.
-type Result struct {
-	Result string `json:"result"`
-}
-
-// OK is the Result of success.
-var OK = Result{Result: ResultOK}
+var OK = Result[string]{Result: ResultOK}
 
 // Registered is the answer to a registration: the server's id and its
 // secret, which it authenticates with from then on (HTTP basic). The

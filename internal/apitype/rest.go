@@ -3,13 +3,15 @@ package apitype
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
-// The REST API (ePortal's /admin/api) answers lists in an envelope. Data
-// is the envelope of today's answers, {"data": [...]}; ePortal's paged
-// envelope ({"count", "limit", "offset", "result"}) is another type beside
-// it, so that a route can answer either without touching its objects.
+// The REST API (ePortal's /admin/api) answers as ePortal documents it:
+// a listing of servers in the paged envelope Page, other listings and
+// every change in Result ({"result": ...}). Data, {"data": [...]}, is the
+// envelope of the per-key server listing scanner integrations read
+// (/admin/api/kcare/patchset/{key}).
 type Data[T any] struct {
 	Data []T `json:"data"`
 }
@@ -22,50 +24,186 @@ func DataOf[T any](list []T) Data[T] {
 	return Data[T]{Data: list}
 }
 
-// Server is a server in the REST API.
-type Server struct {
-	ID              string     `json:"server_id"`
-	Hostname        string     `json:"hostname"`
-	IP              string     `json:"ip"`
-	Key             string     `json:"key"` // masked for a read-only operator
-	Kernel          string     `json:"kernel"`
-	KernelID        string     `json:"kernel_id"`
-	BuildID         string     `json:"build_id"`
-	PatchLevel      int        `json:"patch_level"`
-	EffectiveKernel string     `json:"effective_kernel"`
-	LastResult      string     `json:"last_result"`
-	AgentVersion    string     `json:"agent_version"`
-	Tags            string     `json:"tags"`
-	Registered      time.Time  `json:"registered"`
-	Checkin         *time.Time `json:"checkin"` // null before the first check-in
+// Page is ePortal's paged envelope: Count is how many objects the
+// filters select in all, Result the ones from Offset, at most Limit.
+type Page[T any] struct {
+	Count  int `json:"count"`
+	Limit  int `json:"limit"`
+	Offset int `json:"offset"`
+	Result []T `json:"result"`
 }
 
-// Key is an activation key in the REST API, as listed and as added.
+// Count is the answer of a listing asked with only_count: the count
+// alone.
+type Count struct {
+	Count int `json:"count"`
+}
+
+// Result is ePortal's answer envelope, {"result": ...}: a listing, the
+// object a change made, "ok", or how many objects a deletion removed.
+type Result[T any] struct {
+	Result T `json:"result"`
+}
+
+// ResultOf wraps v.
+func ResultOf[T any](v T) Result[T] { return Result[T]{Result: v} }
+
+// ListOf wraps list as a Result, never answering null for an empty one.
+func ListOf[T any](list []T) Result[[]T] {
+	if list == nil {
+		list = []T{}
+	}
+	return Result[[]T]{Result: list}
+}
+
+// DefaultLimit is how many servers a listing answers when it names no
+// limit, as in ePortal.
+const DefaultLimit = 10
+
+// MaxLimit is the most servers one listing answers.
+const MaxLimit = 1000
+
+// TimeLayout is how the REST API writes times, as ePortal does: UTC, with
+// microseconds and no zone ("2021-04-08 16:43:23.907671").
+const TimeLayout = "2006-01-02 15:04:05.000000"
+
+// Time is a time in the REST API, written in TimeLayout.
+type Time struct{ time.Time }
+
+// TimeOf is t as a Time; nil for the zero time.
+func TimeOf(t time.Time) *Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &Time{t.UTC()}
+}
+
+// MarshalJSON writes t in TimeLayout, UTC.
+func (t Time) MarshalJSON() ([]byte, error) {
+	return json.Marshal(t.UTC().Format(TimeLayout))
+}
+
+// UnmarshalJSON reads TimeLayout (with or without its fraction) or RFC
+// 3339.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
+		if v, err := time.Parse(layout, s); err == nil {
+			t.Time = v.UTC()
+			return nil
+		}
+	}
+	return fmt.Errorf("time %q: want %s or RFC 3339", s, TimeLayout)
+}
+
+// PatchTypeDefault is the patch type of every server: kcare has one kind
+// of patch (KernelCare's extra and free types do not exist here).
+const PatchTypeDefault = "default"
+
+// Server is a server in the REST API, with ePortal's field names. The
+// fields kcarectl does not report (uptime, virt, distro, ...) are null;
+// build_id and last_result are kcare's own, beside ePortal's.
+type Server struct {
+	ID            string  `json:"id"`
+	IP            string  `json:"ip"`
+	Hostname      string  `json:"hostname"`
+	Key           string  `json:"key"` // masked for a read-only operator
+	Feed          string  `json:"feed"`
+	Registered    *Time   `json:"registered"`
+	Checkin       *Time   `json:"checkin"` // null before the first check-in
+	Updated       *Time   `json:"updated"` // when it last loaded patches (a new level); null before
+	EUname        string  `json:"euname"`  // the effective release
+	Release       string  `json:"release"` // uname -r
+	KernelID      string  `json:"kernel_id"`
+	PatchLevel    int     `json:"patch_level"`
+	PatchType     string  `json:"patch_type"`
+	Tags          *string `json:"tags"` // "k:v;k2" as kcarectl --tag set them; null for none
+	Uptime        *int64  `json:"uptime"`
+	Version       *string `json:"version"`
+	Virt          *string `json:"virt"`
+	KcareVersion  string  `json:"kcare_version"`
+	Distro        *string `json:"distro"`
+	DistroVersion *string `json:"distro_version"`
+	Machine       *string `json:"machine"`
+	Processor     *string `json:"processor"`
+	BuildID       string  `json:"build_id"`
+	LastResult    string  `json:"last_result"`
+}
+
+// Key is an activation key in the REST API, as listed and as added or
+// changed.
 type Key struct {
-	Key      string    `json:"key"` // masked for a read-only operator; empty when adding: a random one
-	Note     string    `json:"note"`
-	Limit    int       `json:"server_limit"` // 0 is unlimited
-	Feed     string    `json:"feed"`
-	Sticky   string    `json:"sticky_patch"`
-	IPRanges []string  `json:"ip_ranges"`
-	Servers  int       `json:"servers"`
-	Created  time.Time `json:"created"`
+	Key      string   `json:"key"` // masked for a read-only operator; empty when adding: a random one
+	Feed     string   `json:"feed"`
+	Note     *string  `json:"note"`         // null for none, as ePortal lists it
+	Limit    int      `json:"server_limit"` // 0 is unlimited
+	Sticky   string   `json:"sticky_patch"`
+	IPRanges []string `json:"ip_ranges"`
+	Servers  int      `json:"servers"`
+	Created  *Time    `json:"created"`
+}
+
+// FeedChannel is a feed's channel as ePortal names it: "default" for
+// stable.
+type FeedChannel string
+
+// ChannelDefault is ePortal's name of the stable channel.
+const ChannelDefault FeedChannel = "default"
+
+// ParseFeedChannel reads a channel as ePortal or kcare names it.
+func ParseFeedChannel(s string) (Channel, error) {
+	switch strings.ToLower(s) {
+	case "", string(ChannelDefault), string(ChannelStable):
+		return ChannelStable, nil
+	case string(ChannelTest):
+		return ChannelTest, nil
+	}
+	return "", fmt.Errorf("channel %q: want default (stable) or test", s)
+}
+
+// FeedChannelOf is ch as ePortal names it.
+func FeedChannelOf(ch Channel) FeedChannel {
+	if ch == ChannelTest {
+		return FeedChannel(ChannelTest)
+	}
+	return ChannelDefault
 }
 
 // Feed is a feed in the REST API.
 type Feed struct {
-	Name             string  `json:"name"`
-	Channel          Channel `json:"channel"`
-	DeployAfterHours int     `json:"deploy_after"`
-	Auto             bool    `json:"auto"`
+	Name             string      `json:"name"`
+	Auto             bool        `json:"auto"`
+	DeployAfterHours int         `json:"deploy_after"`
+	Channel          FeedChannel `json:"channel"`
 }
+
+// PatchsetStatus is a patchset's state in a feed, as ePortal names it.
+type PatchsetStatus string
+
+// The patchset states.
+const (
+	PatchsetEnabled    PatchsetStatus = "enabled"    // servers of the feed may get it
+	PatchsetDisabled   PatchsetStatus = "disabled"   // enabled once, disabled since
+	PatchsetUndeployed PatchsetStatus = "undeployed" // never enabled in this feed
+)
 
 // Patchset is a patchset's state in one feed.
 type Patchset struct {
-	Name     string    `json:"patchset"`
-	Feed     string    `json:"feed"`
-	Enabled  bool      `json:"enabled"`
-	Released time.Time `json:"released"`
+	Name     string         `json:"patchset"`
+	Status   PatchsetStatus `json:"status"`
+	Feed     string         `json:"feed"`
+	Released *Time          `json:"released"`
+}
+
+// User is an operator in the REST API, as ePortal lists it.
+type User struct {
+	ID          int    `json:"id"` // the place in the listing, from 1: kcare names users, it numbers none
+	Username    string `json:"username"`
+	Description string `json:"description"`
+	Readonly    bool   `json:"readonly"`
 }
 
 // PatchsetAction is what /admin/api/patchsets/manage does to a patchset
@@ -91,13 +229,6 @@ func (a PatchsetAction) Valid() bool {
 		}
 	}
 	return false
-}
-
-// Managed is the answer to a patchset action: the patchsets it enabled
-// or disabled.
-type Managed struct {
-	Patchsets []string `json:"patchsets"`
-	Result    string   `json:"result"`
 }
 
 // ServerLevel is one server of a key in ePortal's per-key listing

@@ -3,15 +3,20 @@
 // The file layer, File, is lossless: it keeps every line as written and
 // changes only the assignments that Set and Unset edit. The typed layer,
 // Config, reads the keys kcarectl knows, fills in their defaults and checks
-// their values. Other keys are kept in the file and ignored.
+// their values. Every key KernelCare documents is known: honoured, or
+// refused with a reason (ErrNotSupported) when kcare has no such feature.
+// Other keys are kept in the file; Unknown names them, for a warning.
 package config
 
 import (
 	"cmp"
+	"regexp"
+
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/kcare/kcare/internal/failure"
 	"math"
 	"net/url"
 	"path/filepath"
@@ -39,13 +44,21 @@ const (
 
 // Config is the agent's configuration, read from a File.
 type Config struct {
-	PatchServer         string        // PATCH_SERVER: an http or https URL, or "" for the built-in one
+	PatchServer string // PATCH_SERVER's first URL: an http or https URL, or "" for the built-in one
+	// PatchServers are every URL of PATCH_SERVER, in order: one portal's
+	// replicas, each tried in turn when the one before cannot be reached
+	// ("url1,url2").
+	PatchServers        []string
 	RegistrationURL     string        // REGISTRATION_URL: an http or https URL, or "" for the built-in one
 	AutoUpdate          bool          // AUTO_UPDATE, default true
 	Prefix              string        // PREFIX: "", "test", "12h", "24h" or "48h"
 	StickyPatch         string        // STICKY_PATCH: "", "KEY" or a date for ParseStickyDate, as written
 	UpdatePolicy        string        // UPDATE_POLICY: one of the UpdatePolicy constants, default REMOTE
-	UpdateDelay         string        // UPDATE_DELAY, as written
+	UpdateDelay         string        // UPDATE_DELAY: "", or hours or days as ParseDelay takes them ("24h", "2d"), as written
+	AutoUpdateDelay     string        // AUTO_UPDATE_DELAY: UPDATE_DELAY for --auto-update and --smart-update
+	StickyPatchset      string        // STICKY_PATCHSET: "", or the newest patchset to take, such as K20261120_01
+	AutoStickyPatchset  string        // AUTO_STICKY_PATCHSET: STICKY_PATCHSET for --auto-update and --smart-update
+	PatchType           string        // PATCH_TYPE: "" or default: kcare has one kind of patch
 	TransitionTimeout   time.Duration // TRANSITION_TIMEOUT, default 60s
 	KeyringDir          string        // KEYRING_DIR, an absolute path, default DefaultKeyringDir
 	HTTPProxy           string        // HTTP_PROXY, as written
@@ -84,11 +97,13 @@ func (e *ValueError) Unwrap() error { return e.Err }
 
 // fields are the keys Config reads. Each set checks a value and stores it.
 // For a key with a default, an empty value keeps the default.
-var fields = []struct {
+type field struct {
 	key string
 	set func(c *Config, v string) error
-}{
-	{"PATCH_SERVER", func(c *Config, v string) error { return setURL(&c.PatchServer, v) }},
+}
+
+var fields = []field{
+	{"PATCH_SERVER", func(c *Config, v string) error { return setURLs(c, v) }},
 	{"REGISTRATION_URL", func(c *Config, v string) error { return setURL(&c.RegistrationURL, v) }},
 	{"AUTO_UPDATE", func(c *Config, v string) error { return setBool(&c.AutoUpdate, v) }},
 	{"PREFIX", func(c *Config, v string) error {
@@ -118,7 +133,54 @@ var fields = []struct {
 		}
 		return nil
 	}},
-	{"UPDATE_DELAY", func(c *Config, v string) error { c.UpdateDelay = v; return nil }},
+	{"UPDATE_DELAY", func(c *Config, v string) error { return setDelay(&c.UpdateDelay, v) }},
+	{"AUTO_UPDATE_DELAY", func(c *Config, v string) error {
+		if err := setDelay(&c.AutoUpdateDelay, v); err != nil {
+			return fmt.Errorf("%w (AUTO_UPDATE_DELAY now has KernelCare's meaning, the age below which patchsets are skipped; the random wait before an auto-update is the timer's RandomizedDelaySec)", err)
+		}
+		return nil
+	}},
+	{"STICKY_PATCHSET", func(c *Config, v string) error { return setPatchset(&c.StickyPatchset, v) }},
+	{"AUTO_STICKY_PATCHSET", func(c *Config, v string) error { return setPatchset(&c.AutoStickyPatchset, v) }},
+	{"PATCH_TYPE", func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "", "default":
+			c.PatchType = strings.ToLower(v)
+			return nil
+		case "extra", "free":
+			return notSupported("kcare has one kind of patch per kernel, no extra or free patch sets; use default")
+		}
+		return errors.New("want default")
+	}},
+	{"PATCH_METHOD", func(c *Config, v string) error {
+		return refuseSet(v, "the kernel's livepatch consistency model switches each task at a safe point; there is no freezer to choose")
+	}},
+	{"FORCE_GID", func(c *Config, v string) error {
+		return refuseSet(v, "kcare has no symlink protection patch to give a group to")
+	}},
+	{"USERSPACE_PATCHES", func(c *Config, v string) error {
+		return refuseSet(v, "kcare patches the kernel only; there is no user-space patching")
+	}},
+	{"LOAD_KCARE_SYSCTL", func(c *Config, v string) error {
+		var on bool
+		if err := setBool(&on, v); err != nil {
+			return err
+		}
+		if on {
+			return notSupported("kcare's livepatches have no sysctl switches to load; set it to False or remove it")
+		}
+		return nil
+	}},
+	{"REPORT_FQDN", func(c *Config, v string) error {
+		var on bool
+		if err := setBool(&on, v); err != nil {
+			return err
+		}
+		if on {
+			return notSupported("kcarectl reports the host name the kernel has (hostname); set that to the FQDN (hostnamectl set-hostname), and this to False")
+		}
+		return nil
+	}},
 	{"TRANSITION_TIMEOUT", func(c *Config, v string) error {
 		if v == "" {
 			return nil
@@ -180,8 +242,9 @@ func ParsePins(v string) ([]string, error) {
 }
 
 // Config returns the configuration the file describes: Default, overridden
-// by the last assignment of each known key. It reports every invalid value,
-// in line order, each as a *ValueError.
+// by the assignment of each known key. It reports every invalid value, and
+// every known key assigned more than once, in line order, each as a
+// *ValueError.
 func (f *File) Config() (Config, error) {
 	c := Default()
 	var errs []*ValueError
@@ -191,6 +254,13 @@ func (f *File) Config() (Config, error) {
 			continue
 		}
 		v := f.lines[i].value
+		if first := f.first(field.key); first != i {
+			// A shell would take the last, and a reader of the file
+			// might take the first: neither is a safe guess.
+			errs = append(errs, &ValueError{Key: field.key, Line: i + 1, Value: v,
+				Err: fmt.Errorf("%s is set on line %d already; set it once (several portals: one comma-separated list)", field.key, first+1)})
+			continue
+		}
 		if err := field.set(&c, v); err != nil {
 			errs = append(errs, &ValueError{Key: field.key, Line: i + 1, Value: v, Err: err})
 		}
@@ -204,6 +274,73 @@ func (f *File) Config() (Config, error) {
 		return Config{}, errors.Join(joined...)
 	}
 	return c, nil
+}
+
+// ErrNotSupported is a KernelCare setting kcare has no such feature for:
+// refused, with the reason, never ignored. It is of the category
+// failure.NotSupported.
+var ErrNotSupported = failure.New(failure.NotSupported, "not supported by kcare")
+
+// notSupported is ErrNotSupported with why.
+func notSupported(why string) error { return fmt.Errorf("%w: %s", ErrNotSupported, why) }
+
+// refuseSet refuses any value but empty.
+func refuseSet(v, why string) error {
+	if v == "" {
+		return nil
+	}
+	return notSupported(why)
+}
+
+// setDelay checks a KernelCare delay (ParseDelay) and keeps it as
+// written.
+func setDelay(s *string, v string) error {
+	if v != "" {
+		if _, err := ParseDelay(v); err != nil {
+			return err
+		}
+	}
+	*s = v
+	return nil
+}
+
+// patchsetRE is a patchset name: KernelCare's K20230908_02, or a name
+// given at publish time.
+var patchsetRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// setPatchset checks a patchset name.
+func setPatchset(s *string, v string) error {
+	if v != "" && !patchsetRE.MatchString(v) {
+		return errors.New("want a patchset name such as K20261120_01")
+	}
+	*s = v
+	return nil
+}
+
+// knownKeys are the keys kcare reads besides fields': TAGS, which
+// kcarectl --tag writes.
+var knownKeys = []string{"TAGS"}
+
+// Unknown returns the keys the file assigns that kcare does not know,
+// in file order: kept, but not read; kcarectl warns about each.
+func (f *File) Unknown() []string {
+	var out []string
+	for _, k := range f.Keys() {
+		if slices.Contains(knownKeys, k) || slices.ContainsFunc(fields, func(fl field) bool { return fl.key == k }) {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// KnownKeys lists every key Config reads, and TAGS: those kcare knows.
+func KnownKeys() []string {
+	out := slices.Clone(knownKeys)
+	for _, f := range fields {
+		out = append(out, f.key)
+	}
+	return out
 }
 
 // setBool parses a boolean as kcarectl always has: true, yes, on or 1, and
@@ -239,6 +376,26 @@ func setBool(b *bool, v string) error {
 	return nil
 }
 
+// setURLs sets PATCH_SERVER: empty, or one or more http or https URLs
+// separated by commas, none twice.
+func setURLs(c *Config, v string) error {
+	c.PatchServer, c.PatchServers = "", nil
+	if v == "" {
+		return nil
+	}
+	for _, u := range strings.Split(v, ",") {
+		if err := setURL(new(string), u); err != nil || u == "" {
+			return errors.New("want an http or https URL, or several separated by commas")
+		}
+		if slices.Contains(c.PatchServers, u) {
+			return fmt.Errorf("%s is listed twice", u)
+		}
+		c.PatchServers = append(c.PatchServers, u)
+	}
+	c.PatchServer = c.PatchServers[0]
+	return nil
+}
+
 // setURL checks that v is empty or an absolute http or https URL.
 func setURL(s *string, v string) error {
 	if v != "" {
@@ -266,6 +423,27 @@ func parseTimeout(v string) (time.Duration, error) {
 		return 0, errors.New(want)
 	}
 	return d, nil
+}
+
+// ParseDelay parses KernelCare's UPDATE_DELAY and AUTO_UPDATE_DELAY: a
+// whole number of hours ("24h") or days ("2d"), or "0" for none. It is
+// the one place that syntax lives; the agent and the portal's resolver
+// both use it.
+func ParseDelay(v string) (time.Duration, error) {
+	if v == "0" {
+		return 0, nil
+	}
+	unit := time.Hour
+	num, ok := strings.CutSuffix(v, "h")
+	if !ok {
+		num, ok = strings.CutSuffix(v, "d")
+		unit = 24 * time.Hour
+	}
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n < 0 || n > 3650 || !allDigits(num) {
+		return 0, fmt.Errorf("delay %q: want hours (24h) or days (2d)", v)
+	}
+	return time.Duration(n) * unit, nil
 }
 
 // ParseStickyDate parses a STICKY_PATCH date, DDMMYY, DDMMYYYY or

@@ -53,6 +53,7 @@ func TestConfig(t *testing.T) {
 		{"typical", typical, func(c *Config) {
 			c.AutoUpdate = true
 			c.PatchServer = "https://patches.example.com/"
+			c.PatchServers = []string{"https://patches.example.com/"}
 			c.RegistrationURL = "https://portal.example.com/admin/api"
 			c.Prefix = "test"
 			c.UpdatePolicy = "LOCAL_FIRST"
@@ -71,6 +72,7 @@ HTTPS_PROXY=proxy.example.com:3129
 IGNORE_UNKNOWN_KERNEL=on
 `, func(c *Config) {
 			c.PatchServer = "http://10.0.0.5:8080/patches"
+			c.PatchServers = []string{"http://10.0.0.5:8080/patches"}
 			c.RegistrationURL = "https://portal.example.com/admin/api"
 			c.AutoUpdate = false
 			c.Prefix = "48h"
@@ -83,7 +85,10 @@ IGNORE_UNKNOWN_KERNEL=on
 			c.HTTPSProxy = "http://proxy.example.com:3129"
 			c.IgnoreUnknownKernel = true
 		}},
-		{"last-wins", "PREFIX=12h\nPREFIX=24h\n", func(c *Config) { c.Prefix = "24h" }},
+		{"replicas", "PATCH_SERVER=https://eportal-a.example.com,https://eportal-b.example.com:8443/\n", func(c *Config) {
+			c.PatchServer = "https://eportal-a.example.com"
+			c.PatchServers = []string{"https://eportal-a.example.com", "https://eportal-b.example.com:8443/"}
+		}},
 		{"timeout-seconds", "TRANSITION_TIMEOUT=120\n", func(c *Config) { c.TransitionTimeout = 2 * time.Minute }},
 		{"timeout-minutes", "TRANSITION_TIMEOUT=2m30s\n", func(c *Config) { c.TransitionTimeout = 150 * time.Second }},
 		{"sticky-ddmmyy", "STICKY_PATCH=271126\n", func(c *Config) { c.StickyPatch = "271126" }},
@@ -162,7 +167,12 @@ func TestConfigErrors(t *testing.T) {
 		{"patch-server-no-scheme", "PATCH_SERVER=patches.example.com\n", "PATCH_SERVER", 1, "http or https URL"},
 		{"patch-server-ftp", "PATCH_SERVER=ftp://patches.example.com/\n", "PATCH_SERVER", 1, "http or https URL"},
 		{"registration-url-no-host", "REGISTRATION_URL=https:///admin\n", "REGISTRATION_URL", 1, "http or https URL"},
-		{"last-counts", "PREFIX=test\nPREFIX=bad\n", "PREFIX", 2, "line 2: PREFIX"},
+		{"set-twice", "PREFIX=12h\nPREFIX=24h\n", "PREFIX", 2, `line 2: PREFIX="24h": PREFIX is set on line 1 already; set it once`},
+		{"patch-server-twice", "PATCH_SERVER=https://a.example.com\n# the second portal\nPATCH_SERVER=https://b.example.com\n", "PATCH_SERVER", 3,
+			"PATCH_SERVER is set on line 1 already; set it once (several portals: one comma-separated list)"},
+		{"patch-server-same-twice", "PATCH_SERVER=https://a.example.com,https://a.example.com\n", "PATCH_SERVER", 1, "https://a.example.com is listed twice"},
+		{"patch-server-empty-in-list", "PATCH_SERVER=https://a.example.com,\n", "PATCH_SERVER", 1, "several separated by commas"},
+		{"patch-server-bad-second", "PATCH_SERVER=https://a.example.com,b.example.com\n", "PATCH_SERVER", 1, "several separated by commas"},
 		{"pin-no-prefix", "PATCH_SERVER_PIN=OJ+e3lINvDPSrrxIkkatieIh0ewV9pPDSMWLCCGTZ6o=\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
 		{"pin-sha1", "PATCH_SERVER_PIN=sha1//2jmj7l5rSw0yVb/vlWAYkK/YBwk=\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
 		{"pin-short", "PATCH_SERVER_PIN=sha256//AAAA\n", "PATCH_SERVER_PIN", 1, "want sha256//BASE64"},
@@ -253,5 +263,81 @@ func TestParseStickyDateErrors(t *testing.T) {
 				t.Errorf("ParseStickyDate(%q) = %v, %v; want an error with %q", tt.in, got, err, tt.msg)
 			}
 		})
+	}
+}
+
+// TestKernelCareKeys: every kcare.conf key KernelCare documents is read:
+// honoured (it changes Config) or refused, a refusal for a feature kcare
+// lacks being ErrNotSupported.
+func TestKernelCareKeys(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    func(c *Config)
+		refused bool // ErrNotSupported
+		bad     bool // another refusal
+	}{
+		{line: "UPDATE_DELAY=24h", want: func(c *Config) { c.UpdateDelay = "24h" }},
+		{line: "UPDATE_DELAY=2d", want: func(c *Config) { c.UpdateDelay = "2d" }},
+		{line: "UPDATE_DELAY=2w", bad: true},
+		{line: "AUTO_UPDATE_DELAY=48h", want: func(c *Config) { c.AutoUpdateDelay = "48h" }},
+		{line: "AUTO_UPDATE_DELAY=300", bad: true}, // kcare's old random wait, in seconds
+		{line: "STICKY_PATCHSET=K20261120_01", want: func(c *Config) { c.StickyPatchset = "K20261120_01" }},
+		{line: "AUTO_STICKY_PATCHSET=K20261120_01", want: func(c *Config) { c.AutoStickyPatchset = "K20261120_01" }},
+		{line: "STICKY_PATCHSET=K2026/01", bad: true},
+		{line: "PATCH_TYPE=default", want: func(c *Config) { c.PatchType = "default" }},
+		{line: "PATCH_TYPE=extra", refused: true},
+		{line: "PATCH_TYPE=free", refused: true},
+		{line: "PATCH_METHOD=smart", refused: true},
+		{line: "FORCE_GID=48", refused: true},
+		{line: "USERSPACE_PATCHES=libs", refused: true},
+		{line: "LOAD_KCARE_SYSCTL=True", refused: true},
+		{line: "LOAD_KCARE_SYSCTL=False", want: func(c *Config) {}},
+		{line: "REPORT_FQDN=True", refused: true},
+		{line: "REPORT_FQDN=False", want: func(c *Config) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			f, err := Parse([]byte(tt.line + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.Config()
+			switch {
+			case tt.refused:
+				if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "not supported by kcare: ") {
+					t.Errorf("Config = %v, want ErrNotSupported with a reason", err)
+				}
+			case tt.bad:
+				if err == nil || errors.Is(err, ErrNotSupported) {
+					t.Errorf("Config = %v, want a bad value", err)
+				}
+			default:
+				want := Default()
+				tt.want(&want)
+				if err != nil || !cmp.Equal(got, want) {
+					t.Errorf("Config = %+v, %v; want %+v", got, err, want)
+				}
+			}
+			if u := f.Unknown(); len(u) != 0 {
+				t.Errorf("Unknown = %v, want none", u)
+			}
+		})
+	}
+	f, _ := Parse([]byte("AUTO_UPDATE=yes\nKCARE_MAILTO=root\nTAGS=a\n"))
+	if u := f.Unknown(); !cmp.Equal(u, []string{"KCARE_MAILTO"}) {
+		t.Errorf("Unknown = %v, want [KCARE_MAILTO]", u)
+	}
+}
+
+func TestParseDelay(t *testing.T) {
+	for v, want := range map[string]time.Duration{"0": 0, "24h": 24 * time.Hour, "2d": 48 * time.Hour, "0h": 0} {
+		if got, err := ParseDelay(v); err != nil || got != want {
+			t.Errorf("ParseDelay(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "2", "300", "5m", "-1h", "1.5d", "+2d", "h", "2 d"} {
+		if _, err := ParseDelay(v); err == nil {
+			t.Errorf("ParseDelay(%q) accepted", v)
+		}
 	}
 }

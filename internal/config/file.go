@@ -192,6 +192,16 @@ func (f *File) Get(key string) (string, bool) {
 	return "", false
 }
 
+// first returns the index of the first assignment of key, or -1.
+func (f *File) first(key string) int {
+	for i, l := range f.lines {
+		if l.key == key && key != "" {
+			return i
+		}
+	}
+	return -1
+}
+
 // last returns the index of the last assignment of key, or -1.
 func (f *File) last(key string) int {
 	for i := len(f.lines) - 1; i >= 0; i-- {

@@ -30,6 +30,9 @@ var (
 	Stalled = &Category{"stalled"}
 	// Locked: another process holds the lock.
 	Locked = &Category{"locked"}
+	// NotSupported: a KernelCare option or setting kcare does not have
+	// (user-space patching, the freezer): refused, never ignored.
+	NotSupported = &Category{"not supported by kcare"}
 )
 
 // categorized is an error of a category.

@@ -114,6 +114,11 @@ type Request struct {
 	BuildID string `json:"build_id"` // the kernel's GNU build-id: the index's BuildID
 	Prefix  string `json:"prefix"`   // the prefix query parameter: "", test, 12h, 24h or 48h
 	Sticky  string `json:"sticky"`   // the sticky query parameter: "", KEY or a date, as sent
+	// Delay and Patchset are KernelCare's UPDATE_DELAY ("24h", "2d") and
+	// STICKY_PATCHSET (a patchset name), as sent; an agent that sends
+	// neither asks what agents before them asked.
+	Delay    string `json:"delay,omitempty"`
+	Patchset string `json:"patchset,omitempty"`
 }
 
 // Rollback is the portal's order to one server to go back to a lower
@@ -276,6 +281,10 @@ func (idx *Index) validate() error {
 			return bad("bad request prefix %q", r.Prefix)
 		case !printable(r.Sticky) || len(r.Sticky) > maxInput:
 			return bad("bad request sticky date %q", r.Sticky)
+		case !printable(r.Delay) || len(r.Delay) > maxInput:
+			return bad("bad request delay %q", r.Delay)
+		case !printable(r.Patchset) || len(r.Patchset) > maxInput:
+			return bad("bad request patchset %q", r.Patchset)
 		}
 	}
 	if r := idx.Rollback; r != nil {

@@ -23,6 +23,9 @@ type Verifier struct {
 	// with its request, as sent ("" when it sent none). An index must
 	// state exactly these, and BuildID, as its request.
 	Prefix, Sticky string
+	// Delay and Patchset are the delay and patchset inputs it sent
+	// (UPDATE_DELAY, STICKY_PATCHSET), "" for none.
+	Delay, Patchset string
 	// ServerID is the agent's registered server id; "" for a server
 	// known only by its IP license. A rollback order must name it (or,
 	// with no id, a server id starting with IPServerPrefix).
@@ -104,7 +107,7 @@ func (v *Verifier) Verify(body, sig []byte) (*Index, error) {
 // one asked: one that states no request or another one, or that orders
 // another server back.
 func (v *Verifier) checkRequest(idx *Index) error {
-	want := Request{BuildID: v.BuildID, Prefix: v.Prefix, Sticky: v.Sticky}
+	want := Request{BuildID: v.BuildID, Prefix: v.Prefix, Sticky: v.Sticky, Delay: v.Delay, Patchset: v.Patchset}
 	switch {
 	case idx.Request == nil:
 		return fmt.Errorf("%w: the index states no request (build-id, prefix, sticky); it was signed by a portal that does not bind them", ErrWrongRequest)
@@ -137,7 +140,11 @@ func (r Request) String() string {
 		}
 		return strconv.Quote(s)
 	}
-	return fmt.Sprintf("build-id %s, prefix %s, sticky %s", r.BuildID, q(r.Prefix), q(r.Sticky))
+	s := fmt.Sprintf("build-id %s, prefix %s, sticky %s", r.BuildID, q(r.Prefix), q(r.Sticky))
+	if r.Delay != "" || r.Patchset != "" {
+		s += fmt.Sprintf(", delay %s, patchset %s", q(r.Delay), q(r.Patchset))
+	}
+	return s
 }
 
 // goodFrom is the start of the sentence that states an index's time

@@ -28,16 +28,25 @@ var (
 	ErrUnregistered  = errors.New("server is not registered (kcarectl --register KEY)")
 	ErrUnreachable   = errors.New("patch server unreachable")
 	ErrNoPatchServer = errors.New("no patch server configured (PATCH_SERVER in kcare.conf)")
+	// ErrMaybeTaken is a request that must not be sent twice (a
+	// registration) whose answer was lost after it was sent: the portal
+	// may have taken it. It comes with ErrUnreachable.
+	ErrMaybeTaken = errors.New("not sent again, as the portal may have taken it")
 )
 
 // retries bounds how often a request is retried on 429 and 5xx answers
 // or a failed connection.
 const retries = 3
 
-// Client talks to one portal.
+// Client talks to one portal, through any of its replicas.
 type Client struct {
-	PatchServer     string // PATCH_SERVER, e.g. http://eportal.example.com
-	RegistrationURL string // REGISTRATION_URL; default PATCH_SERVER + /admin/api
+	PatchServer string // PATCH_SERVER, e.g. http://eportal.example.com
+	// Alternates are more URLs of the same portal (PATCH_SERVER's after
+	// the first: its replicas). A request that cannot reach one (a
+	// connection that fails, 429, 5xx) goes to the next, in turn, and
+	// the client keeps to the one that answered.
+	Alternates      []string
+	RegistrationURL string // REGISTRATION_URL; default each PATCH_SERVER + /admin/api
 	ServerID        string
 	Secret          string
 	HTTP            *http.Client // nil: a client honouring http_proxy/https_proxy
@@ -52,6 +61,15 @@ type Client struct {
 	Report *apitype.CheckIn
 
 	noRun bool // the portal answered that it has no RunPath
+	cur   int  // the portal URL that answered last: 0 PatchServer, i Alternates[i-1]
+}
+
+// servers are the portal's URLs, PatchServer first.
+func (c *Client) servers() []string {
+	if c.PatchServer == "" {
+		return nil
+	}
+	return append([]string{c.PatchServer}, c.Alternates...)
 }
 
 func (c *Client) http() *http.Client {
@@ -79,22 +97,37 @@ func (c *Client) backoff() time.Duration {
 	return c.Backoff
 }
 
-// do sends a request, retrying 429, 5xx and connection errors. A request
-// that must not be sent twice (resend false: a registration) is sent
-// again only when it cannot have reached the portal: the connection was
-// refused. A registration whose answer is lost may have been taken, and
-// a second one would register the server twice.
-func (c *Client) do(ctx context.Context, method, u string, body []byte, contentType string, authn, resend bool) (*http.Response, error) {
+// do sends a request to path under one of bases, retrying 429, 5xx and
+// connection errors: each retry goes to the next base in turn, starting
+// from the one that answered last, with a pause after every round of them
+// all; retries rounds in all. A request that must not be sent twice
+// (resend false: a registration) is sent again, to any base, only when it
+// cannot have reached the portal: the connection was refused, or the
+// portal (or a load balancer with no portal up) answered 429 or 503. A
+// registration whose answer is lost (a cut connection, a load balancer's
+// 502 or 504) may have been taken, and a second one would register the
+// server twice.
+func (c *Client) do(ctx context.Context, method string, bases []string, path string, body []byte, contentType string, authn, resend bool) (*http.Response, error) {
+	if len(bases) == 0 {
+		return nil, ErrNoPatchServer
+	}
 	backoff := c.backoff()
+	n := len(bases)
+	start := c.cur % n
 	var lastErr error
-	for try := 0; try < retries; try++ {
-		if try > 0 {
+	for try := 0; try < retries*n; try++ {
+		if try > 0 && try%n == 0 {
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-time.After(backoff):
 			}
 			backoff *= 2
+		}
+		at := (start + try) % n
+		u, err := c.url(bases[at], path)
+		if err != nil {
+			return nil, err
 		}
 		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 		if err != nil {
@@ -116,15 +149,22 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, contentT
 			}
 			lastErr = fmt.Errorf("%w: %v", ErrUnreachable, err)
 			if !resend && !notSent(err) {
-				return nil, fmt.Errorf("%w; not sent again, as the portal may have taken it", lastErr)
+				return nil, fmt.Errorf("%w; %w", lastErr, ErrMaybeTaken)
 			}
 			continue
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 			lastErr = fmt.Errorf("%w: %s %s: %s", ErrUnreachable, method, u, resp.Status)
 			resp.Body.Close()
+			if !resend && (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout) {
+				// A load balancer's answer when the portal it passed the
+				// request to went away before answering: it may have
+				// taken it.
+				return nil, fmt.Errorf("%w; %w", lastErr, ErrMaybeTaken)
+			}
 			continue
 		}
+		c.cur = at
 		return resp, nil
 	}
 	return nil, lastErr
@@ -158,16 +198,16 @@ func (c *Client) Server() string { return c.ServerID }
 // Register registers this server with an activation key and returns its
 // id and secret.
 func (c *Client) Register(ctx context.Context, key, hostname string) (id, secret string, err error) {
-	base := c.RegistrationURL
-	if base == "" && c.PatchServer != "" {
-		base = strings.TrimRight(c.PatchServer, "/") + apitype.RegisterBase
-	}
-	u, err := c.url(base, strings.TrimPrefix(apitype.RegisterPath, apitype.RegisterBase))
-	if err != nil {
-		return "", "", err
+	bases := []string{c.RegistrationURL}
+	if c.RegistrationURL == "" {
+		bases = nil
+		for _, s := range c.servers() {
+			bases = append(bases, strings.TrimRight(s, "/")+apitype.RegisterBase)
+		}
 	}
 	form := url.Values{apitype.RegisterKeyArg: {key}, apitype.RegisterHostArg: {hostname}}
-	resp, err := c.do(ctx, http.MethodPost, u, []byte(form.Encode()), "application/x-www-form-urlencoded", false, false)
+	resp, err := c.do(ctx, http.MethodPost, bases, strings.TrimPrefix(apitype.RegisterPath, apitype.RegisterBase),
+		[]byte(form.Encode()), "application/x-www-form-urlencoded", false, false)
 	if err != nil {
 		return "", "", err
 	}
@@ -188,32 +228,36 @@ func (c *Client) Unregister(ctx context.Context) error {
 	return err
 }
 
-// Index fetches the signed index for a kernel: the exact body and the
-// signature from its header. It parses nothing. With a Report (and a
+// Index fetches the signed index for a kernel with a prefix and sticky
+// date: IndexFor with no delay or patchset.
+func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
+	return c.IndexFor(ctx, index.Request{BuildID: buildID, Prefix: prefix, Sticky: sticky})
+}
+
+// IndexFor fetches the signed index that answers r: the exact body and
+// the signature from its header. It parses nothing. With a Report (and a
 // portal that has apitype.RunPath) the same request checks in: see
 // Client.Report.
-func (c *Client) Index(ctx context.Context, buildID, prefix, sticky string) (body, sig []byte, err error) {
+func (c *Client) IndexFor(ctx context.Context, r index.Request) (body, sig []byte, err error) {
 	q := url.Values{}
-	if prefix != "" {
-		q.Set(apitype.IndexPrefixArg, prefix)
-	}
-	if sticky != "" {
-		q.Set(apitype.IndexStickyArg, sticky)
+	for _, p := range [][2]string{{apitype.IndexPrefixArg, r.Prefix}, {apitype.IndexStickyArg, r.Sticky},
+		{apitype.IndexDelayArg, r.Delay}, {apitype.IndexPatchArg, r.Patchset}} {
+		if p[1] != "" {
+			q.Set(p[0], p[1])
+		}
 	}
 	query := ""
 	if len(q) > 0 {
 		query = "?" + q.Encode()
 	}
 	var resp *http.Response
-	if c.Report != nil && !c.noRun && c.Report.BuildID == buildID {
-		resp, err = c.run(ctx, query)
-		if err != nil {
+	if c.Report != nil && !c.noRun && c.Report.BuildID == r.BuildID {
+		if resp, err = c.run(ctx, query); err != nil {
 			return nil, nil, err
 		}
 	}
 	if resp == nil {
-		resp, err = c.call(ctx, http.MethodGet, apitype.IndexPath+url.PathEscape(buildID)+query, nil, "")
-		if err != nil {
+		if resp, err = c.call(ctx, http.MethodGet, apitype.IndexPath+url.PathEscape(r.BuildID)+query, nil, ""); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -240,11 +284,7 @@ func (c *Client) run(ctx context.Context, query string) (*http.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	u, err := c.url(c.PatchServer, apitype.RunPath+query)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodPost, u, b, "application/json", true, true)
+	resp, err := c.do(ctx, http.MethodPost, c.servers(), apitype.RunPath+query, b, "application/json", true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -361,11 +401,7 @@ func (c *Client) postJSON(ctx context.Context, path string, body []byte) ([]byte
 // call sends an authenticated request to the patch server and returns a
 // 200 answer, or the portal's error.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType string) (*http.Response, error) {
-	u, err := c.url(c.PatchServer, path)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, method, u, body, contentType, true, true)
+	resp, err := c.do(ctx, method, c.servers(), path, body, contentType, true, true)
 	if err != nil {
 		return nil, err
 	}

@@ -11,25 +11,29 @@ import (
 	"github.com/kcare/kcare/internal/index"
 )
 
-// IndexIfChanged is Index as a conditional request, the cheap poll an
+// IndexIfChanged is IndexFor as a conditional request, the cheap poll an
 // agent makes between its runs: with tag, the entity tag of the answer
 // it has, the portal answers 304 from memory when its answer is that
 // one, and IndexIfChanged returns no body and tag. Else it returns the
 // new answer and its tag. It checks nothing in and is not retried: a
 // poll that fails waits for the next.
-func (c *Client) IndexIfChanged(ctx context.Context, buildID, prefix, sticky, tag string) (body, sig []byte, newTag string, err error) {
+func (c *Client) IndexIfChanged(ctx context.Context, r index.Request, tag string) (body, sig []byte, newTag string, err error) {
 	q := url.Values{}
-	if prefix != "" {
-		q.Set(apitype.IndexPrefixArg, prefix)
+	for _, p := range [][2]string{{apitype.IndexPrefixArg, r.Prefix}, {apitype.IndexStickyArg, r.Sticky},
+		{apitype.IndexDelayArg, r.Delay}, {apitype.IndexPatchArg, r.Patchset}} {
+		if p[1] != "" {
+			q.Set(p[0], p[1])
+		}
 	}
-	if sticky != "" {
-		q.Set(apitype.IndexStickyArg, sticky)
-	}
-	path := apitype.IndexPath + url.PathEscape(buildID)
+	path := apitype.IndexPath + url.PathEscape(r.BuildID)
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	u, err := c.url(c.PatchServer, path)
+	bases := c.servers()
+	if len(bases) == 0 {
+		return nil, nil, "", ErrNoPatchServer
+	}
+	u, err := c.url(bases[c.cur%len(bases)], path)
 	if err != nil {
 		return nil, nil, "", err
 	}

@@ -2,10 +2,12 @@ package portalclient
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,5 +60,72 @@ func TestIndexRun(t *testing.T) {
 				t.Errorf("requests %q, want %q", seen, tt.want)
 			}
 		})
+	}
+}
+
+// TestFailover: with several URLs of one portal, a request that cannot
+// reach one (nothing listening, 503) goes to the next; the client keeps to
+// the one that answered; when none answers, the error says the portal is
+// unreachable, after a bounded number of tries.
+func TestFailover(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	serve := func(name string, status int) *httptest.Server {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, name+" "+r.URL.Path)
+			mu.Unlock()
+			w.WriteHeader(status)
+			w.Write([]byte(`{"type":"key","server_id":"srv-1","feed":"main"}`))
+		}))
+		t.Cleanup(hs.Close)
+		return hs
+	}
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // nothing listens there now
+	busy, good := serve("busy", http.StatusServiceUnavailable), serve("good", http.StatusOK)
+	c := &Client{PatchServer: down.URL, Alternates: []string{busy.URL, good.URL}, ServerID: "srv-1", Secret: "s", Backoff: time.Millisecond}
+	for range 2 {
+		if lic, err := c.License(context.Background()); err != nil || lic.ServerID != "srv-1" {
+			t.Fatalf("License through the third URL: %+v, %v", lic, err)
+		}
+	}
+	want := []string{"busy /api/v1/license", "good /api/v1/license", "good /api/v1/license"}
+	if !slices.Equal(seen, want) {
+		t.Errorf("requests %q, want %q (the second straight to the one that answered)", seen, want)
+	}
+
+	seen = nil
+	c = &Client{PatchServer: down.URL, Alternates: []string{busy.URL}, Backoff: time.Millisecond}
+	_, err := c.License(context.Background())
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("License with no URL answering: %v, want ErrUnreachable", err)
+	}
+	if len(seen) != retries {
+		t.Errorf("%d requests reached the busy portal, want %d (each of %d rounds)", len(seen), retries, retries)
+	}
+}
+
+// TestRegisterNotRepeatedAfterBadGateway: a registration a load balancer
+// answers with 502 or 504 (it passed it on, and the replica went away
+// before answering) may have been taken: it is not sent again. One
+// answered 503 (no replica to take it) is.
+func TestRegisterNotRepeatedAfterBadGateway(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		want   int // requests
+		taken  bool
+	}{{http.StatusBadGateway, 1, true}, {http.StatusGatewayTimeout, 1, true}, {http.StatusServiceUnavailable, retries, false}} {
+		var n atomic.Int32
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			w.WriteHeader(tt.status)
+		}))
+		c := &Client{PatchServer: hs.URL, Backoff: time.Millisecond}
+		_, _, err := c.Register(context.Background(), "key", "host")
+		hs.Close()
+		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrMaybeTaken) != tt.taken || int(n.Load()) != tt.want {
+			t.Errorf("registration answered %d: %d requests, error %v; want %d, maybe taken %v", tt.status, n.Load(), err, tt.want, tt.taken)
+		}
 	}
 }

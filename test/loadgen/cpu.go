@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,9 +65,9 @@ func (c *CPU) perEvent(n int) *PerEvent {
 }
 
 // snapshot reads the CPU times of the machine, of loadgen, of the
-// process group serverPgid, and of PostgreSQL. A process that cannot be
-// read (it ended) is skipped.
-func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
+// process groups serverPgids (the server's processes, of each replica),
+// and of PostgreSQL. A process that cannot be read (it ended) is skipped.
+func (fs procFS) snapshot(serverPgids ...int) (cpuTimes, error) {
 	t := cpuTimes{at: time.Now()}
 	b, err := os.ReadFile(filepath.Join(fs.Root, "stat"))
 	if err != nil {
@@ -96,7 +97,7 @@ func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
 		switch {
 		case pid == self:
 			t.loadgen += st.ticks
-		case st.pgrp == serverPgid:
+		case slices.Contains(serverPgids, st.pgrp):
 			t.server += st.ticks
 		case st.comm == "postgres":
 			t.database += st.ticks
@@ -106,18 +107,25 @@ func (fs procFS) snapshot(serverPgid int) (cpuTimes, error) {
 }
 
 // startCPU starts measuring the CPU used by the machine, loadgen, the
-// server sp and (with db) PostgreSQL; the function it returns ends the
-// measurement, returning nil where /proc cannot be read. Without db,
-// PostgreSQL's processes count as other work.
-func startCPU(sp *proc, db bool) func() *CPU {
+// server's processes sp (a server, or a portal's replicas) and (with db)
+// PostgreSQL; the function it returns ends the measurement, returning nil
+// where /proc cannot be read. Without db, PostgreSQL's processes count as
+// other work.
+func startCPU(db bool, sp ...*proc) func() *CPU {
 	fs := procFS{Root: "/proc"}
-	pgid := sp.cmd.Process.Pid // its own process group: see sysProcAttr
-	a, err := fs.snapshot(pgid)
+	pgids := func() []int {
+		var ids []int
+		for _, p := range sp {
+			ids = append(ids, p.cmd.Process.Pid) // its own process group: see sysProcAttr
+		}
+		return ids
+	}
+	a, err := fs.snapshot(pgids()...)
 	return func() *CPU {
 		if err != nil {
 			return nil
 		}
-		b, err := fs.snapshot(pgid)
+		b, err := fs.snapshot(pgids()...)
 		if err != nil {
 			return nil
 		}

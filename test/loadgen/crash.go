@@ -25,6 +25,7 @@ import (
 // names are stable; fields are only added.
 type CrashReport struct {
 	Backend         string  `json:"backend"`
+	Replicas        int     `json:"replicas,omitempty"` // behind haproxy when more than one; a kill takes one
 	Concurrency     int     `json:"concurrency"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	Kills           int     `json:"kills"`
@@ -59,6 +60,9 @@ func (r *CrashReport) ok() bool {
 func (r *CrashReport) writeText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "backend\t%s\n", r.Backend)
+	if r.Replicas > 1 {
+		fmt.Fprintf(tw, "replicas\t%d behind haproxy; each kill takes one\n", r.Replicas)
+	}
 	fmt.Fprintf(tw, "kills\t%d in %ss, %d workers\n", r.Kills, num(r.DurationSeconds), r.Concurrency)
 	fmt.Fprintf(tw, "restart to /healthz\tp50 %s ms, max %s ms\n", msText(r.Restart.P50), msText(r.Restart.Max))
 	fmt.Fprintf(tw, "store after the last kill\topened %v, integrity %q\n", r.StoreOpened, r.Integrity)
@@ -123,7 +127,7 @@ func runCrash(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 				return
 			}
 			restarts = append(restarts, d)
-			logf("killed eportal serve (SIGKILL); it answered again %s after its start", d.Round(time.Millisecond))
+			logf("killed a replica of eportal serve (SIGKILL); it answered again %s after its start", d.Round(time.Millisecond))
 		}
 	}()
 
@@ -159,7 +163,7 @@ func runCrash(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 				ag.seq++
 				seq := ag.seq
 				ag.result = crashResult(seq)
-				if err := ag.cycle(ctx, &recorder{}, cycleOptions{}); err != nil {
+				if err := ag.cycle(ctx, &recorder{}, cycleOptions{v1: cfg.api == "v1"}); err != nil {
 					failed.Add(1)
 					fails.fail(err)
 					continue
@@ -177,7 +181,7 @@ func runCrash(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 	}
 	// The last word is a crash too.
 	p.kill()
-	r := &CrashReport{Backend: cfg.db, Concurrency: cfg.concurrency, DurationSeconds: cfg.duration.Seconds(),
+	r := &CrashReport{Backend: cfg.db, Replicas: len(p.replicas), Concurrency: cfg.concurrency, DurationSeconds: cfg.duration.Seconds(),
 		Kills: len(restarts) + 1, Restart: summarize(restarts), Failed: int(failed.Load())}
 	if err := checkAcks(ctx, p, a, r); err != nil {
 		return nil, err
@@ -280,21 +284,32 @@ func sqliteIntegrity(ctx context.Context, path string) (string, error) {
 	return strings.Join(res, "; "), rows.Err()
 }
 
-// kill kills eportal serve with SIGKILL and waits for it to be gone.
+// kill kills every replica of eportal serve with SIGKILL and waits for
+// them to be gone.
 func (p *portal) kill() {
-	if !p.serve.exited() {
-		p.serve.cmd.Process.Kill()
-		<-p.serve.done
+	for _, r := range p.replicas {
+		r.kill()
 	}
 }
 
-// killAndRestart kills eportal serve with SIGKILL and starts it again on
-// the same address and store; it returns how long the new one took to
-// answer /healthz.
+// kill kills the replica's eportal serve with SIGKILL and waits for it to
+// be gone.
+func (r *replica) kill() {
+	if !r.serve.exited() {
+		r.serve.cmd.Process.Kill()
+		<-r.serve.done
+	}
+}
+
+// killAndRestart kills a replica of eportal serve (each in turn) with
+// SIGKILL and starts it again on the same address and store; it returns
+// how long the new one took to answer /healthz.
 func (p *portal) killAndRestart(ctx context.Context) (time.Duration, error) {
-	p.kill()
+	i := p.killNext % len(p.replicas)
+	p.killNext++
+	p.replicas[i].kill()
 	start := time.Now()
-	if err := p.startOn(ctx, strings.TrimPrefix(p.url, "http://")); err != nil {
+	if err := p.startReplica(ctx, i); err != nil {
 		return 0, fmt.Errorf("restart eportal after a kill: %w", err)
 	}
 	return time.Since(start), nil

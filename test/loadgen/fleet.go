@@ -209,7 +209,7 @@ func runFleet(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 		return nil, err
 	}
 	logf("running agent cycles from %d workers for %s", cfg.concurrency, cfg.duration)
-	cpu := startCPU(p.serve, cfg.db == "postgres")
+	cpu := startCPU(cfg.db == "postgres", p.serves()...)
 	rec, elapsed := runCycles(ctx, agents, cfg.concurrency, cfg.duration,
 		cycleOptions{everyCycle: cfg.downloadEveryCycle, v1: cfg.api == "v1"}, fails)
 	usage := cpu()
@@ -223,6 +223,7 @@ func runFleet(ctx context.Context, cfg *config, p *portal, logf func(string, ...
 	}
 	return &Report{
 		Backend:             cfg.db,
+		Replicas:            len(p.replicas),
 		SeededServers:       cfg.seed,
 		SeedSeconds:         round2(p.seedTime.Seconds()),
 		Agents:              cfg.agents,

@@ -94,7 +94,6 @@ type config struct {
 	nginx       bool
 	sharedKey   bool   // register the agents under the seeded servers' key
 	eportal     string // a built eportal; "" builds one
-	killEvery   time.Duration
 
 	downloadEveryCycle bool   // the worst case: every cycle downloads the bundle
 	api                string // "run" or "v1"
@@ -103,6 +102,8 @@ type config struct {
 
 	rollout   *rolloutConfig // -rollout: time a level's way to the agents
 	serveArgs []string       // more arguments of eportal serve
+	killEvery time.Duration
+	replicas  int // eportal serve processes on the store; more than one: PostgreSQL, behind haproxy
 }
 
 // errUsage is a bad command line.
@@ -126,11 +127,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.nginx, "nginx", false, "compare bundle downloads from eportal and nginx instead")
 	fs.BoolVar(&c.sharedKey, "shared-key", false, "register the agents under the seeded servers' activation key instead of a key of their own")
 	fs.StringVar(&c.eportal, "eportal", "", "use this eportal `BINARY` instead of building one")
-	fs.DurationVar(&c.killEvery, "kill-every", 0, "kill eportal serve with SIGKILL every `INTERVAL` and start it again; then check that the store holds every registration and check-in it acknowledged")
 	fs.BoolVar(&c.downloadEveryCycle, "download-every-cycle", false, "download the bundle in every cycle (the worst case), not only when the level changes")
 	fs.StringVar(&c.api, "api", "run", "how agents talk to the portal: run (check-in and index in one request, as kcarectl) or v1 (index, then check-in, as older agents)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "", "run eportal (and nginx) on these `CPUS` only (taskset -c list, e.g. 0)")
 	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
+	fs.IntVar(&c.replicas, "replicas", 1, "run `N` replicas of eportal serve on one PostgreSQL database, behind haproxy; -kill-every kills one at a time, in turn")
+	fs.DurationVar(&c.killEvery, "kill-every", 0, "kill eportal serve with SIGKILL every `INTERVAL` and start it again; then check that the store holds every registration and check-in it acknowledged")
 	rolloutOn := fs.Bool("rollout", false, "time a level from its publish to the agents, who run by their timers (the flags below)")
 	rc := &rolloutConfig{}
 	fs.BoolVar(&rc.urgent, "urgent", false, "with -rollout: mark the level urgent")
@@ -138,7 +140,6 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&rc.scale, "time-scale", 1, "with -rollout: divide every timer by `N` for the run, and multiply the times measured back")
 	fs.DurationVar(&rc.runEvery, "run-every", defaultRunEvery, "with -rollout: the update timer's period")
 	fs.DurationVar(&rc.runJitter, "run-jitter", defaultRunJitter, "with -rollout: the update timer's random delay")
-	fs.DurationVar(&rc.autoDelay, "auto-delay", defaultAutoDelay, "with -rollout: kcarectl --auto-update's random delay")
 	fs.DurationVar(&rc.pollEvery, "poll-every", defaultPollEvery, "with -rollout: the poll timer's period (0: no polls)")
 	fs.DurationVar(&rc.pollJitter, "poll-jitter", defaultPollJitter, "with -rollout: the poll timer's random delay")
 	fs.DurationVar(&rc.timeout, "rollout-timeout", 0, "with -rollout: give up after this long in the agents' time (default three full run periods)")
@@ -169,12 +170,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-duration: 1s to 1h")
 	case c.bundleSize < 4096 || c.bundleSize > 32<<20:
 		return bad("-bundle-size: 4096 to 33554432")
+	case c.api != "run" && c.api != "v1":
+		return bad("-api: run or v1, not %q", c.api)
 	case c.killEvery != 0 && (c.killEvery < 500*time.Millisecond || c.killEvery > c.duration):
 		return bad("-kill-every: 500ms to -duration")
 	case c.killEvery != 0 && c.nginx:
 		return bad("-kill-every and -nginx do not go together")
-	case c.api != "run" && c.api != "v1":
-		return bad("-api: run or v1, not %q", c.api)
+	case c.replicas < 1 || c.replicas > 8:
+		return bad("-replicas: 1 to 8")
+	case c.replicas > 1 && (c.db != "postgres" || c.nginx):
+		return bad("-replicas: more than one share a PostgreSQL database (-db postgres), and not with -nginx")
 	}
 	if *rolloutOn {
 		switch {

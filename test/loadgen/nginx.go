@@ -183,7 +183,7 @@ func measureDownloads(ctx context.Context, server string, sp *proc, base, digest
 	path := index.BlobPath(digest)
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
-	cpu := startCPU(sp, false)
+	cpu := startCPU(false, sp)
 	start := time.Now()
 	for w := range conc {
 		wg.Go(func() {

@@ -57,7 +57,13 @@ type portal struct {
 	token     string   // an admin's API token
 	publisher *trust.Signer
 	keys      *trust.Keyring // the portal's index key, from DATA/portal.pub
-	serve     *proc
+	serve     *proc          // replica 0's eportal serve
+	// replicas are the eportal serve processes on the store, replica 0
+	// on data; with more than one, on PostgreSQL, agents reach them
+	// through haproxy (balancer) at url.
+	replicas []*replica
+	balancer *proc
+	killNext int // the replica the next kill takes
 
 	seedTime time.Duration
 	digest   string // the published bundle's sha256
@@ -97,9 +103,6 @@ func setupPortal(ctx context.Context, cfg *config, logf func(string, ...any)) (_
 		}
 	}
 
-	if err := p.writePublisherKey(); err != nil {
-		return nil, err
-	}
 	if cfg.db == "postgres" {
 		schema, err := createSchema(ctx, cfg.dsn)
 		if err != nil {
@@ -122,13 +125,20 @@ func setupPortal(ctx context.Context, cfg *config, logf func(string, ...any)) (_
 	if p.token, err = p.eportal(ctx, "", "token", "add", "--user", "loadgen", "--note", "loadgen"); err != nil {
 		return nil, err
 	}
+	if err := p.addPublisherKey(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.seed(ctx, cfg.seed, logf); err != nil {
 		return nil, err
 	}
-	if err := p.start(ctx); err != nil {
+	if err := p.start(ctx, cfg.replicas); err != nil {
 		return nil, err
 	}
-	logf("eportal serving at %s (%s)", p.url, cfg.db)
+	if cfg.replicas > 1 {
+		logf("%d eportal replicas serving behind haproxy at %s (%s)", cfg.replicas, p.url, cfg.db)
+	} else {
+		logf("eportal serving at %s (%s)", p.url, cfg.db)
+	}
 	pub, err := os.ReadFile(filepath.Join(p.data, "portal.pub"))
 	if err != nil {
 		return nil, fmt.Errorf("the portal's index key: %w", err)
@@ -147,9 +157,9 @@ func setupPortal(ctx context.Context, cfg *config, logf func(string, ...any)) (_
 	return p, nil
 }
 
-// writePublisherKey makes a publisher key and puts its public half in
-// DATA/publishers, where eportal serve looks for it.
-func (p *portal) writePublisherKey() error {
+// addPublisherKey makes a publisher key and adds its public half to the
+// store with eportal publisher add, so that every replica trusts it.
+func (p *portal) addPublisherKey(ctx context.Context) error {
 	priv, pub, err := trust.GenerateKey("kcare loadgen publisher", "")
 	if err != nil {
 		return err
@@ -157,11 +167,12 @@ func (p *portal) writePublisherKey() error {
 	if p.publisher, err = trust.ReadSigner(priv); err != nil {
 		return err
 	}
-	dir := filepath.Join(p.data, "publishers")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	path := filepath.Join(p.dir, "loadgen.pub")
+	if err := os.WriteFile(path, pub, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "loadgen.pub"), pub, 0o644)
+	_, err = p.eportal(ctx, "", "publisher", "add", path)
+	return err
 }
 
 // eportal runs an eportal admin command on the portal's store and returns
@@ -200,30 +211,71 @@ func (p *portal) seed(ctx context.Context, n int, logf func(string, ...any)) err
 	return nil
 }
 
-// start runs eportal serve on a free port of 127.0.0.1.
-func (p *portal) start(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	p.undo = append(p.undo, func() { p.serve.stop(syscall.SIGTERM, serveStopBound) })
-	return p.startOn(ctx, fmt.Sprintf("127.0.0.1:%d", port))
+// replica is one eportal serve process on the portal's store.
+type replica struct {
+	data  string // its --data
+	addr  string // 127.0.0.1:PORT
+	serve *proc
 }
 
-// startOn runs eportal serve listening on addr, appending to its log.
-func (p *portal) startOn(ctx context.Context, addr string) error {
-	args := []string{"serve", "--data", p.data, "--listen", addr}
+// serves are the replicas' eportal serve processes.
+func (p *portal) serves() []*proc {
+	var out []*proc
+	for _, r := range p.replicas {
+		out = append(out, r.serve)
+	}
+	return out
+}
+
+// start runs n replicas of eportal serve, each on a free port of
+// 127.0.0.1 and with a data directory of its own (replica 0's is p.data),
+// and with more than one, haproxy in front of them.
+func (p *portal) start(ctx context.Context, n int) error {
+	for i := range n {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		r := &replica{data: p.data, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+		if i > 0 {
+			r.data = filepath.Join(p.dir, fmt.Sprintf("data-%d", i))
+		}
+		p.replicas = append(p.replicas, r)
+		p.undo = append(p.undo, func() { r.serve.stop(syscall.SIGTERM, serveStopBound) })
+		if err := p.startReplica(ctx, i); err != nil {
+			return err
+		}
+	}
+	p.url = "http://" + p.replicas[0].addr
+	if n > 1 {
+		url, bp, stop, err := startHAProxy(ctx, p.dir, p.replicas)
+		if err != nil {
+			return err
+		}
+		p.url, p.balancer = url, bp
+		p.undo = append(p.undo, stop)
+	}
+	return nil
+}
+
+// startReplica runs eportal serve for replica i, appending to its log.
+func (p *portal) startReplica(ctx context.Context, i int) error {
+	r := p.replicas[i]
+	args := []string{"serve", "--data", r.data, "--listen", r.addr}
 	if p.dsn != "" {
 		args = append(args, "--db", p.dsn)
 	}
 	args = append(args, p.serveArgs...)
 	var err error
-	p.serve, err = startProc("eportal serve", onCPUs(exec.Command(p.bin, args...), p.cpus), filepath.Join(p.dir, "eportal.log"))
+	r.serve, err = startProc(fmt.Sprintf("eportal serve (replica %d)", i), onCPUs(exec.Command(p.bin, args...), p.cpus),
+		filepath.Join(p.dir, fmt.Sprintf("eportal-%d.log", i)))
 	if err != nil {
 		return err
 	}
-	p.url = "http://" + addr
-	return p.serve.waitHTTP(ctx, p.url+"/healthz", serveStartBound)
+	if i == 0 {
+		p.serve = r.serve
+	}
+	return r.serve.waitHTTP(ctx, "http://"+r.addr+"/healthz", serveStartBound)
 }
 
 // makeBundle makes a signed bundle of level 1 for the fake kernel, its

@@ -11,7 +11,8 @@ import (
 // Report is the result of an agent-cycle run. Its JSON field names are
 // stable; fields are only added.
 type Report struct {
-	Backend             string    `json:"backend"` // "sqlite" or "postgres"
+	Backend             string    `json:"backend"`            // "sqlite" or "postgres"
+	Replicas            int       `json:"replicas,omitempty"` // eportal serve processes on the store, behind haproxy when more than one
 	SeededServers       int       `json:"seeded_servers"`
 	SeedSeconds         float64   `json:"seed_seconds"`
 	Agents              int       `json:"agents"`
@@ -90,6 +91,9 @@ func msText(ms float64) string { return strconv.FormatFloat(ms, 'f', 2, 64) }
 func (r *Report) writeText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "backend\t%s\n", r.Backend)
+	if r.Replicas > 1 {
+		fmt.Fprintf(tw, "replicas\t%d behind haproxy\n", r.Replicas)
+	}
 	fmt.Fprintf(tw, "seeded servers\t%d (seeded in %ss)\n", r.SeededServers, num(r.SeedSeconds))
 	fmt.Fprintf(tw, "agents\t%d under key %s (registered in %ss, %s/s)\n", r.Agents, r.AgentKey, num(r.RegisterSeconds), num(r.RegistrationsPerSec))
 	fmt.Fprintf(tw, "registration\tp50 %s ms, p99 %s ms, max %s ms\n", msText(r.Registration.P50), msText(r.Registration.P99), msText(r.Registration.Max))

@@ -15,14 +15,13 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/fakekernel"
+	"github.com/kcare/kcare/internal/index"
 )
 
-// The agents' timers as deploy/systemd has them, and kcarectl's own
-// random delay (AUTO_UPDATE_DELAY's default).
+// The agents' timers as deploy/systemd has them.
 const (
 	defaultRunEvery   = 4 * time.Hour    // kcare-auto-update.timer: OnUnitActiveSec
 	defaultRunJitter  = 30 * time.Minute // and RandomizedDelaySec
-	defaultAutoDelay  = 5 * time.Minute  // kcarectl --auto-update's random delay
 	defaultPollEvery  = 2 * time.Minute  // kcare-poll.timer: OnUnitActiveSec
 	defaultPollJitter = 30 * time.Second // and RandomizedDelaySec
 )
@@ -35,7 +34,6 @@ type rolloutConfig struct {
 	scale      float64
 	runEvery   time.Duration
 	runJitter  time.Duration
-	autoDelay  time.Duration
 	pollEvery  time.Duration // 0: the agents do not poll
 	pollJitter time.Duration
 	timeout    time.Duration // of the agents' time; 0: three full run periods
@@ -53,7 +51,6 @@ type RolloutReport struct {
 	Scale        float64   `json:"time_scale"`
 	RunEvery     string    `json:"run_every"`
 	RunJitter    string    `json:"run_jitter"`
-	AutoDelay    string    `json:"auto_update_delay"`
 	PollEvery    string    `json:"poll_every"` // "" no polls
 	PollJitter   string    `json:"poll_jitter"`
 	RolloutEvery string    `json:"rollout_interval"`
@@ -196,11 +193,11 @@ func runRollout(ctx context.Context, cfg *config, rc *rolloutConfig, p *portal, 
 	}
 	timeout := rc.timeout
 	if timeout == 0 {
-		timeout = 3 * (rc.runEvery + rc.runJitter + rc.autoDelay)
+		timeout = 3 * (rc.runEvery + rc.runJitter)
 	}
 	runCtx, stop := context.WithTimeout(ctx, rc.scaled(timeout))
 	defer stop()
-	cpu := startCPU(p.serve, cfg.db == "postgres")
+	cpu := startCPU(cfg.db == "postgres", p.serve)
 	t0 := time.Now()
 	if err := p.publish(ctx, data, sig); err != nil {
 		return nil, err
@@ -258,7 +255,7 @@ func runRollout(ctx context.Context, cfg *config, rc *rolloutConfig, p *portal, 
 				a := agents[e.agent]
 				if !e.poll {
 					full(a)
-					sched.push(event{at: time.Now().Add(rc.scaled(rc.runEvery + jitter(rc.runJitter) + jitter(rc.autoDelay))), agent: e.agent})
+					sched.push(event{at: time.Now().Add(rc.scaled(rc.runEvery + jitter(rc.runJitter))), agent: e.agent})
 					continue
 				}
 				polls.Add(1)
@@ -290,7 +287,7 @@ func runRollout(ctx context.Context, cfg *config, rc *rolloutConfig, p *portal, 
 	}
 	r := &RolloutReport{
 		Backend: cfg.db, Agents: len(agents), Urgent: rc.urgent, Waves: rc.waves, Scale: rc.scale,
-		RunEvery: rc.runEvery.String(), RunJitter: rc.runJitter.String(), AutoDelay: rc.autoDelay.String(),
+		RunEvery: rc.runEvery.String(), RunJitter: rc.runJitter.String(),
 		RolloutEvery: rc.scaled(time.Minute).String(),
 		Runs:         int(runs.Load()), Polls: int(polls.Load()), NotModified: int(notMod.Load()), Downloads: int(downloads.Load()),
 		WallSeconds: round2(wall.Seconds()), Failures: fails.report(), TimedOut: timedOut, PortalCPU: usage,
@@ -316,7 +313,7 @@ func runRollout(ctx context.Context, cfg *config, rc *rolloutConfig, p *portal, 
 // answer is verified, and reports whether it names an urgent level above
 // the agent's.
 func (a *agent) poll(ctx context.Context) (urgent, changed bool, err error) {
-	body, sig, tag, err := a.c.IndexIfChanged(ctx, fakekernel.BuildID, "", "", a.etag)
+	body, sig, tag, err := a.c.IndexIfChanged(ctx, index.Request{BuildID: fakekernel.BuildID}, a.etag)
 	if err != nil || body == nil {
 		return false, false, err
 	}
@@ -380,7 +377,7 @@ func (r *RolloutReport) writeText(w io.Writer) error {
 		scale = fmt.Sprintf("every timer divided by %g for the run; times below multiplied back", r.Scale)
 	}
 	fmt.Fprintf(tw, "time\t%s\n", scale)
-	fmt.Fprintf(tw, "full runs\tevery %s + up to %s, then up to %s of kcarectl's own delay\n", r.RunEvery, r.RunJitter, r.AutoDelay)
+	fmt.Fprintf(tw, "full runs\tevery %s + up to %s\n", r.RunEvery, r.RunJitter)
 	if r.PollEvery != "" {
 		fmt.Fprintf(tw, "polls\tevery %s + up to %s\n", r.PollEvery, r.PollJitter)
 	} else {

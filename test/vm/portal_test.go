@@ -112,7 +112,7 @@ func TestPortalScenarios(t *testing.T) {
 			t.Errorf("server secret mode %s, want 600", mode)
 		}
 		srv := p.servers()
-		if len(srv) != 1 || fmt.Sprint(srv[0]["patch_level"]) != "2" || srv[0]["kernel"] != release || srv[0]["checkin"] == nil {
+		if len(srv) != 1 || fmt.Sprint(srv[0]["patch_level"]) != "2" || srv[0]["release"] != release || srv[0]["checkin"] == nil {
 			t.Errorf("portal's servers after the update: %v", srv)
 		}
 	})
@@ -169,6 +169,8 @@ func TestPortalScenarios(t *testing.T) {
 			t.Errorf("--license-info = %q, want the sticky key", lic)
 		}
 	})
+
+	t.Run("eportal_style_conf_registers", func(t *testing.T) { eportalStyleRegister(t, g, p, sticky) })
 
 	t.Run("portal_down_kernel_untouched", func(t *testing.T) {
 		g.t = t

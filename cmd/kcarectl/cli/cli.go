@@ -26,6 +26,9 @@ const (
 	ExitUnsupported = 4 // the kernel has no livepatch support or refused the module
 	ExitStalled     = 5 // the transition did not finish and was reversed
 	ExitLocked      = 6 // another kcarectl holds the lock
+	// ExitNotSupported: a KernelCare option or kcare.conf setting kcare
+	// does not have (the freezer, user-space patching), refused with why.
+	ExitNotSupported = 7
 )
 
 // Version is kcarectl's version, set at link time.
@@ -58,6 +61,18 @@ type options struct {
 
 	vex     bool
 	scanner optString // --scanner-interface enable|disable, users after it
+
+	// KernelCare's options (compat.go).
+	smartUpdate     bool
+	registerRetry   bool
+	test            bool
+	importKey       string
+	doctor          bool
+	patchType       optString
+	force           bool
+	freezer         optString
+	monitoringKey   optString
+	userspaceUpdate optString
 }
 
 // optString is a string flag that records whether it was given, so that
@@ -95,16 +110,20 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.Var(&o.tag, "tag", "set this server's tags, \"k:v;k2:v2\", and report them to the portal")
 	fs.BoolVar(&o.vex, "vex", false, "print an OpenVEX document of the CVEs the applied level fixes")
 	fs.Var(&o.scanner, "scanner-interface", "`enable` USER... or disable [USER...]: show the effective kernel to those users' scanners (LD_PRELOAD)")
+	o.kernelCareFlags(fs)
 }
 
 // usageHelp is what kcarectl --help says after the synopsis.
 const usageHelp = `Give one action: --apply FILE | --unload | --update | --register KEY | --unregister |
 --auto-update | --poll | --info [--json] | --uname | --patch-info | --check | --status |
 --license-info | --set-sticky-patch DATE | --tag TAGS | --vex | --version |
---scanner-interface enable USER... | --scanner-interface disable [USER...]
+--scanner-interface enable USER... | --scanner-interface disable [USER...] |
+--smart-update | --import-key FILE | --doctor | --set-patch-type default
+(-i is --info, -u is --update; --test is --prefix test)
 
 exit codes: 0 ok, 1 error, 2 usage, 3 verification refused, 4 kernel unsupported,
-5 transition reversed, 6 locked (--check and --status have their own)`
+5 transition reversed, 6 locked, 7 not supported by kcare (--freezer, --force,
+--userspace-update, --set-monitoring-key; --check and --status have their own)`
 
 // Program is kcarectl's command line writing to stdout and stderr. It
 // is one command of options, as KernelCare's kcarectl is; its exit codes
@@ -121,6 +140,7 @@ func Program(stdout, stderr io.Writer) *cmdline.Program {
 			{Category: failure.Unsupported, Code: ExitUnsupported},
 			{Category: failure.Stalled, Code: ExitStalled},
 			{Category: failure.Locked, Code: ExitLocked},
+			{Category: failure.NotSupported, Code: ExitNotSupported},
 		}}
 }
 
@@ -135,10 +155,22 @@ func run(ctx context.Context, o *options, args []string, stdout, stderr io.Write
 	if len(args) > 0 && !o.scanner.set {
 		return cmdline.Usagef("unexpected argument %q", args[0])
 	}
+	if err := o.notSupported(); err != nil {
+		return err
+	}
+	if o.test {
+		if o.prefix.set && o.prefix.v != "test" {
+			return cmdline.Usagef("--test is --prefix test; not with --prefix %s", o.prefix.v)
+		}
+		o.prefix = optString{set: true, v: "test"}
+	}
+	if o.smartUpdate {
+		o.update = true
+	}
 	actions := 0
 	for _, on := range []bool{o.apply != "", o.unload, o.info, o.uname, o.patchInfo, o.update, o.version,
 		o.register != "", o.unregister, o.autoUpdate, o.poll, o.sticky.set, o.check, o.status, o.licenseInfo, o.tag.set,
-		o.vex, o.scanner.set} {
+		o.vex, o.scanner.set, o.importKey != "", o.doctor, o.patchType.set && !o.update} {
 		if on {
 			actions++
 		}
@@ -152,6 +184,8 @@ func run(ctx context.Context, o *options, args []string, stdout, stderr io.Write
 		return cmdline.Usagef("--json goes with --info")
 	case o.sig != "" && o.apply == "":
 		return cmdline.Usagef("--sig goes with --apply")
+	case o.registerRetry && o.register == "":
+		return cmdline.Usagef("--register-autoretry goes with --register KEY")
 	}
 	if o.version {
 		_, err := fmt.Fprintf(stdout, "kcarectl %s\n", Version)
@@ -160,6 +194,11 @@ func run(ctx context.Context, o *options, args []string, stdout, stderr io.Write
 	a, err := newAgent(o, stderr)
 	if err != nil {
 		return err
+	}
+	if o.patchType.set {
+		if err := runSetPatchType(o, stdout); err != nil || !o.update {
+			return err
+		}
 	}
 	switch {
 	case o.apply != "":
@@ -196,6 +235,10 @@ func run(ctx context.Context, o *options, args []string, stdout, stderr io.Write
 		err = runVEX(a, stdout, stderr)
 	case o.scanner.set:
 		err = runScannerInterface(a, o.scanner.v, args, stdout)
+	case o.importKey != "":
+		err = runImportKey(a, o, stdout)
+	case o.doctor:
+		return cmdline.Status(runDoctor(ctx, a, o, stdout))
 	}
 	if errors.Is(err, agent.ErrNothingToDo) {
 		fmt.Fprintf(stderr, "kcarectl: %v\n", err)
@@ -212,6 +255,9 @@ func newAgent(o *options, stderr io.Writer) (*agent.Agent, error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.conf, err)
+	}
+	for _, k := range f.Unknown() {
+		fmt.Fprintf(stderr, "kcarectl: warning: %s: %s is not a kcare setting; it is not read\n", o.conf, k)
 	}
 	if o.timeout != "" {
 		if !config.ValidValue(o.timeout) {
@@ -231,6 +277,15 @@ func newAgent(o *options, stderr io.Writer) (*agent.Agent, error) {
 // newLoader returns the kernel's module loader; tests replace it with a
 // fake kernel so they never touch the machine's own.
 var newLoader = func() kmod.Loader { return kmod.Kernel{} }
+
+// UseLoader makes kcarectl load and remove modules through l, for tests
+// outside this package that run kcarectl against a fake kernel
+// (internal/fakekernel); restore puts the kernel's own loader back.
+func UseLoader(l kmod.Loader) (restore func()) {
+	old := newLoader
+	newLoader = func() kmod.Loader { return l }
+	return func() { newLoader = old }
+}
 
 // prefixWriter marks progress lines as kcarectl's.
 type prefixWriter struct{ w io.Writer }

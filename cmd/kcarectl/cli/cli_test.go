@@ -483,3 +483,30 @@ func bundleDigest(t *testing.T, path string) string {
 	sum := sha256.Sum256(mustRead(t, path))
 	return hex.EncodeToString(sum[:])
 }
+
+// TestPatchServerReplicas: PATCH_SERVER lists a portal's replicas; with
+// the first down, kcarectl registers and updates through the next. A
+// PATCH_SERVER set twice is refused, naming both lines, rather than one of
+// them silently winning.
+func TestPatchServerReplicas(t *testing.T) {
+	e, _, publish := portalEnv(t)
+	publish(1, time.Now().Add(-time.Hour))
+	conf := filepath.Join(e.root, "etc/sysconfig/kcare/kcare.conf")
+	live := strings.TrimSpace(strings.TrimPrefix(string(mustRead(t, conf)), "PATCH_SERVER="))
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	os.WriteFile(conf, []byte("PATCH_SERVER="+down.URL+","+live+"\n"), 0o644)
+	if stdout, stderr, code := e.run("--register", "fleet"); code != 0 || !strings.Contains(stdout, "Kernel is patched: level 1") {
+		t.Fatalf("--register with the first portal down: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if stdout, stderr, code := e.run("--update"); code != 0 || stdout != "Level 1 is already applied\n" {
+		t.Errorf("--update with the first portal down: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	os.WriteFile(conf, []byte("PATCH_SERVER="+live+"\nPATCH_SERVER="+down.URL+"\n"), 0o644)
+	_, stderr, code := e.run("--update")
+	want := fmt.Sprintf("line 2: PATCH_SERVER=%q: PATCH_SERVER is set on line 1 already; set it once (several portals: one comma-separated list)", down.URL)
+	if code == 0 || !strings.Contains(stderr, want) {
+		t.Errorf("--update with PATCH_SERVER set twice: exit %d, stderr %q; want an error saying %q", code, stderr, want)
+	}
+}

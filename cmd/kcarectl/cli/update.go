@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,6 +37,9 @@ func client(a *agent.Agent, o *options) *portalclient.Client {
 		RegistrationURL: a.Config.RegistrationURL,
 		UserAgent:       "kcarectl/" + Version,
 	}
+	if len(a.Config.PatchServers) > 1 {
+		c.Alternates = a.Config.PatchServers[1:]
+	}
 	if id, err := os.ReadFile(filepath.Join(confDir(o), systemIDFile)); err == nil {
 		c.ServerID = strings.TrimSpace(string(id))
 	}
@@ -63,10 +65,26 @@ func caBundle(a *agent.Agent, o *options) string {
 	return filepath.Join(o.root, a.Config.CABundle)
 }
 
+// updateOptions are the inputs of an update: PREFIX, STICKY_PATCH,
+// UPDATE_DELAY and STICKY_PATCHSET; for --auto-update and --smart-update,
+// AUTO_UPDATE_DELAY and AUTO_STICKY_PATCHSET in their place when set, as
+// KernelCare has them.
 func updateOptions(a *agent.Agent, o *options, stderr io.Writer) agent.UpdateOptions {
 	// --auto-update and --poll run by themselves, and wait for the
 	// maintenance window.
-	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch, Scheduled: o.autoUpdate || o.poll}
+	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch,
+		Delay: a.Config.UpdateDelay, Patchset: a.Config.StickyPatchset, Scheduled: o.autoUpdate || o.poll}
+	if o.autoUpdate || o.smartUpdate {
+		if a.Config.AutoUpdateDelay != "" {
+			uo.Delay = a.Config.AutoUpdateDelay
+		}
+		if a.Config.AutoStickyPatchset != "" {
+			uo.Patchset = a.Config.AutoStickyPatchset
+		}
+	}
+	if uo.Delay == "0" {
+		uo.Delay = ""
+	}
 	if o.prefix.set {
 		uo.Prefix = o.prefix.v
 	}
@@ -185,7 +203,7 @@ func validHostname(h string) string {
 func runRegister(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
 	c := client(a, o)
 	host, _ := os.Hostname()
-	id, secret, err := c.Register(ctx, o.register, validHostname(host))
+	id, secret, err := register(ctx, c, o, validHostname(host), stderr)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
@@ -217,33 +235,19 @@ func runUnregister(ctx context.Context, a *agent.Agent, o *options, stdout io.Wr
 	return nil
 }
 
-// runAutoUpdate is what the timer runs: nothing when AUTO_UPDATE is off;
-// else a random delay up to AUTO_UPDATE_DELAY (default 300s), then an
-// update that prints only when something changed.
+// runAutoUpdate is what the timer runs (which waits a random while
+// first): nothing when AUTO_UPDATE is off; else an update that prints only
+// when something changed. With IGNORE_UNKNOWN_KERNEL, a kernel the portal
+// has no patches for is not reported.
 func runAutoUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
 	if !a.Config.AutoUpdate {
 		return nil
 	}
-	maxDelay := 300 * time.Second
-	if f, err := config.Load(filepath.Join(o.root, o.conf)); err == nil {
-		if v, ok := f.Get("AUTO_UPDATE_DELAY"); ok && v != "" {
-			d, err := parseSeconds(v)
-			if err != nil {
-				return fmt.Errorf("AUTO_UPDATE_DELAY: %w", err)
-			}
-			maxDelay = d
-		}
-	}
-	if maxDelay > 0 {
-		d := time.Duration(rand.Int64N(int64(maxDelay)))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-		}
-	}
 	a.Log = nil // quiet
 	err := runUpdate(ctx, a, o, io.Discard, stderr)
+	if errors.Is(err, agent.ErrUnknownKernel) && a.Config.IgnoreUnknownKernel {
+		return nil
+	}
 	if err == nil {
 		info, ierr := a.Info()
 		if ierr == nil {
@@ -280,17 +284,6 @@ func runPoll(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.
 	}
 	_, err = fmt.Fprintf(stdout, "Kernel is patched: level %d, effective release %s\n", info.Level, info.EffectiveRelease)
 	return err
-}
-
-func parseSeconds(v string) (time.Duration, error) {
-	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		return d, nil
-	}
-	var n int
-	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != v {
-		return 0, fmt.Errorf("%q: seconds or a duration like 5m", v)
-	}
-	return time.Duration(n) * time.Second, nil
 }
 
 // runSetSticky writes STICKY_PATCH to kcare.conf (empty unsticks).

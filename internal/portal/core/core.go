@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -86,6 +87,11 @@ func New(cfg Config) *Core {
 	}
 	if cfg.Blobs.Dir == "" && cfg.DataDir != "" {
 		cfg.Blobs.Dir = filepath.Join(cfg.DataDir, "blobs")
+	}
+	if cfg.Blobs.Remote == nil && cfg.Store != nil && cfg.Store.Kind() == "postgres" {
+		// Replicas on one database share no disk: bundles live in the
+		// database, and the data directory caches them.
+		cfg.Blobs.Remote = sharedBlobs{cfg.Store}
 	}
 	return &Core{cfg: cfg, st: cfg.Store, log: cfg.Log}
 }
@@ -180,4 +186,19 @@ func invalid(format string, args ...any) error {
 // AuditLog lists the audit entries f selects, newest first.
 func (c *Core) AuditLog(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error) {
 	return c.st.AuditQuery(ctx, f)
+}
+
+// sharedBlobs keeps bundles in the store, for blobs.Store.
+type sharedBlobs struct{ st store.SharedStore }
+
+func (b sharedBlobs) PutBlob(ctx context.Context, d string, data []byte) error {
+	return b.st.PutBlob(ctx, d, data)
+}
+
+func (b sharedBlobs) ReadBlob(ctx context.Context, d string, w io.Writer) (int64, error) {
+	n, err := b.st.ReadBlob(ctx, d, w)
+	if errors.Is(err, store.ErrNotFound) {
+		return n, fmt.Errorf("%w: %w", blobs.ErrNotFound, err)
+	}
+	return n, err
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/core"
+	"github.com/kcare/kcare/internal/portal/mirror"
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
 )
@@ -86,5 +87,35 @@ func TestAuditEveryChange(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestSyncOneReplicaAtATime: of two replicas on one PostgreSQL database,
+// one syncs from the upstream at a time; the other is told so, and syncs
+// once the first is done.
+func TestSyncOneReplicaAtATime(t *testing.T) {
+	dsn := storetest.FreshPostgres(t)
+	ctx := context.Background()
+	open := func() store.Store {
+		st, err := store.Open(ctx, t.TempDir(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	other, st := open(), open()
+	c := core.New(core.Config{Store: st, DataDir: t.TempDir(), Now: func() time.Time { return testNow }})
+	unlock, ok, err := other.TryLock(ctx, "sync")
+	if err != nil || !ok {
+		t.Fatalf("the other replica takes the sync lock: %v, %v", ok, err)
+	}
+	upstream := mirror.Syncer{Upstream: "http://127.0.0.1:1", Token: "t", DataDir: t.TempDir()}
+	if _, err := c.Sync(ctx, core.CLI, upstream); !errors.Is(err, core.ErrSyncing) {
+		t.Errorf("Sync while the other replica syncs: %v, want ErrSyncing", err)
+	}
+	unlock()
+	if _, err := c.Sync(ctx, core.CLI, upstream); errors.Is(err, core.ErrSyncing) {
+		t.Errorf("Sync once the other replica is done: %v", err)
 	}
 }

@@ -97,17 +97,41 @@ func (c *Core) enabledAudit(ctx context.Context, feed string) any {
 	return map[string]any{"feed": feed, "enabled": on}
 }
 
-// ManagePatchsets applies an ePortal patchset action in a feed: enable or
-// disable one patchset, enable-upto (it and every older one), or
-// undeploy-downto (disable it and every newer one). It returns the
-// patchsets it changed.
-func (c *Core) ManagePatchsets(ctx context.Context, a Actor, feed, patchset string, action apitype.PatchsetAction) ([]string, error) {
-	if feed == "" {
-		feed = apitype.MainFeed
+// ManagePatchsetsIn applies an ePortal patchset action in each of feeds
+// (none: main), or in none: a feed or patchset that does not exist, or
+// an unknown action, refuses the whole request before anything changes.
+// It returns the patchsets it changed in each feed.
+func (c *Core) ManagePatchsetsIn(ctx context.Context, a Actor, feeds []string, patchset string, action apitype.PatchsetAction) (map[string][]string, error) {
+	if len(feeds) == 0 {
+		feeds = []string{apitype.MainFeed}
 	}
+	if !action.Valid() {
+		return nil, fmt.Errorf("%w: action %q: enable, disable, enable-upto or undeploy-downto", store.ErrInvalidInput, action)
+	}
+	for _, feed := range feeds {
+		if _, err := c.patchsetPlan(ctx, feed, patchset, action); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string][]string{}
+	for _, feed := range feeds {
+		names, err := c.ManagePatchsets(ctx, a, feed, patchset, action)
+		if err != nil {
+			return out, err
+		}
+		out[feed] = names
+	}
+	return out, nil
+}
+
+// patchsetPlan returns the patchsets action changes in feed.
+func (c *Core) patchsetPlan(ctx context.Context, feed, patchset string, action apitype.PatchsetAction) ([]string, error) {
 	list, err := c.st.FeedPatchsets(ctx, feed)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := c.st.Feed(ctx, feed); err != nil {
+		return nil, fmt.Errorf("feed %s: %w", feed, err)
 	}
 	pos := -1
 	for i, p := range list {
@@ -119,12 +143,9 @@ func (c *Core) ManagePatchsets(ctx context.Context, a Actor, feed, patchset stri
 		return nil, fmt.Errorf("patchset %s in feed %s: %w", patchset, feed, store.ErrNotFound)
 	}
 	var names []string
-	enable := true
 	switch action {
-	case apitype.ActionEnable:
+	case apitype.ActionEnable, apitype.ActionDisable:
 		names = []string{patchset}
-	case apitype.ActionDisable:
-		names, enable = []string{patchset}, false
 	case apitype.ActionEnableUpTo:
 		for _, p := range list[:pos+1] {
 			names = append(names, p.Patchset)
@@ -133,10 +154,25 @@ func (c *Core) ManagePatchsets(ctx context.Context, a Actor, feed, patchset stri
 		for _, p := range list[pos:] {
 			names = append(names, p.Patchset)
 		}
-		enable = false
 	default:
 		return nil, fmt.Errorf("%w: action %q: enable, disable, enable-upto or undeploy-downto", store.ErrInvalidInput, action)
 	}
+	return names, nil
+}
+
+// ManagePatchsets applies an ePortal patchset action in a feed: enable or
+// disable one patchset, enable-upto (it and every older one), or
+// undeploy-downto (disable it and every newer one). It returns the
+// patchsets it changed.
+func (c *Core) ManagePatchsets(ctx context.Context, a Actor, feed, patchset string, action apitype.PatchsetAction) ([]string, error) {
+	if feed == "" {
+		feed = apitype.MainFeed
+	}
+	names, err := c.patchsetPlan(ctx, feed, patchset, action)
+	if err != nil {
+		return nil, err
+	}
+	enable := action == apitype.ActionEnable || action == apitype.ActionEnableUpTo
 	before := c.enabledAudit(ctx, feed)
 	if err := c.st.SetPatchsets(ctx, feed, names, enable); err != nil {
 		return nil, err

@@ -26,6 +26,9 @@ type IndexRequest struct {
 	BuildID string
 	Prefix  string // PREFIX: "", test, 12h, 24h, 48h
 	Sticky  string // STICKY_PATCH as sent, or "KEY" for the key's
+	// Delay and Patchset are KernelCare's UPDATE_DELAY and
+	// STICKY_PATCHSET, as sent.
+	Delay, Patchset string
 }
 
 // IndexAnswer is a signed index as the portal serves it: the exact body,
@@ -44,21 +47,42 @@ func (e *signedIndex) answer() *IndexAnswer {
 }
 
 // check refuses a question the portal cannot answer: a bad build-id
-// (apitype.ErrBadField), PREFIX (resolve.ErrBadPrefix) or sticky date
-// (resolve.ErrBadSticky).
-func (q IndexRequest) check() error {
+// (apitype.ErrBadField), PREFIX (resolve.ErrBadPrefix), sticky date
+// (resolve.ErrBadSticky), UPDATE_DELAY (resolve.ErrBadDelay) or
+// STICKY_PATCHSET (resolve.ErrBadPatchset). It returns the patchsets'
+// order for a STICKY_PATCHSET.
+func (c *Core) check(ctx context.Context, q IndexRequest) (map[string]int, error) {
 	if !apitype.BuildIDRE.MatchString(q.BuildID) {
-		return &apitype.FieldError{Field: "build-id"}
+		return nil, &apitype.FieldError{Field: "build-id"}
 	}
 	if _, _, err := resolve.PrefixDelay(q.Prefix); err != nil {
-		return err
+		return nil, err
 	}
 	if q.Sticky != "" && q.Sticky != "KEY" {
 		if _, err := config.StickyEnd(q.Sticky); err != nil {
-			return fmt.Errorf("%w %q: %v", resolve.ErrBadSticky, q.Sticky, err)
+			return nil, fmt.Errorf("%w %q: %v", resolve.ErrBadSticky, q.Sticky, err)
 		}
 	}
-	return nil
+	if q.Delay != "" {
+		if _, err := config.ParseDelay(q.Delay); err != nil {
+			return nil, fmt.Errorf("%w: %v", resolve.ErrBadDelay, err)
+		}
+	}
+	if q.Patchset == "" {
+		return nil, nil
+	}
+	all, err := c.st.Patchsets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	order := make(map[string]int, len(all))
+	for i, p := range all {
+		order[p.Name] = i
+	}
+	if _, ok := order[q.Patchset]; !ok {
+		return nil, fmt.Errorf("%w %q", resolve.ErrBadPatchset, q.Patchset)
+	}
+	return order, nil
 }
 
 // Run is an agent's run in one round trip: it records the check-in in,
@@ -71,7 +95,8 @@ func (c *Core) Run(ctx context.Context, cl *Caller, in *apitype.CheckIn, q Index
 		return nil, ErrNoIndexKey
 	}
 	q.BuildID = in.BuildID
-	if err := q.check(); err != nil {
+	order, err := c.check(ctx, q)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.CheckIn(ctx, cl, in, ip); err != nil {
@@ -79,31 +104,33 @@ func (c *Core) Run(ctx context.Context, cl *Caller, in *apitype.CheckIn, q Index
 	}
 	reported := *cl.Server
 	reported.BuildID, reported.Level = in.BuildID, in.Level
-	return c.index(ctx, cl, q, &reported)
+	return c.index(ctx, cl, q, order, &reported)
 }
 
 // Index answers a server with the signed index for its kernel: the exact
 // body and the portal's detached signature. A bad prefix or sticky date
 // is resolve.ErrBadPrefix or ErrBadSticky.
 func (c *Core) Index(ctx context.Context, cl *Caller, q IndexRequest) (*IndexAnswer, error) {
+	if c.cfg.IndexKey == nil {
+		return nil, ErrNoIndexKey
+	}
+	order, err := c.check(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	reported, err := c.reported(ctx, cl)
 	if err != nil {
 		return nil, err
 	}
-	return c.index(ctx, cl, q, reported)
+	return c.index(ctx, cl, q, order, reported)
 }
 
-// index answers q for cl, with a rollback order when reported (the
+// index answers q, checked (order: the patchsets' order for its
+// STICKY_PATCHSET), for cl, with a rollback order when reported (the
 // server as it last reported itself) is above the level the answer
 // names. The answer for everyone who asks q comes from c.indexes; one
 // with a rollback order is signed for cl alone.
-func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, reported *store.Server) (*IndexAnswer, error) {
-	if c.cfg.IndexKey == nil {
-		return nil, ErrNoIndexKey
-	}
-	if err := q.check(); err != nil {
-		return nil, err
-	}
+func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, order map[string]int, reported *store.Server) (*IndexAnswer, error) {
 	resolved := q.Sticky
 	if resolved == "KEY" {
 		resolved = ""
@@ -132,9 +159,9 @@ func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, reported *
 		return nil, err
 	}
 	win := g.windowFor(cl.Feed, cl.Key)
-	k := indexKey{buildID: q.BuildID, feed: cl.Feed, prefix: q.Prefix, sticky: q.Sticky, resolved: resolved, version: version,
-		gate: gate, window: win.String()}
-	e := c.indexes.get(k, now, func(e *signedIndex) { e.err = c.signIndex(ctx, k, g, now, e) })
+	k := indexKey{buildID: q.BuildID, feed: cl.Feed, prefix: q.Prefix, sticky: q.Sticky, resolved: resolved,
+		delay: q.Delay, patchset: q.Patchset, version: version, gate: gate, window: win.String()}
+	e := c.indexes.get(k, now, func(e *signedIndex) { e.err = c.signIndex(ctx, k, g, order, now, e) })
 	if e.err != nil {
 		return nil, e.err
 	}
@@ -161,11 +188,12 @@ func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, reported *
 }
 
 // signIndex fills e with the answer to k at now, signed: the newest level
-// k's feed, prefix, sticky date and rollout gate allow of those published
-// for its kernel, with k's maintenance window (none for an urgent level
-// in a feed whose urgent levels skip it). It holds until the clock makes
-// another level allowed, the window ends, or indexCacheMaxAge.
-func (c *Core) signIndex(ctx context.Context, k indexKey, g *gates, now time.Time, e *signedIndex) error {
+// k's feed, prefix, sticky date, UPDATE_DELAY, STICKY_PATCHSET and rollout
+// gate allow of those published for its kernel, with k's maintenance
+// window (none for an urgent level in a feed whose urgent levels skip
+// it). It holds until the clock makes another level allowed, the window
+// ends, or indexCacheMaxAge.
+func (c *Core) signIndex(ctx context.Context, k indexKey, g *gates, order map[string]int, now time.Time, e *signedIndex) error {
 	_, testPrefix, err := resolve.PrefixDelay(k.prefix)
 	if err != nil {
 		return err
@@ -194,7 +222,7 @@ func (c *Core) signIndex(ctx context.Context, k indexKey, g *gates, now time.Tim
 		// Levels of rollouts that do not admit the server yet.
 		levels = slices.DeleteFunc(levels, func(l store.Level) bool { return held[l.Patchset] })
 	}
-	req := resolve.Request{Prefix: k.prefix, Sticky: k.resolved, Now: now}
+	req := resolve.Request{Prefix: k.prefix, Sticky: k.resolved, Delay: k.delay, Patchset: k.patchset, Order: order, Now: now}
 	picked, err := resolve.Pick(levels, feed, req)
 	if err != nil {
 		return err
@@ -216,7 +244,7 @@ func (c *Core) signIndex(ctx context.Context, k indexKey, g *gates, now time.Tim
 		BuildID: k.buildID,
 		Feed:    k.feed,
 		// The question as the agent asked it, which it checks.
-		Request: &index.Request{BuildID: k.buildID, Prefix: k.prefix, Sticky: k.sticky},
+		Request: &index.Request{BuildID: k.buildID, Prefix: k.prefix, Sticky: k.sticky, Delay: k.delay, Patchset: k.patchset},
 	}
 	for _, l := range all {
 		e.idx.KernelID = l.KernelID

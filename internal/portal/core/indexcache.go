@@ -10,10 +10,11 @@ import (
 )
 
 // The signed index answers are shared: every server that asks the same
-// question (build-id, PREFIX, sticky date as sent and as resolved) in the
-// same feed, with the same rollout gates and maintenance window, while the
-// store is at the same version, gets the same signed body, which states
-// the question it answers and names no server. The
+// question (build-id, PREFIX, sticky date as sent and as resolved,
+// UPDATE_DELAY, STICKY_PATCHSET) in the same feed, with the same rollout
+// gates and maintenance window, while the store is at the same version,
+// gets the same signed body, which states the question it answers and
+// names no server. The
 // agent checks the question it asked (index.Verifier), so one signature
 // serves them all. An answer that must order one server back (a
 // rollback order names its server) is signed for that server alone and
@@ -34,6 +35,8 @@ type indexKey struct {
 	prefix        string // as sent
 	sticky        string // as sent: "", a date, or KEY
 	resolved      string // the sticky date the answer applies: KEY's is the key's
+	delay         string // UPDATE_DELAY, as sent
+	patchset      string // STICKY_PATCHSET, as sent
 	version       int64  // the store's version
 	// gate says, for each active rollout of the feed with a level for the
 	// kernel, whether the server may have it: servers in the same waves

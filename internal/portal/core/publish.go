@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -225,10 +226,23 @@ func (c *Core) MirrorLevels(ctx context.Context, since time.Time) (apitype.Mirro
 	return out, nil
 }
 
+// ErrSyncing is a sync asked of a replica while another replica of the
+// portal syncs: one at a time, so that two do not fetch the same levels.
+var ErrSyncing = errors.New("another replica of the portal is syncing from the upstream now")
+
 // Sync fetches new levels from the upstream s names (its Upstream, Token,
 // HTTP and DataDir; the rest is the core's) and records in the audit log
-// a sync that stored or refused anything.
+// a sync that stored or refused anything. Of the portal's replicas, one
+// syncs at a time: the others get ErrSyncing.
 func (c *Core) Sync(ctx context.Context, a Actor, s mirror.Syncer) (*mirror.Status, error) {
+	unlock, ok, err := c.st.TryLock(ctx, "sync")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrSyncing
+	}
+	defer unlock()
 	keys, err := c.publishers(ctx)
 	if err != nil {
 		return nil, err

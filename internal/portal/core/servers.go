@@ -261,3 +261,58 @@ func (c *Core) FixedCVEs(ctx context.Context, srv *store.Server) ([]store.CVE, e
 	}
 	return cves, nil
 }
+
+// CountServers counts the servers f selects, ignoring its limit and
+// offset. A check-in or registration age counts back from the portal's
+// clock.
+func (c *Core) CountServers(ctx context.Context, f store.ServerFilter) (int, error) {
+	f.Now = c.Now()
+	return c.st.CountFiltered(ctx, f)
+}
+
+// DeleteServers deletes every server f selects, each recorded in the
+// audit log, and returns how many.
+func (c *Core) DeleteServers(ctx context.Context, a Actor, f store.ServerFilter) (int, error) {
+	f.Now = c.Now()
+	list, err := c.st.Servers(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, srv := range list {
+		err := c.DeleteServer(ctx, a, srv.ID)
+		if isNotFound(err) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// SetServerTags replaces a server's tags ("k:v;k2" as kcarectl --tag sets
+// them; "" for none), as an operator asks.
+func (c *Core) SetServerTags(ctx context.Context, a Actor, id, tags string) error {
+	ci := apitype.CheckIn{Tags: &tags}
+	if err := ci.Validate(); err != nil {
+		return err
+	}
+	before, err := c.st.Server(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := c.st.SetServerTags(ctx, id, tags); err != nil {
+		return err
+	}
+	after := *before
+	after.Tags = tags
+	c.audit(ctx, a, "server.tags", id, "tags="+tags, serverTagsAudit(before), serverTagsAudit(&after))
+	return nil
+}
+
+// serverTagsAudit is a server's tags as the audit log shows them.
+func serverTagsAudit(v *store.Server) any {
+	return map[string]any{"id": v.ID, "tags": v.Tags}
+}

@@ -149,15 +149,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := datadir.MkdirAll(o.DataDir); err != nil {
 		return err
 	}
-	signer, err := PortalKey(o.DataDir)
-	if err != nil {
-		return err
-	}
 	tlsOn, err := serveTLS(o, log.Info)
-	if err != nil {
-		return err
-	}
-	salt, err := MetricsSalt(o.DataDir)
 	if err != nil {
 		return err
 	}
@@ -170,6 +162,15 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer st.Close()
+	if n, ok := st.(interface{ Notes() []string }); ok {
+		for _, note := range n.Notes() {
+			log.Warn(note)
+		}
+	}
+	signer, salt, err := portalSecrets(ctx, o, st, log)
+	if err != nil {
+		return err
+	}
 
 	c := core.New(core.Config{
 		Store: st, DataDir: o.DataDir, IndexKey: signer, Publishers: publishers, PublishersFrom: from,
@@ -249,11 +250,44 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
+// portalSecrets returns the index signing key and the metrics salt: the
+// data directory's for a portal on SQLite; for one on PostgreSQL, the
+// database's, which every replica shares (SharedPortalKey), and then it
+// stores there the bundles only this data directory holds.
+func portalSecrets(ctx context.Context, o Options, st store.Store, log *slog.Logger) (*trust.Signer, []byte, error) {
+	if o.DSN == "" {
+		signer, err := PortalKey(o.DataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		salt, err := MetricsSalt(o.DataDir)
+		return signer, salt, err
+	}
+	signer, err := SharedPortalKey(ctx, st, o.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	salt, err := SharedMetricsSalt(ctx, st, o.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := shareLocalBlobs(ctx, st, filepath.Join(o.DataDir, "blobs"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("store the data directory's bundles in the database: %w", err)
+	}
+	if n > 0 {
+		log.Info("stored the data directory's bundles in the database", "bundles", n)
+	}
+	return signer, salt, nil
+}
+
 // syncLoop syncs from the upstream every interval until ctx ends.
 func syncLoop(ctx context.Context, c *core.Core, s mirror.Syncer, every time.Duration, log *slog.Logger) {
 	for {
 		res, err := c.Sync(ctx, core.Actor{Name: "mirror", IP: "sync"}, s)
 		switch {
+		case errors.Is(err, core.ErrSyncing):
+			log.Info("sync: another replica syncs now; this one waits for its next turn", "upstream", s.Upstream)
 		case err != nil && ctx.Err() == nil:
 			log.Error("sync", "upstream", s.Upstream, "error", err)
 		case err == nil && (res.Fetched > 0 || len(res.Refused) > 0):

@@ -91,7 +91,8 @@ func From(err error) *Error {
 	case errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, store.ErrInvalidInput), errors.Is(err, apitype.ErrBadField),
-		errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky), errors.Is(err, core.ErrSelf):
+		errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky), errors.Is(err, core.ErrSelf),
+		errors.Is(err, resolve.ErrBadDelay), errors.Is(err, resolve.ErrBadPatchset):
 		code = http.StatusBadRequest
 	case errors.Is(err, core.ErrNoPublisherKeys):
 		code, msg = http.StatusConflict, core.ErrNoPublisherKeys.Error()+"; add one: eportal publisher add FILE.pub"

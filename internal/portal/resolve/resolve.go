@@ -17,13 +17,24 @@ import (
 type Request struct {
 	Prefix string // "", "test", "12h", "24h", "48h"
 	Sticky string // "", a date STICKY_PATCH accepts; "KEY" must be resolved by the caller
-	Now    time.Time
+	// Delay is KernelCare's UPDATE_DELAY as sent ("24h", "2d"): levels
+	// released within it are held back, beside the feed's and PREFIX's.
+	Delay string
+	// Patchset is KernelCare's STICKY_PATCHSET: levels of newer patchsets
+	// than this one are held back. Order ranks every patchset, oldest 0.
+	Patchset string
+	Order    map[string]int
+	Now      time.Time
 }
 
 // ErrBadPrefix and ErrBadSticky report a request the portal cannot honour.
 var (
 	ErrBadPrefix = errors.New("unknown PREFIX")
 	ErrBadSticky = errors.New("bad STICKY_PATCH date")
+	// ErrBadDelay and ErrBadPatchset report an UPDATE_DELAY or a
+	// STICKY_PATCHSET the portal cannot honour.
+	ErrBadDelay    = errors.New("bad UPDATE_DELAY")
+	ErrBadPatchset = errors.New("unknown STICKY_PATCHSET")
 )
 
 // PrefixDelay returns how long PREFIX holds levels back, and whether it
@@ -48,29 +59,21 @@ func PrefixDelay(prefix string) (delay time.Duration, test bool, err error) {
 // allow, or nil. Test-channel levels must already be filtered out by the
 // caller unless the feed or prefix admits them.
 func Pick(levels []store.Level, feed *store.Feed, req Request) (*store.Level, error) {
-	delay, _, err := PrefixDelay(req.Prefix)
+	delay, sticky, maxRank, err := req.limits(feed)
 	if err != nil {
 		return nil, err
 	}
-	if feed != nil {
-		delay += feed.DeployAfter
-	}
 	cutoff := req.Now.Add(-delay)
-	var sticky time.Time
-	if req.Sticky != "" {
-		end, err := config.StickyEnd(req.Sticky)
-		if err != nil {
-			return nil, fmt.Errorf("%w %q: %v", ErrBadSticky, req.Sticky, err)
-		}
-		sticky = end
-		if sticky.Before(cutoff) {
-			cutoff = sticky
-		}
+	if !sticky.IsZero() && sticky.Before(cutoff) {
+		cutoff = sticky
 	}
 	var best *store.Level
 	for i := range levels {
 		l := &levels[i]
 		if l.Released.After(cutoff) {
+			continue
+		}
+		if r, ok := req.Order[l.Patchset]; maxRank >= 0 && (!ok || r > maxRank) {
 			continue
 		}
 		if best == nil || l.Level > best.Level {
@@ -108,22 +111,16 @@ func RollbackFrom(srv *store.Server, buildID string, picked *store.Level) int {
 // already, or held back for good by the sticky date). A bad prefix or
 // sticky date is Pick's error.
 func NextChange(levels []store.Level, feed *store.Feed, req Request) (time.Time, error) {
-	delay, _, err := PrefixDelay(req.Prefix)
+	delay, sticky, maxRank, err := req.limits(feed)
 	if err != nil {
 		return time.Time{}, err
-	}
-	if feed != nil {
-		delay += feed.DeployAfter
-	}
-	var sticky time.Time
-	if req.Sticky != "" {
-		if sticky, err = config.StickyEnd(req.Sticky); err != nil {
-			return time.Time{}, fmt.Errorf("%w %q: %v", ErrBadSticky, req.Sticky, err)
-		}
 	}
 	cutoff := req.Now.Add(-delay)
 	var next time.Time
 	for _, l := range levels {
+		if r, ok := req.Order[l.Patchset]; maxRank >= 0 && (!ok || r > maxRank) {
+			continue // held back by STICKY_PATCHSET for good
+		}
 		if !l.Released.After(cutoff) || (!sticky.IsZero() && l.Released.After(sticky)) {
 			continue // allowed now, or never
 		}
@@ -132,4 +129,38 @@ func NextChange(levels []store.Level, feed *store.Feed, req Request) (time.Time,
 		}
 	}
 	return next, nil
+}
+
+// limits are what req and feed hold levels back with, as Pick applies
+// them: the delay after release, the end of the sticky day (zero: none),
+// and the rank of the newest patchset allowed (-1: any).
+func (req Request) limits(feed *store.Feed) (delay time.Duration, sticky time.Time, maxRank int, err error) {
+	delay, _, err = PrefixDelay(req.Prefix)
+	if err != nil {
+		return 0, time.Time{}, 0, err
+	}
+	if feed != nil {
+		delay += feed.DeployAfter
+	}
+	if req.Delay != "" {
+		d, err := config.ParseDelay(req.Delay)
+		if err != nil {
+			return 0, time.Time{}, 0, fmt.Errorf("%w: %v", ErrBadDelay, err)
+		}
+		delay += d
+	}
+	maxRank = -1
+	if req.Patchset != "" {
+		r, ok := req.Order[req.Patchset]
+		if !ok {
+			return 0, time.Time{}, 0, fmt.Errorf("%w %q", ErrBadPatchset, req.Patchset)
+		}
+		maxRank = r
+	}
+	if req.Sticky != "" {
+		if sticky, err = config.StickyEnd(req.Sticky); err != nil {
+			return 0, time.Time{}, 0, fmt.Errorf("%w %q: %v", ErrBadSticky, req.Sticky, err)
+		}
+	}
+	return delay, sticky, maxRank, nil
 }

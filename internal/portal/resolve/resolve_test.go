@@ -109,6 +109,8 @@ func TestNextChange(t *testing.T) {
 		{"sticky_holds_back_for_good", nil, Request{Sticky: "2026-11-20"}, time.Time{}},
 		{"sticky_today", nil, Request{Sticky: "2026-11-27"}, now.Add(2 * time.Hour)},
 		{"sticky_today_12h", nil, Request{Prefix: "12h", Sticky: "2026-11-27"}, now.Add(11 * time.Hour)},
+		{"update_delay_24h", nil, Request{Delay: "24h"}, now.Add(23 * time.Hour)},
+		{"sticky_patchset_before_all", nil, Request{Patchset: "K20261001_01", Order: map[string]int{"K20261001_01": 0}}, time.Time{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

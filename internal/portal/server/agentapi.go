@@ -17,14 +17,20 @@ import (
 	"github.com/kcare/kcare/internal/portal/store"
 )
 
-// register is ePortal's POST /admin/api/register (form key, hostname).
-// The activation key is the credential.
+// register is ePortal's POST /admin/api/register (form key, hostname,
+// urlencoded or multipart as curl -F sends it). The activation key is the
+// credential.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
+	form, err := bodyValues(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
 		return agentError(http.StatusBadRequest, apitype.CodeBadRequest, err)
 	}
-	key := strings.TrimSpace(r.PostForm.Get(apitype.RegisterKeyArg))
-	hostname := strings.TrimSpace(r.PostForm.Get(apitype.RegisterHostArg))
+	key := strings.TrimSpace(form.Get(apitype.RegisterKeyArg))
+	hostname := strings.TrimSpace(form.Get(apitype.RegisterHostArg))
 	id, secret, err := s.core.Register(r.Context(), key, hostname, httperr.RemoteIP(r))
 	switch {
 	case errors.Is(err, store.ErrInvalidKey):
@@ -57,13 +63,19 @@ func (s *Server) unregister(w http.ResponseWriter, r *http.Request) error {
 
 // index answers a server with the signed index for its kernel.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	a, err := s.core.Index(r.Context(), authnOf(r).caller, core.IndexRequest{
-		BuildID: r.PathValue("build_id"), Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)})
+	a, err := s.core.Index(r.Context(), authnOf(r).caller, indexRequest(r))
 	if err := indexError(err); err != nil {
 		return err
 	}
 	return writeIndex(w, r, a)
+}
+
+// indexRequest is the index question a request's query asks (its
+// build-id, if any, from the path).
+func indexRequest(r *http.Request) core.IndexRequest {
+	q := r.URL.Query()
+	return core.IndexRequest{BuildID: r.PathValue("build_id"), Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg),
+		Delay: q.Get(apitype.IndexDelayArg), Patchset: q.Get(apitype.IndexPatchArg)}
 }
 
 // indexError is the answer to an index question the core refused.
@@ -71,7 +83,7 @@ func indexError(err error) error {
 	switch {
 	case errors.Is(err, apitype.ErrBadField):
 		return agentError(http.StatusBadRequest, apitype.CodeBadBuildID, err)
-	case errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky):
+	case errors.Is(err, resolve.ErrBadPrefix), errors.Is(err, resolve.ErrBadSticky), errors.Is(err, resolve.ErrBadDelay), errors.Is(err, resolve.ErrBadPatchset):
 		return httperr.Wrap(http.StatusBadRequest, err.Error(), err)
 	}
 	return err
@@ -103,9 +115,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) error {
 	if err := checkInError(err); err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	a, err := s.core.Run(r.Context(), authnOf(r).caller, in,
-		core.IndexRequest{Prefix: q.Get(apitype.IndexPrefixArg), Sticky: q.Get(apitype.IndexStickyArg)}, httperr.RemoteIP(r))
+	a, err := s.core.Run(r.Context(), authnOf(r).caller, in, indexRequest(r), httperr.RemoteIP(r))
 	if err := indexError(err); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 // kcarePaths serves KernelCare's patch-server paths for existing tools:
 //
 //	GET /[PREFIX/]KERNEL_ID/version             newest level in main (404: none)
+//	GET /[PREFIX/]KERNEL_ID/latest.v2           the same, as reporting tools read it
 //	GET /[PREFIX/]KERNEL_ID/LEVEL/kpatch.info   that level's kpatch-* lines
 func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
@@ -36,7 +37,7 @@ func (s *Server) kcarePaths(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	switch {
-	case len(parts) == 2 && parts[1] == "version":
+	case len(parts) == 2 && (parts[1] == "version" || parts[1] == "latest.v2"):
 		if newest == nil {
 			return errorf(http.StatusNotFound, "no patches")
 		}

@@ -7,19 +7,24 @@ import (
 	"github.com/kcare/kcare/internal/portal/core"
 	"github.com/kcare/kcare/internal/portal/fleet"
 	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/textline"
 )
 
 // nagiosKey is KernelCare's Nagios API for the servers of one key:
 // GET /admin/api/kcare/nagios/{key} and GET /api/kcare/nagios/{key}. The
 // key is the credential, as in KernelCare.
 func (s *Server) nagiosKey(w http.ResponseWriter, r *http.Request) error {
-	cs, err := s.core.KeyServers(r.Context(), r.PathValue("key"))
+	key := r.PathValue("key")
+	cs, err := s.core.KeyServers(r.Context(), key)
+	// KernelCare's answer names the key asked about (escaped: it is the
+	// caller's own text, and must stay one line without perfdata).
+	notFound := "Servers not found for key " + textline.Escape(key) + "\n"
 	switch {
 	case errors.Is(err, store.ErrInvalidKey):
 		s.wrongKey(r)
-		return nagiosText(w, http.StatusNotFound, "Servers not found for key\n")
+		return nagiosText(w, http.StatusNotFound, notFound)
 	case errors.Is(err, core.ErrNoServers):
-		return nagiosText(w, http.StatusNotFound, "Servers not found for key\n")
+		return nagiosText(w, http.StatusNotFound, notFound)
 	case err != nil:
 		return err
 	}

@@ -72,12 +72,27 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// apiUser authenticates an X-Api-Key; a route needing roleAdmin refuses
+// apiUser authenticates an operator by an X-Api-Key or, as ePortal takes
+// it, a user and password in HTTP basic auth (checked as the sign-in page
+// checks them, under its throttle); a route needing roleAdmin refuses
 // other roles.
 func (s *Server) apiUser(r *http.Request, role apitype.Role) (*store.User, error) {
 	tok := r.Header.Get("X-Api-Key")
 	if tok == "" {
-		return nil, errorf(http.StatusUnauthorized, "X-Api-Key required")
+		// ePortal's API takes an operator's user and password too.
+		name, password, ok := r.BasicAuth()
+		if !ok {
+			return nil, &httperr.Error{Code: http.StatusUnauthorized, Msg: "X-Api-Key or HTTP basic auth (user and password) required",
+				Header: http.Header{"Www-Authenticate": {`Basic realm="eportal"`}}}
+		}
+		u, err := s.ui.CheckPassword(r.Context(), name, password, httperr.RemoteIP(r))
+		if err != nil {
+			return nil, err
+		}
+		if role == roleAdmin && u.Role != apitype.RoleAdmin {
+			return nil, errorf(http.StatusForbidden, "admin role required")
+		}
+		return u, nil
 	}
 	u, err := s.core.TokenUser(r.Context(), tok, role == roleAdmin)
 	if errors.Is(err, core.ErrBadToken) {

@@ -28,14 +28,14 @@ func TestRESTMasksKeysForReadOnly(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var out struct {
-			Data []struct {
+			Result []struct {
 				Key string `json:"key"`
-			} `json:"data"`
+			} `json:"result"`
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || len(out.Data) != 1 {
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || len(out.Result) != 1 {
 			t.Fatalf("GET %s: %d %v %+v", path, resp.StatusCode, err, out)
 		}
-		return out.Data[0].Key
+		return out.Result[0].Key
 	}
 	for _, path := range []string{"/admin/api/keys/", "/admin/api/servers"} {
 		if got := get(path, p.admin); got != key {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/portal/core"
+	"github.com/kcare/kcare/internal/portal/httperr"
 	"github.com/kcare/kcare/internal/portal/rollout"
 	"github.com/kcare/kcare/internal/portal/store"
 )
@@ -129,7 +130,7 @@ func (s *Server) restSetRolloutPolicy(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	in := policyJSON(p)
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
 	bad := func(field string, err error) error {
@@ -169,7 +170,7 @@ func (s *Server) restSetRolloutPolicy(w http.ResponseWriter, r *http.Request) er
 // body, never in the URL.
 func (s *Server) restKeyWindow(w http.ResponseWriter, r *http.Request) error {
 	var in apitype.KeyWindow
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
 	if err := s.core.SetKeyWindow(r.Context(), operator(r), in.Key, in.Window); err != nil {
@@ -181,11 +182,22 @@ func (s *Server) restKeyWindow(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) restPatchsetUrgent(w http.ResponseWriter, r *http.Request) error {
 	var in apitype.Urgency
-	if err := decodeBody(r, &in); err != nil {
+	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
 	if err := s.core.SetPatchsetUrgent(r.Context(), operator(r), r.PathValue("patchset"), in.Urgent); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, in)
+}
+
+// decodeJSON reads a request's JSON body into v: one object with only the
+// fields v has.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body) // bounded by the route's body limit
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return httperr.Wrap(http.StatusBadRequest, "bad JSON body: "+err.Error(), err)
+	}
+	return nil
 }

@@ -93,17 +93,27 @@ func (s *Server) routeTable() []route {
 		// Publishing.
 		{"POST /api/v1/publish", authToken, roleAdmin, publishBodyMax, false, s.publish},
 		{"GET /api/v1/mirror/levels", authToken, roleAny, 0, false, s.mirrorLevels},
-		// ePortal's REST API.
+		// ePortal's REST API (TuxCare's "ePortal API" page): an operator's
+		// API token (X-Api-Key) or user and password (HTTP basic).
 		{"GET /admin/api/servers", authToken, roleAny, 0, false, s.restServers},
+		{"DELETE /admin/api/servers", authToken, roleAdmin, 0, false, s.restCleanServers},
+		{"POST /admin/api/delete_server", authToken, roleAdmin, restBodyMax, false, s.restDeleteServer},
+		{"POST /admin/api/set_tags", authToken, roleAdmin, restBodyMax, false, s.restSetTags},
 		{"GET /admin/api/servers/{id}/vex", authToken, roleAny, 0, false, s.serverVEX},
 		{"GET /admin/api/keys/", authToken, roleAny, 0, false, s.restKeys},
-		{"POST /admin/api/keys/", authToken, roleAdmin, restBodyMax, false, s.restAddKey},
+		{"POST /admin/api/keys/", authToken, roleAdmin, restBodyMax, false, s.restPutKey},
 		{"DELETE /admin/api/keys/{key}", authToken, roleAdmin, 0, false, s.restDeleteKey},
 		{"GET /admin/api/feeds/", authToken, roleAny, 0, false, s.restFeeds},
-		{"POST /admin/api/feeds/", authToken, roleAdmin, restBodyMax, false, s.restAddFeed},
+		{"POST /admin/api/feeds/", authToken, roleAdmin, restBodyMax, false, s.restPutFeed},
+		{"DELETE /admin/api/feeds/{name}", authToken, roleAdmin, 0, false, s.restDeleteFeed},
 		{"GET /admin/api/patchsets/", authToken, roleAny, 0, false, s.restPatchsets},
-		{"POST /admin/api/patchsets/manage", authToken, roleAdmin, 0, false, s.restManagePatchsets},
-		{"GET /admin/api/kcare/patchset/{key}", authToken, roleAny, 0, true, s.restKeyPatchset},
+		{"POST /admin/api/patchsets/manage", authToken, roleAdmin, restBodyMax, false, s.restManagePatchsets},
+		{"GET /admin/api/users/", authToken, roleAny, 0, false, s.restUsers},
+		// The scanner integrations' per-key listing: the activation key in
+		// the path is the credential, as in ePortal; read-only.
+		{"GET /admin/api/kcare/patchset/{key}", authActivationKey, roleAny, 0, true, s.restKeyPatchset},
+		// Registration at ePortal's REGISTRATION_URL (…/admin/api/kcare).
+		{"POST /admin/api/kcare/register", authActivationKey, roleAny, formBodyMax, true, s.register},
 		// Safe rollout.
 		{"GET /admin/api/rollouts", authToken, roleAny, 0, false, s.restRollouts},
 		{"GET /admin/api/rollouts/{id}", authToken, roleAny, 0, false, s.restRollout},
@@ -117,6 +127,12 @@ func (s *Server) routeTable() []route {
 		{"GET /admin/api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},
 		{"GET /api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},
 		{"GET /api/kcare/nagios-res/{login}/{token}", authReseller, roleAny, 0, true, s.nagiosReseller},
+	}
+	// Any other path under /admin/api/ is a JSON 404, never the web UI;
+	// a request that could change something is authenticated first.
+	rt = append(rt, route{"GET /admin/api/", authNone, roleAny, 0, false, s.restNotFound})
+	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		rt = append(rt, route{m + " /admin/api/", authToken, roleAny, 0, false, s.restNotFound})
 	}
 	s.installerRoutes(func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
 		rt = append(rt, route{pattern, authNone, roleAny, 0, false, f})

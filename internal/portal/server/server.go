@@ -49,6 +49,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	guesses *guessThrottle
+	ui      *web.UI
 }
 
 // New returns a Server for cfg.
@@ -86,9 +87,9 @@ func (s *Server) routes() {
 	// The admin web UI; the /admin/api/ routes above are more specific.
 	wc := s.cfg.Web
 	wc.Core, wc.Log = s.core, s.cfg.Log
-	ui := web.New(wc)
-	s.mux.Handle("GET /admin/", ui)
-	s.mux.Handle("POST /admin/", ui)
+	s.ui = web.New(wc)
+	s.mux.Handle("GET /admin/", s.ui)
+	s.mux.Handle("POST /admin/", s.ui)
 }
 
 // errorf is an error answer with a message made as fmt.Sprintf makes it.

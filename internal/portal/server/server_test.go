@@ -420,7 +420,7 @@ func TestREST(t *testing.T) {
 		h.c.CheckIn(context.Background(), apitype.CheckIn{Hostname: "web1", Release: fakekernel.Release, BuildID: fakekernel.BuildID, KernelID: kernel.KernelID(fakekernel.Version), Level: 2, Result: "ok"})
 
 		code, out := api("GET", "/admin/api/servers?key=k1&is_updated=true", p.ro, nil)
-		if data, _ := out["data"].([]any); code != 200 || len(data) != 1 {
+		if data, _ := out["result"].([]any); code != 200 || len(data) != 1 || out["count"] != 1.0 {
 			t.Errorf("servers key=k1 is_updated=true: %d %v", code, out)
 		}
 		code, out = api("GET", "/admin/api/kcare/patchset/k1", p.ro, nil)
@@ -428,11 +428,11 @@ func TestREST(t *testing.T) {
 			t.Errorf("kcare/patchset: %d %v", code, out)
 		}
 		code, out = api("GET", "/admin/api/patchsets/?feed=main", p.ro, nil)
-		if data, _ := out["data"].([]any); code != 200 || len(data) != 2 {
+		if data, _ := out["result"].([]any); code != 200 || len(data) != 2 {
 			t.Fatalf("patchsets: %d %v", code, out)
 		}
 		// Undeploy the newest patchset: servers are offered level 1 again.
-		newest := out["data"].([]any)[1].(map[string]any)["patchset"].(string)
+		newest := out["result"].([]any)[1].(map[string]any)["patchset"].(string)
 		if code, out := api("POST", "/admin/api/patchsets/manage?feed=main&action=undeploy-downto&patchset="+newest, p.admin, nil); code != 200 {
 			t.Fatalf("undeploy-downto: %d %v", code, out)
 		}

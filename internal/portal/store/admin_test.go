@@ -317,3 +317,36 @@ func testCheckInConcurrent(t *testing.T, b backend) {
 		}
 	}
 }
+
+// testAgentServer: what authenticating an agent reads, in one query: the
+// server as Server returns it, its key's settings, the store's version.
+func testAgentServer(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	check(t, "AddKey", s.AddKey(ctx, &Key{Key: "kc-1", Note: "web", Limit: 5, Sticky: "2026-11-20", IPRanges: []string{"192.0.2.0/24"}}))
+	check(t, "Register", s.Register(ctx, "kc-1", &Server{ID: "srv-1", Hostname: "web-01", IP: "192.0.2.1", Registered: t0}))
+	check(t, "CheckIn", s.CheckIn(ctx, "srv-1", Report{Hostname: "web-01", IP: "192.0.2.1", BuildID: buildDebian, Level: 2, LastResult: "ok", At: t0.Add(time.Hour)}))
+	check(t, "UpsertIPServer", s.UpsertIPServer(ctx, &Server{ID: "ip-192-0-2-9", IP: "192.0.2.9"}, "main"))
+	v, k, version, err := s.AgentServer(ctx, "srv-1")
+	check(t, "AgentServer", err)
+	want, err := s.Server(ctx, "srv-1")
+	check(t, "Server", err)
+	if diff := cmp.Diff(want, v); diff != "" {
+		t.Errorf("AgentServer's server (-Server +AgentServer):\n%s", diff)
+	}
+	wantKey := &Key{Key: "kc-1", Note: "web", Limit: 5, Feed: "main", Sticky: "2026-11-20", IPRanges: []string{"192.0.2.0/24"}}
+	if k != nil {
+		k.Created = time.Time{}
+	}
+	if diff := cmp.Diff(wantKey, k); diff != "" {
+		t.Errorf("AgentServer's key (-want +got):\n%s", diff)
+	}
+	if sv, err := s.Version(ctx); err != nil || version != sv {
+		t.Errorf("AgentServer's version %d, Version %d (%v)", version, sv, err)
+	}
+	if _, k, _, err := s.AgentServer(ctx, "ip-192-0-2-9"); err != nil || k != nil {
+		t.Errorf("AgentServer of an IP-licensed server: key %+v, %v; want none", k, err)
+	}
+	_, _, _, err = s.AgentServer(ctx, "nosuchserver")
+	wantErr(t, "AgentServer unknown", err, ErrNotFound)
+}

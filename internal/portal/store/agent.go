@@ -27,7 +27,7 @@ func (s *sqlStore) AgentServer(ctx context.Context, id string) (*Server, *Key, i
 	note, feed, stick := nullString{&noteS}, nullString{&feedS}, nullString{&stS}
 	err := s.hotRow(ctx, s.r, agentServerQuery, id).Scan(&v.ID, &v.SecretHash, nullString{&v.Key}, nullString{&v.LicenseFeed},
 		&v.Hostname, &v.IP, &v.Release, &v.BuildID, &v.KernelID, &v.Level, &v.EffectiveRelease, &v.LastResult,
-		&v.AgentVersion, &v.Tags, timeCol{&v.Registered}, timeCol{&v.LastCheckin},
+		&v.AgentVersion, &v.Tags, timeCol{&v.Registered}, timeCol{&v.LastCheckin}, timeCol{&v.Updated},
 		&keyName, note, &limit, feed, stick, &ranges, timeCol{&k.Created}, &version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, 0, fmt.Errorf("server %s: %w", id, ErrNotFound)

@@ -123,10 +123,12 @@ const checkInTouch = `UPDATE servers SET last_checkin = $2
 WHERE id = $1 AND hostname = $3 AND ip = $4 AND kernel_release = $5 AND build_id = $6 AND kernel_id = $7
 	AND level = $8 AND effective_release = $9 AND last_result = $10 AND agent_version = $11 AND tags = COALESCE($12, tags)`
 
-// checkInChange records a check-in that reports a change.
+// checkInChange records a check-in that reports a change; a new level (or
+// kernel) is when the server was updated.
 const checkInChange = `UPDATE servers SET hostname = $3, ip = $4, kernel_release = $5, build_id = $6,
 	kernel_id = $7, level = $8, effective_release = $9, last_result = $10, agent_version = $11,
-	tags = COALESCE($12, tags), last_checkin = $2 WHERE id = $1`
+	tags = COALESCE($12, tags), last_checkin = $2,
+	updated = CASE WHEN $8 > 0 AND (level <> $8 OR build_id <> $6) THEN $2 ELSE updated END WHERE id = $1`
 
 // checkInHistory adds a line to a server's history.
 const checkInHistory = `INSERT INTO checkins (server_id, at, level, effective_release, result) VALUES ($1, $2, $3, $4, $5)`

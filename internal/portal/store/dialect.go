@@ -173,6 +173,12 @@ func (d dialect) minusNanos(t, nanos string) string {
 }
 
 // likeEscape makes s a LIKE pattern matching s anywhere, with \ escaping.
+// likePattern is an ePortal filter value as a LIKE pattern: % stays the
+// wildcard, _ and \ are themselves.
+func likePattern(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `_`, `\_`).Replace(s)
+}
+
 func likeEscape(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	return "%" + r.Replace(s) + "%"

@@ -117,8 +117,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, k.Key, k.Note, k.Limit, k.Feed, k.Stic
 	return nil
 }
 
-const keyCols = keySettingsCols + `,
-	(SELECT COUNT(*) FROM servers s WHERE s.key = k.key)`
+// keyCols are a key's columns with its server count, which triggers keep
+// (migration 6).
+const keyCols = keySettingsCols + `, k.server_count`
 
 // keySettingsCols are a key's own columns, without its server count.
 const keySettingsCols = `k.key, k.note, k.server_limit, k.feed, k.sticky, k.ip_ranges, k.created`
@@ -146,16 +147,7 @@ func scanKeyCols(r scanner, count bool) (Key, error) {
 }
 
 func (s *sqlStore) Key(ctx context.Context, key string) (*Key, error) {
-	k, err := s.KeySettings(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	// Counted on its own, with the key as a parameter, so that PostgreSQL
-	// plans it on the servers_key index rather than a scan.
-	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers WHERE key = $1`, key).Scan(&k.Servers); err != nil {
-		return nil, fmt.Errorf("key %s: count servers: %w", MaskKey(key), err)
-	}
-	return k, nil
+	return queryOne(ctx, s.r, "key "+MaskKey(key), scanKey, `SELECT `+keyCols+` FROM keys k WHERE k.key = $1`, key)
 }
 
 func (s *sqlStore) KeySettings(ctx context.Context, key string) (*Key, error) {

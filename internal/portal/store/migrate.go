@@ -212,7 +212,71 @@ CREATE TABLE publisher_keys (
 	added {{time}} NOT NULL
 );
 `},
-	// 6: safe rollout. The kernel health each server reports; each
+	// 6: when each server last changed its level (ePortal's "updated"
+	// and updated_age); NULL until it reports a level.
+	{sql: `ALTER TABLE servers ADD COLUMN updated {{time}};`},
+	// 7: each key's server count, kept by triggers, so that the keys
+	// pages and a registration under a server limit read it rather than
+	// count a million servers; on SQLite, a trigram index of the
+	// servers' hostnames, addresses and tags for substring search
+	// (PostgreSQL gets pg_trgm's, made at open when the extension is
+	// there: ensureSearchIndex). A server's key never changes, so no
+	// trigger watches an update of it.
+	{sqlite: `
+ALTER TABLE keys ADD COLUMN server_count INTEGER NOT NULL DEFAULT 0;
+UPDATE keys SET server_count = (SELECT COUNT(*) FROM servers s WHERE s.key = keys.key);
+` + sqliteCountTriggers + `
+CREATE VIRTUAL TABLE servers_search USING fts5(hostname, ip, tags, content='servers', content_rowid='rowid', tokenize='trigram');
+INSERT INTO servers_search (servers_search) VALUES ('rebuild');
+` + sqliteSearchTriggers, postgres: `
+ALTER TABLE keys ADD COLUMN server_count BIGINT NOT NULL DEFAULT 0;
+UPDATE keys k SET server_count = (SELECT COUNT(*) FROM servers s WHERE s.key = k.key);
+CREATE FUNCTION kcare_count_servers() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		UPDATE keys k SET server_count = k.server_count - d.n
+		FROM (SELECT key, COUNT(*) AS n FROM old_rows WHERE key IS NOT NULL GROUP BY key) d WHERE k.key = d.key;
+	ELSE
+		UPDATE keys k SET server_count = k.server_count + d.n
+		FROM (SELECT key, COUNT(*) AS n FROM new_rows WHERE key IS NOT NULL GROUP BY key) d WHERE k.key = d.key;
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER servers_count_insert AFTER INSERT ON servers REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION kcare_count_servers();
+CREATE TRIGGER servers_count_delete AFTER DELETE ON servers REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION kcare_count_servers();
+`},
+	// 8: what replicas of a portal on one database share beside it: the
+	// bundles, in chunks (the data directory is each replica's cache of
+	// them); the secrets they must agree on (the index signing key, the
+	// metrics salt); the web UI's failed sign-ins, counted together.
+	{sql: `
+CREATE TABLE blobs (
+	digest TEXT PRIMARY KEY,
+	size BIGINT NOT NULL,
+	added {{time}} NOT NULL
+);
+CREATE TABLE blob_chunks (
+	digest TEXT NOT NULL REFERENCES blobs (digest) ON DELETE CASCADE,
+	n INTEGER NOT NULL,
+	data {{bytes}} NOT NULL,
+	PRIMARY KEY (digest, n)
+);
+CREATE TABLE portal_secrets (
+	name TEXT PRIMARY KEY,
+	value {{bytes}} NOT NULL,
+	created {{time}} NOT NULL
+);
+CREATE TABLE signin_failures (
+	key {{bytes}} PRIMARY KEY,
+	n INTEGER NOT NULL,
+	until_at {{time}},
+	last_at {{time}} NOT NULL
+);
+CREATE INDEX signin_failures_last_at ON signin_failures (last_at);
+`},
+	// 9: safe rollout. The kernel health each server reports; each
 	// feed's rollout policy (its waves, soak time, health thresholds,
 	// maintenance window); the keys' own maintenance windows; urgent
 	// patchsets; the rollouts with their samples over time; the fleet's
@@ -283,6 +347,32 @@ CREATE TABLE coverage_days (
 );
 `},
 }
+
+// sqliteCountTriggers keep keys.server_count on SQLite, row by row.
+const sqliteCountTriggers = `
+CREATE TRIGGER servers_count_insert AFTER INSERT ON servers WHEN new.key IS NOT NULL BEGIN
+	UPDATE keys SET server_count = server_count + 1 WHERE key = new.key;
+END;
+CREATE TRIGGER servers_count_delete AFTER DELETE ON servers WHEN old.key IS NOT NULL BEGIN
+	UPDATE keys SET server_count = server_count - 1 WHERE key = old.key;
+END;
+`
+
+// sqliteSearchTriggers keep the trigram index servers_search on SQLite:
+// a check-in that reports the hostname, address and tags already held
+// sets none of them, and so leaves the index alone.
+const sqliteSearchTriggers = `
+CREATE TRIGGER servers_search_insert AFTER INSERT ON servers BEGIN
+	INSERT INTO servers_search (rowid, hostname, ip, tags) VALUES (new.rowid, new.hostname, new.ip, new.tags);
+END;
+CREATE TRIGGER servers_search_delete AFTER DELETE ON servers BEGIN
+	INSERT INTO servers_search (servers_search, rowid, hostname, ip, tags) VALUES ('delete', old.rowid, old.hostname, old.ip, old.tags);
+END;
+CREATE TRIGGER servers_search_update AFTER UPDATE OF hostname, ip, tags ON servers BEGIN
+	INSERT INTO servers_search (servers_search, rowid, hostname, ip, tags) VALUES ('delete', old.rowid, old.hostname, old.ip, old.tags);
+	INSERT INTO servers_search (rowid, hostname, ip, tags) VALUES (new.rowid, new.hostname, new.ip, new.tags);
+END;
+`
 
 // fillStickyUntil sets sticky_until of the keys with a sticky date.
 func fillStickyUntil(ctx context.Context, tx *sql.Tx, d dialect) error {

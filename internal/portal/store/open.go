@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -130,5 +131,52 @@ func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open postgres %s: %w", where, err)
 	}
-	return &sqlStore{d: postgresDialect, w: db, r: db}, nil
+	st := &sqlStore{d: postgresDialect, w: db, r: db}
+	if err := st.ensureSearchIndex(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open postgres %s: %w", where, err)
+	}
+	return st, nil
+}
+
+// ensureSearchIndex gives PostgreSQL's servers a trigram index of their
+// hostnames, addresses and tags (pg_trgm), for substring search: made
+// once, when the extension is installed or this role may install it (in
+// the public schema, where a schema dropped later cannot take it away).
+// Without it, search reads the servers; Notes says so.
+func (s *sqlStore) ensureSearchIndex(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('kcare.pg_trgm'))`); err != nil {
+		return fmt.Errorf("search index: lock: %w", err)
+	}
+	var schema string
+	err = tx.QueryRowContext(ctx, `SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = 'pg_trgm'`).Scan(&schema)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT trgm`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public`); err != nil {
+			s.notes = append(s.notes, fmt.Sprintf("no trigram index for server search (%v): a database owner can run CREATE EXTENSION pg_trgm; until then a search reads every server", err))
+			return nil
+		}
+		schema = "public"
+	} else if err != nil {
+		return fmt.Errorf("search index: %w", err)
+	}
+	var have bool
+	if err := tx.QueryRowContext(ctx, `SELECT to_regclass('servers_search_trgm') IS NOT NULL`).Scan(&have); err != nil {
+		return fmt.Errorf("search index: %w", err)
+	}
+	if !have {
+		ops := pgx.Identifier{schema, "gin_trgm_ops"}.Sanitize()
+		if _, err := tx.ExecContext(ctx, `CREATE INDEX servers_search_trgm ON servers USING gin (hostname `+ops+`, ip `+ops+`, tags `+ops+`)`); err != nil {
+			return fmt.Errorf("search index: %w", err)
+		}
+	}
+	return tx.Commit()
 }

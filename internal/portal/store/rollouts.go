@@ -256,7 +256,7 @@ func (s *sqlStore) RolloutMembers(ctx context.Context, feed string, buildIDs []s
 		return m, nil
 	}, `SELECT s.id, s.build_id, s.level, s.last_checkin, h.boot_id, `+healthCols+`
 FROM servers s LEFT JOIN keys k ON k.key = s.key LEFT JOIN server_health h ON h.server_id = s.id
-WHERE `+serverFeed+` = $1 AND s.build_id IN (`+strings.Join(marks, ", ")+`)
+WHERE COALESCE(k.feed, s.ip_feed, 'main') = $1 AND s.build_id IN (`+strings.Join(marks, ", ")+`)
 ORDER BY s.id`, args...)
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/kcare/kcare/internal/apitype"
 )
 
 // seedKernel is a kernel the seeded servers run.
@@ -136,8 +138,10 @@ var bulkRows = 50_000
 type rebuild struct{ name, drop, create string }
 
 const (
-	sqliteRebuild = `SELECT name, 'DROP INDEX "' || name || '"', sql FROM sqlite_master
-WHERE type = 'index' AND tbl_name = 'servers' AND sql IS NOT NULL ORDER BY name`
+	// The triggers (server counts, the search index) go too, and what
+	// they keep is made again at the end of the load: sqliteAfterLoad.
+	sqliteRebuild = `SELECT name, 'DROP ' || upper(type) || ' "' || name || '"', sql FROM sqlite_master
+WHERE type IN ('index', 'trigger') AND tbl_name = 'servers' AND sql IS NOT NULL ORDER BY type, name`
 	postgresRebuild = `SELECT i.indexname, 'DROP INDEX ' || quote_ident(i.indexname), i.indexdef
 FROM pg_indexes i
 JOIN pg_index x ON x.indexrelid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass
@@ -167,11 +171,14 @@ func scanRebuilds(rows rowScanner) ([]rebuild, error) {
 	return out, rows.Err()
 }
 
+// bulk reports whether adding n rows to a table of have is a bulk load.
+func bulk(n, have int) bool { return n >= bulkRows && have <= n }
+
 // bulkLoad runs load, which adds n rows to a table of have, inside
 // dropping and making again what list returns when that pays off.
 func bulkLoad(n, have int, list func() ([]rebuild, error), exec func(q string) error, load func() error) error {
 	var plan []rebuild
-	if n >= bulkRows && have <= n {
+	if bulk(n, have) {
 		var err error
 		if plan, err = list(); err != nil {
 			return fmt.Errorf("list indexes: %w", err)
@@ -231,7 +238,7 @@ func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
 			_, err := tx.ExecContext(ctx, q)
 			return err
 		}
-		return bulkLoad(n, have, list, exec, func() error {
+		err := bulkLoad(n, have, list, exec, func() error {
 			full, err := tx.PrepareContext(ctx, stmt(seedBatch))
 			if err != nil {
 				return err
@@ -256,7 +263,23 @@ func (s *sqlStore) seedServers(ctx context.Context, key string, n int) error {
 			}
 			return nil
 		})
+		if err != nil || !bulk(n, have) {
+			return err
+		}
+		for _, q := range sqliteAfterLoad {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("after the load: %w", err)
+			}
+		}
+		return nil
 	})
+}
+
+// sqliteAfterLoad makes again what the triggers a bulk load dropped keep:
+// the keys' server counts and the search index.
+var sqliteAfterLoad = []string{
+	`UPDATE keys SET server_count = (SELECT COUNT(*) FROM servers s WHERE s.key = keys.key)`,
+	`INSERT INTO servers_search (servers_search) VALUES ('rebuild')`,
 }
 
 func keyExists(ctx context.Context, q queryer, key string) error {
@@ -333,4 +356,30 @@ func (s *sqlStore) copyServers(ctx context.Context, key string, n int) error {
 		}
 		return tx.Commit(ctx)
 	})
+}
+
+// SeedLevels publishes, for load tests and benchmarks, three levels of
+// each kernel SeedServers spreads its servers over: levels 1 and 2 in
+// the stable channel, released three days and a day before now, and level
+// 3 in the test channel, released an hour before now. Servers seeded at
+// levels 0 to 3 are then up to date, out of date or ahead.
+func SeedLevels(ctx context.Context, s LevelStore) error {
+	t := now()
+	for _, k := range seedKernels {
+		for lv, back := range map[int]time.Duration{1: 72 * time.Hour, 2: 24 * time.Hour, 3: time.Hour} {
+			ch := apitype.ChannelStable
+			if lv == 3 {
+				ch = apitype.ChannelTest
+			}
+			rel := t.Add(-back)
+			sum := sha256.Sum256(fmt.Appendf(nil, "seed level %s/%d", k.buildID, lv))
+			l := &Level{BuildID: k.buildID, KernelID: k.kernelID, Release: k.release, Level: lv,
+				Patchset: "K" + rel.Format("20060102") + "_01", Channel: ch, Digest: hex.EncodeToString(sum[:]),
+				Size: 262144, EffectiveRelease: k.release, Released: rel}
+			if err := s.AddLevel(ctx, l); err != nil {
+				return fmt.Errorf("seed levels: %w", err)
+			}
+		}
+	}
+	return nil
 }

@@ -11,19 +11,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Servers.
 
 const serverCols = `s.id, s.secret_hash, s.key, s.ip_feed, s.hostname, s.ip, s.kernel_release, s.build_id,
 	s.kernel_id, s.level, s.effective_release, s.last_result, s.agent_version, s.tags,
-	s.registered, s.last_checkin`
+	s.registered, s.last_checkin, s.updated`
 
 func scanServer(r scanner) (Server, error) {
 	var v Server
 	err := r.Scan(&v.ID, &v.SecretHash, nullString{&v.Key}, nullString{&v.LicenseFeed}, &v.Hostname, &v.IP, &v.Release, &v.BuildID,
 		&v.KernelID, &v.Level, &v.EffectiveRelease, &v.LastResult, &v.AgentVersion, &v.Tags,
-		timeCol{&v.Registered}, timeCol{&v.LastCheckin})
+		timeCol{&v.Registered}, timeCol{&v.LastCheckin}, timeCol{&v.Updated})
 	return v, err
 }
 
@@ -67,10 +68,10 @@ func (s *sqlStore) Register(ctx context.Context, key string, v *Server) error {
 	v.Registered, v.LastCheckin = norm(v.Registered), norm(v.LastCheckin)
 	v.Key = key
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var limit int
+		var limit, n int
 		var rangesJSON string
-		err := tx.QueryRowContext(ctx, `SELECT server_limit, ip_ranges FROM keys WHERE key = $1`+s.d.forUpdate,
-			key).Scan(&limit, &rangesJSON)
+		err := tx.QueryRowContext(ctx, `SELECT server_limit, ip_ranges, server_count FROM keys WHERE key = $1`+s.d.forUpdate,
+			key).Scan(&limit, &rangesJSON, &n)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrInvalidKey
 		}
@@ -84,15 +85,10 @@ func (s *sqlStore) Register(ctx context.Context, key string, v *Server) error {
 		if !ipAllowed(v.IP, ranges) {
 			return fmt.Errorf("%s: %w", v.IP, ErrIPNotAllowed)
 		}
-		if limit > 0 {
-			var n int
-			err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers WHERE key = $1`, key).Scan(&n)
-			if err != nil {
-				return err
-			}
-			if n >= limit {
-				return fmt.Errorf("%d of %d: %w", n, limit, ErrLimitReached)
-			}
+		// n is kept by a trigger, under the key row's lock (on SQLite,
+		// the one writer's).
+		if limit > 0 && n >= limit {
+			return fmt.Errorf("%d of %d: %w", n, limit, ErrLimitReached)
 		}
 		_, err = tx.ExecContext(ctx, insertServer, s.serverArgs(v, "")...)
 		if isUnique(err) {
@@ -127,10 +123,16 @@ ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash, ip_feed = exc
 	hostname = excluded.hostname, ip = excluded.ip, kernel_release = excluded.kernel_release,
 	build_id = excluded.build_id, kernel_id = excluded.kernel_id, level = excluded.level,
 	effective_release = excluded.effective_release, last_result = excluded.last_result,
-	agent_version = excluded.agent_version, tags = excluded.tags, last_checkin = excluded.last_checkin
+	agent_version = excluded.agent_version, tags = excluded.tags, last_checkin = excluded.last_checkin,
+	updated = CASE WHEN excluded.level > 0 AND (servers.level <> excluded.level OR servers.build_id <> excluded.build_id)
+		THEN excluded.last_checkin ELSE servers.updated END
 WHERE servers.key IS NULL`, s.serverArgs(v, feed)...)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("registered under a key: %w", ErrExists)
+	}
+	if err == nil && v.Level > 0 {
+		// A server recorded at once with a level changed to it then.
+		_, err = s.exec(ctx, `UPDATE servers SET updated = $2 WHERE id = $1 AND updated IS NULL`, v.ID, s.d.t(v.LastCheckin))
 	}
 	if err != nil {
 		return fmt.Errorf("record IP-licensed server %s: %w", v.ID, err)
@@ -141,10 +143,6 @@ WHERE servers.key IS NULL`, s.serverArgs(v, feed)...)
 func (s *sqlStore) Server(ctx context.Context, id string) (*Server, error) {
 	return queryOne(ctx, s.r, "server "+id, scanServer, `SELECT `+serverCols+` FROM servers s WHERE s.id = $1`, id)
 }
-
-// serverFeed is the feed a server's updates come from: its key's, or
-// its IP license's.
-const serverFeed = `COALESCE(k.feed, s.ip_feed, 'main')`
 
 // allowedLevels are two small tables a servers query joins to every
 // server it reads (whatever the planner thinks of the tables' sizes): the
@@ -178,10 +176,39 @@ const allowedJoin = ` LEFT JOIN avk ON avk.key = s.key AND avk.build_id = s.buil
 const allowedLevel = `COALESCE(avk.level, avf.level, -1)`
 
 func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error) {
-	if (f.CheckinAge > 0 || f.ActiveWithin > 0 || f.IsUpdated != nil) && f.Now.IsZero() {
+	if f.needsNow() && f.Now.IsZero() {
 		return nil, fmt.Errorf("servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
 	}
-	q, args := s.serversQuery(f, f.Now)
+	p, err := s.planFor(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if p.ftsMany && f.Limit > 0 && f.Offset == 0 {
+		// See windowRows: the first rows in the page's order first.
+		w, err := s.windowEnd(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		if w != nil {
+			wp := p
+			wp.window = w
+			out, err := s.servers(ctx, f, wp)
+			if err != nil || len(out) >= f.Limit {
+				return out, err
+			}
+			if s.d.name == "postgres" {
+				p.filterFirst = true
+			} else {
+				p.searchFTS, p.tagFTS = usesTrigrams(f.Search), usesTrigrams(f.Tag)
+			}
+		}
+	}
+	return s.servers(ctx, f, p)
+}
+
+// servers runs the query for f as p plans it.
+func (s *sqlStore) servers(ctx context.Context, f ServerFilter, p plan) ([]Server, error) {
+	q, args := s.serversQuery(f, f.Now, p)
 	out, err := queryAll(ctx, s.r, "servers", scanServer, q, args...)
 	if f.Before != nil && f.After == nil {
 		slices.Reverse(out)
@@ -189,27 +216,173 @@ func (s *sqlStore) Servers(ctx context.Context, f ServerFilter) ([]Server, error
 	return out, err
 }
 
-// serversQuery is the SELECT for Servers(f) at time now.
-func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
+// usesTrigrams reports whether a trigram index can look term up: three
+// characters or more.
+func usesTrigrams(term string) bool { return utf8.RuneCountInString(term) >= 3 }
+
+// noIndex is the sort column col as an expression no index serves, which
+// orders the same.
+func noIndex(col string) string {
+	if col == `s.registered` {
+		return `(s.registered + interval '0 s')`
+	}
+	return `(` + col + ` || '')`
+}
+
+// sortCol is the column f.Sort orders by.
+func sortCol(sort string) string {
+	switch sort {
+	case "hostname":
+		return `s.hostname`
+	case "ip":
+		return `s.ip`
+	}
+	return `s.registered`
+}
+
+// cursorValue is c's value as a query argument of the column sort orders
+// by.
+func (s *sqlStore) cursorValue(sort string, c *Cursor) any {
+	if sortCol(sort) != `s.registered` {
+		return c.Value
+	}
+	t, err := time.Parse(time.RFC3339Nano, c.Value)
+	if err != nil {
+		t = time.Time{}
+	}
+	return s.d.t(t)
+}
+
+// order returns the conditions that start f's rows at its cursor, and its
+// ORDER BY. Backward (Before) reads the other way from the cursor,
+// nearest first; Servers turns the rows back.
+func (s *sqlStore) order(f ServerFilter, arg func(any) string) (where []string, orderBy string) {
+	col, cmp, dir := sortCol(f.Sort), ` > `, ``
+	cursor := f.After
+	if f.Before != nil && f.After == nil {
+		cursor = f.Before
+	}
+	if f.Desc != (cursor != nil && cursor == f.Before) {
+		cmp, dir = ` < `, ` DESC`
+	}
+	if cursor != nil {
+		pv, pid := arg(s.cursorValue(f.Sort, cursor)), arg(cursor.ID)
+		// A row-value comparison: both backends walk the (col, id) index.
+		where = append(where, `(`+col+`, s.id)`+cmp+`(`+pv+`, `+pid+`)`)
+	}
+	return where, ` ORDER BY ` + col + dir + `, s.id` + dir
+}
+
+// orderQuery is head (a SELECT from servers s) with f's cursor and order.
+func (s *sqlStore) orderQuery(f ServerFilter, head string) (string, []any) {
+	var args []any
+	where, orderBy := s.order(f, func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	})
+	if len(where) > 0 {
+		head += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	return head + orderBy, args
+}
+
+// windowEnd is the windowRows-th server in f's order from its cursor, or
+// nil when there are fewer.
+func (s *sqlStore) windowEnd(ctx context.Context, f ServerFilter) (*Cursor, error) {
+	q, args := s.orderQuery(f, `SELECT `+sortCol(f.Sort)+`, s.id FROM servers s`)
+	q += ` LIMIT 1 OFFSET ` + strconv.Itoa(windowRows-1)
+	var c Cursor
+	var v any
+	err := s.r.QueryRowContext(ctx, q, args...).Scan(&v, &c.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("servers: %w", err)
+	}
+	switch v := v.(type) {
+	case int64: // SQLite's registration time
+		c.Value = time.Unix(0, v).UTC().Format(time.RFC3339Nano)
+	case time.Time:
+		c.Value = v.UTC().Format(time.RFC3339Nano)
+	case string:
+		c.Value = v
+	case []byte:
+		c.Value = string(v)
+	default:
+		return nil, fmt.Errorf("servers: window end of type %T", v)
+	}
+	return &c, nil
+}
+
+// serversQuery is the SELECT for Servers(f) at time now, as p plans it.
+func (s *sqlStore) serversQuery(f ServerFilter, now time.Time, p plan) (string, []any) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
-	join := false
 	if f.Hostname != "" {
 		where = append(where, `s.hostname `+s.d.like+` `+arg(likeEscape(f.Hostname))+` ESCAPE '\'`)
 	}
 	if f.IP != "" {
 		where = append(where, `s.ip = `+arg(f.IP))
 	}
+	if f.HostnameLike != "" {
+		where = append(where, `LOWER(s.hostname) LIKE `+arg(likePattern(strings.ToLower(f.HostnameLike)))+` ESCAPE '\'`)
+	}
+	if f.IPLike != "" {
+		where = append(where, `s.ip LIKE `+arg(likePattern(f.IPLike))+` ESCAPE '\'`)
+	}
+	if f.UpdatedAge > 0 {
+		where = append(where, `s.updated < `+arg(s.d.t(now.Add(-f.UpdatedAge))))
+	}
+	if f.UpdatedWithin > 0 {
+		where = append(where, `s.updated >= `+arg(s.d.t(now.Add(-f.UpdatedWithin))))
+	}
+	if f.RegisteredAge > 0 {
+		where = append(where, `s.registered < `+arg(s.d.t(now.Add(-f.RegisteredAge))))
+	}
+	if f.RegisteredWithin > 0 {
+		where = append(where, `s.registered >= `+arg(s.d.t(now.Add(-f.RegisteredWithin))))
+	}
 	if f.Key != "" {
 		where = append(where, `s.key = `+arg(f.Key))
 	}
 	if f.Feed != "" {
-		join = true
-		where = append(where, serverFeed+` = `+arg(f.Feed))
+		// The servers of the feed's keys, and those its IP licenses
+		// recorded: the feed a server's updates come from, put so that
+		// an index can answer it.
+		fa := arg(f.Feed)
+		inFeed := `COALESCE((SELECT k.feed FROM keys k WHERE k.key = s.key), s.ip_feed, 'main') = ` + fa
+		if s.d.name == "postgres" {
+			// PostgreSQL weighs reading the feed's keys' servers
+			// (servers_key) against walking the page's order itself.
+			inFeed = `(s.key IN (SELECT k.key FROM keys k WHERE k.feed = ` + fa + `) OR (s.key IS NULL AND COALESCE(s.ip_feed, 'main') = ` + fa + `))`
+		}
+		if p.feedFew {
+			// The feed's keys' servers by their index, named one by one
+			// so that each backend reads just those, then sorts them.
+			keys := make([]string, len(p.feedKeys))
+			for i, k := range p.feedKeys {
+				keys[i] = arg(k)
+			}
+			byKey := func(t string) string {
+				if len(keys) == 0 {
+					return `1 = 0`
+				}
+				return t + `key IN (` + strings.Join(keys, ", ") + `)`
+			}
+			ips := func(t string) string { return t + `key IS NULL AND COALESCE(` + t + `ip_feed, 'main') = ` + fa }
+			if s.d.name == "sqlite" {
+				inFeed = `s.rowid IN (SELECT rowid FROM servers WHERE ` + byKey("") + ` UNION ALL SELECT rowid FROM servers WHERE ` + ips("") + `)`
+			} else {
+				inFeed = `(` + byKey("s.") + ` OR (` + ips("s.") + `))`
+				p.filterFirst = true
+			}
+		}
+		where = append(where, inFeed)
 	}
 	if f.CheckinAge > 0 {
 		where = append(where, `(s.last_checkin IS NULL OR s.last_checkin < `+arg(s.d.t(now.Add(-f.CheckinAge)))+`)`)
@@ -226,65 +399,68 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 	}
 	if f.Tag != "" {
 		where = append(where, `s.tags `+s.d.like+` `+arg(likeEscape(f.Tag))+` ESCAPE '\'`)
+		if p.tagFTS {
+			where = append(where, `s.rowid IN (SELECT rowid FROM servers_search WHERE servers_search MATCH `+arg(ftsQuery("tags", f.Tag))+`)`)
+		}
 	}
 	if f.Search != "" {
-		p := arg(likeEscape(f.Search))
-		where = append(where, `(s.hostname `+s.d.like+` `+p+` ESCAPE '\' OR s.ip `+s.d.like+` `+p+` ESCAPE '\')`)
+		pa := arg(likeEscape(f.Search))
+		where = append(where, `(s.hostname `+s.d.like+` `+pa+` ESCAPE '\' OR s.ip `+s.d.like+` `+pa+` ESCAPE '\')`)
+		if p.searchFTS {
+			where = append(where, `s.rowid IN (SELECT rowid FROM servers_search WHERE servers_search MATCH `+arg(ftsQuery("hostname ip", f.Search))+`)`)
+		}
 	}
 	if f.ActiveWithin > 0 {
 		where = append(where, `s.last_checkin >= `+arg(s.d.t(now.Add(-f.ActiveWithin))))
 	}
-	if f.Unsupported != nil {
-		not := ""
-		if !*f.Unsupported {
-			not = "NOT "
+	switch {
+	case f.Unsupported == nil:
+	case !*f.Unsupported:
+		where = append(where, `EXISTS (SELECT 1 FROM levels l WHERE l.build_id = s.build_id)`)
+	case len(p.unsupported) == 0:
+		where = append(where, `1 = 0`) // every kernel the servers run has levels
+	case len(p.unsupported) > maxUnsupported:
+		where = append(where, `NOT EXISTS (SELECT 1 FROM levels l WHERE l.build_id = s.build_id)`)
+	default:
+		list := make([]string, len(p.unsupported))
+		for i, b := range p.unsupported {
+			list[i] = arg(b)
 		}
-		where = append(where, not+`NOT EXISTS (SELECT 1 FROM levels l WHERE l.build_id = s.build_id)`)
-	}
-	col, cmp, dir := `s.registered`, ` > `, ``
-	switch f.Sort {
-	case "hostname":
-		col = `s.hostname`
-	case "ip":
-		col = `s.ip`
-	}
-	// Backward (Before) reads the other way from the cursor, nearest
-	// first; Servers turns the rows back.
-	cursor := f.After
-	if f.Before != nil && f.After == nil {
-		cursor = f.Before
-	}
-	if f.Desc != (cursor != nil && cursor == f.Before) {
-		cmp, dir = ` < `, ` DESC`
-	}
-	if cursor != nil {
-		var v any = cursor.Value
-		if col == `s.registered` {
-			t, err := time.Parse(time.RFC3339Nano, cursor.Value)
-			if err != nil {
-				t = time.Time{}
-			}
-			v = s.d.t(t)
+		in := `s.build_id IN (` + strings.Join(list, ", ") + `)`
+		if p.unsupportedFew {
+			in = `s.rowid IN (SELECT rowid FROM servers WHERE build_id IN (` + strings.Join(list, ", ") + `))`
 		}
-		pv, pid := arg(v), arg(cursor.ID)
-		// A row-value comparison: both backends walk the (col, id) index.
-		where = append(where, `(`+col+`, s.id)`+cmp+`(`+pv+`, `+pid+`)`)
+		where = append(where, in)
+	}
+	cursor, orderBy := s.order(f, arg)
+	if p.filterFirst {
+		// An order by an expression of the sort column, not the
+		// column: PostgreSQL cannot walk the column's index for it, so
+		// it reads the servers the filters name (pg_trgm) and sorts
+		// those.
+		orderBy = strings.Replace(orderBy, sortCol(f.Sort), noIndex(sortCol(f.Sort)), 1)
+	}
+	where = append(where, cursor...)
+	if w := p.window; w != nil {
+		// No further than the window's end, in the page's order.
+		op := ` <= `
+		if strings.Contains(orderBy, `DESC`) {
+			op = ` >= `
+		}
+		where = append(where, `(`+sortCol(f.Sort)+`, s.id)`+op+`(`+arg(s.cursorValue(f.Sort, w))+`, `+arg(w.ID)+`)`)
 	}
 	var q strings.Builder
 	if f.IsUpdated != nil {
 		q.WriteString(`WITH ` + s.allowedLevels(nowArg) + ` `)
 	}
 	q.WriteString(`SELECT ` + serverCols + ` FROM servers s`)
-	if join {
-		q.WriteString(` LEFT JOIN keys k ON k.key = s.key`)
-	}
 	if f.IsUpdated != nil {
 		q.WriteString(allowedJoin)
 	}
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
 	}
-	q.WriteString(` ORDER BY ` + col + dir + `, s.id` + dir)
+	q.WriteString(orderBy)
 	switch {
 	case f.Limit > 0:
 		q.WriteString(` LIMIT ` + arg(f.Limit))
@@ -295,6 +471,29 @@ func (s *sqlStore) serversQuery(f ServerFilter, now time.Time) (string, []any) {
 		q.WriteString(` OFFSET ` + arg(f.Offset))
 	}
 	return q.String(), args
+}
+
+// needsNow reports whether f counts back from its Now.
+func (f ServerFilter) needsNow() bool {
+	return f.CheckinAge > 0 || f.ActiveWithin > 0 || f.IsUpdated != nil || f.RegisteredAge > 0 || f.RegisteredWithin > 0 ||
+		f.UpdatedAge > 0 || f.UpdatedWithin > 0
+}
+
+func (s *sqlStore) CountFiltered(ctx context.Context, f ServerFilter) (int, error) {
+	if f.needsNow() && f.Now.IsZero() {
+		return 0, fmt.Errorf("count servers: %w: a check-in age or update state needs the caller's Now", ErrInvalidInput)
+	}
+	f.Limit, f.Offset, f.After, f.Before = 0, 0, nil, nil
+	p, err := s.planFor(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	q, args := s.serversQuery(f, f.Now, p)
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM (`+q+`) c`, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count servers: %w", err)
+	}
+	return n, nil
 }
 
 func (s *sqlStore) CountServers(ctx context.Context) (int, error) {

@@ -20,7 +20,12 @@ type sqlStore struct {
 
 	stmts   stmtCache // the hot path's prepared statements
 	commits committer // the group commit of check-ins
+	notes   []string  // what Open could not set up, for Notes
 }
+
+// Notes are what opening the store could not set up as it would have
+// liked, for the log: the store works without them, slower.
+func (s *sqlStore) Notes() []string { return s.notes }
 
 // writeAttempts bounds how often a transaction that failed with a
 // retryable error (isRetryable) is run: SQLite's busy timeout already

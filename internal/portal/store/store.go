@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -137,6 +138,9 @@ type Server struct {
 	Tags             string // "k:v;k2:v2" as kcarectl --tag sets them
 	Registered       time.Time
 	LastCheckin      time.Time // zero before the first check-in
+	// Updated is when it last loaded patches: reported a level (above 0)
+	// other than before, or on another kernel; zero until then.
+	Updated time.Time
 }
 
 // Report is what an agent reports after every run, as the store keeps it
@@ -156,11 +160,22 @@ type Report struct {
 // ServerFilter selects servers for Servers; zero fields match all. The
 // result is ordered by registration time, then ID.
 type ServerFilter struct {
-	Hostname   string // substring, case-insensitive
-	IP         string
-	Key        string
-	Feed       string        // the key's feed, or the IP license's
-	CheckinAge time.Duration // last check-in older than this (or never)
+	Hostname string // substring, case-insensitive
+	IP       string
+	// HostnameLike and IPLike are ePortal's hostname and ip filters: the
+	// whole value, case-insensitive, where % stands for any string (and
+	// _ is itself).
+	HostnameLike, IPLike string
+	// RegisteredAge selects servers registered before Now less this;
+	// RegisteredWithin those registered at or after Now less this.
+	RegisteredAge, RegisteredWithin time.Duration
+	// UpdatedAge selects servers that last changed level before Now less
+	// this; UpdatedWithin those that did at or after it. A server that
+	// never reported a level is in neither.
+	UpdatedAge, UpdatedWithin time.Duration
+	Key                       string
+	Feed                      string        // the key's feed, or the IP license's
+	CheckinAge                time.Duration // last check-in older than this (or never)
 	// Now is the instant CheckinAge and ActiveWithin count back from: the
 	// caller's clock, so that a face and its tests agree on "now". A filter
 	// with either age and no Now is refused (ErrInvalidInput).
@@ -328,6 +343,52 @@ type Store interface {
 	ResellerStore
 	PublisherKeyStore
 	RolloutStore
+	SharedStore
+}
+
+// SignInFailure is what the web UI counts of failed sign-ins under one
+// key (a hash naming a user and a source, or a source).
+type SignInFailure struct {
+	Key   []byte
+	N     int
+	Until time.Time // no sign-in before this; zero: none held back
+	Last  time.Time // the last failure
+}
+
+// SharedStore is what the replicas of a portal on one database share
+// through it beside the portal's data.
+type SharedStore interface {
+	// PutBlob stores a bundle under its sha256 digest d (the caller
+	// checked it), in chunks; storing a digest again changes nothing.
+	PutBlob(ctx context.Context, d string, data []byte) error
+	// ReadBlob writes the bundle d to w, a chunk at a time, and returns
+	// its size; ErrNotFound when there is none.
+	ReadBlob(ctx context.Context, d string, w io.Writer) (int64, error)
+	// HasBlob reports whether the bundle d is stored.
+	HasBlob(ctx context.Context, d string) (bool, error)
+
+	// Secret is a secret every replica must share (the index signing
+	// key, the metrics salt); ErrNotFound when there is none yet.
+	Secret(ctx context.Context, name string) ([]byte, error)
+	// AddSecret stores value as the secret name unless there is one,
+	// and returns the one stored: of replicas starting at once, each
+	// gets the first one's.
+	AddSecret(ctx context.Context, name string, value []byte) ([]byte, error)
+
+	// SignInFailures are the failures counted under keys, for those
+	// that have any.
+	SignInFailures(ctx context.Context, keys ...[]byte) ([]SignInFailure, error)
+	// CountSignInFailure counts a failure under each of keys: count
+	// turns each key's record (zero but for Key when there is none) into
+	// the new one, in one transaction.
+	CountSignInFailure(ctx context.Context, count func(f *SignInFailure), keys ...[]byte) error
+	// ForgetSignInFailures forgets the failures under key, and every
+	// record last counted before before.
+	ForgetSignInFailures(ctx context.Context, key []byte, before time.Time) error
+
+	// TryLock takes the lock name, held by one replica at a time, if it
+	// is free: it reports whether it did, and unlock lets it go.
+	TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
 
 // PublisherKey is a publisher's public key the portal trusts: a bundle
@@ -446,6 +507,9 @@ type ServerStore interface {
 	AgentServer(ctx context.Context, id string) (*Server, *Key, int64, error)
 	Servers(ctx context.Context, f ServerFilter) ([]Server, error)
 	CountServers(ctx context.Context) (int, error)
+	// CountFiltered counts the servers f selects, ignoring its Limit,
+	// Offset and cursors.
+	CountFiltered(ctx context.Context, f ServerFilter) (int, error)
 	// CheckIn records an agent's report: every field of c, Tags only
 	// when not nil, and the check-in time (c.At, or now when zero). An
 	// unknown id is ErrNotFound.

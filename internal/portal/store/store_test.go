@@ -73,6 +73,8 @@ var suite = []struct {
 	{"check-in-history", testCheckinHistory},
 	{"check-in-history-changes", testCheckinHistoryChanges},
 	{"check-in-concurrent", testCheckInConcurrent},
+	{"agent-server", testAgentServer},
+	{"shared", testShared},
 	{"servers-keyset", testServersKeyset},
 	{"servers-state", testServersState},
 	{"audit-query", testAuditQuery},
@@ -691,7 +693,7 @@ func testCheckIn(t *testing.T, b backend) {
 	check(t, "Server", err)
 	want := Server{ID: "srv-1", Key: "kc-1", Hostname: c.Hostname, IP: c.IP, Release: c.Release,
 		BuildID: c.BuildID, KernelID: c.KernelID, Level: 2, EffectiveRelease: c.EffectiveRelease,
-		LastResult: "ok", AgentVersion: "1.0.1", Tags: "env:prod", Registered: t0, LastCheckin: c.At}
+		LastResult: "ok", AgentVersion: "1.0.1", Tags: "env:prod", Registered: t0, LastCheckin: c.At, Updated: c.At}
 	if diff := cmp.Diff(&want, got); diff != "" {
 		t.Errorf("Server after CheckIn (-want +got):\n%s", diff)
 	}
@@ -778,16 +780,91 @@ func testServersFilter(t *testing.T, b backend) {
 		{"limit-offset", ServerFilter{Limit: 2, Offset: 2}, []string{"d-db2", "c-db1"}},
 		{"offset-only", ServerFilter{Offset: 4}, []string{"b-web2", "a-web1"}},
 		{"no-match", ServerFilter{Hostname: "mail"}, []string{}},
+		{"search-hostname", ServerFilter{Search: "WEB-0"}, []string{"b-web2", "a-web1"}},
+		{"search-ip", ServerFilter{Search: "0.2.4"}, []string{"d-db2"}},
+		{"search-ipv6", ServerFilter{Search: "db8::"}, []string{"e-ubu"}},
+		{"search-two-characters", ServerFilter{Search: "d_"}, []string{"e-ubu"}},
+		{"search-quote", ServerFilter{Search: `web"`}, []string{}},
+		{"search-and-tag", ServerFilter{Search: "example", Tag: "role:db"}, []string{"d-db2", "c-db1"}},
+		{"unsupported", ServerFilter{Unsupported: &yes}, []string{"e-ubu"}},
+		{"supported", ServerFilter{Unsupported: &no}, []string{"f-pct", "d-db2", "c-db1", "b-web2", "a-web1"}},
+		{"unsupported-in-test", ServerFilter{Unsupported: &yes, Feed: "test"}, []string{}},
+		// ePortal's filters: the whole value, % for any string.
+		{"hostname-like-whole", ServerFilter{HostnameLike: "web-0"}, []string{}},
+		{"hostname-like-exact-any-case", ServerFilter{HostnameLike: "web-02.example.NET"}, []string{"b-web2"}},
+		{"hostname-like-percent", ServerFilter{HostnameLike: "web-%"}, []string{"b-web2", "a-web1"}},
+		{"hostname-like-underscore-literal", ServerFilter{HostnameLike: "build_01%"}, []string{"e-ubu"}},
+		{"ip-like-percent", ServerFilter{IPLike: "192.0.2.%"}, []string{"f-pct", "d-db2", "c-db1", "b-web2", "a-web1"}},
+		{"registered-older", ServerFilter{RegisteredAge: 57 * time.Minute}, []string{"f-pct", "e-ubu"}},
+		{"registered-within", ServerFilter{RegisteredWithin: 57 * time.Minute}, []string{"d-db2", "c-db1", "b-web2", "a-web1"}},
+		{"active-within-1h", ServerFilter{ActiveWithin: time.Hour}, []string{"f-pct", "d-db2", "a-web1"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.f.Now = now
-			got, err := s.Servers(ctx, tt.f)
-			check(t, "Servers", err)
-			if diff := cmp.Diff(tt.want, serverIDs(got)); diff != "" {
-				t.Errorf("Servers(%+v) (-want +got):\n%s", tt.f, diff)
-			}
-		})
+	// Each filter three times: as the store reads few servers (through
+	// the trigram index, the feed's keys, the unsupported kernels), as it
+	// reads many (in the page's order, filtering), and as it reads a
+	// window of the first rows in the page's order and then, finding too
+	// few there, every server the trigram index names.
+	defer func(n, w int) { fewServers, windowRows = n, w }(fewServers, windowRows)
+	for _, mode := range []struct {
+		name        string
+		few, window int
+	}{{"few", fewServers, windowRows}, {"many", 0, windowRows}, {"window", 0, 2}} {
+		fewServers, windowRows = mode.few, mode.window
+		for _, tt := range tests {
+			t.Run(tt.name+"/"+mode.name, func(t *testing.T) {
+				tt.f.Now = now
+				if tt.f.Limit == 0 && tt.f.Offset == 0 {
+					n, err := s.CountFiltered(ctx, tt.f)
+					if err != nil || n != len(tt.want) {
+						t.Errorf("CountFiltered = %d, %v; want %d", n, err, len(tt.want))
+					}
+					if mode.name == "window" {
+						tt.f.Limit = 50 // a page, as the web UI asks
+					}
+				}
+				got, err := s.Servers(ctx, tt.f)
+				check(t, "Servers", err)
+				if diff := cmp.Diff(tt.want, serverIDs(got)); diff != "" {
+					t.Errorf("Servers(%+v) (-want +got):\n%s", tt.f, diff)
+				}
+			})
+		}
+	}
+	if n, err := s.CountFiltered(ctx, ServerFilter{Limit: 2, Offset: 1, Feed: "main"}); err != nil || n != 4 {
+		t.Errorf("CountFiltered with a limit = %d, %v; want 4 (the limit ignored)", n, err)
+	}
+	// A check-in at the same level keeps the time of the last change; a
+	// new level moves it.
+	updated := func(id string) time.Time {
+		t.Helper()
+		v, err := s.Server(ctx, id)
+		check(t, "Server", err)
+		return v.Updated
+	}
+	check(t, "CheckIn", s.CheckIn(ctx, "a-web1", Report{Hostname: "web-01.example.net", IP: "192.0.2.1", BuildID: buildDebian, Level: 2, At: now.Add(time.Hour)}))
+	if got := updated("a-web1"); !got.IsZero() {
+		t.Errorf("updated after check-ins at the level it registered with = %v, want none", got)
+	}
+	check(t, "CheckIn", s.CheckIn(ctx, "a-web1", Report{Hostname: "web-01.example.net", IP: "192.0.2.1", BuildID: buildDebian, Level: 3, At: now.Add(2 * time.Hour)}))
+	if got := updated("a-web1"); !got.Equal(now.Add(2 * time.Hour)) {
+		t.Errorf("updated after a new level = %v, want %v", got, now.Add(2*time.Hour))
+	}
+	if got := updated("e-ubu"); !got.IsZero() {
+		t.Errorf("updated of a server at level 0 = %v, want none", got)
+	}
+	for _, tt := range []struct {
+		f    ServerFilter
+		want []string
+	}{
+		{ServerFilter{UpdatedWithin: time.Hour, Now: now.Add(2 * time.Hour)}, []string{"a-web1"}},
+		{ServerFilter{UpdatedAge: time.Hour, Now: now.Add(2 * time.Hour)}, []string{}},
+		{ServerFilter{UpdatedAge: time.Hour, Now: now.Add(4 * time.Hour)}, []string{"a-web1"}},
+	} {
+		got, err := s.Servers(ctx, tt.f)
+		check(t, "Servers", err)
+		if diff := cmp.Diff(tt.want, serverIDs(got)); diff != "" {
+			t.Errorf("Servers(updated %v/%v at %v) (-want +got):\n%s", tt.f.UpdatedAge, tt.f.UpdatedWithin, tt.f.Now, diff)
+		}
 	}
 
 	// Disabling level 2's patchset in main leaves b-web2 (level 1) updated.
@@ -1084,6 +1161,12 @@ func testSeed(t *testing.T, b backend) {
 	check(t, "Servers", err)
 	if len(got) != 1 || got[0].IP != "10.0.4.209" || got[0].Release == "" || got[0].LastCheckin.IsZero() {
 		t.Errorf("seeded server = %+v", got)
+	}
+	// The search index holds the bulk-loaded servers too.
+	got, err = s.Servers(ctx, ServerFilter{Search: "node-000123"})
+	check(t, "Servers", err)
+	if len(got) != 4 {
+		t.Errorf("search node-000123 after seeding: %d servers, want 4 (node-0001230 to 3)", len(got))
 	}
 	wantErr(t, "SeedServers unknown key", SeedServers(ctx, s, "kc-none", 1), ErrInvalidKey)
 	check(t, "DeleteKey", s.DeleteKey(ctx, "kc-load"))

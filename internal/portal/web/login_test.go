@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"html"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/portal/auth"
+	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/portal/storetest"
 	"github.com/kcare/kcare/internal/portal/web"
 )
 
@@ -195,5 +198,51 @@ func TestSignInLockoutIPv6(t *testing.T) {
 	}
 	if resp := u.signIn("::ffff:127.0.0.1", "alice", alicePassword, ""); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("alice from ::ffff:127.0.0.1: %d %q, want 303", resp.StatusCode, loginError(resp))
+	}
+}
+
+// TestSignInLockoutReplicas: two replicas of a portal on one PostgreSQL
+// database count failed sign-ins together: guesses spread over both lock
+// the pair out on both, and a sign-in through one clears the pair's count
+// on the other.
+func TestSignInLockoutReplicas(t *testing.T) {
+	dsn := storetest.FreshPostgres(t)
+	open := func() store.Store {
+		st, err := store.Open(context.Background(), t.TempDir(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	sa := open()
+	addTestUsers(t, sa)
+	a, b := newTestUIOn(t, sa, web.Config{}), newTestUIOn(t, open(), web.Config{})
+	for i := range 5 {
+		u := a
+		if i%2 == 1 {
+			u = b
+		}
+		if resp := u.signIn("127.0.0.2", "alice", "a wrong guess", ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d from 127.0.0.2: %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	for name, u := range map[string]*testUI{"a": a, "b": b} {
+		wantAnswer(t, "alice from 127.0.0.2 on replica "+name, u.signIn("127.0.0.2", "alice", alicePassword, ""),
+			http.StatusTooManyRequests, "30", "too many failed sign-ins; try again in 30 s")
+	}
+	for i := range 4 {
+		if resp := a.signIn("127.0.0.3", "alice", "a wrong guess", ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d from 127.0.0.3: %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	if resp := b.signIn("127.0.0.3", "alice", alicePassword, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("alice from 127.0.0.3 on replica b: %d %q, want 303", resp.StatusCode, loginError(resp))
+	}
+	// The sign-in cleared the pair's four failures: five more to a lockout.
+	for i := range 4 {
+		if resp := a.signIn("127.0.0.3", "alice", "a wrong guess", ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d from 127.0.0.3 after signing in: %d, want 401", i+1, resp.StatusCode)
+		}
 	}
 }

@@ -28,47 +28,102 @@ type overview struct {
 	At                 time.Time     // when counted, on the portal's clock
 	Took               time.Duration // how long counting took
 	Kept               time.Duration // how long the counts are shown again: 0, or statsTTL
-	// Coverage is the chart of the fleet's coverage by day, drawn anew
-	// at every view.
+}
+
+// The overview's counts scan the whole servers table. A view that starts
+// a count waits up to statsSlow for it; a fleet counted in that time is
+// counted again on every view, so that a server just registered shows at
+// once. A count that takes longer (a large fleet) goes on in the
+// background: the view, and every view while it runs, shows the counts
+// before it, or says that the fleet is being counted; and a count that
+// took statsSlow or more is shown again for statsTTL before a view starts
+// the next. So no view waits longer than statsSlow for its counts.
+const (
+	statsSlow  = 50 * time.Millisecond
+	statsTTL   = 30 * time.Second
+	statsBound = 5 * time.Minute // bounds one count
+)
+
+// overviewPage is what the overview shows: the last counts (nil before
+// the first), and when the count under way, if any, started.
+type overviewPage struct {
+	Counts   *overview
+	Counting time.Time
+	// Coverage is the chart of the fleet's coverage by day (the rollout
+	// loop's counts), drawn at every view.
 	Coverage template.HTML
 }
 
-// The overview's counts scan the whole servers table. When counting took
-// statsSlow or longer (a large fleet), the counts are shown again for
-// statsTTL; a fleet counted faster is counted on every view, so that a
-// server just registered shows at once.
-const (
-	statsSlow = 100 * time.Millisecond
-	statsTTL  = 30 * time.Second
-)
-
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	u.statsMu.Lock()
-	defer u.statsMu.Unlock()
 	now := u.now()
-	if o := u.stats; o == nil || o.Kept == 0 || now.Sub(o.At) > o.Kept || now.Before(o.At) {
-		start := time.Now()
-		st, err := u.core.Stats(r.Context())
-		if err != nil {
-			return err
+	u.statsMu.Lock()
+	o := u.stats
+	fresh := o != nil && o.Kept > 0 && !now.Before(o.At) && now.Sub(o.At) <= o.Kept
+	started := !fresh && u.counting == nil
+	if started {
+		u.counting = make(chan struct{})
+		u.countingSince = now
+		go u.count(u.counting)
+	}
+	done := u.counting
+	u.statsMu.Unlock()
+	if started {
+		t := time.NewTimer(statsSlow)
+		select {
+		case <-done:
+		case <-t.C:
+		case <-r.Context().Done():
 		}
-		k, e, err := u.core.TopKernels(r.Context(), 10)
-		if err != nil {
-			return err
-		}
-		o = &overview{Stats: st, Kernels: k, Effective: e, At: now, Took: time.Since(start).Round(time.Millisecond)}
-		if o.Took >= statsSlow {
-			o.Kept = statsTTL
-		}
-		u.stats = o
+		t.Stop()
+	}
+	u.statsMu.Lock()
+	page := overviewPage{Counts: u.stats}
+	if u.counting != nil {
+		page.Counting = u.countingSince
+	}
+	err := u.statsErr
+	u.statsMu.Unlock()
+	if page.Counts == nil && err != nil {
+		return err
 	}
 	days, err := u.core.Coverage(r.Context(), coverageMaxDays)
 	if err != nil {
 		return err
 	}
-	u.stats.Coverage = CoverageChart(days, now, coverageMaxDays)
-	u.render(w, r, c, http.StatusOK, "overview", "Overview", u.stats)
+	page.Coverage = CoverageChart(days, now, coverageMaxDays)
+	u.render(w, r, c, http.StatusOK, "overview", "Overview", page)
 	return nil
+}
+
+// count counts the fleet for the overview and closes done.
+func (u *UI) count(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsBound)
+	defer cancel()
+	at, start := u.now(), time.Now()
+	o, err := func() (*overview, error) {
+		st, err := u.core.Stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		k, e, err := u.core.TopKernels(ctx, 10)
+		if err != nil {
+			return nil, err
+		}
+		return &overview{Stats: st, Kernels: k, Effective: e, At: at, Took: time.Since(start).Round(time.Millisecond)}, nil
+	}()
+	u.statsMu.Lock()
+	defer u.statsMu.Unlock()
+	if err != nil {
+		u.cfg.Log.Error("overview: count the fleet", "error", err)
+	} else {
+		if o.Took >= statsSlow {
+			o.Kept = statsTTL
+		}
+		u.stats = o
+	}
+	u.statsErr = err
+	u.counting = nil
+	close(done)
 }
 
 // Servers.

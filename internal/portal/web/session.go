@@ -1,6 +1,8 @@
 package web
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -169,36 +171,11 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil || !tokenMatches(r.PostFormValue("csrf"), ck.Value) {
 		return errorf(http.StatusForbidden, "missing or wrong CSRF token; reload the sign-in page")
 	}
-	name, password, ip := r.PostFormValue("user"), r.PostFormValue("password"), httperr.RemoteIP(r)
-	src := throttleSource(ip)
-	// The throttle's slot first, then memory for the hash: a guess that
-	// would be refused costs no hash.
-	wait, busy := u.throttle.begin(name, src)
-	if wait > 0 {
-		if busy {
-			return tooMany(wait, "another sign-in from your address is being checked")
-		}
-		return tooMany(wait, "too many failed sign-ins")
-	}
-	defer u.throttle.end(src)
-	release, err := u.hashes.Acquire(r.Context(), u.cfg.HashWait)
+	ip := httperr.RemoteIP(r)
+	user, err := u.CheckPassword(r.Context(), r.PostFormValue("user"), r.PostFormValue("password"), ip)
 	if err != nil {
-		return tooMany(time.Second, "the portal is busy checking other sign-ins")
+		return err
 	}
-	user, err := u.core.User(r.Context(), name)
-	if err == nil {
-		err = u.cfg.CheckPassword(user.PasswordHash, password)
-	} else if errors.Is(err, store.ErrNotFound) {
-		// Spend the same time as a wrong password.
-		u.cfg.CheckPassword(auth.DummyHash, password)
-	}
-	release()
-	if err != nil {
-		u.throttle.fail(name, src)
-		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
-		return errorf(http.StatusUnauthorized, "wrong user name or password")
-	}
-	u.throttle.reset(name, src)
 	id := randomHex(32)
 	sess := &store.Session{IDHash: auth.HashSecret(id), User: user.Name, Created: u.now(), CSRF: randomHex(32), IP: ip}
 	if err := u.core.AddSession(r.Context(), sess); err != nil {
@@ -239,6 +216,51 @@ func safeNext(next, fallback string) string {
 }
 
 // tooMany is a 429 whose Retry-After says wait, in whole seconds.
+// CheckPassword returns the operator name signs in as with password,
+// from ip, under the sign-in's throttle and hash memory budget: the one
+// check of a password, for the sign-in page and the REST API's HTTP
+// basic auth alike. A refusal is an *httperr.Error: 401 for a wrong name
+// or password, 429 for a throttled source or a busy portal.
+func (u *UI) CheckPassword(ctx context.Context, name, password, ip string) (*store.User, error) {
+	src := throttleSource(ip)
+	// The throttle's slot first, then memory for the hash: a guess that
+	// would be refused costs no hash.
+	wait, busy, err := u.throttle.begin(ctx, name, src)
+	if err != nil {
+		return nil, err
+	}
+	if wait > 0 {
+		if busy {
+			return nil, tooMany(wait, "another sign-in from your address is being checked")
+		}
+		return nil, tooMany(wait, "too many failed sign-ins")
+	}
+	defer u.throttle.end(src)
+	release, err := u.hashes.Acquire(ctx, u.cfg.HashWait)
+	if err != nil {
+		return nil, tooMany(time.Second, "the portal is busy checking other sign-ins")
+	}
+	user, err := u.core.User(ctx, name)
+	if err == nil {
+		err = u.cfg.CheckPassword(user.PasswordHash, password)
+	} else if errors.Is(err, store.ErrNotFound) {
+		// Spend the same time as a wrong password.
+		u.cfg.CheckPassword(auth.DummyHash, password)
+	}
+	release()
+	if err != nil {
+		if err := u.throttle.fail(ctx, name, src); err != nil {
+			return nil, err
+		}
+		u.cfg.Log.Info("failed sign-in", "user", name, "ip", ip)
+		return nil, errorf(http.StatusUnauthorized, "wrong user name or password")
+	}
+	if err := u.throttle.reset(ctx, name, src); err != nil {
+		return nil, err
+	}
+	return user, nil
+}
+
 func tooMany(wait time.Duration, reason string) error { return httperr.TooMany(wait, reason) }
 
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -308,37 +330,63 @@ func freeFailures(k, source failKey) int {
 	return pairFreeFailures
 }
 
+// throttle counts failed sign-ins: in memory, or, for replicas of a
+// portal on one database, in the database (shared), so that guesses spread
+// over the replicas are counted together. The one sign-in at a time from a
+// source is each replica's own.
 type throttle struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	fails map[failKey]*failState
-	busy  map[string]bool // sources with a sign-in being checked
+	mu     sync.Mutex
+	now    func() time.Time
+	fails  map[failKey]*failState // with no shared store
+	shared sharedFailures
+	busy   map[string]bool // sources with a sign-in being checked
 }
 
-func newThrottle(now func() time.Time) *throttle {
-	return &throttle{now: now, fails: map[failKey]*failState{}, busy: map[string]bool{}}
+// sharedFailures is where replicas count failed sign-ins: the core.
+type sharedFailures interface {
+	SignInFailures(ctx context.Context, keys ...[]byte) ([]store.SignInFailure, error)
+	CountSignInFailure(ctx context.Context, count func(f *store.SignInFailure), keys ...[]byte) error
+	ForgetSignInFailures(ctx context.Context, key []byte, before time.Time) error
+}
+
+func newThrottle(now func() time.Time, shared sharedFailures) *throttle {
+	return &throttle{now: now, fails: map[failKey]*failState{}, busy: map[string]bool{}, shared: shared}
 }
 
 // begin starts a sign-in as user from src. It returns how long the caller
 // must wait instead, and whether that is because another sign-in from src
 // is being checked; else the caller must call end when done.
-func (t *throttle) begin(user, src string) (wait time.Duration, busy bool) {
+func (t *throttle) begin(ctx context.Context, user, src string) (wait time.Duration, busy bool, err error) {
+	now := t.now()
+	keys := []failKey{pairKey(user, src), sourceKey(src)}
+	if t.shared != nil {
+		fs, err := t.shared.SignInFailures(ctx, keys[0][:], keys[1][:])
+		if err != nil {
+			return 0, false, err
+		}
+		for _, f := range fs {
+			if f.Until.After(now) {
+				wait = max(wait, f.Until.Sub(now))
+			}
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	for _, k := range []failKey{pairKey(user, src), sourceKey(src)} {
-		if f := t.fails[k]; f != nil && f.until.After(now) {
-			wait = max(wait, f.until.Sub(now))
+	if t.shared == nil {
+		for _, k := range keys {
+			if f := t.fails[k]; f != nil && f.until.After(now) {
+				wait = max(wait, f.until.Sub(now))
+			}
 		}
 	}
 	if wait > 0 {
-		return wait, false
+		return wait, false, nil
 	}
 	if t.busy[src] {
-		return busyRetry, true
+		return busyRetry, true, nil
 	}
 	t.busy[src] = true
-	return 0, false
+	return 0, false, nil
 }
 
 // end finishes the sign-in from src that begin started.
@@ -348,11 +396,36 @@ func (t *throttle) end(src string) {
 	delete(t.busy, src)
 }
 
+// count adds a failure at now to f, for key k of a failure from source.
+func count(f *failState, k, source failKey, now time.Time) {
+	if now.Sub(f.last) > failMemory {
+		*f = failState{}
+	}
+	f.n++
+	f.last = now
+	if free := freeFailures(k, source); f.n >= free {
+		d := lockoutBase << min(f.n-free, 10)
+		f.until = now.Add(min(d, lockoutMax))
+	}
+}
+
 // fail counts a failed sign-in as user from src.
-func (t *throttle) fail(user, src string) {
+func (t *throttle) fail(ctx context.Context, user, src string) error {
+	now := t.now()
+	source, pair := sourceKey(src), pairKey(user, src)
+	if t.shared != nil {
+		return t.shared.CountSignInFailure(ctx, func(sf *store.SignInFailure) {
+			k := source
+			if bytes.Equal(sf.Key, pair[:]) {
+				k = pair
+			}
+			f := failState{n: sf.N, until: sf.Until, last: sf.Last}
+			count(&f, k, source, now)
+			sf.N, sf.Until, sf.Last = f.n, f.until, f.last
+		}, pair[:], source[:])
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
 	if len(t.fails) > maxFailStates {
 		for k, f := range t.fails {
 			if now.Sub(f.last) > failMemory {
@@ -360,27 +433,27 @@ func (t *throttle) fail(user, src string) {
 			}
 		}
 	}
-	source := sourceKey(src)
-	for _, k := range []failKey{pairKey(user, src), source} {
+	for _, k := range []failKey{pair, source} {
 		f := t.fails[k]
-		if f == nil || now.Sub(f.last) > failMemory {
+		if f == nil {
 			f = &failState{}
 			t.fails[k] = f
 		}
-		f.n++
-		f.last = now
-		if free := freeFailures(k, source); f.n >= free {
-			d := lockoutBase << min(f.n-free, 10)
-			f.until = now.Add(min(d, lockoutMax))
-		}
+		count(f, k, source, now)
 	}
+	return nil
 }
 
 // reset forgets the failures of user from src after a sign-in succeeds.
 // The address's own count stays: signing in to one account must not
 // clear its guesses at others.
-func (t *throttle) reset(user, src string) {
+func (t *throttle) reset(ctx context.Context, user, src string) error {
+	pair := pairKey(user, src)
+	if t.shared != nil {
+		return t.shared.ForgetSignInFailures(ctx, pair[:], t.now().Add(-failMemory))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.fails, pairKey(user, src))
+	delete(t.fails, pair)
+	return nil
 }

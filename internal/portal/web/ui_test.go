@@ -55,12 +55,25 @@ func plainCheck(hash, password string) error {
 // each of opts may change its config.
 func newTestUI(t testing.TB, cfg web.Config, opts ...func(*core.Config)) *testUI {
 	t.Helper()
-	u := &testUI{t: t, st: storetest.Open(t, "sqlite"), now: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
+	st := storetest.Open(t, "sqlite")
+	addTestUsers(t, st)
+	return newTestUIOn(t, st, cfg, opts...)
+}
+
+// addTestUsers adds alice (admin) and bob (read-only) to st.
+func addTestUsers(t testing.TB, st store.Store) {
+	t.Helper()
 	for _, usr := range []struct{ name, pw, role string }{{"alice", alicePassword, "admin"}, {"bob", bobPassword, "readonly"}} {
-		if err := u.st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: apitype.Role(usr.role)}); err != nil {
+		if err := st.AddUser(context.Background(), &store.User{Name: usr.name, PasswordHash: plainHash(usr.pw), Role: apitype.Role(usr.role)}); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// newTestUIOn is newTestUI on st, whose users it does not add.
+func newTestUIOn(t testing.TB, st store.Store, cfg web.Config, opts ...func(*core.Config)) *testUI {
+	t.Helper()
+	u := &testUI{t: t, st: st, now: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
 	cc := core.Config{Store: u.st, Now: u.clock, Publishers: bundletest.Keyring(t, publisher), PublishersFrom: "/srv/eportal/publishers"}
 	for _, o := range opts {
 		o(&cc)

@@ -67,8 +67,11 @@ type UI struct {
 	throttle *throttle
 	hashes   *auth.Limiter
 
-	statsMu sync.Mutex
-	stats   *overview
+	statsMu       sync.Mutex
+	stats         *overview     // the last counts; nil before the first
+	statsErr      error         // the last count's error
+	counting      chan struct{} // closed when the count under way ends; nil when none is
+	countingSince time.Time
 }
 
 // Access is who may use a route.
@@ -193,7 +196,11 @@ func New(cfg Config) *UI {
 		cfg.HashWait = DefaultHashWait
 	}
 	u := &UI{cfg: cfg, core: cfg.Core, mux: http.NewServeMux(), pages: parsePages()}
-	u.throttle = newThrottle(u.now)
+	var shared sharedFailures
+	if cfg.Core.Replicated() {
+		shared = cfg.Core
+	}
+	u.throttle = newThrottle(u.now, shared)
 	u.hashes = auth.NewLimiter(cfg.HashMemory)
 	for _, rt := range routes {
 		h := rt.h

@@ -230,7 +230,7 @@ func TestVulnerableKernel(t *testing.T) {
 		if lvl := fmt.Sprint(srv[0]["patch_level"]); lvl != fmt.Sprint(len(fixes)) {
 			t.Errorf("the portal says the server is at level %s; want %d", lvl, len(fixes))
 		}
-		checkVEX(t, "the portal's /admin/api/servers/{id}/vex", restVEX(t, p, fmt.Sprint(srv[0]["server_id"])), fixes)
+		checkVEX(t, "the portal's /admin/api/servers/{id}/vex", restVEX(t, p, fmt.Sprint(srv[0]["id"])), fixes)
 
 		if r := g.run("kcarectl --unload"); r.Exit != 0 {
 			t.Fatalf("kcarectl --unload: exit %d\n%s%s", r.Exit, r.Stdout, r.Stderr)
