@@ -15,13 +15,12 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
 	"github.com/kcare/kcare/internal/failure"
 	"github.com/kcare/kcare/internal/faultpoint"
+	"github.com/kcare/kcare/internal/flock"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
@@ -155,31 +154,20 @@ func (a *Agent) takeLock(ctx context.Context, noWait bool) (unlock func(), err e
 	if wait <= 0 {
 		wait = LockBound
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if noWait {
-			f.Close()
+	if noWait {
+		wait = 0
+	}
+	if err := flock.Lock(ctx, f, wait); err != nil {
+		f.Close()
+		switch {
+		case errors.Is(err, flock.ErrHeld) && noWait:
 			return nil, fmt.Errorf("%s is held: %w", path, ErrLocked)
-		}
-		if time.Now().After(deadline) {
-			f.Close()
+		case errors.Is(err, flock.ErrHeld):
 			return nil, fmt.Errorf("waited %s for %s: %w", wait, path, ErrLocked)
 		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return nil, err
 	}
+	return func() { f.Close() }, nil
 }
 
 // Result says what Apply did.

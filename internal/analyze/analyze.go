@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/flock"
 )
 
 // Format is the version of the analysis file; fields are only added.
@@ -125,7 +127,7 @@ func Run(ctx context.Context, o Options) (*Analysis, error) {
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(o.Source.Cache, ".lock"))
+	unlock, err := flock.Path(ctx, filepath.Join(o.Source.Cache, ".lock"), 0o666, flock.Forever)
 	if err != nil {
 		return nil, err
 	}

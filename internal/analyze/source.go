@@ -15,9 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kcare/kcare/internal/debian"
+	"github.com/kcare/kcare/internal/flock"
 )
 
 // Source is a Debian kernel's source tree, configured with that kernel's
@@ -71,7 +70,7 @@ func Prepare(ctx context.Context, release string, o SourceOptions) (*Source, err
 	if err := os.MkdirAll(filepath.Join(o.Cache, "trees"), 0o755); err != nil {
 		return nil, fmt.Errorf("prepare source: %w", err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(o.Cache, ".lock"))
+	unlock, err := flock.Path(ctx, filepath.Join(o.Cache, ".lock"), 0o666, flock.Forever)
 	if err != nil {
 		return nil, fmt.Errorf("prepare source: %w", err)
 	}
@@ -231,25 +230,4 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// lockFile takes an exclusive lock on path; it gives up when ctx is done.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
-	if err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		return func() { f.Close() }, nil
-	case <-ctx.Done():
-		go func() { <-done; f.Close() }()
-		return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kcare/kcare/internal/flock"
 )
 
 // Archive is Debian's archive seen through a private apt: its lists and
@@ -150,7 +152,7 @@ func (a *Archive) hasLists() bool {
 // run runs an apt command with the private configuration, holding the
 // archive's lock: test binaries running in parallel share one archive.
 func (a *Archive) run(ctx context.Context, dir string, args ...string) ([]byte, error) {
-	unlock, err := lockFile(ctx, filepath.Join(a.Dir, ".lock"))
+	unlock, err := flock.Path(ctx, filepath.Join(a.Dir, ".lock"), 0o666, flock.Forever)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kcare/kcare/internal/flock"
 )
 
 // Compiler is the compiler a kernel was built with, from its config's
@@ -180,7 +182,7 @@ func (b *BuildRoots) Make(ctx context.Context, a *Archive, codename string) (*Bu
 	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(b.Dir, ".lock"))
+	unlock, err := flock.Path(ctx, filepath.Join(b.Dir, ".lock"), 0o666, flock.Forever)
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/kcare/kcare/internal/flock"
 	"github.com/kcare/kcare/internal/kimage"
 )
 
@@ -84,7 +83,7 @@ func FetchKernelTimed(ctx context.Context, a *Archive, cacheDir, release string,
 	if err := os.MkdirAll(filepath.Join(cacheDir, "kernel"), 0o755); err != nil {
 		return nil, tm, fmt.Errorf("fetch kernel %s: %w", release, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cacheDir, ".lock"))
+	unlock, err := flock.Path(ctx, filepath.Join(cacheDir, ".lock"), 0o666, flock.Forever)
 	if err != nil {
 		return nil, tm, fmt.Errorf("fetch kernel %s: %w", release, err)
 	}
@@ -367,28 +366,4 @@ func run(ctx context.Context, dir, name string, args ...string) ([]byte, error) 
 		return nil, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return stdout.Bytes(), nil
-}
-
-// lockFile takes an exclusive lock on path, so that processes sharing a
-// cache work one at a time. It gives up when ctx is done.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
-	if err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		return func() { f.Close() }, nil
-	case <-ctx.Done():
-		// Closing the file does not interrupt flock; the goroutine ends
-		// when the holder lets go.
-		go func() { <-done; f.Close() }()
-		return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-	}
 }

@@ -232,7 +232,7 @@ func TestMatrix(t *testing.T) {
 	// is the server's own business and is not reported).
 	var got []string
 	for _, s := range p.servers() {
-		got = append(got, fmt.Sprintf("%v level %v", s["kernel"], s["patch_level"]))
+		got = append(got, fmt.Sprintf("%v level %v", s["release"], s["patch_level"]))
 	}
 	sort.Strings(got)
 	var want []string

@@ -16,10 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kcare/kcare/internal/apitype"
 	"github.com/kcare/kcare/internal/bundle"
+	"github.com/kcare/kcare/internal/flock"
 	"github.com/kcare/kcare/internal/portal/blobs"
 	"github.com/kcare/kcare/internal/portal/datadir"
 	"github.com/kcare/kcare/internal/portal/store"
@@ -284,23 +283,14 @@ func lockFile(ctx context.Context, path string, bound time.Duration) (func(), er
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(bound)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
+	if err := flock.Lock(ctx, f, bound); err != nil {
+		f.Close()
+		if errors.Is(err, flock.ErrHeld) {
 			return nil, fmt.Errorf("waited %s for another sync (%s): %w", bound, path, err)
 		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+		return nil, err
 	}
+	return func() { f.Close() }, nil
 }
 
 func writeJSON(path string, v any) error {

@@ -142,10 +142,11 @@ const (
 	// they keep is made again at the end of the load: sqliteAfterLoad.
 	sqliteRebuild = `SELECT name, 'DROP ' || upper(type) || ' "' || name || '"', sql FROM sqlite_master
 WHERE type IN ('index', 'trigger') AND tbl_name = 'servers' AND sql IS NOT NULL ORDER BY type, name`
-	postgresRebuild = `SELECT i.indexname, 'DROP INDEX ' || quote_ident(i.indexname), i.indexdef
-FROM pg_indexes i
-JOIN pg_index x ON x.indexrelid = (quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass
-WHERE i.schemaname = current_schema() AND i.tablename = 'servers' AND NOT x.indisprimary AND NOT x.indisunique
+	// Only this schema's servers table: no cast of other schemas' index
+	// names, which another store may be dropping at the same moment.
+	postgresRebuild = `SELECT ic.relname, 'DROP INDEX ' || quote_ident(ic.relname), pg_get_indexdef(x.indexrelid)
+FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
+WHERE x.indrelid = 'servers'::regclass AND NOT x.indisprimary AND NOT x.indisunique
 UNION ALL
 SELECT c.conname, 'ALTER TABLE servers DROP CONSTRAINT ' || quote_ident(c.conname),
 	'ALTER TABLE servers ADD CONSTRAINT ' || quote_ident(c.conname) || ' ' || pg_get_constraintdef(c.oid)
