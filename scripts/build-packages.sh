@@ -49,7 +49,7 @@ stage_kcare() {
 	install -D -m 0755 $pkg/kcare-scanner-interface "$d/usr/bin/kcare-scanner-interface"
 	install -D -m 0644 "$work/bin/libkcare_scanner.so" "$d/usr/lib/kcare/libkcare_scanner.so"
 	install -D -m 0755 deploy/systemd/kcare-boot "$d/usr/libexec/kcare/kcare-boot"
-	for u in kcare.service kcare-boot-ok.service kcare-auto-update.service kcare-auto-update.timer; do
+	for u in kcare.service kcare-boot-ok.service kcare-auto-update.service kcare-auto-update.timer kcare-poll.service kcare-poll.timer; do
 		install -D -m 0644 "deploy/systemd/$u" "$d$unitdir/$u"
 	done
 	install -D -m 0644 $pkg/kcare.conf "$d/etc/sysconfig/kcare/kcare.conf"

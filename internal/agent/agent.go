@@ -62,6 +62,10 @@ var (
 	// effect with no rollback order for this server, and no change of
 	// this host's own PREFIX or STICKY_PATCH to ask for it.
 	ErrDowngrade = failure.New(failure.Refused, "downgrade refused")
+	// ErrStaleOrder is a signed rollback order from another level than
+	// the one in effect: an order the portal gave for an earlier state,
+	// replayed. It also matches ErrDowngrade.
+	ErrStaleOrder = failure.New(failure.Refused, "rollback order is for another level")
 )
 
 // Agent applies and removes patch levels on one kernel.
@@ -227,6 +231,16 @@ func (a *Agent) applyWith(ctx context.Context, data, sig []byte, req *index.Requ
 		return nil, err
 	}
 	a.logf("applying level %d (%s) to %s", m.Level, m.Module.Name, id.Release)
+	// The kernel's health just before the load, which the apply is judged
+	// against (its record, the check-ins' telemetry).
+	before, herr := a.health()
+	if herr != nil {
+		a.logf("warning: the kernel's health before the apply: %v", herr)
+	}
+	ap := lastApply{Level: m.Level, At: a.now().UTC().Truncate(time.Second), Before: before}
+	if herr == nil {
+		defer func() { a.recordApply(ap) }()
+	}
 	if err := a.Loader.Load(ctx, b.Module); err != nil {
 		c.abort()
 		return nil, fmt.Errorf("load %s: %w: %w", m.Module.Name, ErrLoad, err)
@@ -250,9 +264,20 @@ func (a *Agent) applyWith(ctx context.Context, data, sig []byte, req *index.Requ
 		return nil, errors.Join(fmt.Errorf("patch %s not enabled after load: %w", m.Module.Name, ErrLoad), err, rerr)
 	}
 
-	// The new level is in effect. Record it before cleaning up, so that a
-	// crash from here on leaves a record that agrees with the kernel; an
-	// interrupt now stops nothing half way: the cleanup runs to its bound.
+	// The new level is in effect. Record it, and how the kernel took it,
+	// before cleaning up, so that a crash from here on leaves a record
+	// that agrees with the kernel; an interrupt now stops nothing half
+	// way: the cleanup runs to its bound.
+	ap.OK = true
+	if herr == nil {
+		if after, err := a.health(); err == nil {
+			ap.After = &after
+			if v := verdict(before, after); v != "" {
+				a.logf("warning: level %d is applied, but the kernel logged %s as it was", m.Level, v)
+				c.st.Unhealthy = v
+			}
+		}
+	}
 	if err := c.commit(); err != nil {
 		return nil, err
 	}
@@ -514,7 +539,7 @@ func (a *Agent) UpdateLocal(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := a.localBundle(id)
+	c, err := a.bootBundle(id)
 	if err != nil {
 		return nil, err
 	}
@@ -526,7 +551,73 @@ func (a *Agent) UpdateLocal(ctx context.Context) (*Result, error) {
 	// The clock plays no part: this is the bundle this machine verified
 	// and recorded, checked again against the publisher's key as of its
 	// signing; no answer from the network is involved (docs/reliability.md).
-	return a.applyWith(ctx, c.data, c.sig, nil, keys.AsSigned())
+	return a.applyWith(ctx, c.data, c.sig, c.req, keys.AsSigned())
+}
+
+// bootBundle finds the bundle to re-apply at boot: the recorded level,
+// unless the portal ordered it back (an order kept with the record when
+// a verified index carried it) or the kernel logged a warning, an oops or
+// a new taint as it was applied. Then it is the level the order names,
+// if cached; else the last level below it that was in effect and healthy
+// (State.Previous), if cached; else nothing, with ErrNothingToDo: the
+// portal's next answer decides. A level under an order is never
+// re-applied from the cache.
+func (a *Agent) bootBundle(id kernel.Identity) (*cachedBundle, error) {
+	st, err := a.readState()
+	if err != nil {
+		return nil, err
+	}
+	if st == nil || st.Manifest.Kernel.BuildID != id.BuildID || st.good() {
+		return a.localBundle(id)
+	}
+	why := "was unhealthy when applied (" + st.Unhealthy + ")"
+	if r := st.Rollback; r != nil {
+		why = fmt.Sprintf("is under the portal's order back to level %d", r.Level)
+		if c, err := a.findCached(id, func(m *bundle.Manifest) bool { return m.Level == r.Level }); err == nil {
+			a.logf("level %d %s; going back to it", st.Manifest.Level, why)
+			c.req = st.Request
+			return c, nil
+		}
+	}
+	if p := st.Previous; p != nil && (st.Rollback == nil || p.Level <= st.Rollback.Level) {
+		c, err := a.cachedRef(id, p)
+		if err == nil {
+			a.logf("level %d %s; going back to level %d, the last healthy one", st.Manifest.Level, why, p.Level)
+			c.req = st.Request
+			return c, nil
+		}
+		a.logf("warning: the last healthy level %d: %v", p.Level, err)
+	}
+	return nil, fmt.Errorf("level %d %s, and no level to go back to is cached; nothing re-applied: %w", st.Manifest.Level, why, ErrNothingToDo)
+}
+
+// cachedRef reads and verifies the cached bundle p names, for the kernel
+// id.
+func (a *Agent) cachedRef(id kernel.Identity, p *CachedLevel) (*cachedBundle, error) {
+	path := filepath.Join(a.cacheDir(), p.Bundle)
+	data, err := readLimited(path, bundle.MaxBundleSize)
+	if err != nil {
+		return nil, err
+	}
+	if d := bundle.Digest(data); d != p.Digest {
+		return nil, fmt.Errorf("%w: %s has sha256 %s, the record says %s", bundle.ErrDigestMismatch, path, d, p.Digest)
+	}
+	sig, err := readLimited(path+".sig", bundle.MaxSignatureSize)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := a.keyring()
+	if err != nil {
+		return nil, err
+	}
+	b, err := bundle.Open(data, sig, keys.AsSigned())
+	if err != nil {
+		return nil, err
+	}
+	if b.Manifest.Kernel.BuildID != id.BuildID || b.Manifest.Level != p.Level {
+		return nil, fmt.Errorf("%s holds level %d for build-id %s", path, b.Manifest.Level, b.Manifest.Kernel.BuildID)
+	}
+	return &cachedBundle{b: b, data: data, sig: sig, rel: p.Bundle}, nil
 }
 
 // checkCached checks the bundle the boot-time re-apply would load for

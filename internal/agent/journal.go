@@ -91,6 +91,9 @@ func (a *Agent) prepare(b *bundle.Bundle, data, sig []byte, req *index.Request) 
 		if st.Request == nil {
 			st.Request = old.Request
 		}
+		st.Unhealthy, st.Rollback, st.Previous = old.Unhealthy, old.Rollback, old.Previous
+	} else {
+		st.Previous = previousFor(old, st.Manifest.Level)
 	}
 	c := &change{a: a, st: st}
 	if !same {
@@ -114,6 +117,17 @@ func (a *Agent) prepare(b *bundle.Bundle, data, sig []byte, req *index.Request) 
 func (c *change) commit() error {
 	a := c.a
 	if c.journal {
+		if c.st.Unhealthy != "" {
+			// What the kernel logged as the level was applied, beside
+			// the record prepare wrote: in the record, then in place.
+			data, err := marshalState(c.st)
+			if err == nil {
+				err = writeAtomic(a.pendingPath(), data, 0o644)
+			}
+			if err != nil {
+				a.logf("warning: level %d is applied, but not recorded as unhealthy: %v", c.st.Manifest.Level, err)
+			}
+		}
 		if err := os.Rename(a.pendingPath(), a.statePath()); err != nil {
 			return fmt.Errorf("record state: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/kcare/kcare/internal/atomicfile"
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/config"
+	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
 	"github.com/kcare/kcare/internal/kmod"
 )
@@ -264,7 +265,8 @@ func (a *Agent) removeOrphans(ctx context.Context) error {
 type cachedBundle struct {
 	b         *bundle.Bundle
 	data, sig []byte
-	rel       string // relative to the cache dir
+	rel       string         // relative to the cache dir
+	req       *index.Request // the request to record it with; nil: the record's
 }
 
 // findCached returns the highest cached level for the kernel id that

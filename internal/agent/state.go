@@ -25,6 +25,45 @@ type State struct {
 	// Request is the index request the level was fetched with; nil for
 	// a level applied by hand (--apply) or recorded by an older agent.
 	Request *index.Request `json:"request,omitempty"`
+	// Unhealthy says what the kernel logged as the level was applied
+	// (new warnings, oopses, taint flags); "" when it took it cleanly.
+	// An unhealthy level is not re-applied at boot (UpdateLocal).
+	Unhealthy string `json:"unhealthy,omitempty"`
+	// Rollback is the portal's order to go back from this level, as a
+	// verified index carried it, recorded as soon as it was learned: a
+	// level under an order is not re-applied at boot.
+	Rollback *index.Rollback `json:"rollback,omitempty"`
+	// Previous is the last level below this one that was in effect, was
+	// healthy when applied, and had no order against it: what the boot
+	// goes back to instead of an unhealthy or ordered level. nil: none.
+	Previous *CachedLevel `json:"previous,omitempty"`
+}
+
+// CachedLevel names a cached bundle of a level.
+type CachedLevel struct {
+	Level  int    `json:"level"`
+	Bundle string `json:"bundle"` // relative to the cache dir
+	Digest string `json:"bundle_sha256"`
+}
+
+// good reports whether the level st records may be gone back to: healthy
+// when applied, and with no order against it.
+func (st *State) good() bool { return st.Unhealthy == "" && st.Rollback == nil }
+
+// previousFor returns what a record of level, replacing the record old,
+// names as its Previous: old's level when good and below level, else
+// old's own Previous when below level.
+func previousFor(old *State, level int) *CachedLevel {
+	if old == nil {
+		return nil
+	}
+	if old.good() && old.Manifest.Level < level && old.Bundle != "" {
+		return &CachedLevel{Level: old.Manifest.Level, Bundle: old.Bundle, Digest: old.Digest}
+	}
+	if p := old.Previous; p != nil && p.Level < level {
+		return p
+	}
+	return nil
 }
 
 func (a *Agent) stateDir() string { return filepath.Join(a.root(), "var/lib/kcare") }

@@ -12,6 +12,7 @@ import (
 	"github.com/kcare/kcare/internal/bundle"
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/kernel"
+	"github.com/kcare/kcare/internal/trust"
 )
 
 // Portal is where Update fetches from (portalclient.Client).
@@ -34,6 +35,10 @@ type UpdateOptions struct {
 	// delay and those of patchsets newer than the one named.
 	Delay, Patchset string
 	Progress        func(done, total int64)
+	// Scheduled: the update runs by itself (kcarectl --auto-update, the
+	// timer), not by an operator's hand, and so waits for the server's
+	// maintenance window when the index names one.
+	Scheduled bool
 }
 
 // request is the index request o makes for the kernel buildID.
@@ -47,6 +52,9 @@ type indexState struct {
 	Issued  time.Time `json:"issued"`
 	Level   int       `json:"level"`
 	Latest  int       `json:"latest"`
+	// ETag names the answer a poll accepted (Poll), for its next
+	// conditional request; "" after a full run.
+	ETag string `json:"etag,omitempty"`
 }
 
 func (a *Agent) indexStatePath() string { return filepath.Join(a.stateDir(), "index.json") }
@@ -89,29 +97,38 @@ func (a *Agent) FetchIndex(ctx context.Context, p Portal, o UpdateOptions) (*ind
 	if err != nil {
 		return nil, id, fmt.Errorf("fetch index: %w", err)
 	}
+	idx, err := a.acceptIndex(body, sig, id, keys, o, p.Server(), "")
+	return idx, id, err
+}
+
+// acceptIndex verifies an index in the fixed order of index.Verifier
+// and records its version as the last accepted, with tag, the entity tag
+// it came with (for a poll).
+func (a *Agent) acceptIndex(body, sig []byte, id kernel.Identity, keys *trust.Keyring, o UpdateOptions, server, tag string) (*index.Index, error) {
 	last, err := a.readIndexState()
 	if err != nil {
-		return nil, id, err
+		return nil, err
 	}
-	v := index.Verifier{Keys: keys, BuildID: id.BuildID, Prefix: o.Prefix, Sticky: o.Sticky, Delay: o.Delay, Patchset: o.Patchset, ServerID: p.Server(),
+	v := index.Verifier{Keys: keys, BuildID: id.BuildID, Prefix: o.Prefix, Sticky: o.Sticky, Delay: o.Delay, Patchset: o.Patchset, ServerID: server,
 		LastVersion: last.Version, Now: a.Now}
 	idx, err := v.Verify(body, sig)
 	if err != nil {
-		return nil, id, fmt.Errorf("verify index: %w", err)
+		return nil, fmt.Errorf("verify index: %w", err)
 	}
-	st := indexState{Version: idx.Version, Issued: idx.Issued, Latest: idx.Latest}
+	st := indexState{Version: idx.Version, Issued: idx.Issued, Latest: idx.Latest, ETag: tag}
 	if idx.Level != nil {
 		st.Level = idx.Level.Level
 	}
 	if err := a.writeIndexState(st); err != nil {
-		return nil, id, fmt.Errorf("record index version: %w", err)
+		return nil, fmt.Errorf("record index version: %w", err)
 	}
-	return idx, id, nil
+	return idx, nil
 }
 
 // Update fetches the index from the portal and applies the level it
 // names, if it is not the one in effect: resolve -> fetch -> verify ->
-// apply. Nothing touches the kernel until the index, the download's size
+// apply. A scheduled update outside the maintenance window the index
+// names applies nothing (ErrNothingToDo, saying when the window is). Nothing touches the kernel until the index, the download's size
 // and digest, and the bundle have passed every check. A level below the
 // one in effect is applied only as mayLower allows; else the error wraps
 // ErrDowngrade.
@@ -141,6 +158,9 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 		if err := a.mayLower(idx, info.Level, o, st); err != nil {
 			return nil, err
 		}
+		if idx.Rollback != nil {
+			a.keepOrder(st, idx.Rollback)
+		}
 	}
 	if info.State == "applied" && info.Level == l.Level && st != nil && st.Digest == l.Digest {
 		err := a.checkCached(id)
@@ -149,6 +169,10 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 		}
 		// The boot-time re-apply needs it: fetch it again.
 		a.logf("level %d is applied, but its cached bundle is not usable (%v); fetching it again", l.Level, err)
+	}
+	if w := idx.Window; o.Scheduled && w != nil && !w.Open(a.now()) {
+		return nil, fmt.Errorf("level %d waits for the maintenance window, %s to %s (kcarectl --update applies it now): %w",
+			l.Level, w.Start.UTC().Format(time.RFC3339), w.End.UTC().Format(time.RFC3339), ErrNothingToDo)
 	}
 	a.logf("downloading level %d (%d bytes)", l.Level, l.Size)
 	data, err := p.Download(ctx, l.URL, l.Size, o.Progress)
@@ -171,15 +195,23 @@ func (a *Agent) Update(ctx context.Context, p Portal, o UpdateOptions) (*Result,
 // mayLower decides whether a verified index may take the kernel from level
 // cur, in effect, down to its level: only when the index carries the
 // portal's rollback order for this server (the verifier has checked that
-// it names this server), or when this host's own settings asked for it
-// (hostAsked). Else it returns an error wrapping ErrDowngrade, and nothing
-// is fetched or applied.
+// it names this server) from level cur, or when this host's own settings
+// asked for it (hostAsked). Else it returns an error wrapping
+// ErrDowngrade (and ErrStaleOrder for an order from another level), and
+// nothing is fetched or applied.
 func (a *Agent) mayLower(idx *index.Index, cur int, o UpdateOptions, st *State) error {
 	to := idx.Level.Level
-	switch {
-	case idx.Rollback != nil && idx.Rollback.Level == to:
-		a.logf("the portal orders a rollback from level %d to level %d", cur, to)
+	switch r := idx.Rollback; {
+	case r != nil && r.Level == to && r.From == cur:
+		why := ""
+		if r.Reason != "" {
+			why = ": " + r.Reason
+		}
+		a.logf("the portal orders a rollback from level %d to level %d%s", cur, to, why)
 		return nil
+	case r != nil && !hostAsked(o, st):
+		return fmt.Errorf("%w: %w: the index orders level %d back to level %d, but level %d is in effect; "+
+			"an order given for another state is not carried out (level %d stays)", ErrDowngrade, ErrStaleOrder, r.From, r.Level, cur, cur)
 	case hostAsked(o, st):
 		a.logf("going down from level %d to level %d, as this host's PREFIX or STICKY_PATCH asks", cur, to)
 		return nil
@@ -201,6 +233,21 @@ func hostAsked(o UpdateOptions, st *State) bool {
 			o.Delay != st.Request.Delay || o.Patchset != st.Request.Patchset
 	}
 	return o.Prefix != "" || (o.Sticky != "" && o.Sticky != "KEY") || o.Delay != "" || o.Patchset != ""
+}
+
+// keepOrder records a rollback order with the level it is from, before
+// anything is fetched: should the machine reboot before the order is
+// carried out, the boot does not re-apply that level (UpdateLocal). A
+// failure to record it is a warning: the order is carried out now.
+func (a *Agent) keepOrder(st *State, r *index.Rollback) {
+	if st == nil || st.Manifest.Level != r.From {
+		return
+	}
+	o := *r
+	st.Rollback = &o
+	if err := a.writeState(st); err != nil {
+		a.logf("warning: record the rollback order from level %d: %v", r.From, err)
+	}
 }
 
 // Status is what the portal's index says beside the kernel's state, for

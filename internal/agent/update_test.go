@@ -3,7 +3,9 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -23,6 +25,7 @@ type fakePortal struct {
 	body, sig []byte
 	blobs     map[string][]byte
 	downloads int
+	polls     int
 	server    string // the server id requests authenticate as
 }
 
@@ -252,4 +255,15 @@ func TestUpdateDowngrade(t *testing.T) {
 			}
 		})
 	}
+}
+
+// IndexIfChanged answers as a portal does from memory: no body for the
+// tag of the answer it has.
+func (p *fakePortal) IndexIfChanged(ctx context.Context, r index.Request, tag string) ([]byte, []byte, string, error) {
+	p.polls++
+	now := fmt.Sprintf(`"%x"`, sha256.Sum256(p.body))
+	if tag == now {
+		return nil, nil, tag, nil
+	}
+	return p.body, p.sig, now, nil
 }

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/kcare/kcare/internal/charclass"
+	"github.com/kcare/kcare/internal/taint"
 )
 
 // The agent API's paths. REGISTRATION_URL replaces RegisterBase's host
@@ -63,6 +65,43 @@ type CheckIn struct {
 	Result           string  `json:"result"`
 	AgentVersion     string  `json:"agent_version"`
 	Tags             *string `json:"tags,omitempty"` // nil keeps the tags the portal has
+	// Telemetry is the kernel's health, which the portal judges a
+	// rollout by; nil from an agent that does not report it.
+	Telemetry *Telemetry `json:"telemetry,omitempty"`
+}
+
+// Telemetry is the kernel's own account of its health at a check-in, and
+// as of the last apply, so that the portal sees what changed since: new
+// warnings, oopses or taint flags, a reboot (another boot id), or a
+// server that stopped checking in.
+type Telemetry struct {
+	BootID string `json:"boot_id"` // /proc/sys/kernel/random/boot_id
+	Uptime int64  `json:"uptime"`  // seconds since boot
+	Taint  uint64 `json:"taint"`   // /proc/sys/kernel/tainted
+	// TaintFlags is Taint decoded, as taint.Mask's String writes it
+	// ("WOEK"); it must agree with Taint.
+	TaintFlags string `json:"taint_flags"`
+	// Warnings and Oopses count the kernel's warnings and oopses since
+	// boot; -1 when unknown. CountsFrom says where they were read:
+	// "sysfs" (the kernel's own counters), "kmsg" (the agent's count in
+	// the kernel log, short when the log wrapped between runs) or "".
+	Warnings   int64  `json:"warn_count"`
+	Oopses     int64  `json:"oops_count"`
+	CountsFrom string `json:"counts_from"`
+	// LastApply is the last time the agent loaded a level, and how it
+	// went; nil before the first.
+	LastApply *ApplyReport `json:"last_apply,omitempty"`
+}
+
+// ApplyReport is one apply and the kernel's health just before it.
+type ApplyReport struct {
+	Level    int       `json:"level"`
+	OK       bool      `json:"ok"` // the level was loaded and is in effect
+	At       time.Time `json:"at"`
+	BootID   string    `json:"boot_id"`
+	Taint    uint64    `json:"taint"`
+	Warnings int64     `json:"warn_count"`
+	Oopses   int64     `json:"oops_count"`
 }
 
 // Bounds of a check-in's fields.
@@ -129,6 +168,8 @@ func (c *CheckIn) Validate() error {
 		bad = "agent-version"
 	case c.Tags != nil && (len(*c.Tags) > MaxTagsLen || !freeText(*c.Tags, "") || strings.ContainsAny(*c.Tags, `"'\`)):
 		bad = "tags"
+	case c.Telemetry != nil && !c.Telemetry.valid():
+		bad = "telemetry"
 	}
 	if bad != "" {
 		return &FieldError{Field: bad}
@@ -142,6 +183,56 @@ func (c *CheckIn) Validate() error {
 	}
 	return nil
 }
+
+// Bounds of the telemetry's numbers.
+const (
+	maxUptime = 100 * 366 * 24 * 3600 // seconds: a century
+	maxCount  = 1 << 40
+	maxTaint  = 1<<32 - 1 // the kernel has 20 flags; room for more
+)
+
+// ValidBootID reports whether s is a boot id as the kernel writes it
+// (/proc/sys/kernel/random/boot_id): a UUID in lowercase hex.
+func ValidBootID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// valid reports whether every field of t keeps its rule.
+func (t *Telemetry) valid() bool {
+	count := func(n int64) bool { return n >= -1 && n <= maxCount }
+	switch {
+	case !ValidBootID(t.BootID), t.Uptime < 0 || t.Uptime > maxUptime,
+		t.Taint > maxTaint, t.TaintFlags != taint.Mask(t.Taint).String(),
+		!count(t.Warnings), !count(t.Oopses),
+		t.CountsFrom != "" && t.CountsFrom != CountsSysfs && t.CountsFrom != CountsKmsg,
+		(t.CountsFrom == "") != (t.Warnings == -1 && t.Oopses == -1):
+		return false
+	}
+	a := t.LastApply
+	return a == nil || a.Level >= 0 && a.Level <= MaxLevel && !a.At.IsZero() && ValidBootID(a.BootID) &&
+		a.Taint <= maxTaint && count(a.Warnings) && count(a.Oopses)
+}
+
+// Where Telemetry's counts come from.
+const (
+	CountsSysfs = "sysfs"
+	CountsKmsg  = "kmsg"
+)
 
 // freeText reports whether s is UTF-8 without control characters, but for
 // those in allowed.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -110,5 +111,52 @@ func TestChannelAdmits(t *testing.T) {
 		if got := tt.feed.Admits(tt.level); got != tt.want {
 			t.Errorf("%s feed admits a %s level = %v, want %v", tt.feed, tt.level, got, tt.want)
 		}
+	}
+}
+
+// TestTelemetryValidate: a check-in's telemetry as an agent sends it, and
+// each way a field can break its rule.
+func TestTelemetryValidate(t *testing.T) {
+	at := time.Date(2026, 11, 20, 3, 14, 0, 0, time.UTC)
+	good := func() *Telemetry {
+		return &Telemetry{BootID: "6a1c8f0e-2b7d-4a3e-9c51-0f4e8d2b7a19", Uptime: 7245, Taint: 45568, TaintFlags: "WOEK",
+			Warnings: 1, Oopses: 0, CountsFrom: CountsSysfs,
+			LastApply: &ApplyReport{Level: 4, OK: true, At: at, BootID: "6a1c8f0e-2b7d-4a3e-9c51-0f4e8d2b7a19", Taint: 45056, Warnings: 0}}
+	}
+	tests := []struct {
+		name   string
+		change func(*Telemetry)
+		ok     bool
+	}{
+		{"as_sent", func(*Telemetry) {}, true},
+		{"no_apply_yet", func(t *Telemetry) { t.LastApply = nil }, true},
+		{"no_counters", func(t *Telemetry) { t.Warnings, t.Oopses, t.CountsFrom = -1, -1, "" }, true},
+		{"kmsg_counts", func(t *Telemetry) { t.CountsFrom = CountsKmsg }, true},
+		{"untainted", func(t *Telemetry) { t.Taint, t.TaintFlags = 0, "" }, true},
+		{"boot_id_not_uuid", func(t *Telemetry) { t.BootID = "6A1C8F0E-2B7D-4A3E-9C51-0F4E8D2B7A19" }, false},
+		{"flags_disagree", func(t *Telemetry) { t.TaintFlags = "OEK" }, false},
+		{"negative_uptime", func(t *Telemetry) { t.Uptime = -1 }, false},
+		{"count_below_unknown", func(t *Telemetry) { t.Warnings = -2 }, false},
+		{"unknown_source", func(t *Telemetry) { t.CountsFrom = "dmesg" }, false},
+		{"counts_without_source", func(t *Telemetry) { t.CountsFrom = "" }, false},
+		{"source_without_counts", func(t *Telemetry) { t.Warnings, t.Oopses = -1, -1 }, false},
+		{"apply_level_too_high", func(t *Telemetry) { t.LastApply.Level = MaxLevel + 1 }, false},
+		{"apply_without_time", func(t *Telemetry) { t.LastApply.At = time.Time{} }, false},
+		{"apply_bad_boot_id", func(t *Telemetry) { t.LastApply.BootID = "x" }, false},
+		{"taint_beyond_32_bits", func(t *Telemetry) { t.Taint, t.TaintFlags = 1<<40, "[40]" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tel := good()
+			tt.change(tel)
+			c := CheckIn{Level: 4, Result: "ok", Telemetry: tel}
+			err := c.Validate()
+			switch {
+			case tt.ok && err != nil:
+				t.Errorf("Validate = %v, want nil", err)
+			case !tt.ok && (!errors.Is(err, ErrBadField) || err.Error() != "bad-telemetry"):
+				t.Errorf("Validate = %v, want bad-telemetry", err)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ package fakekernel
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/kmod"
+	"github.com/kcare/kcare/internal/taint"
 )
 
 // Release and BuildID are the identity the fake kernel reports.
@@ -33,6 +35,9 @@ type Kernel struct {
 
 	mu      sync.Mutex
 	modules map[string]bool // loaded modules, true if livepatch
+	warnOn  map[string]bool // modules whose load logs a kernel warning
+	taint   taint.Mask
+	warns   int
 	stall   bool
 	loads   int
 	stop    chan struct{}
@@ -44,10 +49,15 @@ type Kernel struct {
 // kernel's worker; Close stops it.
 func New(root string, livepatch bool) (*Kernel, error) {
 	files := map[string]string{
-		"proc/sys/kernel/osrelease": Release + "\n",
-		"proc/version":              Version,
-		"proc/1/comm":               "init\n",
-		"proc/1/patch_state":        "-1\n",
+		"proc/sys/kernel/osrelease":      Release + "\n",
+		"proc/version":                   Version,
+		"proc/1/comm":                    "init\n",
+		"proc/1/patch_state":             "-1\n",
+		"proc/sys/kernel/random/boot_id": newBootID() + "\n",
+		"proc/uptime":                    "12.34 20.51\n",
+		"proc/sys/kernel/tainted":        "0\n",
+		"sys/kernel/warn_count":          "0\n",
+		"sys/kernel/oops_count":          "0\n",
 	}
 	for p, c := range files {
 		if err := write(filepath.Join(root, p), c); err != nil {
@@ -65,7 +75,7 @@ func New(root string, livepatch bool) (*Kernel, error) {
 			return nil, err
 		}
 	}
-	k := &Kernel{Root: root, modules: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	k := &Kernel{Root: root, modules: map[string]bool{}, warnOn: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go k.run()
 	return k, nil
 }
@@ -82,6 +92,47 @@ func (k *Kernel) StallTransitions(on bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.stall = on
+}
+
+// WarnOnLoad makes loading the module name log a kernel warning, as a
+// WARN in its init would: warn_count goes up and the taint gets W.
+func (k *Kernel) WarnOnLoad(name string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.warnOn[name] = true
+}
+
+// Warn logs a kernel warning now.
+func (k *Kernel) Warn() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.warn()
+	k.writeHealth()
+}
+
+func (k *Kernel) warn() {
+	k.warns++
+	k.taint |= taint.Warn
+}
+
+// writeHealth writes the taint and the warning count. k.mu is held.
+func (k *Kernel) writeHealth() {
+	write(filepath.Join(k.Root, "proc/sys/kernel/tainted"), fmt.Sprintf("%d\n", k.taint))
+	write(filepath.Join(k.Root, "sys/kernel/warn_count"), fmt.Sprintf("%d\n", k.warns))
+}
+
+// BootID returns the boot id of the fake kernel.
+func (k *Kernel) BootID() string {
+	b, _ := os.ReadFile(filepath.Join(k.Root, "proc/sys/kernel/random/boot_id"))
+	return strings.TrimSpace(string(b))
+}
+
+// newBootID returns a random boot id, a UUID as the kernel writes it.
+func newBootID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // Loads reports how many times a module was loaded.
@@ -125,6 +176,16 @@ func (k *Kernel) Load(ctx context.Context, image []byte) error {
 	}
 	k.modules[info.Name] = info.Livepatch
 	k.loads++
+	// A module built out of the kernel's tree and not signed with its
+	// key, as every test module is.
+	k.taint |= taint.OutOfTree | taint.Unsigned
+	if info.Livepatch {
+		k.taint |= taint.Livepatch
+	}
+	if k.warnOn[info.Name] {
+		k.warn()
+	}
+	k.writeHealth()
 	if err := os.MkdirAll(filepath.Join(k.Root, "sys/module", info.Name), 0o755); err != nil {
 		return err
 	}

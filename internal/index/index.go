@@ -91,7 +91,22 @@ type Index struct {
 	// the level it reported. Agents never apply a level lower than the one
 	// in effect without it (unless their own PREFIX or STICKY_PATCH asked).
 	Rollback *Rollback `json:"rollback,omitempty"`
+	// Window, when set, is the server's maintenance window: the one it
+	// is in, or the next. An agent updating by itself (kcarectl
+	// --auto-update) applies a new level only from Start until End; by
+	// hand it applies at once. nil: at any time.
+	Window *Window `json:"window,omitempty"`
 }
+
+// Window is a maintenance window, as instants: the portal evaluates the
+// window in its time zone, so that the agent needs none.
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Open reports whether t is inside w.
+func (w *Window) Open(t time.Time) bool { return !t.Before(w.Start) && t.Before(w.End) }
 
 // Request is the inputs an index answers: what the agent sent, as it sent
 // them. It names no server, so that servers asking the same question may
@@ -115,6 +130,10 @@ type Rollback struct {
 	Level    int    `json:"level"`     // the level to return to: the index's Level
 	From     int    `json:"from"`      // the level the server last reported, above Level
 	ServerID string `json:"server_id"` // the server ordered back
+	// Reason says why, for the agent's log: "the rollout of
+	// K20261127_01 in feed main halted: 1 new kernel warning". It may be
+	// empty; agents ignore it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // IPServerPrefix starts the server id the portal gives a server known only
@@ -134,6 +153,9 @@ type Level struct {
 	EffectiveRelease string       `json:"effective_release"`
 	CVEs             []bundle.CVE `json:"cves"`
 	Released         time.Time    `json:"released"`
+	// Urgent: its patchset is urgent, and an agent that polls between
+	// its runs fetches it at once.
+	Urgent bool `json:"urgent,omitempty"`
 }
 
 // BlobPath returns the portal path a bundle with the given sha256 hex digest
@@ -174,6 +196,9 @@ func marshal(idx *Index) ([]byte, error) {
 	}
 	c.Issued = c.Issued.UTC()
 	c.Expires = c.Expires.UTC()
+	if idx.Window != nil {
+		c.Window = &Window{Start: idx.Window.Start.UTC(), End: idx.Window.End.UTC()}
+	}
 	if idx.Level != nil {
 		l := *idx.Level
 		l.Released = l.Released.UTC()
@@ -273,7 +298,12 @@ func (idx *Index) validate() error {
 			return bad("rollback order from level %d to level %d is not a rollback", r.From, r.Level)
 		case r.ServerID == "" || !printable(r.ServerID):
 			return bad("rollback order for bad server id %q", r.ServerID)
+		case !printable(r.Reason):
+			return bad("rollback order with a bad reason %q", r.Reason)
 		}
+	}
+	if w := idx.Window; w != nil && (w.Start.IsZero() || !w.End.After(w.Start)) {
+		return bad("maintenance window from %s to %s is empty", stamp(w.Start), stamp(w.End))
 	}
 	if idx.Level == nil {
 		return nil

@@ -271,6 +271,9 @@ func TestVerifyRefusals(t *testing.T) {
 		{"no-sticky", signed(with(func(i *Index) { i.Request.Sticky = "" })), 41, ErrWrongRequest},
 		{"other-prefix", signed(with(func(i *Index) { i.Request.Prefix = "48h" })), 41, ErrWrongRequest},
 		{"rollback-order-for-other-server", signed(with(func(i *Index) { i.Rollback = &Rollback{Level: 3, From: 4, ServerID: "srv-0000"} })), 41, ErrWrongRequest},
+		{"rollback-order-escape-in-reason", raw(strings.Replace(string(mustMarshal(t, with(func(i *Index) {
+			i.Rollback = &Rollback{Level: 3, From: 4, ServerID: testServerID, Reason: "halted"}
+		}))), `"reason": "halted"`, `"reason": "\u001b]0;pwned\u0007"`, 1)), 41, ErrMalformed},
 		{"request-other-build-id", raw(strings.Replace(string(good), `"build_id": "`+testBuildID+`",
     "prefix"`, `"build_id": "`+otherBuild+`",
     "prefix"`, 1)), 41, ErrMalformed},

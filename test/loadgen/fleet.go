@@ -36,6 +36,7 @@ type agent struct {
 	v         *index.Verifier
 	level     int    // the level it has: 0 until its first download
 	effective string // and that level's effective release
+	etag      string // the entity tag of the index its last poll accepted
 	// result is what its next check-in reports; "" is "ok". seq numbers
 	// its check-ins in a run with -kill-every.
 	result string

@@ -99,8 +99,11 @@ type config struct {
 	api                string // "run" or "v1"
 	serverCPUs         string // taskset -c list for eportal and nginx; "" none
 	loadgenCPUs        string // CPUs loadgen keeps to; "" any
-	killEvery          time.Duration
-	replicas           int // eportal serve processes on the store; more than one: PostgreSQL, behind haproxy
+
+	rollout   *rolloutConfig // -rollout: time a level's way to the agents
+	serveArgs []string       // more arguments of eportal serve
+	killEvery time.Duration
+	replicas  int // eportal serve processes on the store; more than one: PostgreSQL, behind haproxy
 }
 
 // errUsage is a bad command line.
@@ -130,6 +133,17 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.loadgenCPUs, "loadgen-cpus", "", "run loadgen on these `CPUS` only (e.g. 1)")
 	fs.IntVar(&c.replicas, "replicas", 1, "run `N` replicas of eportal serve on one PostgreSQL database, behind haproxy; -kill-every kills one at a time, in turn")
 	fs.DurationVar(&c.killEvery, "kill-every", 0, "kill eportal serve with SIGKILL every `INTERVAL` and start it again; then check that the store holds every registration and check-in it acknowledged")
+	rolloutOn := fs.Bool("rollout", false, "time a level from its publish to the agents, who run by their timers (the flags below)")
+	rc := &rolloutConfig{}
+	fs.BoolVar(&rc.urgent, "urgent", false, "with -rollout: mark the level urgent")
+	fs.StringVar(&rc.waves, "waves", "", `with -rollout: the main feed's waves, "1,10,50,100" (default none)`)
+	fs.Float64Var(&rc.scale, "time-scale", 1, "with -rollout: divide every timer by `N` for the run, and multiply the times measured back")
+	fs.DurationVar(&rc.runEvery, "run-every", defaultRunEvery, "with -rollout: the update timer's period")
+	fs.DurationVar(&rc.runJitter, "run-jitter", defaultRunJitter, "with -rollout: the update timer's random delay")
+	fs.DurationVar(&rc.pollEvery, "poll-every", defaultPollEvery, "with -rollout: the poll timer's period (0: no polls)")
+	fs.DurationVar(&rc.pollJitter, "poll-jitter", defaultPollJitter, "with -rollout: the poll timer's random delay")
+	fs.DurationVar(&rc.timeout, "rollout-timeout", 0, "with -rollout: give up after this long in the agents' time (default three full run periods)")
+	fs.Float64Var(&rc.target, "target", 0.99, "with -rollout: end the run when this share of the agents has the level")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -166,6 +180,21 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return bad("-replicas: 1 to 8")
 	case c.replicas > 1 && (c.db != "postgres" || c.nginx):
 		return bad("-replicas: more than one share a PostgreSQL database (-db postgres), and not with -nginx")
+	}
+	if *rolloutOn {
+		switch {
+		case c.nginx || c.killEvery != 0:
+			return bad("-rollout goes with neither -nginx nor -kill-every")
+		case rc.scale < 1 || rc.scale > 1000:
+			return bad("-time-scale: 1 to 1000")
+		case rc.target <= 0 || rc.target > 1:
+			return bad("-target: above 0, at most 1")
+		case rc.runEvery <= 0 || rc.pollEvery < 0:
+			return bad("-run-every above 0, -poll-every 0 or more")
+		}
+		c.rollout = rc
+		// The rollout loop every minute of the agents' time.
+		c.serveArgs = []string{"--rollout-interval", rc.scaled(time.Minute).String()}
 	}
 	for _, l := range []struct{ flag, v string }{{"-server-cpus", c.serverCPUs}, {"-loadgen-cpus", c.loadgenCPUs}} {
 		if l.v == "" {
@@ -235,6 +264,12 @@ func loadgen(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			return err
 		}
 		report, ok = r, r.Servers[0].Failures.None() && r.Servers[1].Failures.None()
+	case cfg.rollout != nil:
+		r, err := runRollout(ctx, cfg, cfg.rollout, p, logf)
+		if err != nil {
+			return err
+		}
+		report, ok = r, r.Failures.None() && !r.TimedOut
 	case cfg.killEvery > 0:
 		r, err := runCrash(ctx, cfg, p, logf)
 		if err != nil {

@@ -47,13 +47,14 @@ const adminPassword = "loadgen admin password"
 
 // portal is an eportal set up for one run, and what to undo at the end.
 type portal struct {
-	dir       string // temporary directory holding everything below
-	data      string // eportal's --data
-	dsn       string // eportal's --db; "" for SQLite
-	bin       string // the eportal binary
-	cpus      string // taskset -c list eportal serve runs on; "" any
-	url       string // http://127.0.0.1:PORT
-	token     string // an admin's API token
+	dir       string   // temporary directory holding everything below
+	data      string   // eportal's --data
+	dsn       string   // eportal's --db; "" for SQLite
+	bin       string   // the eportal binary
+	cpus      string   // taskset -c list eportal serve runs on; "" any
+	serveArgs []string // more arguments of eportal serve
+	url       string   // http://127.0.0.1:PORT
+	token     string   // an admin's API token
 	publisher *trust.Signer
 	keys      *trust.Keyring // the portal's index key, from DATA/portal.pub
 	serve     *proc          // replica 0's eportal serve
@@ -82,7 +83,7 @@ func (p *portal) close() {
 // setupPortal makes a fresh portal as the package doc describes. On
 // error it undoes what it did.
 func setupPortal(ctx context.Context, cfg *config, logf func(string, ...any)) (_ *portal, err error) {
-	p := &portal{cpus: cfg.serverCPUs}
+	p := &portal{cpus: cfg.serverCPUs, serveArgs: cfg.serveArgs}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -264,6 +265,7 @@ func (p *portal) startReplica(ctx context.Context, i int) error {
 	if p.dsn != "" {
 		args = append(args, "--db", p.dsn)
 	}
+	args = append(args, p.serveArgs...)
 	var err error
 	r.serve, err = startProc(fmt.Sprintf("eportal serve (replica %d)", i), onCPUs(exec.Command(p.bin, args...), p.cpus),
 		filepath.Join(p.dir, fmt.Sprintf("eportal-%d.log", i)))
@@ -279,16 +281,21 @@ func (p *portal) startReplica(ctx context.Context, i int) error {
 // makeBundle makes a signed bundle of level 1 for the fake kernel, its
 // module padded with random bytes so that the .kcp is about size bytes.
 func makeBundle(s *trust.Signer, size int) (data, sig []byte, err error) {
-	const name = "kcare_loadgen_l1"
+	return makeLevelBundle(s, size, 1)
+}
+
+// makeLevelBundle is makeBundle for level, released an hour ago.
+func makeLevelBundle(s *trust.Signer, size, level int) (data, sig []byte, err error) {
+	name := fmt.Sprintf("kcare_loadgen_l%d", level)
 	released := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	m := bundle.Manifest{
-		Name:  fakekernel.Release + "-1",
-		Level: 1,
+		Name:  fmt.Sprintf("%s-%d", fakekernel.Release, level),
+		Level: level,
 		Kernel: bundle.Kernel{BuildID: fakekernel.BuildID, Release: fakekernel.Release,
 			Version: fakekernel.Version, KernelID: kernel.KernelID(fakekernel.Version)},
 		Module:           bundle.Module{File: name + ".ko", Name: name, Vermagic: fakekernel.Release + " SMP preempt mod_unload modversions "},
 		CVEs:             []bundle.CVE{{ID: "CVE-2026-1001", Description: "load test fix", URL: "https://www.cve.org/"}},
-		EffectiveRelease: "6.1.0-56.kcare1-amd64",
+		EffectiveRelease: fmt.Sprintf("6.1.0-56.kcare%d-amd64", level),
 		Released:         released,
 	}
 	module := fakekernel.Module(name, m.Module.Vermagic, true)

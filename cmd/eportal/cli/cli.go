@@ -45,7 +45,7 @@ func Program(e *env) *cmdline.Program {
 		Name: "eportal",
 		Root: &cmdline.Command{Sub: []*cmdline.Command{
 			serveCmd(e), keyCmd(e), feedCmd(e), patchsetCmd(e), serverCmd(e), userCmd(e), tokenCmd(e),
-			ipCmd(e), resellerCmd(e), publisherCmd(e), syncCmd(e), exportCmd(e), importCmd(e), tlsPinCmd(e), migrateCmd(e),
+			ipCmd(e), resellerCmd(e), publisherCmd(e), syncCmd(e), exportCmd(e), importCmd(e), tlsPinCmd(e), migrateCmd(e), rolloutCmd(e),
 		}},
 		Stdout: e.stdout, Stderr: e.stderr,
 		Fail: func(path string, err error) {

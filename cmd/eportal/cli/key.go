@@ -14,7 +14,7 @@ import (
 )
 
 func keyCmd(e *env) *cmdline.Command {
-	return group("key", "activation keys: add, list, edit, delete", keyAdd(e), keyList(e), keyEdit(e), keyDelete(e))
+	return group("key", "activation keys: add, list, edit, delete, window", keyAdd(e), keyList(e), keyEdit(e), keyDelete(e), keyWindow(e))
 }
 
 // keySettings are the flags that set a key's settings.

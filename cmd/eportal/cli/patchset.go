@@ -24,6 +24,7 @@ func patchsetCmd(e *env) *cmdline.Command {
 	} {
 		g.Sub = append(g.Sub, patchsetAction(e, a.action, a.summary))
 	}
+	g.Sub = append(g.Sub, patchsetUrgent(e))
 	return g
 }
 

@@ -26,6 +26,7 @@ func serveCmd(e *env) *cmdline.Command {
 	upTokenFlags := registerUpstreamToken(fs)
 	fs.StringVar(&o.UpstreamProxy, "upstream-proxy", "", "reach the upstream through this proxy `URL`")
 	fs.DurationVar(&o.SyncEvery, "sync-interval", daemon.DefaultSyncInterval, "how often to sync from the upstream")
+	fs.DurationVar(&o.RolloutEvery, "rollout-interval", daemon.DefaultRolloutInterval, "how often the rollout loop decides on the rollouts: the next wave, a halt")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM, with its chain)")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "the certificate's private key `FILE` (PEM)")
 	fs.BoolVar(&o.TLSSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate, made on first start in DATA/tls/ and kept (its pin: eportal tls-pin)")

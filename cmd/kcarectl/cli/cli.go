@@ -51,6 +51,7 @@ type options struct {
 	register    string
 	unregister  bool
 	autoUpdate  bool
+	poll        bool
 	sticky      optString
 	prefix      optString
 	check       bool
@@ -100,6 +101,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.register, "register", "", "register this server with the activation `KEY`, then update")
 	fs.BoolVar(&o.unregister, "unregister", false, "unregister this server from the portal")
 	fs.BoolVar(&o.autoUpdate, "auto-update", false, "what the timer runs: update if AUTO_UPDATE allows, after a random delay, quietly")
+	fs.BoolVar(&o.poll, "poll", false, "what the poll timer runs: ask the portal cheaply whether the index changed; update at once for an urgent level or a rollback order (AUTO_UPDATE allowing)")
 	fs.Var(&o.sticky, "set-sticky-patch", "stick to patches released up to `DATE` (DDMMYY, DDMMYYYY, YYYY-MM-DD, or KEY); empty unsticks")
 	fs.Var(&o.prefix, "prefix", "patch source `PREFIX` for this run: test, 12h, 24h or 48h")
 	fs.BoolVar(&o.check, "check", false, "exit 0 if a newer patch level is available, 1 if not")
@@ -113,7 +115,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 
 // usageHelp is what kcarectl --help says after the synopsis.
 const usageHelp = `Give one action: --apply FILE | --unload | --update | --register KEY | --unregister |
---auto-update | --info [--json] | --uname | --patch-info | --check | --status |
+--auto-update | --poll | --info [--json] | --uname | --patch-info | --check | --status |
 --license-info | --set-sticky-patch DATE | --tag TAGS | --vex | --version |
 --scanner-interface enable USER... | --scanner-interface disable [USER...] |
 --smart-update | --import-key FILE | --doctor | --set-patch-type default
@@ -167,7 +169,7 @@ func run(ctx context.Context, o *options, args []string, stdout, stderr io.Write
 	}
 	actions := 0
 	for _, on := range []bool{o.apply != "", o.unload, o.info, o.uname, o.patchInfo, o.update, o.version,
-		o.register != "", o.unregister, o.autoUpdate, o.sticky.set, o.check, o.status, o.licenseInfo, o.tag.set,
+		o.register != "", o.unregister, o.autoUpdate, o.poll, o.sticky.set, o.check, o.status, o.licenseInfo, o.tag.set,
 		o.vex, o.scanner.set, o.importKey != "", o.doctor, o.patchType.set && !o.update} {
 		if on {
 			actions++
@@ -211,6 +213,8 @@ func run(ctx context.Context, o *options, args []string, stdout, stderr io.Write
 		err = runUnregister(ctx, a, o, stdout)
 	case o.autoUpdate:
 		err = runAutoUpdate(ctx, a, o, stdout, stderr)
+	case o.poll:
+		err = runPoll(ctx, a, o, stdout, stderr)
 	case o.sticky.set:
 		err = runSetSticky(o, stdout)
 	case o.check:

@@ -70,8 +70,10 @@ func caBundle(a *agent.Agent, o *options) string {
 // AUTO_UPDATE_DELAY and AUTO_STICKY_PATCHSET in their place when set, as
 // KernelCare has them.
 func updateOptions(a *agent.Agent, o *options, stderr io.Writer) agent.UpdateOptions {
+	// --auto-update and --poll run by themselves, and wait for the
+	// maintenance window.
 	uo := agent.UpdateOptions{Prefix: a.Config.Prefix, Sticky: a.Config.StickyPatch,
-		Delay: a.Config.UpdateDelay, Patchset: a.Config.StickyPatchset}
+		Delay: a.Config.UpdateDelay, Patchset: a.Config.StickyPatchset, Scheduled: o.autoUpdate || o.poll}
 	if o.autoUpdate || o.smartUpdate {
 		if a.Config.AutoUpdateDelay != "" {
 			uo.Delay = a.Config.AutoUpdateDelay
@@ -159,7 +161,8 @@ func checkIn(ctx context.Context, a *agent.Agent, o *options, c *portalclient.Cl
 }
 
 // report is the check-in of a run that ended with runErr: the kernel and
-// level in effect now, and the outcome. nil when the state cannot be read.
+// level in effect now, the outcome, and the kernel's health (now and at
+// the last apply). nil when the state cannot be read.
 func report(a *agent.Agent, o *options, runErr error) *apitype.CheckIn {
 	info, err := a.Info()
 	if err != nil {
@@ -179,6 +182,11 @@ func report(a *agent.Agent, o *options, runErr error) *apitype.CheckIn {
 		if tags, ok := f.Get("TAGS"); ok {
 			ci.Tags = &tags
 		}
+	}
+	if t, err := a.Telemetry(); err == nil {
+		ci.Telemetry = t
+	} else if a.Log != nil {
+		fmt.Fprintf(a.Log, "warning: the kernel's health is not reported: %v\n", err)
 	}
 	return &ci
 }
@@ -246,6 +254,35 @@ func runAutoUpdate(ctx context.Context, a *agent.Agent, o *options, stdout, stde
 			fmt.Fprintf(stdout, "Kernel is patched: level %d, effective release %s\n", info.Level, info.EffectiveRelease)
 		}
 	}
+	return err
+}
+
+// runPoll is what the poll timer runs, every few minutes between the
+// update timer's runs: nothing when AUTO_UPDATE is off; else a
+// conditional index request, and, when the answer changed and asks for
+// it (an urgent level, a rollback order), an update at once, which
+// prints only what it applied. Another kcarectl under way skips the poll.
+func runPoll(ctx context.Context, a *agent.Agent, o *options, stdout, stderr io.Writer) error {
+	if !a.Config.AutoUpdate {
+		return nil
+	}
+	res, err := a.Poll(ctx, client(a, o), updateOptions(a, o, stderr))
+	if errors.Is(err, agent.ErrLocked) {
+		return nil
+	}
+	if err != nil || res.Act == "" {
+		return err
+	}
+	fmt.Fprintf(stderr, "kcarectl: %s; updating now\n", res.Act)
+	a.Log = nil // quiet
+	if err := runUpdate(ctx, a, o, io.Discard, stderr); err != nil {
+		return err
+	}
+	info, err := a.Info()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "Kernel is patched: level %d, effective release %s\n", info.Level, info.EffectiveRelease)
 	return err
 }
 

@@ -61,10 +61,11 @@ type Config struct {
 
 // Core is the portal's operations over its store.
 type Core struct {
-	cfg     Config
-	st      store.Store
-	log     *slog.Logger
-	indexes indexCache // the signed index answers servers share
+	cfg      Config
+	st       store.Store
+	log      *slog.Logger
+	indexes  indexCache   // the signed index answers servers share
+	rollouts rolloutCache // what the answers need of the rollouts
 }
 
 // New returns a Core for cfg.

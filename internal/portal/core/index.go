@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/kcare/kcare/internal/apitype"
@@ -14,6 +15,7 @@ import (
 	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/portal/window"
 )
 
 // ErrNoIndexKey is an index asked of a Core that has no key to sign it.
@@ -145,9 +147,21 @@ func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, order map[
 		version = v
 	}
 	now := c.Now()
+	g, err := c.gates(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	// The answer is of the version the gates were read at: a gate means
+	// the rollouts of that version.
+	version = g.version
+	gate, err := c.gate(ctx, g, cl.Feed, q.BuildID, cl.Server.ID, reported)
+	if err != nil {
+		return nil, err
+	}
+	win := g.windowFor(cl.Feed, cl.Key)
 	k := indexKey{buildID: q.BuildID, feed: cl.Feed, prefix: q.Prefix, sticky: q.Sticky, resolved: resolved,
-		delay: q.Delay, patchset: q.Patchset, version: version}
-	e := c.indexes.get(k, now, func(e *signedIndex) { e.err = c.signIndex(ctx, k, order, now, e) })
+		delay: q.Delay, patchset: q.Patchset, version: version, gate: gate, window: win.String()}
+	e := c.indexes.get(k, now, func(e *signedIndex) { e.err = c.signIndex(ctx, k, g, order, now, e) })
 	if e.err != nil {
 		return nil, e.err
 	}
@@ -158,11 +172,14 @@ func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, order map[
 	if from == 0 {
 		return e.answer(), nil
 	}
-	// An order for this server alone, signed now, never shared.
+	// An order for this server alone, signed now, never shared. It is
+	// carried out at once, window or not.
 	idx := e.idx
 	idx.Issued, idx.Expires = now, now.Add(c.cfg.IndexTTL)
 	idx.ServerID = cl.Server.ID
-	idx.Rollback = &index.Rollback{Level: e.picked, From: from, ServerID: cl.Server.ID}
+	idx.Window = nil
+	idx.Rollback = &index.Rollback{Level: e.picked, From: from, ServerID: cl.Server.ID,
+		Reason: g.rollbackReason(cl.Feed, q.BuildID, from)}
 	body, sig, err := index.Sign(&idx, c.cfg.IndexKey)
 	if err != nil {
 		return nil, err
@@ -171,10 +188,12 @@ func (c *Core) index(ctx context.Context, cl *Caller, q IndexRequest, order map[
 }
 
 // signIndex fills e with the answer to k at now, signed: the newest level
-// k's feed, prefix and sticky date allow of those published for its
-// kernel. It holds until the clock makes another level allowed, or
-// indexCacheMaxAge.
-func (c *Core) signIndex(ctx context.Context, k indexKey, order map[string]int, now time.Time, e *signedIndex) error {
+// k's feed, prefix, sticky date, UPDATE_DELAY, STICKY_PATCHSET and rollout
+// gate allow of those published for its kernel, with k's maintenance
+// window (none for an urgent level in a feed whose urgent levels skip
+// it). It holds until the clock makes another level allowed, the window
+// ends, or indexCacheMaxAge.
+func (c *Core) signIndex(ctx context.Context, k indexKey, g *gates, order map[string]int, now time.Time, e *signedIndex) error {
 	_, testPrefix, err := resolve.PrefixDelay(k.prefix)
 	if err != nil {
 		return err
@@ -198,6 +217,10 @@ func (c *Core) signIndex(ctx context.Context, k indexKey, order map[string]int, 
 				levels = append(levels, l)
 			}
 		}
+	}
+	if held := g.held(k.feed, k.buildID, k.gate); len(held) > 0 {
+		// Levels of rollouts that do not admit the server yet.
+		levels = slices.DeleteFunc(levels, func(l store.Level) bool { return held[l.Patchset] })
 	}
 	req := resolve.Request{Prefix: k.prefix, Sticky: k.resolved, Delay: k.delay, Patchset: k.patchset, Order: order, Now: now}
 	picked, err := resolve.Pick(levels, feed, req)
@@ -242,6 +265,14 @@ func (c *Core) signIndex(ctx context.Context, k indexKey, order map[string]int, 
 			EffectiveRelease: picked.EffectiveRelease,
 			CVEs:             toBundleCVEs(picked.CVEs),
 			Released:         picked.Released,
+			Urgent:           g.urgent[picked.Patchset],
+		}
+	}
+	if w, _ := window.Parse(k.window); !w.None() && !(e.idx.Level != nil && e.idx.Level.Urgent && g.policies[k.feed].UrgentSkipsWindow) {
+		start, end := w.Next(now)
+		e.idx.Window = &index.Window{Start: start, End: end}
+		if end.Before(e.until) {
+			e.until = end
 		}
 	}
 	e.body, e.sig, err = index.Sign(&e.idx, c.cfg.IndexKey)

@@ -11,8 +11,10 @@ import (
 
 // The signed index answers are shared: every server that asks the same
 // question (build-id, PREFIX, sticky date as sent and as resolved,
-// UPDATE_DELAY, STICKY_PATCHSET) in the same feed, while the store is at the same version, gets the same signed
-// body, which states the question it answers and names no server. The
+// UPDATE_DELAY, STICKY_PATCHSET) in the same feed, with the same rollout
+// gates and maintenance window, while the store is at the same version,
+// gets the same signed body, which states the question it answers and
+// names no server. The
 // agent checks the question it asked (index.Verifier), so one signature
 // serves them all. An answer that must order one server back (a
 // rollback order names its server) is signed for that server alone and
@@ -36,6 +38,13 @@ type indexKey struct {
 	delay         string // UPDATE_DELAY, as sent
 	patchset      string // STICKY_PATCHSET, as sent
 	version       int64  // the store's version
+	// gate says, for each active rollout of the feed with a level for the
+	// kernel, whether the server may have it: servers in the same waves
+	// share answers, whatever their ids (Core.gate).
+	gate string
+	// window is the server's maintenance window as written: its key's,
+	// or its feed's.
+	window string
 }
 
 // signedIndex is one answer: the index as signed, and what the portal

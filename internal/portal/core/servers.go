@@ -12,6 +12,7 @@ import (
 	"github.com/kcare/kcare/internal/portal/auth"
 	"github.com/kcare/kcare/internal/portal/resolve"
 	"github.com/kcare/kcare/internal/portal/store"
+	"github.com/kcare/kcare/internal/taint"
 )
 
 // Errors of a server's authentication; each is an apitype error code's
@@ -142,6 +143,7 @@ func (c *Core) CheckIn(ctx context.Context, cl *Caller, in *apitype.CheckIn, ip 
 		return err
 	}
 	now := c.Now()
+	health := healthOf(in, now)
 	if cl.Key == nil {
 		srv := *cl.Server
 		srv.Hostname, srv.Release, srv.BuildID, srv.KernelID = in.Hostname, in.Release, in.BuildID, in.KernelID
@@ -150,13 +152,33 @@ func (c *Core) CheckIn(ctx context.Context, cl *Caller, in *apitype.CheckIn, ip 
 		if in.Tags != nil {
 			srv.Tags = *in.Tags
 		}
-		return c.st.UpsertIPServer(ctx, &srv, cl.Feed)
+		if err := c.st.UpsertIPServer(ctx, &srv, cl.Feed); err != nil || health == nil {
+			return err
+		}
+		return c.st.RecordHealth(ctx, srv.ID, health, now)
 	}
 	return c.st.CheckIn(ctx, cl.Server.ID, store.Report{
 		Hostname: in.Hostname, IP: ip, Release: in.Release, BuildID: in.BuildID,
 		KernelID: in.KernelID, Level: in.Level, EffectiveRelease: in.EffectiveRelease,
-		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: now,
+		LastResult: in.Result, AgentVersion: in.AgentVersion, Tags: in.Tags, At: now, Health: health,
 	})
+}
+
+// healthOf is the health a check-in at now reports, as the store keeps
+// it; nil when it reports none. The boot began its uptime before now, to
+// the second.
+func healthOf(in *apitype.CheckIn, now time.Time) *store.Health {
+	t := in.Telemetry
+	if t == nil {
+		return nil
+	}
+	h := &store.Health{BootID: t.BootID, Booted: now.Add(-time.Duration(t.Uptime) * time.Second).Truncate(time.Second),
+		Taint: taint.Mask(t.Taint), Warnings: t.Warnings, Oopses: t.Oopses, CountsFrom: t.CountsFrom, Level: in.Level}
+	if a := t.LastApply; a != nil {
+		h.Apply = &store.Apply{Level: a.Level, OK: a.OK, At: a.At, BootID: a.BootID, Taint: taint.Mask(a.Taint),
+			Warnings: a.Warnings, Oopses: a.Oopses}
+	}
+	return h
 }
 
 // DeleteServer deletes a server.

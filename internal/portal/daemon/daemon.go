@@ -40,6 +40,7 @@ const (
 	DefaultIndexTTL          = core.DefaultIndexTTL
 	DefaultInactiveAge       = fleet.DefaultInactiveAge
 	DefaultSyncInterval      = 10 * time.Minute
+	DefaultRolloutInterval   = time.Minute
 	DefaultMaxConns          = server.DefaultMaxConns
 	DefaultMaxConnsPerSource = server.DefaultMaxConnsPerSource
 )
@@ -71,6 +72,10 @@ type Options struct {
 	MetricsAllow []netip.Prefix // GET /metrics only from these networks
 
 	MaxConns, MaxConnsPerSource int
+
+	// RolloutEvery is how often the rollout loop decides on the
+	// rollouts (core.Core.RolloutTick).
+	RolloutEvery time.Duration
 
 	Log *slog.Logger
 	Now func() time.Time // nil: time.Now
@@ -120,6 +125,9 @@ func (o *Options) defaults() {
 	}
 	if o.SyncEvery <= 0 {
 		o.SyncEvery = DefaultSyncInterval
+	}
+	if o.RolloutEvery <= 0 {
+		o.RolloutEvery = DefaultRolloutInterval
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -200,6 +208,11 @@ func Run(ctx context.Context, o Options) error {
 	defer func() {
 		stopSync()
 		syncs.Wait() // before the deferred st.Close
+	}()
+	syncs.Add(1)
+	go func() {
+		defer syncs.Done()
+		rolloutLoop(syncCtx, c, o.RolloutEvery, log)
 	}()
 	if o.Upstream != "" {
 		client, err := upstreamClient(o.UpstreamProxy)
@@ -284,6 +297,22 @@ func syncLoop(ctx context.Context, c *core.Core, s mirror.Syncer, every time.Dur
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// rolloutLoop runs the rollout loop every interval until ctx ends.
+func rolloutLoop(ctx context.Context, c *core.Core, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := c.RolloutTick(ctx); err != nil && ctx.Err() == nil {
+			log.Error("rollout loop", "error", err)
+		}
+		select {
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}

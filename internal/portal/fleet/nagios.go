@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/textline"
 )
 
@@ -64,6 +65,36 @@ func NagiosReport(cs []Classified) string {
 			host = c.ID
 		}
 		fmt.Fprintf(&b, "%s (%s) is %s\n", textline.Escape(host), textline.Escape(c.IP), strings.ToUpper(string(c.State)))
+	}
+	return b.String()
+}
+
+// NagiosRollouts is the body of the rollouts' Nagios check: a summary
+// ("OK: no rollout halted", "CRITICAL: 1 rollout halted or rolled back"),
+// "|", the count of rollouts in each state, then a line per rollout that
+// halted or rolled back: its patchset, feed, state, wave and why.
+func NagiosRollouts(rs []store.Rollout) string {
+	counts := map[string]int{}
+	var bad []store.Rollout
+	for _, r := range rs {
+		counts[r.State]++
+		if r.State == "halted" || r.State == "rolled-back" {
+			bad = append(bad, r)
+		}
+	}
+	var b strings.Builder
+	switch len(bad) {
+	case 0:
+		b.WriteString("OK: no rollout halted")
+	case 1:
+		b.WriteString("CRITICAL: 1 rollout halted or rolled back")
+	default:
+		fmt.Fprintf(&b, "CRITICAL: %d rollouts halted or rolled back", len(bad))
+	}
+	fmt.Fprintf(&b, "|running=%d;paused=%d;halted=%d;rolled_back=%d;done=%d\n",
+		counts["running"], counts["paused"], counts["halted"], counts["rolled-back"], counts["done"])
+	for _, r := range bad {
+		fmt.Fprintf(&b, "%s in feed %s is %s at wave %d: %s\n", r.Patchset, r.Feed, r.State, r.Wave+1, textline.Escape(r.Reason))
 	}
 	return b.String()
 }

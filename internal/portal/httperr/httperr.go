@@ -86,7 +86,7 @@ func From(err error) *Error {
 		return e
 	case errors.Is(err, store.ErrExists):
 		code, msg = http.StatusConflict, "already exists"
-	case errors.Is(err, store.ErrInUse):
+	case errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrChanged):
 		code = http.StatusConflict
 	case errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound

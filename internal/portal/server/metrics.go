@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"github.com/kcare/kcare/internal/apitype"
 	"io"
 	"net/http"
 	"net/netip"
@@ -158,6 +159,11 @@ var (
 		"Patchsets by feed and state (enabled or disabled).", []string{"feed", "state"}, nil)
 	levelsDesc = prometheus.NewDesc("kcare_patch_levels",
 		"Published patch levels.", nil, nil)
+	rolloutsDesc = prometheus.NewDesc("kcare_rollouts",
+		"Rollouts by feed and state (running, paused, halted, rolled-back, done). Alert on halted or rolled-back above 0: the portal stopped a rollout by itself.",
+		[]string{"feed", "state"}, nil)
+	rolloutWaveDesc = prometheus.NewDesc("kcare_rollout_wave",
+		"The wave (from 1) each rollout not done is at, by feed, patchset and state.", []string{"feed", "patchset", "state"}, nil)
 	upDesc = prometheus.NewDesc("kcare_fleet_scrape_success",
 		"Whether reading the fleet's state from the store worked (1) or not (0).", nil, nil)
 )
@@ -166,6 +172,8 @@ func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- serversDesc
 	ch <- patchsetsDesc
 	ch <- levelsDesc
+	ch <- rolloutsDesc
+	ch <- rolloutWaveDesc
 	ch <- upDesc
 }
 
@@ -226,5 +234,24 @@ func (s *Server) fleetMetrics(ctx context.Context) ([]prometheus.Metric, error) 
 		levels += p.Levels
 	}
 	out = append(out, prometheus.MustNewConstMetric(levelsDesc, prometheus.GaugeValue, float64(levels)))
+	rs, err := s.core.Rollouts(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range feeds {
+		n := map[apitype.RolloutState]int{}
+		for _, r := range rs {
+			if r.Feed != f.Name {
+				continue
+			}
+			n[apitype.RolloutState(r.State)]++
+			if r.State != string(apitype.RolloutDone) {
+				out = append(out, prometheus.MustNewConstMetric(rolloutWaveDesc, prometheus.GaugeValue, float64(r.Wave+1), f.Name, r.Patchset, r.State))
+			}
+		}
+		for _, st := range apitype.RolloutStates {
+			out = append(out, prometheus.MustNewConstMetric(rolloutsDesc, prometheus.GaugeValue, float64(n[st]), f.Name, string(st)))
+		}
+	}
 	return out, nil
 }

@@ -58,3 +58,13 @@ func nagiosText(w http.ResponseWriter, code int, body string) error {
 	_, err := w.Write([]byte(body))
 	return err
 }
+
+// nagiosRollouts is the rollouts' Nagios check, for an operator's API
+// token: CRITICAL while a rollout is halted or rolled back.
+func (s *Server) nagiosRollouts(w http.ResponseWriter, r *http.Request) error {
+	rs, err := s.core.Rollouts(r.Context(), "")
+	if err != nil {
+		return err
+	}
+	return nagiosText(w, http.StatusOK, fleet.NagiosRollouts(rs))
+}

@@ -114,6 +114,15 @@ func (s *Server) routeTable() []route {
 		{"GET /admin/api/kcare/patchset/{key}", authActivationKey, roleAny, 0, true, s.restKeyPatchset},
 		// Registration at ePortal's REGISTRATION_URL (…/admin/api/kcare).
 		{"POST /admin/api/kcare/register", authActivationKey, roleAny, formBodyMax, true, s.register},
+		// Safe rollout.
+		{"GET /admin/api/rollouts", authToken, roleAny, 0, false, s.restRollouts},
+		{"GET /admin/api/rollouts/{id}", authToken, roleAny, 0, false, s.restRollout},
+		{"POST /admin/api/rollouts/{id}/{action}", authToken, roleAdmin, 0, false, s.restRolloutAction},
+		{"GET /admin/api/feeds/{feed}/rollout", authToken, roleAny, 0, false, s.restRolloutPolicy},
+		{"PUT /admin/api/feeds/{feed}/rollout", authToken, roleAdmin, restBodyMax, false, s.restSetRolloutPolicy},
+		{"PUT /admin/api/key-windows", authToken, roleAdmin, restBodyMax, false, s.restKeyWindow},
+		{"PUT /admin/api/patchsets/{patchset}/urgent", authToken, roleAdmin, restBodyMax, false, s.restPatchsetUrgent},
+		{"GET /admin/api/kcare/nagios-rollouts", authToken, roleAny, 0, false, s.nagiosRollouts},
 		// KernelCare's Nagios API.
 		{"GET /admin/api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},
 		{"GET /api/kcare/nagios/{key}", authActivationKey, roleAny, 0, true, s.nagiosKey},

@@ -46,7 +46,7 @@ func (cm *committer) start(s *sqlStore) {
 		cm.in = make(chan *checkinReq, checkinBatchMax)
 		cm.quit = make(chan struct{})
 		cm.wg.Add(1)
-		s.prepareWrites(checkInTouch, checkInChange, checkInHistory)
+		s.prepareWrites(checkInTouch, checkInChange, checkInHistory, upsertHealth)
 		go func() {
 			defer cm.wg.Done()
 			s.commitLoop(cm.in, cm.quit)
@@ -134,7 +134,8 @@ const checkInChange = `UPDATE servers SET hostname = $3, ip = $4, kernel_release
 const checkInHistory = `INSERT INTO checkins (server_id, at, level, effective_release, result) VALUES ($1, $2, $3, $4, $5)`
 
 // checkInTx writes one check-in in tx: the server's row, and a history
-// line when it reported a change. An unknown id is ErrNotFound.
+// line when it reported a change, and the health it reports. An unknown
+// id is ErrNotFound.
 func (s *sqlStore) checkInTx(ctx context.Context, tx *sql.Tx, id string, c Report) error {
 	var tags any
 	if c.Tags != nil {
@@ -147,14 +148,23 @@ func (s *sqlStore) checkInTx(ctx context.Context, tx *sql.Tx, id string, c Repor
 	if err != nil {
 		return err
 	}
-	if n, err := res.RowsAffected(); err != nil || n > 0 {
+	n, err := res.RowsAffected()
+	if err != nil {
 		return err
+	}
+	if n > 0 {
+		if c.Health == nil {
+			return nil
+		}
+		return s.recordHealth(ctx, tx, id, c.Health, c.At)
 	}
 	if err := affected(s.hotExec(ctx, tx, checkInChange, args...)); err != nil {
 		return err
 	}
-	_, err = s.hotExec(ctx, tx, checkInHistory, id, at, c.Level, c.EffectiveRelease, c.LastResult)
-	return err
+	if _, err = s.hotExec(ctx, tx, checkInHistory, id, at, c.Level, c.EffectiveRelease, c.LastResult); err != nil || c.Health == nil {
+		return err
+	}
+	return s.recordHealth(ctx, tx, id, c.Health, c.At)
 }
 
 func (s *sqlStore) CheckIn(ctx context.Context, id string, c Report) error {

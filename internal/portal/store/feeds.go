@@ -14,10 +14,10 @@ import (
 
 func (s *sqlStore) Patchsets(ctx context.Context) ([]Patchset, error) {
 	return queryAll(ctx, s.r, "patchsets", func(r scanner) (p Patchset, err error) {
-		return p, r.Scan(&p.Name, timeCol{&p.Released}, &p.Levels)
-	}, `SELECT p.name, p.released, COUNT(l.id) FROM patchsets p
+		return p, r.Scan(&p.Name, timeCol{&p.Released}, &p.Levels, &p.Urgent)
+	}, `SELECT p.name, p.released, COUNT(l.id), p.urgent FROM patchsets p
 LEFT JOIN levels l ON l.patchset = p.name
-GROUP BY p.name, p.released ORDER BY p.released, p.name`)
+GROUP BY p.name, p.released, p.urgent ORDER BY p.released, p.name`)
 }
 
 func (s *sqlStore) FeedPatchsets(ctx context.Context, feed string) ([]FeedPatchset, error) {
@@ -26,8 +26,8 @@ func (s *sqlStore) FeedPatchsets(ctx context.Context, feed string) ([]FeedPatchs
 	}
 	return queryAll(ctx, s.r, "patchsets of feed "+feed, func(r scanner) (FeedPatchset, error) {
 		p := FeedPatchset{Feed: feed}
-		return p, r.Scan(&p.Patchset, timeCol{&p.Released}, &p.Enabled, &p.Deployed)
-	}, `SELECT p.name, p.released, COALESCE(fp.enabled, FALSE), fp.patchset IS NOT NULL FROM patchsets p
+		return p, r.Scan(&p.Patchset, timeCol{&p.Released}, &p.Enabled, &p.Deployed, &p.Urgent)
+	}, `SELECT p.name, p.released, COALESCE(fp.enabled, FALSE), fp.patchset IS NOT NULL, p.urgent FROM patchsets p
 LEFT JOIN feed_patchsets fp ON fp.patchset = p.name AND fp.feed = $1
 ORDER BY p.released, p.name`, feed)
 }
@@ -53,10 +53,22 @@ func (s *sqlStore) SetPatchsets(ctx context.Context, feed string, patchsets []st
 			if err != nil {
 				return err
 			}
+			var deployed bool
+			err = tx.QueryRowContext(ctx, `SELECT COUNT(*) > 0 FROM feed_patchsets WHERE feed = $1 AND patchset = $2`, feed, p).Scan(&deployed)
+			if err != nil {
+				return err
+			}
 			_, err = tx.ExecContext(ctx, `INSERT INTO feed_patchsets (feed, patchset, enabled) VALUES ($1, $2, $3)
 ON CONFLICT (feed, patchset) DO UPDATE SET enabled = excluded.enabled`, feed, p, enabled)
 			if err != nil {
 				return err
+			}
+			if enabled && !deployed {
+				// Enabled in the feed for the first time: with waves, it
+				// rolls out.
+				if err := startRollouts(ctx, tx, p, `$2`, feed); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

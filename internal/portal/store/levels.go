@@ -94,7 +94,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING i
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO feed_patchsets (feed, patchset, enabled)
 SELECT name, $1, TRUE FROM feeds WHERE auto`, l.Patchset)
-		return err
+		if err != nil {
+			return err
+		}
+		// Enabled for the first time: each feed with waves rolls it out.
+		return startRollouts(ctx, tx, l.Patchset, `SELECT name FROM feeds WHERE auto`)
 	})
 	if err != nil {
 		return fmt.Errorf("add level %s/%d: %w", l.BuildID, l.Level, err)

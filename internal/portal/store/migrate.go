@@ -276,6 +276,76 @@ CREATE TABLE signin_failures (
 );
 CREATE INDEX signin_failures_last_at ON signin_failures (last_at);
 `},
+	// 9: safe rollout. The kernel health each server reports; each
+	// feed's rollout policy (its waves, soak time, health thresholds,
+	// maintenance window); the keys' own maintenance windows; urgent
+	// patchsets; the rollouts with their samples over time; the fleet's
+	// patch coverage by day.
+	{sql: `
+CREATE TABLE server_health (
+	server_id TEXT PRIMARY KEY REFERENCES servers (id) ON DELETE CASCADE,
+	boot_id TEXT NOT NULL,
+	booted {{time}} NOT NULL,
+	taint BIGINT NOT NULL,
+	warn_count BIGINT NOT NULL,
+	oops_count BIGINT NOT NULL,
+	counts_from TEXT NOT NULL,
+	level INTEGER NOT NULL,
+	apply_level INTEGER NOT NULL,
+	apply_ok {{bool}} NOT NULL,
+	apply_at {{time}},
+	apply_boot_id TEXT NOT NULL,
+	apply_taint BIGINT NOT NULL,
+	apply_warn_count BIGINT NOT NULL,
+	apply_oops_count BIGINT NOT NULL,
+	rebooted {{time}},
+	rebooted_level INTEGER NOT NULL,
+	updated {{time}} NOT NULL
+);
+
+CREATE TABLE feed_rollout (
+	feed TEXT PRIMARY KEY REFERENCES feeds (name) ON DELETE CASCADE,
+	waves TEXT NOT NULL,
+	policy TEXT NOT NULL
+);
+
+CREATE TABLE key_windows (
+	key TEXT PRIMARY KEY REFERENCES keys (key) ON DELETE CASCADE,
+	spec TEXT NOT NULL
+);
+
+ALTER TABLE patchsets ADD COLUMN urgent {{bool}} NOT NULL DEFAULT FALSE;
+
+CREATE TABLE rollouts (
+	id {{id}},
+	feed TEXT NOT NULL REFERENCES feeds (name) ON DELETE CASCADE,
+	patchset TEXT NOT NULL REFERENCES patchsets (name) ON DELETE CASCADE,
+	waves TEXT NOT NULL,
+	wave INTEGER NOT NULL,
+	state TEXT NOT NULL,
+	reason TEXT NOT NULL,
+	started {{time}},
+	wave_started {{time}},
+	updated {{time}},
+	UNIQUE (feed, patchset)
+);
+
+CREATE TABLE rollout_samples (
+	rollout_id BIGINT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+	at {{time}} NOT NULL,
+	sample TEXT NOT NULL
+);
+CREATE INDEX rollout_samples_rollout ON rollout_samples (rollout_id, at);
+
+CREATE TABLE coverage_days (
+	day TEXT PRIMARY KEY,
+	total INTEGER NOT NULL,
+	uptodate INTEGER NOT NULL,
+	outofdate INTEGER NOT NULL,
+	unsupported INTEGER NOT NULL,
+	inactive INTEGER NOT NULL
+);
+`},
 }
 
 // sqliteCountTriggers keep keys.server_count on SQLite, row by row.

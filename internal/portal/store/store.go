@@ -57,6 +57,7 @@ type Patchset struct {
 	Name     string
 	Released time.Time // the newest release time of its levels
 	Levels   int       // how many levels it holds
+	Urgent   bool      // its rollouts skip their soak times
 }
 
 // Feed is a view of the patchsets: main (always there), test, delayed or
@@ -94,6 +95,7 @@ type FeedPatchset struct {
 	Enabled  bool
 	Deployed bool // ever enabled or disabled in the feed; false: not deployed there
 	Released time.Time
+	Urgent   bool
 }
 
 // Key is an activation key.
@@ -150,6 +152,9 @@ type Report struct {
 	AgentVersion                             string
 	Tags                                     *string // nil keeps the tags
 	At                                       time.Time
+	// Health is the kernel's health the check-in reports, with its
+	// Level; nil when it reports none.
+	Health *Health
 }
 
 // ServerFilter selects servers for Servers; zero fields match all. The
@@ -337,6 +342,7 @@ type Store interface {
 	AuditStore
 	ResellerStore
 	PublisherKeyStore
+	RolloutStore
 	SharedStore
 }
 
@@ -513,6 +519,14 @@ type ServerStore interface {
 	// CleanServers deletes servers that have not checked in since before
 	// (those that never did: registered before it) and returns how many.
 	CleanServers(ctx context.Context, before time.Time) (int, error)
+
+	// RecordHealth records the health a check-in of a server known by
+	// its IP license reports (registered servers' check-ins carry it in
+	// their Report), at at (zero: now). An unknown id is ErrNotFound.
+	RecordHealth(ctx context.Context, id string, h *Health, at time.Time) error
+	// ServerHealth returns the health a server last reported;
+	// ErrNotFound when it never has.
+	ServerHealth(ctx context.Context, id string) (*Health, error)
 
 	// CheckinHistory returns a server's newest check-ins, newest first.
 	CheckinHistory(ctx context.Context, serverID string, limit int) ([]Checkin, error)

@@ -79,6 +79,10 @@ var suite = []struct {
 	{"servers-state", testServersState},
 	{"audit-query", testAuditQuery},
 	{"sessions", testSessions},
+	{"server-health", testServerHealth},
+	{"rollouts", testRollouts},
+	{"rollout-members", testRolloutMembers},
+	{"windows-urgent-coverage", testWindowsUrgentCoverage},
 }
 
 func digest(build string, level int) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,6 +49,9 @@ const (
 type overviewPage struct {
 	Counts   *overview
 	Counting time.Time
+	// Coverage is the chart of the fleet's coverage by day (the rollout
+	// loop's counts), drawn at every view.
+	Coverage template.HTML
 }
 
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -82,6 +86,11 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if page.Counts == nil && err != nil {
 		return err
 	}
+	days, err := u.core.Coverage(r.Context(), coverageMaxDays)
+	if err != nil {
+		return err
+	}
+	page.Coverage = CoverageChart(days, now, coverageMaxDays)
 	u.render(w, r, c, http.StatusOK, "overview", "Overview", page)
 	return nil
 }
@@ -463,7 +472,16 @@ func (u *UI) feed(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil {
 		return err
 	}
-	u.render(w, r, c, http.StatusOK, "feed", "Feed "+f.Name, map[string]any{"F": f, "Hours": int(f.DeployAfter / time.Hour), "Kernels": kl})
+	pol, err := u.core.RolloutPolicy(r.Context(), f.Name)
+	if err != nil {
+		return err
+	}
+	rs, err := u.feedRollouts(r.Context(), f.Name)
+	if err != nil {
+		return err
+	}
+	u.render(w, r, c, http.StatusOK, "feed", "Feed "+f.Name, map[string]any{"F": f, "Hours": int(f.DeployAfter / time.Hour), "Kernels": kl,
+		"Policy": pol, "Rollouts": rs})
 	return nil
 }
 

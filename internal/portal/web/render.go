@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/apitype"
+	"github.com/kcare/kcare/internal/portal/rollout"
+	"github.com/kcare/kcare/internal/portal/store"
 )
 
 // page is what every template gets.
@@ -27,7 +29,10 @@ type page struct {
 	// CSSVersion names this build's stylesheet, so a browser that
 	// cached another fetches it again.
 	CSSVersion string
-	Data       any
+	// Stopped are the rollouts halted or rolled back, which every page
+	// of a signed-in operator names in a banner.
+	Stopped []store.Rollout
+	Data    any
 }
 
 var funcs = template.FuncMap{
@@ -70,6 +75,8 @@ var funcs = template.FuncMap{
 		}
 		return out
 	},
+	"percent": rollout.Percent,
+	"inc":     func(n int) int { return n + 1 },
 	"limit": func(n int) string {
 		if n == 0 {
 			return "unlimited"
@@ -103,10 +110,11 @@ func parsePages() map[string]*template.Template {
 	}
 	for _, n := range names {
 		base := strings.TrimSuffix(path.Base(n), ".html")
-		if base == "layout" || base == "servertable" {
+		if base == "layout" || base == "servertable" || base == "rollouts" {
 			continue
 		}
-		out[base] = template.Must(template.New(base).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/servertable.html", n))
+		out[base] = template.Must(template.New(base).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/servertable.html",
+			"templates/rollouts.html", n))
 	}
 	return out
 }
@@ -116,6 +124,7 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, c *reqCtx, code int,
 	p := page{Title: title, Nav: name, CSSVersion: cssVersion, Data: data}
 	if c != nil && c.user != nil {
 		p.User, p.Role, p.Admin, p.CSRF = c.user.Name, c.user.Role, c.admin(), c.sess.CSRF
+		p.Stopped = u.stopped(r.Context())
 	}
 	var buf bytes.Buffer
 	if err := u.pages[name].ExecuteTemplate(&buf, "layout", p); err != nil {

@@ -154,6 +154,7 @@ var routes = []route{
 	get("/admin/feeds/{feed}/delete", Admin, (*UI).confirmDeleteFeed),
 	post("/admin/feeds/{feed}/delete", Admin, buttonForm, (*UI).deleteFeed),
 	post("/admin/feeds/{feed}/patchsets", Admin, buttonForm, (*UI).managePatchsets),
+	post("/admin/rollouts/{id}", Admin, buttonForm, (*UI).rolloutAction),
 	get("/admin/patches", Reader, (*UI).patches),
 	{Route{Method: "POST", Path: "/admin/patches", Access: Admin, Upload: true, MaxBody: uploadMaxBody}, (*UI).upload},
 	get("/admin/users", Reader, (*UI).users),
@@ -287,3 +288,6 @@ func trimLines(s string) string {
 	}
 	return s
 }
+
+// Core is the core the UI is a face of.
+func (u *UI) Core() *core.Core { return u.core }
