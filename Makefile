@@ -64,6 +64,7 @@ benchsmoke:
 	$(GO) run ./test/loadgen -api v1 -download-every-cycle -seed 2000 -agents 16 -concurrency 4 -duration 1s
 	$(GO) run ./test/loadgen -db postgres -seed 2000 -agents 16 -concurrency 4 -duration 1s
 	$(GO) run ./test/loadgen -nginx -seed 0 -concurrency 4 -duration 1s
+	$(GO) run ./test/loadgen -rollout -urgent -waves 50,100 -seed 100 -agents 100 -concurrency 4 -time-scale 60
 
 # Everything CI runs. The kernel is fetched first so that the unit tests
 # that read a real Debian kernel image, headers and kallsyms find them (the
