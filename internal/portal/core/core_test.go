@@ -96,14 +96,7 @@ func TestAuditEveryChange(t *testing.T) {
 func TestSyncOneReplicaAtATime(t *testing.T) {
 	dsn := storetest.FreshPostgres(t)
 	ctx := context.Background()
-	open := func() store.Store {
-		st, err := store.Open(ctx, t.TempDir(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
+	open := func() store.Store { return storetest.Replica(t, dsn) }
 	other, st := open(), open()
 	c := core.New(core.Config{Store: st, DataDir: t.TempDir(), Now: func() time.Time { return testNow }})
 	unlock, ok, err := other.TryLock(ctx, "sync")

@@ -449,7 +449,8 @@ func memberHealth(h *store.Health) *rollout.Health {
 	out := &rollout.Health{BootID: h.BootID, Taint: h.Taint, Warnings: h.Warnings, Oopses: h.Oopses,
 		Rebooted: h.Rebooted, RebootedLevel: h.RebootedLevel}
 	if a := h.Apply; a != nil {
-		out.Apply = &rollout.Apply{Level: a.Level, OK: a.OK, At: a.At, BootID: a.BootID, Taint: a.Taint, Warnings: a.Warnings, Oopses: a.Oopses}
+		c := *a
+		out.Apply = &c
 	}
 	return out
 }

@@ -22,14 +22,7 @@ import (
 func TestSharedPortalKey(t *testing.T) {
 	dsn := storetest.FreshPostgres(t)
 	ctx := context.Background()
-	open := func() store.Store {
-		st, err := store.Open(ctx, t.TempDir(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
+	open := func() store.Store { return storetest.Replica(t, dsn) }
 	// The portal that was alone, with its key.
 	first := t.TempDir()
 	priv, _, err := trust.GenerateKey("kcare eportal index key", "")

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,19 +22,6 @@ import (
 	"github.com/kcare/kcare/internal/portal/store"
 	"github.com/kcare/kcare/internal/portal/storetest"
 )
-
-// benchServers is how many servers BenchmarkAgentRun seeds beside its
-// agents: 1,000,000, or KCARE_BENCH_SERVERS.
-func benchServers(b *testing.B) int {
-	n := 1_000_000
-	if v := os.Getenv("KCARE_BENCH_SERVERS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 0 {
-			b.Fatalf("KCARE_BENCH_SERVERS=%q: want a number", v)
-		}
-	}
-	return n
-}
 
 // benchAgent is a registered server as BenchmarkAgentRun drives it.
 type benchAgent struct {
@@ -55,7 +40,7 @@ func BenchmarkAgentRun(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			ctx := context.Background()
 			st := storetest.Open(b, kind)
-			n := benchServers(b)
+			n := storetest.BenchServers(b)
 			for _, k := range []string{"seeded", "agents"} {
 				if err := st.AddKey(ctx, &store.Key{Key: k, Feed: "main"}); err != nil {
 					b.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kcare/kcare/internal/portal/rollout"
 	"github.com/kcare/kcare/internal/taint"
 )
 
@@ -29,15 +30,9 @@ type Health struct {
 	Updated       time.Time // the last check-in that changed any of the above
 }
 
-// Apply is one apply and the kernel's health just before it.
-type Apply struct {
-	Level            int
-	OK               bool
-	At               time.Time
-	BootID           string
-	Taint            taint.Mask
-	Warnings, Oopses int64
-}
+// Apply is one apply and the kernel's health just before it, as the
+// rollout rules read it.
+type Apply = rollout.Apply
 
 // upsertHealth records the health a check-in reports, at $18 (the
 // check-in time). A check-in from another boot than the one recorded

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -89,4 +90,30 @@ func NewSchema(tb testing.TB, dsn string) string {
 		}
 	})
 	return schema
+}
+
+// BenchServers is how many servers a benchmark seeds: 1,000,000, or
+// KCARE_BENCH_SERVERS (make benchsmoke sets it small).
+func BenchServers(tb testing.TB) int {
+	n := 1_000_000
+	if v := os.Getenv("KCARE_BENCH_SERVERS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			tb.Fatalf("KCARE_BENCH_SERVERS=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+// Replica opens another store on the PostgreSQL database dsn, with a
+// data directory of its own, as a replica of eportal does; closed when
+// tb ends.
+func Replica(tb testing.TB, dsn string) store.Store {
+	tb.Helper()
+	st, err := store.Open(context.Background(), tb.TempDir(), dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
 }

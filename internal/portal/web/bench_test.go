@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +32,7 @@ import (
 // servers match and one a single server does. SQLite always; PostgreSQL
 // too when KCARE_TEST_POSTGRES is set.
 func BenchmarkServersPage(b *testing.B) {
-	n := 1_000_000
-	if v := os.Getenv("KCARE_BENCH_SERVERS"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
+	n := storetest.BenchServers(b)
 	kinds := []string{"sqlite"}
 	if os.Getenv("KCARE_TEST_POSTGRES") != "" {
 		kinds = append(kinds, "postgres")
