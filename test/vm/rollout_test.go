@@ -218,7 +218,7 @@ func TestRollout(t *testing.T) {
 		}
 		levels := map[string]string{}
 		for _, s := range p.servers() {
-			levels[fmt.Sprint(s["server_id"])] = fmt.Sprint(s["patch_level"])
+			levels[fmt.Sprint(s["id"])] = fmt.Sprint(s["patch_level"])
 		}
 		if levels[canary.serverID()] != "1" || levels[second.serverID()] != "1" {
 			t.Errorf("the portal's levels of the guests: %v, want both 1", levels)
@@ -264,7 +264,7 @@ func TestRollout(t *testing.T) {
 		}
 		for _, s := range p.servers() {
 			if fmt.Sprint(s["patch_level"]) != "3" {
-				t.Errorf("the portal's server %v at level %v, want 3", s["server_id"], s["patch_level"])
+				t.Errorf("the portal's server %v at level %v, want 3", s["id"], s["patch_level"])
 			}
 		}
 	})

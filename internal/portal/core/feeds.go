@@ -177,6 +177,7 @@ func (c *Core) ManagePatchsets(ctx context.Context, a Actor, feed, patchset stri
 	if err := c.st.SetPatchsets(ctx, feed, names, enable); err != nil {
 		return nil, err
 	}
+	c.beginRollouts(ctx)
 	c.audit(ctx, a, "patchset."+string(action), feed+"/"+patchset, strings.Join(names, ","), before, c.enabledAudit(ctx, feed))
 	return names, nil
 }

@@ -207,6 +207,7 @@ func (c *Core) Publish(ctx context.Context, a Actor, data, sig []byte, o Publish
 	if err := c.st.AddLevel(ctx, l); err != nil {
 		return nil, err
 	}
+	c.beginRollouts(ctx)
 	c.audit(ctx, a, "level.publish", fmt.Sprintf("%s/%d", l.BuildID, l.Level),
 		fmt.Sprintf("release=%s patchset=%s channel=%s digest=%s", l.Release, l.Patchset, l.Channel, l.Digest), nil, levelAudit(l))
 	return l, nil

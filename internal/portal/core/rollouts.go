@@ -210,15 +210,21 @@ func (c *Core) gate(ctx context.Context, g *gates, feed, buildID, serverID strin
 			continue
 		}
 		hasIt := reported != nil && reported.BuildID == buildID && reported.Level >= target
-		wave := len(r.waves) - 1
-		if r.state == rollout.Running || r.state == rollout.Paused {
-			p, err := c.population(ctx, r)
-			if err != nil {
-				return "", err
+		// A rollout not yet begun (stamped) gives its level to nobody:
+		// its health gate counts what happens from its start.
+		admits := hasIt
+		if !r.Started.IsZero() {
+			wave := len(r.waves) - 1
+			if r.state == rollout.Running || r.state == rollout.Paused {
+				p, err := c.population(ctx, r)
+				if err != nil {
+					return "", err
+				}
+				wave = p.waveOf(r, serverID)
 			}
-			wave = p.waveOf(r, serverID)
+			admits = r.state.Admits(r.Wave, wave, hasIt)
 		}
-		if r.state.Admits(r.Wave, wave, hasIt) {
+		if admits {
 			b.WriteByte('1')
 		} else {
 			b.WriteByte('0')
@@ -552,6 +558,15 @@ func sampleOf(st *RolloutStatus) Sample {
 		}
 	}
 	return s
+}
+
+// beginRollouts stamps the start of the rollouts a publish or an enable
+// has just begun, so that their first wave gets the level at once rather
+// than at the rollout loop's next round (which stamps what this misses).
+func (c *Core) beginRollouts(ctx context.Context) {
+	if _, err := c.st.StampRollouts(ctx, c.Now()); err != nil {
+		c.log.Warn("new rollouts begin at the rollout loop's next round", "err", err)
+	}
 }
 
 // RolloutTick is one round of the rollout loop at the portal's now: it

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcare/kcare/internal/index"
 	"github.com/kcare/kcare/internal/taint"
 )
 
@@ -111,8 +112,10 @@ func Measure(m Member, r Rollout, p Policy, now time.Time) Signals {
 	if !h.Rebooted.IsZero() && !h.Rebooted.Before(r.Started) && h.RebootedLevel >= m.Target {
 		s.Reboots = 1
 	}
+	// The apply's time is the agent's clock: an apply up to the clock
+	// skew every signed answer allows before the rollout began counts.
 	a := h.Apply
-	if a == nil || a.At.Before(r.Started) {
+	if a == nil || a.At.Add(index.MaxClockSkew).Before(r.Started) {
 		return s
 	}
 	if a.Level == m.Target && !a.OK {

@@ -250,6 +250,12 @@ func TestEvaluate(t *testing.T) {
 		{"warning_before_the_rollout_ignored", run, p, []Member{edit(healthy("a", 0), func(m *Member) {
 			m.Health.Apply.At = t0.Add(-time.Hour)
 		})}, after, Advance, "wave 1 (50%) healthy: 1 of 1 servers have the level"},
+		// The agent's clock may be behind the portal's: an apply it
+		// dates a little before the rollout began is the rollout's.
+		{"apply_dated_within_the_clock_skew_counts", run, p, []Member{edit(healthy("a", 0), func(m *Member) {
+			m.Health.Apply.At = t0.Add(-4 * time.Minute)
+			m.Health.Warnings = 3
+		})}, after, Unwell, "1 new kernel warning (at most 0)"},
 		{"oopses_halt", run, p, []Member{healthy("a", 0), edit(healthy("b", 0), func(m *Member) { m.Health.Oopses = 2; m.Health.Taint |= taint.Die })}, after, Unwell,
 			"2 new kernel oopses (at most 0), 1 server with a new taint (at most 0)"},
 		{"failed_apply_halts", run, p, []Member{edit(healthy("a", 0), func(m *Member) { m.Level, m.Health.Apply.OK = 2, false })}, after, Unwell,

@@ -236,6 +236,30 @@ func TestRolloutHaltsAndRollsBack(t *testing.T) {
 	})
 }
 
+// TestRolloutCanaryBeforeFirstTick: a canary that takes the level between
+// its publish and the rollout loop's next round is in the rollout: its
+// check-in counts for its wave and its warning halts the rollout. (The
+// rollout began only at the loop's round before, and what the canary did
+// before then went unseen.)
+func TestRolloutCanaryBeforeFirstTick(t *testing.T) {
+	forKinds(t, func(t *testing.T, kind string) {
+		p, hosts := rolloutPortal(t, kind)
+		p.mustPublish(t, 2, p.now.Add(-time.Hour))
+		hs := canaryFirst(t, p.rolloutOf(t, "K20261127_01"), hosts)
+		canary := hs[0]
+		canary.k.WarnOnLoad("kcare_test_l2")
+		if level, err := canary.run(t); level != 2 || err != nil {
+			t.Fatalf("the canary before the loop's round: level %d, %v; want level 2", level, err)
+		}
+		p.now = p.now.Add(time.Minute)
+		p.tick(t)
+		st := p.rolloutOf(t, "K20261127_01")
+		if w := st.Decision.Waves[0]; st.State != "rolled-back" || w.Applied != 1 || w.Warnings != 1 {
+			t.Errorf("after the canary's warning: %s (%q), wave 1's signals %+v; want rolled-back, 1 applied, 1 warning", st.State, st.Reason, w)
+		}
+	})
+}
+
 // TestRolloutOperatorActions: pause stops the waves advancing, resume
 // starts the soak again, promote moves on without waiting, rollback
 // orders every server back; each refused in a state that does not allow

@@ -25,7 +25,8 @@ type FeedRollout struct {
 // Rollout is the release of a patchset in a feed in waves. It begins,
 // in state "running" at wave 0, in the transaction that first enables a
 // patchset in a feed whose policy has waves; its times are stamped by
-// the core's clock (StampRollouts).
+// the core's clock (StampRollouts), and until then it gives its level to
+// no server.
 type Rollout struct {
 	ID          int64
 	Feed        string
@@ -84,7 +85,8 @@ type RolloutStore interface {
 	// ErrChanged.
 	UpdateRollout(ctx context.Context, r *Rollout, state string, wave int) error
 	// StampRollouts sets the start times of rollouts that have none yet
-	// to at, and returns how many.
+	// to at, and returns how many; the store's version moves when it
+	// stamps any.
 	StampRollouts(ctx context.Context, at time.Time) (int, error)
 	// PatchsetTargets returns, for each kernel (build-id) a patchset has
 	// levels for, the highest of them.
@@ -206,8 +208,19 @@ WHERE id = $1 AND state = $7 AND wave = $8`, r.ID, r.State, r.Wave, r.Reason, s.
 }
 
 func (s *sqlStore) StampRollouts(ctx context.Context, at time.Time) (int, error) {
-	t := s.d.t(at)
-	n, err := s.exec(ctx, `UPDATE rollouts SET started = $1, wave_started = $1, updated = $1 WHERE started IS NULL`, t)
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE rollouts SET started = $1, wave_started = $1, updated = $1 WHERE started IS NULL`, s.d.t(at))
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		// The index answers hold a rollout's level back until it has
+		// begun: they change now.
+		return bump(ctx, tx)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("stamp rollouts: %w", err)
 	}
