@@ -63,7 +63,7 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if started {
 		u.counting = make(chan struct{})
 		u.countingSince = now
-		go u.count(u.counting)
+		go u.count(u.counting, time.Now())
 	}
 	done := u.counting
 	u.statsMu.Unlock()
@@ -95,11 +95,13 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	return nil
 }
 
-// count counts the fleet for the overview and closes done.
-func (u *UI) count(done chan struct{}) {
+// count counts the fleet for the overview and closes done. start is
+// when the view that asked for it began to wait: how long the count took
+// is measured from there, as the view saw it.
+func (u *UI) count(done chan struct{}, start time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), statsBound)
 	defer cancel()
-	at, start := u.now(), time.Now()
+	at := u.now()
 	o, err := func() (*overview, error) {
 		st, err := u.core.Stats(ctx)
 		if err != nil {
