@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,5 +206,38 @@ func TestRunUsageExitCodes(t *testing.T) {
 				t.Errorf("run(%q) = %d with %d bytes on stdout; want %d and none", tt.args, got, stdout.Len(), tt.want)
 			}
 		})
+	}
+}
+
+// TestTransportCallsOffNotRetries: a request loadgen calls off itself
+// (its run is over) is no retried answer; a connection the server refuses
+// is.
+func TestTransportCallsOffNotRetries(t *testing.T) {
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hold }))
+	defer srv.Close()
+	defer close(hold)
+	log := &failureLog{}
+	c := newHTTPClient(1, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/run", nil)
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	if _, err := c.Do(req); err == nil {
+		t.Fatal("a request called off answered")
+	}
+	if r := log.report(); r.Retried != 0 || r.Failed != 0 {
+		t.Errorf("after a request called off: %+v, want no failure", r)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	if _, err := c.Get("http://" + addr + "/api/v1/run"); err == nil {
+		t.Fatal("a closed port answered")
+	}
+	if r := log.report(); r.Retried != 1 {
+		t.Errorf("after a refused connection: %+v, want 1 retried", r)
 	}
 }

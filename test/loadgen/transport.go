@@ -84,6 +84,9 @@ func (t *loopbackTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	}
 	resp, err := t.base.RoundTrip(req)
 	switch {
+	case err != nil && req.Context().Err() != nil:
+		// Called off by loadgen itself (the run is over): no answer
+		// was refused.
 	case err != nil:
 		t.log.retry(fmt.Sprintf("%s %s: %v", req.Method, req.URL.Path, err))
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
