@@ -21,50 +21,21 @@ import (
 	kcarectl "github.com/kcare/kcare/cmd/kcarectl/cli"
 	"github.com/kcare/kcare/internal/bundle/bundletest"
 	"github.com/kcare/kcare/internal/fakekernel"
+	"github.com/kcare/kcare/internal/testbin"
 )
 
 // Bounds on the waits of setting up and tearing down.
 const (
-	buildBound = 5 * time.Minute  // go build of eportal
 	startBound = 30 * time.Second // for eportal serve to say where it listens
 	stopBound  = 25 * time.Second // eportal's own shutdown bound is 20s
 )
 
 var publisher = bundletest.Signer("kcare compat test publisher")
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
-}
-
-// bin builds the commands the tests run once for the whole test binary
-// and returns the path of name.
-func bin(t *testing.T, name string) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "kcare-compat-"); buildErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), buildBound)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", binDir+"/", "github.com/kcare/kcare/cmd/eportal")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, name)
 }
 
 // portal is a real eportal serve on 127.0.0.1 with an admin (password
@@ -88,7 +59,7 @@ var servingRE = regexp.MustCompile(`msg="eportal serving" addr=(\S+)`)
 // newPortal starts a portal with no keys, feeds but main, or levels.
 func newPortal(t *testing.T) *portal {
 	t.Helper()
-	p := &portal{t: t, bin: bin(t, "eportal"), data: filepath.Join(t.TempDir(), "data"), adminPW: "compat admin password"}
+	p := &portal{t: t, bin: testbin.Path(t, "cmd/eportal"), data: filepath.Join(t.TempDir(), "data"), adminPW: "compat admin password"}
 	pub, err := publisher.PublicKey()
 	if err != nil {
 		t.Fatal(err)

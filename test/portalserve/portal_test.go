@@ -8,7 +8,6 @@ package portalserve
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"mime/multipart"
 	"net"
@@ -23,52 +22,22 @@ import (
 	"time"
 
 	"github.com/kcare/kcare/internal/bundle/bundletest"
+	"github.com/kcare/kcare/internal/testbin"
 	"github.com/kcare/kcare/internal/trust"
 )
 
 // Bounds on the waits of setting up and tearing down.
 const (
-	buildBound = 5 * time.Minute  // go build of eportal
 	startBound = 30 * time.Second // for eportal serve to say where it listens
 	stopBound  = 25 * time.Second // eportal's own shutdown bound is 20s
 )
 
 var publisher = bundletest.Signer("kcare portalserve test publisher")
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	binDir    string
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
-}
-
-// eportalBin builds cmd/eportal once for the whole test binary.
-func eportalBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "kcare-portalserve-"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "eportal")
-		ctx, cancel := context.WithTimeout(context.Background(), buildBound)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", binPath, "github.com/kcare/kcare/cmd/eportal").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build eportal: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
 }
 
 // portal is one eportal data directory and, once started, its server.
@@ -86,7 +55,7 @@ type portal struct {
 // newPortal makes a data directory that trusts the test publisher.
 func newPortal(t *testing.T) *portal {
 	t.Helper()
-	p := &portal{t: t, bin: eportalBin(t), data: filepath.Join(t.TempDir(), "data")}
+	p := &portal{t: t, bin: testbin.Path(t, "cmd/eportal"), data: filepath.Join(t.TempDir(), "data")}
 	pub, err := publisher.PublicKey()
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcare/kcare/internal/testbin"
 	"github.com/kcare/kcare/internal/trust"
 )
 
@@ -51,10 +52,7 @@ const webAdminPassword = "the admin's long password"
 func startWebPortal(t *testing.T, env ...string) *webPortal {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "eportal")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kcare/kcare/cmd/eportal").CombinedOutput(); err != nil {
-		t.Fatalf("build eportal: %v\n%s", err, out)
-	}
+	bin := testbin.Path(t, "cmd/eportal")
 	data := filepath.Join(dir, "data")
 	_, pub, err := trust.GenerateKey("kcare security test publisher", "")
 	if err != nil {
@@ -272,4 +270,10 @@ func TestParseHWM(t *testing.T) {
 	if _, err := parseHWM([]byte("Name:\teportal\n")); err == nil {
 		t.Error("parseHWM without a VmHWM line: no error")
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
