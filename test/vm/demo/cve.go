@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/kcare/kcare/test/vm/cve"
@@ -92,34 +91,7 @@ func cveDemo(ctx context.Context, f *fixture.Fixture, p *fixture.Portal, logf fu
 	}
 	defer vm.Stop()
 
-	// guest prints each command with its output under it, as the demo's
-	// first part does; "CMD => N" must exit N.
-	guest := func(title string, cmds ...string) error {
-		fmt.Printf("\n== %s\n", title)
-		for _, c := range cmds {
-			line, wantExit := c, 0
-			if l, n, ok := strings.Cut(c, " => "); ok {
-				line = l
-				fmt.Sscan(n, &wantExit)
-			}
-			fmt.Printf("guest# %s\n", line)
-			r, err := vm.Shell(ctx, "{ "+line+"; } 2>&1")
-			if err != nil {
-				return err
-			}
-			fmt.Print(r.Stdout)
-			if r.Stdout != "" && !strings.HasSuffix(r.Stdout, "\n") {
-				fmt.Println()
-			}
-			if r.Exit != 0 {
-				fmt.Printf("(exit %d)\n", r.Exit)
-			}
-			if r.Exit != wantExit {
-				return fmt.Errorf("%q: exit %d, want %d", line, r.Exit, wantExit)
-			}
-		}
-		return nil
-	}
+	guest := func(title string, cmds ...string) error { return guestStep(ctx, vm, title, cmds...) }
 	repro = "repro-" + fix.CVE.ID
 	conf := fmt.Sprintf("printf 'PATCH_SERVER=%s\\n' > /etc/sysconfig/kcare/kcare.conf", p.GuestURL())
 	steps := []func() error{

@@ -83,36 +83,7 @@ func run() error {
 	defer vm.Stop()
 	logf("guest up after %s", vm.BootTime().Round(time.Millisecond))
 
-	// guest runs each command of a step in the guest and prints it and its
-	// output together, so that every output stands right under its
-	// command. A command whose exit code is not 0 fails the demo, unless
-	// it is written "CMD => N": then it must exit N, which is shown.
-	guest := func(title string, cmds ...string) error {
-		fmt.Printf("\n== %s\n", title)
-		for _, c := range cmds {
-			line, wantExit := c, 0
-			if l, n, ok := strings.Cut(c, " => "); ok {
-				line = l
-				fmt.Sscan(n, &wantExit)
-			}
-			fmt.Printf("guest# %s\n", line)
-			r, err := vm.Shell(ctx, "{ "+line+"; } 2>&1")
-			if err != nil {
-				return err
-			}
-			fmt.Print(r.Stdout)
-			if r.Stdout != "" && !strings.HasSuffix(r.Stdout, "\n") {
-				fmt.Println()
-			}
-			if r.Exit != 0 {
-				fmt.Printf("(exit %d)\n", r.Exit)
-			}
-			if r.Exit != wantExit {
-				return fmt.Errorf("%q: exit %d, want %d", line, r.Exit, wantExit)
-			}
-		}
-		return nil
-	}
+	guest := func(title string, cmds ...string) error { return guestStep(ctx, vm, title, cmds...) }
 	// host runs one command on the host, printed with its output under it.
 	host := func(title, line string, do func() (string, error)) error {
 		fmt.Printf("\n== %s\nhost$ %s\n", title, line)
@@ -171,4 +142,35 @@ func run() error {
 		}
 	}
 	return cveDemo(ctx, f, p, logf)
+}
+
+// guestStep runs each command of a step in the guest and prints it and
+// its output together, so that every output stands right under its
+// command. A command whose exit code is not 0 fails the demo, unless it
+// is written "CMD => N": then it must exit N, which is shown.
+func guestStep(ctx context.Context, vm *qemu.VM, title string, cmds ...string) error {
+	fmt.Printf("\n== %s\n", title)
+	for _, c := range cmds {
+		line, wantExit := c, 0
+		if l, n, ok := strings.Cut(c, " => "); ok {
+			line = l
+			fmt.Sscan(n, &wantExit)
+		}
+		fmt.Printf("guest# %s\n", line)
+		r, err := vm.Shell(ctx, "{ "+line+"; } 2>&1")
+		if err != nil {
+			return err
+		}
+		fmt.Print(r.Stdout)
+		if r.Stdout != "" && !strings.HasSuffix(r.Stdout, "\n") {
+			fmt.Println()
+		}
+		if r.Exit != 0 {
+			fmt.Printf("(exit %d)\n", r.Exit)
+		}
+		if r.Exit != wantExit {
+			return fmt.Errorf("%q: exit %d, want %d", line, r.Exit, wantExit)
+		}
+	}
+	return nil
 }
